@@ -1,0 +1,44 @@
+# Enexa + Amperio. `make demo` runs the whole system; `make test` runs every test.
+# Both create .venv and install the project when no virtual environment is active.
+
+SHELL := /bin/bash
+VENV ?= .venv
+ifdef VIRTUAL_ENV
+PYTHON := $(VIRTUAL_ENV)/bin/python
+else
+PYTHON := $(VENV)/bin/python
+endif
+STAMP := $(dir $(PYTHON)).enexa-amperio-installed
+
+.PHONY: demo test lint format bench install clean
+
+$(PYTHON):
+	python3 -m venv $(VENV)
+
+# Reinstall when pyproject.toml changes.
+$(STAMP): pyproject.toml | $(PYTHON)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PYTHON) -m amperio.demo
+
+test: $(STAMP)
+	$(PYTHON) -m pytest
+
+lint: $(STAMP)
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+
+format: $(STAMP)
+	$(PYTHON) -m ruff format .
+	$(PYTHON) -m ruff check --fix .
+
+bench: $(STAMP)
+	$(PYTHON) -m bench
+
+clean:
+	rm -rf var .pytest_cache .ruff_cache

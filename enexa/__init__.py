@@ -1,0 +1,1 @@
+"""Enexa: the energy platform (asset registry, configuration, firmware, telemetry, dispatch)."""

@@ -1,0 +1,1 @@
+"""API plumbing shared by every app (no models): auth, scoping, errors, pagination, throttles."""

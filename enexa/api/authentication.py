@@ -1,0 +1,40 @@
+"""Authentication classes, in the house order: controller API keys first, then JWTs."""
+from rest_framework import authentication, exceptions
+from rest_framework_simplejwt.authentication import JWTAuthentication as SimpleJWTAuthentication
+
+API_KEY_PREFIX = "enx_"
+
+
+def bearer_token(request) -> str | None:
+    header = authentication.get_authorization_header(request).decode("latin-1")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """Claims only `Bearer enx_...` tokens: a controller's API key (shape `enx_<lookup>.<secret>`).
+
+    Anything else is left to the next class, so a JWT never reaches this one."""
+
+    def authenticate(self, request):
+        token = bearer_token(request)
+        if token is None or not token.startswith(API_KEY_PREFIX):
+            return None
+        from enexa.provisioning.services import authenticate_api_key
+
+        principal = authenticate_api_key(token)
+        if principal is None:
+            raise exceptions.AuthenticationFailed("Invalid, revoked or expired API key.")
+        return principal, token
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="enexa"'
+
+
+class JWTAuthentication(SimpleJWTAuthentication):
+    """simplejwt, answering 401 with the same WWW-Authenticate as the key class."""
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="enexa"'

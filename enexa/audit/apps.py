@@ -1,0 +1,8 @@
+"""Django app configuration of enexa.audit."""
+from django.apps import AppConfig
+
+
+class AuditConfig(AppConfig):
+    name = "enexa.audit"
+    label = "audit"
+    verbose_name = "Audit log"

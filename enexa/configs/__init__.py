@@ -1,0 +1,1 @@
+"""Versioned site and controller configuration."""

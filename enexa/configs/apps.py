@@ -1,0 +1,8 @@
+"""Django app configuration of enexa.configs."""
+from django.apps import AppConfig
+
+
+class ConfigsConfig(AppConfig):
+    name = "enexa.configs"
+    label = "configs"
+    verbose_name = "Configuration"

@@ -1,0 +1,1 @@
+"""Firmware catalogue, rollouts and controllers' firmware reports."""

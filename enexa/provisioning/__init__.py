@@ -1,0 +1,1 @@
+"""Controller provisioning: enrollment secrets, API keys and the controller lifecycle."""

@@ -1,0 +1,8 @@
+"""Django app configuration of enexa.provisioning."""
+from django.apps import AppConfig
+
+
+class ProvisioningConfig(AppConfig):
+    name = "enexa.provisioning"
+    label = "provisioning"
+    verbose_name = "Provisioning"

@@ -1,0 +1,1 @@
+"""Asset registry: sites, their members, controllers and equipment with specifications."""

@@ -1,0 +1,32 @@
+"""Production profile: refuses to start on development defaults; HTTPS-only settings."""
+from django.core.exceptions import ImproperlyConfigured
+
+from .base import *  # noqa: F403
+from .base import ALLOWED_HOSTS, DATABASE_URL, DEFAULT_DATABASE_URL, SECRET_KEY_FROM_ENV
+from .env import env_bool, env_int, env_list
+
+DEBUG = False
+
+_missing = []
+if not SECRET_KEY_FROM_ENV or len(SECRET_KEY_FROM_ENV) < 50:
+    _missing.append("SECRET_KEY (at least 50 characters)")
+if DATABASE_URL == DEFAULT_DATABASE_URL:
+    _missing.append("DATABASE_URL")
+if not env_list("ALLOWED_HOSTS"):
+    _missing.append("ALLOWED_HOSTS")
+if env_bool("DEBUG", False):
+    _missing.append("DEBUG must be off")
+if _missing:
+    raise ImproperlyConfigured(
+        "Production settings refuse development defaults; set: " + ", ".join(_missing)
+    )
+
+ALLOWED_HOSTS = ALLOWED_HOSTS
+SECURE_SSL_REDIRECT = env_bool("ENEXA_SSL_REDIRECT", True)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
+SECURE_HSTS_SECONDS = env_int("ENEXA_HSTS_SECONDS", 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = True
+SECURE_CONTENT_TYPE_NOSNIFF = True

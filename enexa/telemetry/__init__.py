@@ -1,0 +1,1 @@
+"""Telemetry ingest and storage, site status and events."""

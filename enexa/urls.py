@@ -1,0 +1,29 @@
+"""URL configuration: the /v1/ API (namespace v1), its schema and docs, and the admin."""
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+
+from enexa.api.views import health
+
+v1_patterns = [
+    path("auth/token", TokenObtainPairView.as_view(), name="token"),
+    path("auth/token/refresh", TokenRefreshView.as_view(), name="token-refresh"),
+    path("health", health, name="health"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="v1:schema"), name="docs"),
+    path("", include("enexa.registry.urls")),
+    path("", include("enexa.provisioning.urls")),
+    path("", include("enexa.configs.urls")),
+    path("", include("enexa.firmware.urls")),
+    path("", include("enexa.telemetry.urls")),
+    path("", include("enexa.audit.urls")),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("v1/", include((v1_patterns, "v1"), namespace="v1")),
+]
+
+handler404 = "enexa.api.errors.not_found_view"
+handler500 = "enexa.api.errors.server_error_view"

@@ -1,0 +1,1 @@
+"""Wire schemas shared by Enexa and Amperio: standard library only, one definition each."""

@@ -1,0 +1,49 @@
+"""Fixtures shared by every test: API clients for staff, operators and anonymous callers."""
+import pytest
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from tests.factories import MembershipFactory, SiteFactory, StaffFactory, UserFactory
+
+
+def jwt_client(user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}")
+    return client
+
+
+@pytest.fixture
+def anon_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def staff(db):
+    return StaffFactory()
+
+
+@pytest.fixture
+def staff_client(staff) -> APIClient:
+    return jwt_client(staff)
+
+
+@pytest.fixture
+def site(db):
+    return SiteFactory(code="SITE001", name="Demo hub")
+
+
+@pytest.fixture
+def other_site(db):
+    return SiteFactory(code="SITE002", name="Other hub")
+
+
+@pytest.fixture
+def operator(site):
+    user = UserFactory(username="operator")
+    MembershipFactory(user=user, site=site)
+    return user
+
+
+@pytest.fixture
+def operator_client(operator) -> APIClient:
+    return jwt_client(operator)
