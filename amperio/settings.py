@@ -44,6 +44,10 @@ class Settings:
         return self.state_dir / "commands.sqlite3"
 
     @property
+    def state_path(self) -> Path:
+        return self.state_dir / "state.sqlite3"
+
+    @property
     def config_path(self) -> Path:
         return self.state_dir / "config.json"
 
