@@ -18,6 +18,7 @@ v1_patterns = [
     path("", include("enexa.firmware.urls")),
     path("", include("enexa.telemetry.urls")),
     path("", include("enexa.audit.urls")),
+    path("", include("enexa.dispatch.urls")),
 ]
 
 urlpatterns = [

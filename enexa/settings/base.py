@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "enexa.firmware",
     "enexa.telemetry",
     "enexa.audit",
+    "enexa.dispatch",
 ]
 
 MIDDLEWARE = [
@@ -143,6 +144,11 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": r"/v1",
     "COMPONENT_SPLIT_REQUEST": True,
 }
+
+# Where Enexa reaches the Amperio middleware's API, and the service token it presents there.
+ENEXA_AMPERIO_URL = env_str("ENEXA_AMPERIO_URL", "http://127.0.0.1:8100").rstrip("/")
+ENEXA_AMPERIO_TOKEN = env_str("ENEXA_AMPERIO_TOKEN")
+ENEXA_AMPERIO_TIMEOUT_S = float(env_str("ENEXA_AMPERIO_TIMEOUT_S", "5"))
 
 # Redis, where set, counts rate limits atomically across processes (enexa.api.throttling).
 REDIS_URL = env_str("REDIS_URL")

@@ -1,0 +1,1 @@
+"""Dispatch: commands Enexa sends to a site's Amperio middleware, and what became of them."""

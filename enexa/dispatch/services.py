@@ -1,0 +1,178 @@
+"""Issuing commands to Amperio, delivering them, and following their status."""
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+
+import requests
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from enexa.api.errors import DomainError, InvalidInput
+from enexa.registry.models import Site
+from shared.dispatch import DispatchCommand
+from shared.errors import SchemaError
+from shared.fields import format_timestamp
+
+from .choices import CommandStatus
+from .models import Command
+
+logger = logging.getLogger(__name__)
+
+_session = requests.Session()  # keep-alive to Amperio: dispatch latency matters
+
+
+class CommandIdReused(DomainError):
+    status = 422
+    code = "command_id_reused"
+    title = "Command id reused"
+
+
+def _payload(command: Command) -> dict:
+    body = {
+        "site_id": command.site.code,
+        "command": command.command,
+        "params": command.params,
+        "timestamp": format_timestamp(command.issued_at),
+        "command_id": command.command_id,
+    }
+    if command.valid_until:
+        body["valid_until"] = format_timestamp(command.valid_until)
+    return body
+
+
+def issue_command(*, site: Site, command: str, params: dict, created_by: str,
+                  valid_until: datetime | None = None, command_id: str | None = None,
+                  now: datetime | None = None) -> tuple[Command, bool]:
+    """Store a command and try to deliver it. Returns (command, created).
+
+    Replaying a command_id with the same command returns the first one; with a different one
+    it is refused, never applied."""
+    now = now or timezone.now()
+    command_id = command_id or uuid.uuid4().hex
+    raw = {"site_id": site.code, "command": command, "params": params,
+           "timestamp": format_timestamp(now), "command_id": command_id}
+    if valid_until is not None:
+        raw["valid_until"] = format_timestamp(valid_until)
+    try:
+        parsed = DispatchCommand.from_dict(raw)
+    except SchemaError as exc:
+        raise InvalidInput("The command is invalid.", exc.errors) from exc
+    existing = Command.objects.filter(command_id=command_id).select_related("site").first()
+    if existing is not None:
+        return _replay(existing, site, parsed), False
+    try:
+        with transaction.atomic():
+            stored = Command.objects.create(
+                command_id=command_id, site=site, command=parsed.command,
+                params=parsed.params_dict(), issued_at=now, valid_until=parsed.valid_until,
+                created_by=created_by,
+            )
+    except IntegrityError:  # the same id raced in from another request
+        existing = Command.objects.select_related("site").get(command_id=command_id)
+        return _replay(existing, site, parsed), False
+    return deliver(stored, now=now), True
+
+
+def _replay(existing: Command, site: Site, parsed: DispatchCommand) -> Command:
+    if existing.site_id != site.pk or existing.command != parsed.command or (
+        existing.params != parsed.params_dict()
+    ):
+        raise CommandIdReused(f"command_id {existing.command_id} was used for another command.")
+    return existing
+
+
+def deliver(command: Command, *, now: datetime | None = None) -> Command:
+    """POST the command to Amperio; unreachable leaves it undelivered for a later attempt."""
+    now = now or timezone.now()
+    if command.valid_until and command.valid_until <= now:
+        return _set(command, CommandStatus.EXPIRED, "Not delivered before valid_until.")
+    token = settings.ENEXA_AMPERIO_TOKEN
+    if not token:
+        return _set(command, CommandStatus.UNDELIVERED, "ENEXA_AMPERIO_TOKEN is not set.")
+    command.delivery_attempts += 1
+    try:
+        response = _session.post(
+            f"{settings.ENEXA_AMPERIO_URL}/v1/dispatch",
+            json=_payload(command),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=settings.ENEXA_AMPERIO_TIMEOUT_S,
+        )
+    except requests.RequestException as exc:
+        logger.warning("dispatch %s to %s: Amperio unreachable: %s", command.command_id,
+                       command.site.code, exc.__class__.__name__)
+        return _set(command, CommandStatus.UNDELIVERED, "Amperio unreachable; will retry.")
+    if response.status_code in (200, 201, 202):
+        command.delivered_at = now
+        body = _json(response)
+        return _apply_remote(command, body) if body.get("status") else _set(
+            command, CommandStatus.QUEUED, "")
+    if response.status_code >= 500 or response.status_code in (401, 429):
+        logger.warning("dispatch %s: Amperio answered %s", command.command_id,
+                       response.status_code)
+        return _set(command, CommandStatus.UNDELIVERED,
+                    f"Amperio answered {response.status_code}; will retry.")
+    body = _json(response)
+    detail = body.get("detail") or body.get("title") or f"HTTP {response.status_code}"
+    if body.get("errors"):
+        detail = f"{detail} {body['errors']}"
+    return _set(command, CommandStatus.REJECTED, str(detail))
+
+
+def refresh_status(command: Command) -> Command:
+    """Ask Amperio what became of a delivered command (no change when it is unreachable)."""
+    if command.status in CommandStatus.final() or command.status == CommandStatus.UNDELIVERED:
+        return command
+    try:
+        response = _session.get(
+            f"{settings.ENEXA_AMPERIO_URL}/v1/dispatch/{command.command_id}",
+            headers={"Authorization": f"Bearer {settings.ENEXA_AMPERIO_TOKEN}"},
+            timeout=settings.ENEXA_AMPERIO_TIMEOUT_S,
+        )
+    except requests.RequestException:
+        return command
+    if response.status_code != 200:
+        return command
+    return _apply_remote(command, _json(response))
+
+
+def redeliver_undelivered(site: Site, *, now: datetime | None = None) -> dict[str, int]:
+    """After a site is back: deliver what is still valid, expire what is not."""
+    now = now or timezone.now()
+    counts = {"delivered": 0, "expired": 0, "still_undelivered": 0}
+    for command in Command.objects.filter(site=site, status=CommandStatus.UNDELIVERED).order_by(
+        "issued_at"
+    ).select_related("site"):
+        result = deliver(command, now=now)
+        if result.status == CommandStatus.EXPIRED:
+            counts["expired"] += 1
+        elif result.status == CommandStatus.UNDELIVERED:
+            counts["still_undelivered"] += 1
+        else:
+            counts["delivered"] += 1
+    return counts
+
+
+def _apply_remote(command: Command, body: dict) -> Command:
+    status = body.get("status")
+    if status not in CommandStatus.values:
+        return command
+    command.registers = body.get("registers") or command.registers
+    return _set(command, status, str(body.get("detail") or ""))
+
+
+def _set(command: Command, status: str, detail: str) -> Command:
+    command.status = status
+    command.detail = detail
+    command.save()
+    return command
+
+
+def _json(response: requests.Response) -> dict:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}

@@ -1,0 +1,71 @@
+"""Dispatch endpoints: issue a command for a site, list a site's commands, follow one."""
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.response import Response
+
+from enexa.api.pagination import envelope
+from enexa.api.principals import is_controller, principal_label
+from enexa.api.scoping import SiteScopedMixin, scope_to_caller
+from enexa.registry.choices import MemberRole
+from enexa.registry.models import Site, SiteMembership
+
+from . import services
+from .models import Command
+from .serializers import CommandSerializer, IssueCommandSerializer
+
+
+def may_command(user, site: Site) -> bool:
+    """Staff, and operators of the site; never a controller key or a viewer."""
+    if is_controller(user):
+        return False
+    if user.is_staff:
+        return True
+    return SiteMembership.objects.filter(user=user, site=site, role=MemberRole.OPERATOR).exists()
+
+
+class SiteCommandsView(SiteScopedMixin, generics.ListCreateAPIView):
+    """`GET`/`POST /v1/sites/{site_id}/commands`."""
+
+    serializer_class = CommandSerializer
+    pagination_class = envelope("commands")
+    queryset = Command.objects.select_related("site")
+
+    def site(self) -> Site:
+        sites = scope_to_caller(Site.objects.all(), self.request.user, "")
+        return get_object_or_404(sites, code=self.kwargs["site_id"])
+
+    def get_queryset(self):
+        return super().get_queryset().filter(site=self.site())
+
+    @extend_schema(request=IssueCommandSerializer, responses={202: CommandSerializer,
+                                                               200: CommandSerializer})
+    def post(self, request, site_id: str):
+        site = self.site()
+        if not may_command(request.user, site):
+            raise PermissionDenied("Only staff and the site's operators may dispatch commands.")
+        body = IssueCommandSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        command, created = services.issue_command(
+            site=site,
+            command=body.validated_data["command"],
+            params=body.validated_data["params"],
+            valid_until=body.validated_data.get("valid_until"),
+            command_id=body.validated_data.get("command_id")
+            or request.headers.get("Idempotency-Key"),
+            created_by=principal_label(request.user),
+        )
+        return Response(CommandSerializer(command).data,
+                        status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
+
+
+class CommandDetailView(SiteScopedMixin, generics.RetrieveAPIView):
+    """`GET /v1/commands/{command_id}`: the last known status, refreshed from Amperio."""
+
+    serializer_class = CommandSerializer
+    queryset = Command.objects.select_related("site")
+    lookup_field = "command_id"
+
+    def get_object(self):
+        return services.refresh_status(super().get_object())

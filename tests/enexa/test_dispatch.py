@@ -1,0 +1,153 @@
+"""Enexa's dispatch: commands are validated, delivered once to Amperio, and followed."""
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from enexa.dispatch import services
+from enexa.dispatch.choices import CommandStatus
+from enexa.dispatch.models import Command
+from tests.conftest import jwt_client
+from tests.factories import MembershipFactory, UserFactory
+from tests.httppeer import HttpPeer
+
+
+@pytest.fixture
+def amperio(settings):
+    """A real HTTP server standing in for Amperio's dispatch API."""
+    state = {"answer": (202, None), "commands": {}}
+
+    def handle(method, path, headers, body):
+        if headers.get("authorization") != "Bearer svc-token":
+            return 401, {"title": "Unauthorized"}
+        if method == "POST":
+            status, answer = state["answer"]
+            state["commands"][body["command_id"]] = body
+            return status, answer or {"command_id": body["command_id"], "status": "queued"}
+        command_id = path.rsplit("/", 1)[-1]
+        return 200, {"command_id": command_id, "status": "applied",
+                     "registers": {"bat1_power_setpoint_kw": -12.5}}
+
+    with HttpPeer(handle) as peer:
+        settings.ENEXA_AMPERIO_URL = peer.url
+        settings.ENEXA_AMPERIO_TOKEN = "svc-token"
+        peer.state = state
+        yield peer
+
+
+def post_command(client, site_code="SITE001", **body):
+    body = {"command": "set_battery_power", "params": {"power_kw": -25}, **body}
+    return client.post(f"/v1/sites/{site_code}/commands", body, format="json")
+
+
+@pytest.mark.django_db
+def test_staff_dispatches_a_command_and_amperio_receives_the_contract_shape(
+    staff_client, site, amperio
+):
+    response = post_command(staff_client)
+    assert response.status_code == 202, response.json()
+    assert response.json()["status"] == "queued"
+    sent = amperio.requests[0]
+    assert sent["path"] == "/v1/dispatch"
+    assert sent["body"]["site_id"] == "SITE001"
+    assert sent["body"]["command"] == "set_battery_power"
+    assert sent["body"]["params"] == {"power_kw": -25.0}
+    assert {"timestamp", "command_id"} <= sent["body"].keys()
+
+
+@pytest.mark.django_db
+def test_replaying_a_command_id_delivers_it_once(staff_client, site, amperio):
+    first = post_command(staff_client, command_id="cmd-1")
+    again = post_command(staff_client, command_id="cmd-1")
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert len(amperio.requests) == 1
+    assert Command.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_reusing_a_command_id_for_another_command_is_refused(staff_client, site, amperio):
+    post_command(staff_client, command_id="cmd-1")
+    response = post_command(staff_client, command_id="cmd-1", params={"power_kw": 50})
+    assert response.status_code == 422
+    assert Command.objects.get().params == {"power_kw": -25.0}
+
+
+@pytest.mark.django_db
+def test_invalid_params_are_refused_with_field_errors_and_nothing_is_sent(
+    staff_client, site, amperio
+):
+    response = post_command(staff_client, command="set_charger_power_limit",
+                            params={"limit_kw": -1})
+    assert response.status_code == 400
+    assert {"params.charger_id", "params.limit_kw"} <= response.json()["errors"].keys()
+    assert amperio.requests == [] and Command.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_amperio_rejecting_a_command_records_why(staff_client, site, amperio):
+    amperio.state["answer"] = (400, {"title": "Invalid input",
+                                     "detail": "power_kw -500 exceeds the limit of 220 kW"})
+    response = post_command(staff_client, params={"power_kw": -500})
+    assert response.json()["status"] == "rejected"
+    assert "220 kW" in response.json()["detail"]
+
+
+@pytest.mark.django_db
+def test_an_unreachable_amperio_leaves_the_command_undelivered_for_redelivery(
+    staff_client, site, settings
+):
+    settings.ENEXA_AMPERIO_URL = "http://127.0.0.1:9"  # discard port: nothing listens
+    settings.ENEXA_AMPERIO_TOKEN = "svc-token"
+    response = post_command(staff_client, command_id="late-1")
+    assert response.json()["status"] == "undelivered"
+    with HttpPeer(lambda *a: (202, {"command_id": "late-1", "status": "queued"})) as peer:
+        settings.ENEXA_AMPERIO_URL = peer.url
+        counts = services.redeliver_undelivered(site)
+    assert counts == {"delivered": 1, "expired": 0, "still_undelivered": 0}
+    assert Command.objects.get().status == CommandStatus.QUEUED
+
+
+@pytest.mark.django_db
+def test_a_command_whose_validity_ran_out_while_undelivered_expires(site, settings):
+    settings.ENEXA_AMPERIO_URL = "http://127.0.0.1:9"
+    settings.ENEXA_AMPERIO_TOKEN = "svc-token"
+    now = timezone.now()
+    command, _ = services.issue_command(site=site, command="set_grid_limit",
+                                        params={"limit_kw": 300}, created_by="test",
+                                        valid_until=now + timedelta(minutes=5), now=now)
+    assert command.status == CommandStatus.UNDELIVERED
+    counts = services.redeliver_undelivered(site, now=now + timedelta(minutes=6))
+    assert counts["expired"] == 1
+    command.refresh_from_db()
+    assert command.status == CommandStatus.EXPIRED
+
+
+@pytest.mark.django_db
+def test_following_a_command_pulls_its_outcome_from_amperio(staff_client, site, amperio):
+    command_id = post_command(staff_client).json()["command_id"]
+    response = staff_client.get(f"/v1/commands/{command_id}")
+    assert response.json()["status"] == "applied"
+    assert response.json()["registers"] == {"bat1_power_setpoint_kw": -12.5}
+
+
+@pytest.mark.django_db
+def test_only_staff_and_the_sites_operators_dispatch(site, other_site, amperio):
+    viewer = UserFactory(username="viewer")
+    MembershipFactory(user=viewer, site=site, role="viewer")
+    assert post_command(jwt_client(viewer)).status_code == 403
+    outsider = UserFactory(username="outsider")
+    MembershipFactory(user=outsider, site=other_site)
+    assert post_command(jwt_client(outsider)).status_code == 404
+    operator = UserFactory(username="op")
+    MembershipFactory(user=operator, site=site, role="operator")
+    assert post_command(jwt_client(operator)).status_code == 202
+
+
+@pytest.mark.django_db
+def test_another_sites_command_is_not_found(site, other_site, amperio, staff_client):
+    command_id = post_command(staff_client).json()["command_id"]
+    outsider = UserFactory(username="outsider")
+    MembershipFactory(user=outsider, site=other_site)
+    assert jwt_client(outsider).get(f"/v1/commands/{command_id}").status_code == 404
+    listing = jwt_client(outsider).get("/v1/sites/SITE001/commands")
+    assert listing.status_code == 404
