@@ -10,7 +10,7 @@ from rest_framework import serializers
 from enexa.api.scoping import scope_to_caller
 
 from .choices import ConnectorType
-from .models import SPEC_FIELD_NAMES, Controller, Equipment, Site
+from .models import SPEC_FIELD_NAMES, Controller, Equipment, Site, code_validator
 from .services import foreign_assets, next_controller_code
 
 
@@ -68,7 +68,10 @@ class SiteSerializer(ModelCleanSerializer):
     """A site: where ChargePost equipment runs behind one grid connection."""
 
     id = serializers.CharField(
-        source="code", max_length=32, help_text="The site's code, e.g. SITE001; fixed at creation."
+        source="code",
+        validators=[code_validator],
+        max_length=32,
+        help_text="The site's code, e.g. SITE001; fixed at creation.",
     )
 
     wire_names = {"code": "id"}
@@ -111,7 +114,10 @@ class EquipmentSerializer(ModelCleanSerializer):
     """A piece of equipment (battery system or unit, charger, meter) with its specs."""
 
     id = serializers.CharField(
-        source="code", max_length=32, help_text="The asset's code, e.g. BAT1; fixed at creation."
+        source="code",
+        validators=[code_validator],
+        max_length=32,
+        help_text="The asset's code, e.g. BAT1; fixed at creation.",
     )
     site_id = ScopedCodeField(
         source="site",
@@ -181,6 +187,7 @@ class ControllerSerializer(ModelCleanSerializer):
 
     id = serializers.CharField(
         source="code",
+        validators=[code_validator],
         max_length=32,
         required=False,
         help_text="The controller's code, e.g. CTRL001; the next free one when left out.",
