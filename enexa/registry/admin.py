@@ -3,9 +3,31 @@
 from django import forms
 from django.contrib import admin
 
-from .choices import EquipmentKind
+from .choices import ConnectorType, EquipmentKind
 from .models import SPEC_FIELD_NAMES, Controller, Equipment, Site, SiteMembership
 from .services import foreign_assets
+
+
+class EquipmentForm(forms.ModelForm):
+    """Connector types as checkboxes rather than raw JSON (an empty choice is [])."""
+
+    connector_types = forms.MultipleChoiceField(
+        choices=ConnectorType.choices, required=False, widget=forms.CheckboxSelectMultiple
+    )
+
+    class Meta:
+        model = Equipment
+        fields = [
+            "code",
+            "site",
+            "kind",
+            "parent",
+            "name",
+            "manufacturer",
+            "model",
+            "serial",
+            *SPEC_FIELD_NAMES,
+        ]
 
 
 class BatterySystemParentMixin:
@@ -19,6 +41,7 @@ class BatterySystemParentMixin:
 
 class EquipmentInline(BatterySystemParentMixin, admin.StackedInline):
     model = Equipment
+    form = EquipmentForm
     fk_name = "site"
     extra = 0
     show_change_link = True
@@ -86,6 +109,7 @@ class SiteAdmin(admin.ModelAdmin):
 
 @admin.register(Equipment)
 class EquipmentAdmin(BatterySystemParentMixin, admin.ModelAdmin):
+    form = EquipmentForm
     list_display = ["code", "site", "kind", "parent", "name", "capacity_kwh", "max_power_kw"]
     list_filter = ["kind", "site", "manufacturer"]
     search_fields = ["code", "name", "model", "serial", "site__code", "site__name"]
