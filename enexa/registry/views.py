@@ -1,5 +1,6 @@
 """Registry endpoints: sites, their equipment, controllers and equipment specs (staff write)."""
 
+from django.db.models import Prefetch
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework.decorators import action
@@ -8,6 +9,7 @@ from rest_framework.response import Response
 
 from enexa.api.pagination import envelope
 from enexa.api.permissions import IsStaffOrReadOnly
+from enexa.api.schema import ProblemAutoSchema
 from enexa.api.scoping import SiteScopedViewSet
 
 from .choices import EquipmentKind
@@ -34,6 +36,7 @@ class RegistryViewSet(SiteScopedViewSet):
 
     permission_classes = [IsStaffOrReadOnly]
     parser_classes = [JSONParser]
+    schema = ProblemAutoSchema()
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def perform_destroy(self, instance):
@@ -71,7 +74,8 @@ class SiteViewSet(RegistryViewSet):
     @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None)
     def equipment(self, request, site_id: str):
         site = self.get_object()
-        items = list(site.equipment.select_related("site", "parent"))
+        units = Prefetch("children", queryset=Equipment.objects.select_related("site", "parent"))
+        items = list(site.equipment.select_related("site", "parent").prefetch_related(units))
         battery = next((e for e in items if e.kind == EquipmentKind.BATTERY_SYSTEM), None)
         body = {
             "battery": battery,

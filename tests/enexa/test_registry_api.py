@@ -109,6 +109,18 @@ def test_site_equipment_groups_the_battery_with_its_units_chargers_and_meters(
     assert [m["id"] for m in body["meters"]] == ["MTR1"]
 
 
+def test_site_equipment_is_read_in_a_fixed_number_of_queries(
+    staff_client, chargepost, django_assert_max_num_queries
+):
+    for n in range(6):
+        BatteryUnitFactory(
+            code=f"BAT{n + 10}", site=chargepost, parent=Equipment.objects.get(code="BESS1")
+        )
+    with django_assert_max_num_queries(8):
+        body = staff_client.get("/v1/sites/SITE001/equipment").json()
+    assert len(body["battery"]["units"]) == 8
+
+
 def test_a_site_without_a_battery_answers_battery_null(staff_client, other_site):
     ChargerFactory(code="CHG5", site=other_site)
     body = staff_client.get("/v1/sites/SITE002/equipment").json()
@@ -566,6 +578,9 @@ def test_the_openapi_schema_describes_the_registry_endpoints(anon_client):
         "/v1/equipment/{asset_id}/specs": {"get"},
     }.items():
         assert methods <= set(paths[path]), path
+    detail = paths["/v1/equipment/{asset_id}"]
+    assert {"200", "401", "404"} <= set(detail["get"]["responses"])
+    assert "application/problem+json" in detail["patch"]["responses"]["400"]["content"]
     schemas = response.json()["components"]["schemas"]
     assert {"battery", "chargers", "meters"} <= set(schemas["SiteEquipment"]["properties"])
     assert "sites" in schemas["PaginatedSiteList"]["properties"]
