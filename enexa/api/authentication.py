@@ -1,4 +1,5 @@
 """Authentication classes, in the house order: controller API keys first, then JWTs."""
+
 from rest_framework import authentication, exceptions
 from rest_framework_simplejwt.authentication import JWTAuthentication as SimpleJWTAuthentication
 
@@ -24,7 +25,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             return None
         from enexa.provisioning.services import authenticate_api_key
 
-        principal = authenticate_api_key(token)
+        from .network import client_ip
+
+        principal = authenticate_api_key(token, client_ip=client_ip(request))
         if principal is None:
             raise exceptions.AuthenticationFailed("Invalid, revoked or expired API key.")
         return principal, token

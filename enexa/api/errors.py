@@ -1,4 +1,5 @@
 """RFC 9457 problem details for every API error, and the domain errors services raise."""
+
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -49,6 +50,22 @@ class PreconditionFailed(DomainError):
     title = "Precondition failed"
 
 
+class InvalidCredentials(DomainError):
+    """A secret that is unknown, expired, used up or not valid for what it is presented for."""
+
+    status = status.HTTP_401_UNAUTHORIZED
+    code = "authentication_failed"
+    title = "Authentication failed"
+
+
+class ForbiddenError(DomainError):
+    """An authenticated caller that may not do this (e.g. from an address not allowed)."""
+
+    status = status.HTTP_403_FORBIDDEN
+    code = "permission_denied"
+    title = "Forbidden"
+
+
 def flatten_errors(detail, prefix: str = "") -> dict[str, list[str]]:
     """Turn DRF's nested error detail into `field.path -> [messages]`."""
     out: dict[str, list[str]] = {}
@@ -77,8 +94,14 @@ def problem_body(status_code: int, title: str, detail: str, code: str, errors=No
     return body
 
 
-def problem_response(status_code: int, title: str, detail: str, code: str, errors=None,
-                     headers: dict[str, str] | None = None) -> JsonResponse:
+def problem_response(
+    status_code: int,
+    title: str,
+    detail: str,
+    code: str,
+    errors=None,
+    headers: dict[str, str] | None = None,
+) -> JsonResponse:
     """A plain Django problem response, for code paths outside DRF (middleware, 404 handler)."""
     response = JsonResponse(
         problem_body(status_code, title, detail, code, errors),
@@ -98,6 +121,8 @@ def problem_exception_handler(exc, context):
             status=exc.status,
         )
         response.content_type = PROBLEM_CONTENT_TYPE
+        if exc.status == status.HTTP_401_UNAUTHORIZED:
+            response["WWW-Authenticate"] = 'Bearer realm="enexa"'
         return response
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()

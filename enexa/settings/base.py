@@ -1,4 +1,5 @@
 """Settings shared by every profile; each value can be set from the environment."""
+
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -161,3 +162,11 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("ENEXA_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# Provisioning: how long a rotated-out API key keeps working, and an enrollment secret's
+# default lifetime.
+ENEXA_API_KEY_ROTATION_GRACE_S = env_int("ENEXA_API_KEY_ROTATION_GRACE_S", 86400)
+ENEXA_ENROLLMENT_TTL_S = env_int("ENEXA_ENROLLMENT_TTL_S", 7 * 86400)
+
+# Reverse proxies whose X-Forwarded-For is believed (IPs or CIDRs); anyone else's is ignored.
+TRUSTED_PROXIES = env_list("ENEXA_TRUSTED_PROXIES", [])
