@@ -1,5 +1,4 @@
 """Django app configuration of enexa.api."""
-
 from django.apps import AppConfig
 
 

@@ -1,5 +1,4 @@
 """Middleware: a database outage answers 503 with Retry-After instead of a stack trace."""
-
 import logging
 
 from django.db import DatabaseError, InterfaceError, OperationalError

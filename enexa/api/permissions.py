@@ -1,5 +1,4 @@
 """Permission classes: who may write what."""
-
 from rest_framework import permissions
 
 from .principals import is_controller, is_staff_user

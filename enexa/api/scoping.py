@@ -1,5 +1,4 @@
 """The site-scoped base viewset: the one place where every queryset is narrowed to the caller."""
-
 from rest_framework import viewsets
 
 from .principals import visible_site_pks

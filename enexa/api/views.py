@@ -1,5 +1,4 @@
 """Views of the API plumbing itself: health."""
-
 from django.db import connection
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
@@ -19,12 +18,10 @@ def database_ok() -> bool:
 
 @extend_schema(
     responses={
-        200: inline_serializer(
-            "Health", {"status": serializers.CharField(), "database": serializers.CharField()}
-        ),
-        503: inline_serializer(
-            "HealthDown", {"status": serializers.CharField(), "database": serializers.CharField()}
-        ),
+        200: inline_serializer("Health", {"status": serializers.CharField(),
+                                          "database": serializers.CharField()}),
+        503: inline_serializer("HealthDown", {"status": serializers.CharField(),
+                                              "database": serializers.CharField()}),
     },
     auth=[],
 )

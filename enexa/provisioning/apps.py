@@ -1,5 +1,4 @@
 """Django app configuration of enexa.provisioning."""
-
 from django.apps import AppConfig
 
 

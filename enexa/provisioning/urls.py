@@ -1,5 +1,4 @@
 """Routes of enexa.provisioning under /v1/."""
-
 from django.urls import path  # noqa: F401
 
 urlpatterns: list = []

@@ -1,5 +1,4 @@
 """Settings shared by every profile; each value can be set from the environment."""
-
 import secrets
 from datetime import timedelta
 from pathlib import Path

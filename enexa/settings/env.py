@@ -1,5 +1,4 @@
 """Typed readers for environment variables (documented in docs/configuration.md)."""
-
 import os
 
 
