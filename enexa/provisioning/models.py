@@ -106,3 +106,12 @@ class ControllerAccess(models.Model):
         return any(
             address in ipaddress.ip_network(str(net), strict=False) for net in self.ip_allowlist
         )
+
+
+class ProvisionedController(Controller):
+    """A controller as staff manage its lifecycle and keys in the admin (no table of its own)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "controller lifecycle"
+        verbose_name_plural = "controller lifecycle"
