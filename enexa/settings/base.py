@@ -56,6 +56,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "enexa.api.middleware.DatabaseUnavailableMiddleware",
+    "enexa.audit.middleware.AuditMiddleware",
 ]
 
 ROOT_URLCONF = "enexa.urls"
