@@ -105,6 +105,11 @@ def _redis(url: str):
     return client, client.register_script(CHECK_AND_ADD)
 
 
+def redis_client():
+    """The Redis client of REDIS_URL (short timeouts: a call never waits long for it)."""
+    return _redis(settings.REDIS_URL)[0]
+
+
 class _LocalCounters:
     """The fallback without Redis: exact within one process only."""
 

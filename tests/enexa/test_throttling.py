@@ -109,3 +109,12 @@ def test_health_is_never_limited():
     with override_settings(ENEXA_RATE_LIMITS={"anon": "1/min"}):
         client = APIClient()
         assert {client.get("/v1/health").status_code for _ in range(5)} == {200}
+
+
+def test_health_reports_redis_when_it_is_configured(anon_client):
+    with override_settings(REDIS_URL=REDIS_URL):
+        assert anon_client.get("/v1/health").json()["redis"] == "ok"
+    with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):
+        down = anon_client.get("/v1/health")
+        assert down.status_code == 200
+        assert down.json() == {"status": "degraded", "database": "ok", "redis": "down"}
