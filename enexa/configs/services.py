@@ -61,7 +61,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from enexa.api.errors import DomainError, InvalidInput, NotFoundError, PreconditionFailed
+from enexa.api.errors import InvalidInput, NotFoundError, PreconditionFailed
 from enexa.registry.choices import EquipmentKind
 from enexa.registry.models import Controller, Site
 
@@ -96,14 +96,6 @@ DEFAULTS: dict[str, Any] = {
 DEFAULT_SOC_BAND_PCT = (10.0, 90.0)
 DEFAULT_RESERVE_PCT = 20.0
 READ_ONLY_KEYS = ("site_id", "revision", "updated_at", "version")
-
-
-class PreconditionRequired(DomainError):
-    """A write without `If-Match`: 428, so a client cannot overwrite a change it has not seen."""
-
-    status = 428
-    code = "precondition_required"
-    title = "Precondition required"
 
 
 # --- field rules ------------------------------------------------------------------------------
@@ -431,6 +423,17 @@ def current_version(controller_pk: int) -> tuple[int, datetime] | None:
     return row.first()
 
 
+def current_version_by_code(
+    controller_code: str, site_pks: set[int] | None = None
+) -> tuple[int, datetime] | None:
+    """As `current_version`, by the controller's code within `site_pks` (None: any site):
+    one read joining the unique code index."""
+    rows = ConfigState.objects.filter(controller__code=controller_code)
+    if site_pks is not None:
+        rows = rows.filter(controller__site_id__in=site_pks)
+    return rows.values_list("version", "updated_at").first()
+
+
 def effective_config_for(controller: Controller) -> dict:
     """The current version: `{"version", "settings", "limits"}` (see the module docstring)."""
     state = ConfigState.objects.filter(pk=controller.pk).first()
@@ -473,36 +476,64 @@ def _new_doc(old: dict, changes: dict, replace: bool) -> dict:
     return _prune(changes) if replace else _prune(merge(old, changes))
 
 
+def _site_effects(site: Site, doc: dict) -> tuple[dict[str, list[str]], list, dict]:
+    """Field errors of a site document, and each controller's effective config under it."""
+    limits = limits_for_site(site)
+    errors = validate_document(doc) or validate_effective(_fill(_layered(doc), limits), limits)
+    controllers = list(site.controllers.select_related("site"))
+    if errors:
+        return errors, controllers, {}
+    overrides = {
+        c.controller_id: c.overrides for c in ControllerConfig.objects.filter(controller__site=site)
+    }
+    effective = {}
+    for controller in controllers:
+        effective[controller.pk] = compute_effective(
+            controller, site_doc=doc, overrides=overrides.get(controller.pk, {}), limits=limits
+        )
+        for path, messages in validate_effective(
+            effective[controller.pk]["settings"], limits
+        ).items():
+            errors.setdefault(path, []).extend(
+                f"{m} (with the overrides of {controller.code})" for m in messages
+            )
+    return errors, controllers, effective
+
+
+def validate_site_config(site: Site, doc: Any) -> dict[str, list[str]]:
+    """Field errors of `doc` as the site's whole settings document (the admin form uses it)."""
+    if not isinstance(doc, dict):
+        return {"settings": ["Must be an object."]}
+    return _site_effects(site, _prune(doc))[0]
+
+
+def validate_controller_config(controller: Controller, doc: Any) -> dict[str, list[str]]:
+    """Field errors of `doc` as the controller's whole overrides document."""
+    if not isinstance(doc, dict):
+        return {"overrides": ["Must be an object."]}
+    errors = validate_document(doc)
+    if errors:
+        return errors
+    effective = compute_effective(controller, overrides=_prune(doc))
+    return validate_effective(effective["settings"], effective["limits"])
+
+
 def update_site_config(
     site: Site, changes: dict, *, if_match: int | None, by: str, replace: bool = False
 ) -> dict:
     """Change a site's settings (PATCH: merge; PUT: `replace`) and version every controller
-    whose effective configuration changes. Returns the new site document."""
+    whose effective configuration changes. Returns the new site document.
+
+    A stale `if_match` is refused (412) unless the change is already in place, so a replayed
+    request answers the first result instead of failing."""
     changes = _clean_changes(changes)
     with transaction.atomic():
         config, _ = SiteConfig.objects.get_or_create(site=site)
         config = SiteConfig.objects.select_for_update().get(pk=config.pk)
-        _check_if_match(if_match, config.revision)
         doc = _new_doc(config.settings, changes, replace)
-        limits = limits_for_site(site)
-        _refuse(validate_effective(_fill(_layered(doc), limits), limits), "site")
-        controllers = list(site.controllers.select_related("site"))
-        overrides = {
-            c.controller_id: c.overrides
-            for c in ControllerConfig.objects.filter(controller__site=site)
-        }
-        effective = {}
-        errors: dict[str, list[str]] = {}
-        for controller in controllers:
-            effective[controller.pk] = compute_effective(
-                controller, site_doc=doc, overrides=overrides.get(controller.pk, {}), limits=limits
-            )
-            for path, messages in validate_effective(
-                effective[controller.pk]["settings"], limits
-            ).items():
-                errors.setdefault(path, []).extend(
-                    f"{m} (with the overrides of {controller.code})" for m in messages
-                )
+        if doc != config.settings:
+            _check_if_match(if_match, config.revision)
+        errors, controllers, effective = _site_effects(site, doc)
         _refuse(errors, "site")
         if doc != config.settings:
             config.settings = doc
@@ -523,14 +554,15 @@ def update_controller_config(
     controller: Controller, changes: dict, *, if_match: int | None, by: str, replace: bool = False
 ) -> dict:
     """Change a controller's overrides; a new version when its effective config changes.
-    Returns the (new) current config."""
+    Returns the (new) current config. Stale `if_match`: as for `update_site_config`."""
     changes = _clean_changes(changes)
     ensure_initial_version(controller)
     with transaction.atomic():
         state = ConfigState.objects.select_for_update().get(pk=controller.pk)
-        _check_if_match(if_match, state.version)
         config, _ = ControllerConfig.objects.get_or_create(controller=controller)
         doc = _new_doc(config.overrides, changes, replace)
+        if doc != config.overrides:
+            _check_if_match(if_match, state.version)
         effective = compute_effective(controller, overrides=doc)
         _refuse(validate_effective(effective["settings"], effective["limits"]), "controller")
         if doc != config.overrides:
@@ -570,12 +602,13 @@ def restore_version(
     ensure_initial_version(controller)
     with transaction.atomic():
         state = ConfigState.objects.select_for_update().get(pk=controller.pk)
-        _check_if_match(if_match, state.version)
         site_raw = _layered(_site_doc(controller.site))
         doc = _overrides_to_reach(old.settings, site_raw)
+        config, _ = ControllerConfig.objects.get_or_create(controller=controller)
+        if doc != config.overrides:
+            _check_if_match(if_match, state.version)
         effective = compute_effective(controller, overrides=doc)
         _refuse(validate_effective(effective["settings"], effective["limits"]), "restored")
-        config, _ = ControllerConfig.objects.get_or_create(controller=controller)
         config.overrides = doc
         config.updated_by = by
         config.save()
