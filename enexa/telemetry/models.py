@@ -29,7 +29,8 @@ class TelemetryReading(models.Model):
     id = models.BigAutoField(primary_key=True)
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+", db_index=False)
     timestamp = models.DateTimeField()
-    message_id = models.CharField(max_length=64, null=True, blank=True)
+    # NULL, not "", when absent: the partial unique constraints below tell the two cases apart.
+    message_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     received_at = models.DateTimeField()
     # Sent from the gateway's outbox after an outage rather than live.
     backfilled = models.BooleanField(default=False)

@@ -1,6 +1,9 @@
 """Reading telemetry back (raw, or bucketed avg/min/max/last computed in the database), CSV
 export, and retention (raw readings rolled up into hourly aggregates, then pruned)."""
 
+# Raw SQL here interpolates only table and column names from code; values are parameters.
+# ruff: noqa: S608
+
 from __future__ import annotations
 
 import csv
@@ -16,13 +19,8 @@ from django.utils import timezone
 from enexa.api.errors import InvalidInput
 from enexa.registry.models import Site
 from shared.fields import format_timestamp, parse_timestamp
-from shared.telemetry import (
-    BatteryReading,
-    BatteryUnitReading,
-    ChargerReading,
-    GridReading,
-    TelemetryReading as ReadingSchema,
-)
+from shared.telemetry import BatteryReading, BatteryUnitReading, ChargerReading, GridReading
+from shared.telemetry import TelemetryReading as ReadingSchema
 
 from .choices import RESOLUTION_SECONDS, Resolution
 from .models import METRICS, BatteryUnitValue, ChargerValue, HourlyAggregate, TelemetryReading
