@@ -159,6 +159,8 @@ class ChargePostClient:
             register = self.map[name]
             if not register.writable or register.table != "holding":
                 raise RegisterRangeError(f"{name} is not writable ({register.access})")
+            if value is None:
+                raise RegisterRangeError(f"{name}: no value given")
             checked.append((register, value))
         return checked
 
