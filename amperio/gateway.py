@@ -11,7 +11,7 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
-from amperio import collector, configsync, status, watchdog
+from amperio import configsync, status
 from amperio.chargeposts import Endpoint, connect, endpoints
 from amperio.enexa_client import EnexaClient, EnexaError, EnexaUnavailable
 from amperio.settings import Settings, get_settings
@@ -105,6 +105,8 @@ def _now() -> datetime:
 def run_control_cycle(gw: Gateway | None = None, now: datetime | None = None) -> dict[str, Any]:
     """Read the ChargePosts into the outbox, re-assert setpoint leases, and follow the local
     autonomous policy while Enexa is unreachable."""
+    from amperio import collector  # the Modbus stack loads in the processes that use it
+
     gw = gw or get_gateway()
     now = now or _now()
     config = gw.config()
@@ -196,11 +198,15 @@ def sync_config(gw: Gateway | None = None, now: datetime | None = None) -> str:
 def report_status(gw: Gateway | None = None, now: datetime | None = None) -> bool:
     gw = gw or get_gateway()
     now = now or _now()
-    return status.report_status(gw.enexa(), gw.settings, gw.state, now, _depth(gw))
+    # The depth the last flush recorded: the report needs no handle on the outbox.
+    depth = gw.state.get("buffer_depth")
+    return status.report_status(gw.enexa(), gw.settings, gw.state, now, depth)
 
 
 def watchdog_beat(gw: Gateway | None = None, now: datetime | None = None) -> bool:
     """One heartbeat on each ChargePost the gateway drives."""
+    from amperio import watchdog
+
     gw = gw or get_gateway()
     now = now or _now()
     config = gw.config()
