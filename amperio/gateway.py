@@ -6,8 +6,11 @@ every second does not reconnect to the ChargePost or reopen SQLite."""
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import logging
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -99,9 +102,35 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def exclusive(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a cycle only if the same cycle is not already running in this gateway (any process
+    or thread); otherwise skip it (returning None). A slow Enexa then holds at most one worker
+    slot per kind of cycle, and the control cycle always finds a free one. The lock is a file
+    lock, so it goes with a killed process."""
+
+    @functools.wraps(func)
+    def run(gw: Gateway | None = None, now: datetime | None = None) -> Any:
+        gw = gw or get_gateway()
+        path = gw.settings.state_dir / "locks" / f"{func.__name__}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("%s still running; this run skipped", func.__name__)
+                return None
+            try:
+                return func(gw, now)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    return run
+
+
 # -- the cycles the tasks run ------------------------------------------------------------------
 
 
+@exclusive
 def run_control_cycle(gw: Gateway | None = None, now: datetime | None = None) -> dict[str, Any]:
     """Read the ChargePosts into the outbox, re-assert setpoint leases, and follow the local
     autonomous policy while Enexa is unreachable."""
@@ -160,6 +189,7 @@ def _autonomy(
         return None
 
 
+@exclusive
 def flush_outbox(gw: Gateway | None = None, now: datetime | None = None) -> dict[str, int]:
     """Send what the outbox holds; record whether Enexa answered."""
     gw = gw or get_gateway()
@@ -179,6 +209,7 @@ def _depth(gw: Gateway) -> int:
     return int(depth["readings"]) + int(depth["events"])
 
 
+@exclusive
 def sync_config(gw: Gateway | None = None, now: datetime | None = None) -> str:
     """Poll Enexa's configuration version; apply a new version."""
     gw = gw or get_gateway()
@@ -195,6 +226,7 @@ def sync_config(gw: Gateway | None = None, now: datetime | None = None) -> str:
     return result.outcome
 
 
+@exclusive
 def report_status(gw: Gateway | None = None, now: datetime | None = None) -> bool:
     gw = gw or get_gateway()
     now = now or _now()

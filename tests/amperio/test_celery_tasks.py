@@ -68,8 +68,8 @@ def worker(name, queue, env, log_dir):
             "worker",
             "-Q",
             queue,
-            "-P",
-            "solo",
+            # The site worker runs on the app's default pool (threads); the watchdog on solo.
+            *(["-P", "solo"] if queue == WATCHDOG_QUEUE else []),
             "-n",
             f"{name}@test",
             "--without-gossip",
@@ -193,3 +193,63 @@ def test_periodic_tasks_follow_the_configured_intervals_and_expire_before_their_
     assert schedule["control-cycle"]["options"]["queue"] == settings.site_queue
     for entry in schedule.values():
         assert entry["options"]["expires"] <= entry["schedule"]
+
+
+def test_the_watchdog_worker_keeps_the_unit_alive_only_while_the_site_worker_controls_it(
+    tmp_path, monkeypatch
+):
+    """Enexa down all along (503): the gateway still controls the unit. Then the site worker is
+    killed: the watchdog worker, still running, withholds the heartbeat and the unit falls back."""
+    from datetime import UTC, datetime
+
+    from amperio.configsync import apply_config
+    from amperio.simulator import ChargePostSimulator
+    from amperio.state import GatewayState
+
+    sim = ChargePostSimulator(port=0, speed=1, seed=2).start()
+    with HttpPeer(lambda *args: (503, {"detail": "down"}, {"Retry-After": "1"})) as enexa:
+        env = {
+            "AMPERIO_SITE_ID": "SITE001",
+            "AMPERIO_STATE_DIR": str(tmp_path / "state"),
+            "AMPERIO_KEY_FILE": str(tmp_path / "api_key"),
+            "AMPERIO_ENEXA_URL": enexa.url,
+            "AMPERIO_CONTROLLER_ID": "CTRL001",
+        }
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+        settings = load()
+        config = {
+            "version": 1,
+            "settings": {
+                "modbus": {"host": "127.0.0.1", "port": sim.port, "device_id": 1},
+                "watchdog": {"interval_s": 2, "timeout_s": 6},
+                "telemetry": {"interval_s": 1, "batch_size": 50},
+            },
+        }
+        apply_config(settings, GatewayState(settings.state_path), config, datetime.now(UTC))
+        site = worker("site-worker", settings.site_queue, env, tmp_path)
+        dog = worker("watchdog-worker", WATCHDOG_QUEUE, env, tmp_path)
+        beat = Proc(
+            "beat", [sys.executable, "-m", "celery", "-A", "amperio.celery", "beat"], tmp_path, env
+        )
+        procs = [site, dog, beat]
+        try:
+            wait_until(
+                lambda: sim.state.heartbeat >= 5 or dead(site) or dead(dog),
+                60,
+                what="five heartbeats",
+            )
+            assert sim.state.watchdog_timeout_s == 6
+            assert not sim.state.safe
+            site.kill9()
+            wait_until(lambda: sim.state.safe or dead(dog), 30, what="the unit's safe state")
+            assert dog.alive()
+            state = GatewayState(settings.state_path)
+            assert state.get("watchdog_beating") is False
+            assert "stale" in state.get("watchdog_withheld")
+        finally:
+            for proc in procs:
+                proc.stop()
+            sim.stop()
+            print("\n".join(p.log()[-2000:] for p in procs))
