@@ -36,6 +36,7 @@ class Gateway:
         self.state = GatewayState(settings.state_path)
         self._outbox: Any = None
         self._flusher: Any = None
+        self._commands: Any = None
         self._enexa: EnexaClient | None = None
         self._clients: dict[Endpoint, Any] = {}
 
@@ -70,6 +71,13 @@ class Gateway:
             if endpoint not in self._clients:
                 self._clients[endpoint] = connect(endpoint)
         return [self._clients[e] for e in wanted]
+
+    def commands(self) -> Any:
+        if self._commands is None:
+            from amperio.commands import CommandStore
+
+            self._commands = CommandStore(self.settings.commands_path)
+        return self._commands
 
     def flusher(self) -> Any:
         if self._flusher is None:
@@ -153,11 +161,11 @@ def _reassert_leases(
     gw: Gateway, client: Any, config: dict[str, Any], now: datetime
 ) -> list[dict[str, Any]]:
     try:
-        from amperio.commands import CommandStore
+        store = gw.commands()
     except ImportError:  # the command store ships separately; nothing to re-assert without it
         return []
     try:
-        return CommandStore(gw.settings.commands_path).reassert_leases(client, now, config)
+        return store.reassert_leases(client, now=now, config=config)
     except Exception:  # a lease failure must not cost the reading or the watchdog
         log.exception("Re-asserting setpoint leases failed (site %s)", gw.settings.site_id)
         return []
