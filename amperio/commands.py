@@ -17,12 +17,13 @@ import logging
 import math
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from amperio.modbus.errors import ModbusError, RegisterRangeError
 from shared.dispatch import (
     ApplySchedule,
     DispatchCommand,
@@ -75,9 +76,9 @@ class UnknownCommand(CommandError):
 class RegisterClient(Protocol):
     """What the store needs from `amperio.modbus.client.ChargePostClient`."""
 
-    def write(self, name: str, value: Any) -> Any: ...
+    def write_many(self, values: dict[str, Any]) -> dict[str, Any]: ...
 
-    def read(self, name: str) -> Any: ...
+    def read(self, names: Iterable[str]) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -492,7 +493,7 @@ class CommandStore:
             plan = self._plan(cmd, client, config or {}, clock())
         except CommandError as exc:
             return self._finish(command_id, REJECTED, exc.detail, clock())
-        except Exception as exc:  # noqa: BLE001 - a Modbus error: the command failed, say why
+        except ModbusError as exc:
             return self._finish(command_id, FAILED, f"Reading the unit failed: {exc}", clock())
         at_write = clock()
         if at_write >= lease_until:
@@ -506,15 +507,14 @@ class CommandStore:
         if plan.lease_until is not None:
             lease_until = plan.lease_until  # a schedule slot holds until its end
         timeout_s = self._reversion_timeout(config, lease_until, at_write)
-        written: dict[str, Any] = {}
         try:
-            for name, value in self._with_reversion(plan, timeout_s):
-                written[name] = self._write(client, name, value)
-        except Exception as exc:  # noqa: BLE001 - a Modbus error: undo what we can, say why
-            self._undo(client, plan, written)
-            return self._finish(
-                command_id, FAILED, f"Register write failed: {exc}", clock(), written
-            )
+            # One call: every value is range-checked before the first is sent, then read back.
+            written = client.write_many(dict(self._with_reversion(plan, timeout_s)))
+        except RegisterRangeError as exc:
+            return self._finish(command_id, REJECTED, f"Nothing written: {exc}", clock())
+        except ModbusError as exc:
+            self._undo(client, plan)
+            return self._finish(command_id, FAILED, f"Register write failed: {exc}", clock())
         detail = plan.detail
         clamped = [
             f"{name} wrote {value:g} read back {written[name]}"
@@ -555,18 +555,14 @@ class CommandStore:
         return out
 
     @staticmethod
-    def _write(client: RegisterClient, name: str, value: float) -> Any:
-        result = client.write(name, value)
-        return client.read(name) if result is None else result
-
-    @staticmethod
-    def _undo(client: RegisterClient, plan: _Plan, written: dict[str, Any]) -> None:
-        for name, default in plan.leases.items():
-            if name in written:
-                try:
-                    client.write(name, default)
-                except Exception:  # noqa: BLE001 - best effort; hardware reversion still applies
-                    logger.warning("could not undo %s after a failed command", name)
+    def _undo(client: RegisterClient, plan: _Plan) -> None:
+        """After a write failed part way, put the setpoints back to their defaults if we can."""
+        if not plan.leases:
+            return
+        try:
+            client.write_many(dict(plan.leases))
+        except ModbusError:  # the link is down: the hardware reversion timer still applies
+            logger.warning("could not undo %s after a failed command", ", ".join(plan.leases))
 
     def _plan(
         self, cmd: DispatchCommand, client: RegisterClient, config: dict[str, Any], now: datetime
@@ -667,56 +663,66 @@ class CommandStore:
         had lost or reverted it), `released` (lease over, default written) or `failed`.
         """
         now = now or _now()
-        results: list[dict[str, Any]] = []
         self._lease_from_schedule(client, now, config)
-        for row in self._conn().execute("SELECT * FROM leases ORDER BY register").fetchall():
+        rows = self._conn().execute("SELECT * FROM leases ORDER BY register").fetchall()
+        if not rows:
+            return []
+        ids = {row["register"]: row["command_id"] for row in rows}
+        ended = {
+            row["register"]: self._default_for(row["register"], row["default_value"], config)
+            for row in rows
+            if now >= parse_timestamp(row["valid_until"])  # type: ignore[operator]
+        }
+        live = [row for row in rows if row["register"] not in ended]
+        writes: dict[str, Any] = dict(ended)
+        for row in live:
+            if row["reversion_timeout_register"]:
+                valid_until = parse_timestamp(row["valid_until"])
+                assert valid_until is not None
+                timeout_s = self._reversion_timeout(config, valid_until, now)
+                writes[row["reversion_timeout_register"]] = timeout_s
+            writes[row["register"]] = row["value"]
+        try:
+            before = client.read([row["register"] for row in live]) if live else {}
+            readback = client.write_many(writes)
+        except ModbusError as exc:  # the link is down; the next cycle tries again
+            logger.warning("leases not re-asserted: %s", exc)
+            return [
+                {"register": name, "action": "failed", "error": str(exc), "command_id": cid}
+                for name, cid in ids.items()
+            ]
+        conn = self._conn()
+        with conn:
+            conn.executemany("DELETE FROM leases WHERE register = ?", [(n,) for n in ended])
+        results: list[dict[str, Any]] = []
+        for name, default in ended.items():
+            results.append(
+                {
+                    "register": name,
+                    "action": "released",
+                    "value": default,
+                    "readback": readback.get(name),
+                    "command_id": ids[name],
+                }
+            )
+        for row in live:
             name = row["register"]
-            valid_until = parse_timestamp(row["valid_until"])
-            assert valid_until is not None
-            try:
-                if now >= valid_until:
-                    default = self._default_for(name, row["default_value"], config)
-                    readback = self._write(client, name, default)
-                    self._conn().execute("DELETE FROM leases WHERE register = ?", (name,))
-                    results.append(
-                        {
-                            "register": name,
-                            "action": "released",
-                            "value": default,
-                            "readback": readback,
-                            "command_id": row["command_id"],
-                        }
-                    )
-                    continue
-                before = client.read(name)
-                if row["reversion_timeout_register"]:
-                    timeout_s = self._reversion_timeout(config, valid_until, now)
-                    client.write(row["reversion_timeout_register"], timeout_s)
-                readback = self._write(client, name, row["value"])
-                results.append(
-                    {
-                        "register": name,
-                        "action": "reasserted" if _same(row["value"], before) else "corrected",
-                        "value": row["value"],
-                        "before": before,
-                        "readback": readback,
-                        "command_id": row["command_id"],
-                    }
-                )
-            except Exception as exc:  # noqa: BLE001 - a link error; the next cycle tries again
-                logger.warning("lease on %s not re-asserted: %s", name, exc)
-                results.append(
-                    {
-                        "register": name,
-                        "action": "failed",
-                        "error": str(exc),
-                        "command_id": row["command_id"],
-                    }
-                )
+            results.append(
+                {
+                    "register": name,
+                    "action": "reasserted"
+                    if _same(row["value"], before.get(name))
+                    else "corrected",
+                    "value": row["value"],
+                    "before": before.get(name),
+                    "readback": readback.get(name),
+                    "command_id": ids[name],
+                }
+            )
         for entry in results:
-            if entry["action"] in ("corrected", "released"):
+            if entry["action"] != "reasserted":
                 logger.info(
-                    "lease %s on %s: %s", entry["action"], entry["register"], entry["command_id"]
+                    "lease %s on %s (%s)", entry["action"], entry["register"], entry["command_id"]
                 )
         return results
 
@@ -754,7 +760,7 @@ class CommandStore:
         limits = (config or {}).get("limits") or {}
         try:
             shares = split_battery_power(slot["power_kw"], client, limits)
-        except Exception as exc:  # noqa: BLE001 - a link error; the next cycle tries again
+        except ModbusError as exc:  # the link is down; the next cycle tries again
             logger.warning("schedule slot not started: %s", exc)
             return
         plan = _Plan()
@@ -844,9 +850,11 @@ def split_battery_power(
     none (undefined), its configured maximum stands in."""
     direction = "discharge" if power_kw >= 0 else "charge"
     configured = (limits.get("battery") or {}).get("units") or {}
+    names = {unit: f"{unit.lower()}_allowed_{direction}_kw" for unit in BATTERY_UNITS}
+    now_allowed = client.read(list(names.values()))
     weights: dict[str, float] = {}
     for unit in BATTERY_UNITS:
-        allowed = client.read(f"{unit.lower()}_allowed_{direction}_kw")
+        allowed = now_allowed.get(names[unit])
         if allowed is None:
             allowed = configured.get(unit, {}).get(f"max_{direction}_kw", 0.0)
         weights[unit] = max(0.0, float(allowed or 0.0))
