@@ -42,7 +42,6 @@ QUEUED, APPLIED, REJECTED, FAILED, EXPIRED = "queued", "applied", "rejected", "f
 FINAL = (APPLIED, REJECTED, FAILED, EXPIRED)
 
 BATTERY_UNITS = ("BAT1", "BAT2")
-MODE_VALUES = {"auto": 0, "manual": 1, "safe": 2}
 DEFAULT_SETPOINT_VALIDITY_S = 900.0
 # How long the hardware keeps a setpoint without a fresh write; several reassert cycles, so a
 # missed cycle is harmless but a dead gateway hands control back to the unit quickly.
@@ -486,6 +485,10 @@ class CommandStore:
             check_limits(cmd, limits)  # the limits may have changed since the command arrived
         except CommandError as exc:
             return self._finish(command_id, REJECTED, exc.detail, clock())
+        if not isinstance(cmd.params, SetMode) and self.current_mode() == "safe":
+            return self._finish(
+                command_id, REJECTED, "The gateway is in safe mode; set_mode first.", clock()
+            )
         lease_until = cmd.valid_until or cmd.timestamp + timedelta(
             seconds=setpoint_validity_s(config)
         )
@@ -509,7 +512,8 @@ class CommandStore:
         timeout_s = self._reversion_timeout(config, lease_until, at_write)
         try:
             # One call: every value is range-checked before the first is sent, then read back.
-            written = client.write_many(dict(self._with_reversion(plan, timeout_s)))
+            writes = dict(self._with_reversion(plan, timeout_s))
+            written = client.write_many(writes) if writes else {}
         except RegisterRangeError as exc:
             return self._finish(command_id, REJECTED, f"Nothing written: {exc}", clock())
         except ModbusError as exc:
@@ -523,6 +527,8 @@ class CommandStore:
         ]
         if clamped:
             detail = (detail + " " if detail else "") + "Unit clamped: " + "; ".join(clamped) + "."
+        if isinstance(cmd.params, SetMode) and cmd.params.mode == "safe":
+            self._conn().execute("DELETE FROM leases")
         if plan.leases:
             self._start_leases(cmd.command_id or command_id, plan, lease_until)
         return self._finish(
@@ -596,8 +602,13 @@ class CommandStore:
                 leases={"site_grid_limit_kw": float(default)},
             )
         if isinstance(params, SetMode):
-            # A mode is a state, not a setpoint: it stays until changed.
-            return _Plan(writes=[("operating_mode", MODE_VALUES[params.mode])])
+            # The unit's operating_mode register is read-only (it reports the watchdog's safe
+            # state), so the mode is the gateway's: auto follows schedules, manual only
+            # dispatches, safe stops the batteries and drops every lease.
+            plan = _Plan(detail=f"Gateway mode set to {params.mode}.")
+            if params.mode == "safe":
+                plan.writes = [(f"{u.lower()}_power_setpoint_kw", 0.0) for u in BATTERY_UNITS]
+            return plan
         if isinstance(params, ApplySchedule):
             slot = _slot_at(params, now)
             plan = _Plan(
@@ -748,7 +759,7 @@ class CommandStore:
             for row in self._conn().execute("SELECT register, valid_until FROM leases")
             if parse_timestamp(row["valid_until"]) > now  # type: ignore[operator]
         }
-        if any(name.startswith("bat") for name in held):
+        if any(name.startswith("bat") for name in held) or self.current_mode() != "auto":
             return
         schedule = self.active_schedule(now)
         if schedule is None:
@@ -769,6 +780,19 @@ class CommandStore:
             plan.writes.append((name, share))
             plan.leases[name] = 0.0
         self._start_leases(command_id, plan, slot["end"])
+
+    def current_mode(self) -> str:
+        """The gateway mode from the last applied set_mode (auto until one is)."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT params FROM commands WHERE command = 'set_mode' AND status = ?"
+                " ORDER BY finished_at DESC LIMIT 1",
+                (APPLIED,),
+            )
+            .fetchone()
+        )
+        return json.loads(row["params"])["mode"] if row else "auto"
 
     def active_schedule(
         self, now: datetime | None = None
@@ -907,11 +931,18 @@ def _gateway() -> tuple[RegisterClient, dict[str, Any] | None]:
 
 def execute(command_id: str, store: CommandStore | None = None) -> CommandRecord:
     """Run one queued command against this gateway's ChargePost (the `apply_command` task)."""
+    from amperio.settings import get_settings
+    from amperio.state import GatewayState
+
+    store = store or default_store()
     client, config = _gateway()
     try:
-        return (store or default_store()).execute(command_id, client, config)
+        record = store.execute(command_id, client, config)
     finally:
         _close(client)
+    if record.command == "set_mode" and record.status == APPLIED:
+        GatewayState(get_settings().state_path).set("mode", store.current_mode())
+    return record
 
 
 def reassert_leases(store: CommandStore | None = None) -> list[dict[str, Any]]:
