@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
@@ -908,62 +909,48 @@ def _same(expected: Any, actual: Any) -> bool:
     return expected == actual
 
 
-# -- entry points for the gateway's tasks (settings, config and client from this gateway) -----
+# -- entry points for the gateway's tasks (this process's handles from amperio.gateway) -------
+
+
+def _gateway() -> tuple[Any, RegisterClient, dict[str, Any]]:
+    """This process's gateway, its ChargePost client (connection kept) and the applied config."""
+    from amperio.gateway import get_gateway
+
+    gw = get_gateway()
+    config = gw.config()
+    return gw, gw.chargeposts(config)[0], config
+
+
+_default: tuple[int, CommandStore] | None = None
 
 
 def default_store() -> CommandStore:
-    from amperio.settings import get_settings
+    """This process's store of this gateway's commands (a new one after a fork)."""
+    global _default
+    if _default is None or _default[0] != os.getpid():
+        from amperio.settings import get_settings
 
-    return CommandStore(get_settings().commands_path)
-
-
-def _gateway() -> tuple[RegisterClient, dict[str, Any] | None]:
-    from amperio.configsync import load_config
-    from amperio.modbus.client import ChargePostClient
-    from amperio.settings import get_settings
-
-    s = get_settings()
-    client = ChargePostClient(
-        s.modbus_host, s.modbus_port, device_id=s.modbus_device_id, timeout_s=s.http_timeout_s
-    )
-    return client, load_config(s)
+        _default = (os.getpid(), CommandStore(get_settings().commands_path))
+    return _default[1]
 
 
 def execute(command_id: str, store: CommandStore | None = None) -> CommandRecord:
     """Run one queued command against this gateway's ChargePost (the `apply_command` task)."""
-    from amperio.settings import get_settings
-    from amperio.state import GatewayState
-
     store = store or default_store()
-    client, config = _gateway()
-    try:
-        record = store.execute(command_id, client, config)
-    finally:
-        _close(client)
+    gw, client, config = _gateway()
+    record = store.execute(command_id, client, config)
     if record.command == "set_mode" and record.status == APPLIED:
-        GatewayState(get_settings().state_path).set("mode", store.current_mode())
+        gw.state.set("mode", store.current_mode())
     return record
 
 
 def reassert_leases(store: CommandStore | None = None) -> list[dict[str, Any]]:
     """Re-assert this gateway's setpoint leases (one call per control cycle)."""
-    client, config = _gateway()
-    try:
-        return (store or default_store()).reassert_leases(client, config=config)
-    finally:
-        _close(client)
+    _, client, config = _gateway()
+    return (store or default_store()).reassert_leases(client, config=config)
 
 
 def recover_lost(store: CommandStore | None = None) -> list[CommandRecord]:
     """Finish or expire this gateway's commands whose task was lost."""
-    client, config = _gateway()
-    try:
-        return (store or default_store()).recover_lost(client=client, config=config)
-    finally:
-        _close(client)
-
-
-def _close(client: Any) -> None:
-    close = getattr(client, "close", None)
-    if callable(close):
-        close()
+    _, client, config = _gateway()
+    return (store or default_store()).recover_lost(client=client, config=config)
