@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from amperio.settings import get_settings
@@ -44,3 +45,13 @@ class ServiceTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="amperio"'
+
+
+class ServiceTokenScheme(OpenApiAuthenticationExtension):
+    """Documents the service token as HTTP bearer auth in the OpenAPI schema."""
+
+    target_class = "amperio.api.auth.ServiceTokenAuthentication"
+    name = "serviceToken"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "AMPERIO_SERVICE_TOKENS"}

@@ -62,6 +62,10 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": r"/v1",
     "SERVE_AUTHENTICATION": [],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "ENUM_NAME_OVERRIDES": {
+        "CommandStatusEnum": "shared.dispatch.STATUSES",
+        "CommandEnum": "shared.dispatch.COMMANDS",
+    },
 }
 
 LOGGING = {
