@@ -307,7 +307,8 @@ class CommandStore:
 
         The same command_id with the same command returns the first record (created False);
         with a different command it raises CommandConflict. A command that breaks the limits
-        is stored as rejected (so its status can be asked for) and raises CommandError.
+        is stored as rejected (so its status can be asked for) and raises CommandError; one
+        that arrives after its valid_until is stored as expired and never queued.
         Raises SchemaError for malformed input and LimitsUnknown before any configuration.
         """
         now = now or _now()
@@ -329,6 +330,9 @@ class CommandStore:
             check_limits(cmd, limits)
         except CommandError as exc:
             status, detail, error = REJECTED, exc.detail, exc
+        if error is None and cmd.valid_until and now >= cmd.valid_until:
+            status = EXPIRED
+            detail = f"Arrived after its validity ended at {format_timestamp(cmd.valid_until)}."
         conn = self._conn()
         try:
             conn.execute(
@@ -357,7 +361,7 @@ class CommandStore:
             logger.info("command %s for %s rejected: %s", cmd.command_id, cmd.site_id, detail)
             raise error
         record = self.get(cmd.command_id)
-        logger.info("command %s (%s) for %s queued", cmd.command_id, cmd.command, cmd.site_id)
+        logger.info("command %s (%s) for %s %s", cmd.command_id, cmd.command, cmd.site_id, status)
         return record, True
 
     def _replay(self, row: sqlite3.Row, fingerprint: str) -> CommandRecord:
@@ -762,13 +766,10 @@ class CommandStore:
         }
         if any(name.startswith("bat") for name in held) or self.current_mode() != "auto":
             return
-        schedule = self.active_schedule(now)
-        if schedule is None:
-            return
-        command_id, slots = schedule
-        slot = next((s for s in slots if s["start"] <= now < s["end"]), None)
+        slot = next((s for s in self.active_schedule(now) if s["start"] <= now), None)
         if slot is None:
             return
+        command_id = slot["command_id"]
         limits = (config or {}).get("limits") or {}
         try:
             shares = split_battery_power(slot["power_kw"], client, limits)
@@ -795,13 +796,11 @@ class CommandStore:
         )
         return json.loads(row["params"])["mode"] if row else "auto"
 
-    def active_schedule(
-        self, now: datetime | None = None
-    ) -> tuple[str, list[dict[str, Any]]] | None:
-        """The last applied schedule that still has slots ahead: (command_id, slots).
+    def active_schedule(self, now: datetime | None = None) -> list[dict[str, Any]]:
+        """The slots of the last applied schedule that are not over yet ([] when none).
 
-        Slots are dicts with `start`, `end` (datetimes) and `power_kw`; used by autonomy when
-        Enexa is unreachable, and by the lease cycle between explicit setpoints."""
+        Each slot is `{"start", "end"}` (aware datetimes), `power_kw` and `command_id`; used by
+        autonomy while Enexa is unreachable, and by the lease cycle between setpoints."""
         now = now or _now()
         row = (
             self._conn()
@@ -813,18 +812,17 @@ class CommandStore:
             .fetchone()
         )
         if row is None:
-            return None
+            return []
         slots = [
             {
                 "start": parse_timestamp(s["start"]),
                 "end": parse_timestamp(s["end"]),
                 "power_kw": s["power_kw"],
+                "command_id": row["command_id"],
             }
             for s in json.loads(row["params"])["slots"]
         ]
-        if not slots or slots[-1]["end"] <= now:
-            return None
-        return row["command_id"], slots
+        return [slot for slot in slots if slot["end"] > now]
 
     # -- lost tasks -------------------------------------------------------------------------
 

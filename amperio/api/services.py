@@ -6,7 +6,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from amperio.commands import CommandRecord, CommandStore
+from amperio.commands import QUEUED, CommandRecord, CommandStore
 from amperio.settings import Settings
 from amperio.state import GatewayState
 from shared.dispatch import DispatchCommand
@@ -51,7 +51,7 @@ def accept_command(
     record, created = command_store(settings).submit(
         cmd, applied_config(settings).get("limits"), datetime.now(UTC)
     )
-    if created:
+    if created and record.status == QUEUED:
         enqueue(settings, record.command_id)
     return record, created
 

@@ -159,6 +159,14 @@ def test_a_command_executed_after_valid_until_expires_without_a_register_write(s
     assert setpoints(sim) == [0.0, 0.0]
 
 
+def test_a_command_arriving_after_valid_until_is_stored_expired_and_never_queued(store):
+    record, created = store.submit(
+        command(valid_until="2026-01-15T10:00:05Z"), LIMITS, T0 + timedelta(seconds=10)
+    )
+    assert created and record.status == "expired"
+    assert store.open_commands() == []
+
+
 def test_a_lease_is_reasserted_after_the_unit_reverts_the_setpoint(sim, client, store):
     config = {**CONFIG, "settings": {"setpoint_validity_s": 300, "setpoint_reversion_timeout_s": 5}}
     store.submit(command(), LIMITS, T0)
@@ -232,11 +240,12 @@ def test_a_schedule_drives_the_battery_slot_by_slot(sim, client, store):
     store.submit(command(name="apply_schedule", params={"slots": slots}), LIMITS, T0)
     assert store.execute("cmd-1", client, CONFIG, T0).status == "applied"
     assert setpoints(sim) == [20.0, 20.0]
-    command_id, active = store.active_schedule(T0)
-    assert command_id == "cmd-1" and len(active) == 2
+    active = store.active_schedule(T0)
+    assert [(s["power_kw"], s["command_id"]) for s in active] == [(40, "cmd-1"), (-20, "cmd-1")]
     store.reassert_leases(client, T0 + timedelta(minutes=16), CONFIG)
     assert setpoints(sim) == [-10.0, -10.0]
-    assert store.active_schedule(T0 + timedelta(minutes=31)) is None
+    assert len(store.active_schedule(T0 + timedelta(minutes=16))) == 1
+    assert store.active_schedule(T0 + timedelta(minutes=31)) == []
 
 
 def test_safe_mode_stops_the_batteries_and_refuses_setpoints(sim, client, store):
