@@ -7,6 +7,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 
 from pymodbus.constants import ExcCodes
@@ -41,6 +42,8 @@ class ChargePostSimulator:
         self.map = register_map or load_map()
         self.state = state or ChargePostState(seed=seed)
         self.faults = FaultPlan(_dropper=self._drop_connections)
+        # Requests served by function code (03, 04, 06, 16), for tests and the bench.
+        self.requests_by_function: Counter[int] = Counter()
         self._by_address: dict[str, dict[int, Register]] = {"holding": {}, "input": {}}
         for register in self.map:
             for offset in range(register.count):
@@ -173,14 +176,18 @@ class ChargePostSimulator:
         set_values: Sequence[int] | Sequence[bool] | None,
     ) -> ExcCodes | None:
         """Called by pymodbus for each request before it reads or writes `registers`."""
-        if self.faults.delay_s:
-            await asyncio.sleep(self.faults.delay_s)
+        writing = set_values is not None and function_code in (6, 16)
+        # pymodbus calls back twice for a write (set, then get for the echo): count and delay once.
+        if writing or function_code in (3, 4):
+            self.requests_by_function[function_code] += 1
+            if self.faults.delay_s:
+                await asyncio.sleep(self.faults.delay_s)
         table = "input" if function_code == 4 else "holding"
         by_address = self._by_address[table]
         touched = {by_address[a] for a in range(address, address + count) if a in by_address}
         if any(r.name in self.faults.exception_for for r in touched):
             return ExcCodes.DEVICE_FAILURE
-        if set_values is not None and function_code in (6, 16):
+        if writing:
             return self._write(address, [int(v) for v in set_values])
         self._catch_up()
         values = self.state.values()
