@@ -76,9 +76,10 @@ class AmperioApi:
             proc.stop()
 
 
-@pytest.fixture
-def api(tmp_path):
-    server = AmperioApi(tmp_path)
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    # One server for the module (a gunicorn start costs seconds); tests use their own ids.
+    server = AmperioApi(tmp_path_factory.mktemp("api"))
     try:
         yield server
     finally:
