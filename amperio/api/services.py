@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,8 +44,9 @@ def accept_command(
 
     Raises SchemaError (400), CommandError (400, limits), CommandConflict (422) and
     LimitsUnknown (503) from the store."""
-    if isinstance(data, dict) and not data.get("command_id") and idempotency_key:
-        data = {**data, "command_id": idempotency_key}
+    if isinstance(data, dict) and not data.get("command_id"):
+        # The seed's example carries no id: such a command gets one (and is not idempotent).
+        data = {**data, "command_id": idempotency_key or uuid.uuid4().hex}
     cmd = DispatchCommand.from_dict(data)
     if cmd.site_id != settings.site_id:
         raise SchemaError({"site_id": [f"This gateway serves {settings.site_id}."]})

@@ -153,6 +153,14 @@ def test_the_idempotency_key_header_stands_in_for_a_missing_command_id(api):
     assert response.json()["command_id"] == "key-123"
 
 
+def test_a_dispatch_without_any_id_as_in_the_seed_gets_one(api):
+    body = dispatch()
+    del body["command_id"]
+    response = api.post(body)
+    assert response.status_code == 202
+    assert api.status(response.json()["command_id"]).json()["status"] == "queued"
+
+
 def test_without_a_valid_service_token_the_api_answers_401(api):
     body = dispatch("cmd-auth")
     assert api.post(body, token=None).status_code == 401
