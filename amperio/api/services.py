@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from amperio.commands import QUEUED, CommandRecord, CommandStore
@@ -20,15 +21,23 @@ APPLY_COMMAND_TASK = "amperio.tasks.apply_command"
 # Without a configuration, the hardware watchdog timeout the gateway assumes.
 DEFAULT_WATCHDOG_TIMEOUT_S = 15.0
 
-_stores: dict[str, CommandStore] = {}
+_handles: dict[tuple[str, str], Any] = {}
+
+
+def _handle(kind: str, path: Path, make: Any) -> Any:
+    """One handle per file per process (each keeps a connection per thread)."""
+    key = (kind, str(path))
+    if key not in _handles:
+        _handles[key] = make(path)
+    return _handles[key]
 
 
 def command_store(settings: Settings) -> CommandStore:
-    """One store per file per process (it keeps a connection per thread)."""
-    key = str(settings.commands_path)
-    if key not in _stores:
-        _stores[key] = CommandStore(settings.commands_path)
-    return _stores[key]
+    return _handle("commands", settings.commands_path, CommandStore)
+
+
+def gateway_state(settings: Settings) -> GatewayState:
+    return _handle("state", settings.state_path, GatewayState)
 
 
 def applied_config(settings: Settings) -> dict[str, Any]:
@@ -81,7 +90,7 @@ def _age_s(value: Any, now: datetime) -> float | None:
 def gateway_health(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
     """Per site: Modbus link and last read, watchdog beat, buffer depth, mode; Enexa reachable."""
     now = now or datetime.now(UTC)
-    state = GatewayState(settings.state_path).snapshot()
+    state = gateway_state(settings).snapshot()
     depth = buffer_depth(settings)
     # A beat older than the hardware timeout means the unit has fallen back to its safe state.
     beat_age = _age_s(state.get("watchdog_last_beat_at"), now)
@@ -116,7 +125,7 @@ def buffer_depth(settings: Settings) -> dict[str, Any]:
     try:
         from amperio.outbox import Outbox
 
-        return Outbox(settings.outbox_path).depth()
+        return _handle("outbox", settings.outbox_path, Outbox).depth()
     except Exception:  # noqa: BLE001 - health must answer even when the outbox cannot
         logger.exception("outbox depth unavailable")
         return {"readings": 0, "events": 0, "error": "unavailable"}
