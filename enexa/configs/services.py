@@ -25,7 +25,8 @@ What `GET /v1/controllers/{id}/config` answers (`effective_config_for`), the sha
                    "time_of_use": [{"start": "17:00", "end": "21:00",
                                     "import_eur_per_kwh": 0.45}]},
         "autonomy": {"enter_after_s": 60, "mode": "follow_schedule_then_safe"},
-        "setpoint_validity_s": 300
+        "setpoint_validity_s": 300,
+        "firmware": {"channel": "stable"}                              # or "beta"
       },
       "limits": {
         "battery": {"max_charge_kw": 220.0, "max_discharge_kw": 220.0, "capacity_kwh": 280.0,
@@ -67,6 +68,7 @@ from enexa.registry.models import Controller, Site
 
 from .models import ConfigState, ConfigVersion, ControllerConfig, SiteConfig
 
+FIRMWARE_CHANNELS = ("stable", "beta")
 AUTONOMY_MODES = ("follow_schedule_then_safe", "safe", "hold_last_setpoint")
 
 DEFAULTS: dict[str, Any] = {
@@ -91,6 +93,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "autonomy": {"enter_after_s": 60, "mode": "follow_schedule_then_safe"},
     "setpoint_validity_s": 300,
+    "firmware": {"channel": "stable"},
 }
 
 DEFAULT_SOC_BAND_PCT = (10.0, 90.0)
@@ -132,6 +135,7 @@ RULES: dict[str, Any] = {
     },
     "autonomy": {"enter_after_s": _int(0, 86_400), "mode": ("choice", AUTONOMY_MODES)},
     "setpoint_validity_s": _int(1, 86_400),
+    "firmware": {"channel": ("choice", FIRMWARE_CHANNELS)},
 }
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
