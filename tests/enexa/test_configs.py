@@ -4,9 +4,9 @@ validation, history, diff, rollback and the applied version."""
 import pytest
 from rest_framework.test import APIClient
 
-from enexa.api.principals import ControllerPrincipal
 from enexa.configs import services
 from enexa.configs.models import ConfigVersion
+from enexa.provisioning.services import issue_api_key
 from tests.conftest import jwt_client
 from tests.factories import (
     BatteryUnitFactory,
@@ -33,17 +33,10 @@ def controller(equipped_site):
 
 
 def controller_client(controller) -> APIClient:
-    # Until provisioning issues real keys here, the principal a key resolves to is forced.
+    """A client presenting a real API key of `controller`, issued by provisioning."""
+    _, api_key = issue_api_key(controller)
     client = APIClient()
-    client.force_authenticate(
-        user=ControllerPrincipal(
-            controller_pk=controller.pk,
-            controller_code=controller.code,
-            site_pk=controller.site_id,
-            site_code=controller.site.code,
-            key_prefix="enx_test",
-        )
-    )
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key}")
     return client
 
 
