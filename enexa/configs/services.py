@@ -13,8 +13,8 @@ What `GET /v1/controllers/{id}/config` answers (`effective_config_for`), the sha
     {
       "version": 5,
       "settings": {
-        "modbus": {"host": null, "port": null, "device_id": null},   # null: gateway's env
-        "watchdog": {"interval_s": 10, "timeout_s": 30},               # interval 2-60 s
+        "modbus": {"host": "10.0.0.5", "port": 502, "device_id": 1},  # only when set (*)
+        "watchdog": {"interval_s": 10, "timeout_s": 30},   # interval 2-60 s, timeout >= 2x
         "telemetry": {"interval_s": 5, "batch_size": 100},
         "status": {"interval_s": 30},
         "config_poll_interval_s": 60,
@@ -38,6 +38,9 @@ What `GET /v1/controllers/{id}/config` answers (`effective_config_for`), the sha
         "grid": {"limit_kw": 400.0}
       }
     }
+
+(*) "modbus" appears only when staff set a host for the site or the controller, and holds
+only the keys that are set; without it the gateway uses its own environment.
 
 Limits come from the registry (the site's equipment specs): battery charge/discharge power is
 the sum over its units (capped by the system's own spec when set), the SOC band is the
@@ -72,7 +75,7 @@ FIRMWARE_CHANNELS = ("stable", "beta")
 AUTONOMY_MODES = ("follow_schedule_then_safe", "safe", "hold_last_setpoint")
 
 DEFAULTS: dict[str, Any] = {
-    "modbus": {"host": None, "port": None, "device_id": None},
+    "modbus": {},
     "watchdog": {"interval_s": 10, "timeout_s": 30},
     "telemetry": {"interval_s": 5, "batch_size": 100},
     "status": {"interval_s": 30},
@@ -115,7 +118,7 @@ def _num(lo: float, hi: float):
 # section -> field -> rule; a top-level scalar has a rule instead of a section.
 RULES: dict[str, Any] = {
     "modbus": {"host": ("host",), "port": _int(1, 65535), "device_id": _int(0, 247)},
-    "watchdog": {"interval_s": _int(2, 60), "timeout_s": _int(2, 600)},
+    "watchdog": {"interval_s": _int(2, 60), "timeout_s": _int(4, 600)},
     "telemetry": {"interval_s": _int(1, 3600), "batch_size": _int(1, 1000)},
     "status": {"interval_s": _int(5, 3600)},
     "config_poll_interval_s": _int(5, 3600),
@@ -239,8 +242,12 @@ def validate_effective(settings: dict, limits: dict) -> dict[str, list[str]]:
             f"Must not exceed the site's grid connection limit: {limits['grid']['limit_kw']} kW.",
         )
     watchdog = settings["watchdog"]
-    if watchdog["timeout_s"] < watchdog["interval_s"]:
-        add("watchdog.timeout_s", "Must not be shorter than watchdog.interval_s.")
+    if watchdog["timeout_s"] < 2 * watchdog["interval_s"]:
+        # The gateway's heartbeat must come at half the hardware timeout or more often.
+        add("watchdog.timeout_s", "Must be at least twice watchdog.interval_s.")
+    modbus = settings.get("modbus", {})
+    if modbus and "host" not in modbus:
+        add("modbus.host", "Required when a Modbus port or device id is set.")
     return errors
 
 
@@ -301,6 +308,8 @@ def _fill(raw: dict, limits: dict) -> dict:
             battery[name] = band[name]
     if settings["grid"]["limit_kw"] is None:
         settings["grid"]["limit_kw"] = limits["grid"]["limit_kw"]
+    if not settings["modbus"]:  # the gateway's environment decides
+        del settings["modbus"]
     return settings
 
 

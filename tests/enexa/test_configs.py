@@ -66,7 +66,8 @@ def test_a_new_controller_starts_at_version_1_with_defaults_and_registry_limits(
     assert settings["autonomy"] == {"enter_after_s": 60, "mode": "follow_schedule_then_safe"}
     assert settings["battery"]["max_discharge_kw"] == 220.0
     assert settings["grid"]["limit_kw"] == 400.0
-    assert {"modbus", "config_poll_interval_s", "setpoint_validity_s", "tariff"} <= set(settings)
+    assert {"config_poll_interval_s", "setpoint_validity_s", "tariff", "status"} <= set(settings)
+    assert "modbus" not in settings  # the gateway's environment decides until staff set it
 
 
 def test_the_version_poll_is_one_read_and_writes_nothing(controller, django_assert_num_queries):
@@ -118,7 +119,7 @@ def test_a_controller_override_bumps_only_that_controller_and_wins_over_the_site
 ):
     second = ControllerFactory(site=controller.site, code="CTRL002")
     staff_client.patch(
-        "/v1/config/SITE001", {"watchdog": {"interval_s": 20}}, format="json", HTTP_IF_MATCH='"1"'
+        "/v1/config/SITE001", {"watchdog": {"interval_s": 15}}, format="json", HTTP_IF_MATCH='"1"'
     )
     response = staff_client.patch(
         "/v1/controllers/CTRL001/config",
@@ -138,7 +139,7 @@ def test_a_controller_override_bumps_only_that_controller_and_wins_over_the_site
         HTTP_IF_MATCH='"3"',
     )
     assert back.json()["version"] == 4
-    assert back.json()["settings"]["watchdog"]["interval_s"] == 20
+    assert back.json()["settings"]["watchdog"]["interval_s"] == 15
 
 
 def test_a_stale_if_match_answers_412_and_changes_nothing(controller, staff_client):
@@ -183,6 +184,8 @@ def test_replaying_an_applied_change_returns_the_result_instead_of_412(controlle
         ({"battery": {"soc_min_pct": 2}}, "battery.soc_min_pct"),
         ({"watchdog": {"interval_s": 1}}, "watchdog.interval_s"),
         ({"watchdog": {"interval_s": 61}}, "watchdog.interval_s"),
+        ({"watchdog": {"interval_s": 20, "timeout_s": 30}}, "watchdog.timeout_s"),
+        ({"modbus": {"port": 5020}}, "modbus.host"),
         ({"grid": {"limit_kw": 500}}, "grid.limit_kw"),
         ({"telemetry": {"interval_s": "fast"}}, "telemetry.interval_s"),
         ({"surprise": 1}, "surprise"),
@@ -232,7 +235,7 @@ def test_history_lists_shows_and_diffs_versions(controller, staff_client):
 
 def test_a_rollback_is_a_new_version_equal_to_the_old_one(controller, staff_client):
     services.update_site_config(
-        controller.site, {"watchdog": {"interval_s": 30}}, if_match=None, by="test"
+        controller.site, {"watchdog": {"interval_s": 15}}, if_match=None, by="test"
     )
     services.update_controller_config(
         controller, {"telemetry": {"interval_s": 60}}, if_match=None, by="test"
@@ -332,3 +335,15 @@ def test_a_site_without_equipment_still_gets_a_complete_config(db):
     assert config["limits"]["battery"]["max_charge_kw"] == 0.0
     assert config["limits"]["chargers"] == {}
     assert config["settings"]["battery"]["soc_min_pct"] == 10.0
+
+
+def test_a_modbus_endpoint_set_for_the_site_reaches_the_gateway(controller, staff_client):
+    response = staff_client.patch(
+        "/v1/config/SITE001",
+        {"modbus": {"host": "10.0.0.5", "port": 5020}},
+        format="json",
+        HTTP_IF_MATCH='"1"',
+    )
+    assert response.status_code == 200, response.json()
+    settings = services.effective_config_for(controller)["settings"]
+    assert settings["modbus"] == {"host": "10.0.0.5", "port": 5020}
