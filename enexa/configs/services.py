@@ -42,10 +42,12 @@ What `GET /v1/controllers/{id}/config` answers (`effective_config_for`), the sha
 (*) "modbus" appears only when staff set a host for the site or the controller, and holds
 only the keys that are set; without it the gateway uses its own environment.
 
-Limits come from the registry (the site's equipment specs): battery charge/discharge power is
+Limits come from the registry: the specs of the equipment the controller runs (its assigned
+assets, or the whole site when none are assigned): battery charge/discharge power is
 the sum over its units (capped by the system's own spec when set), the SOC band is the
-tightest band of system and units, the grid limit is the site's connection limit. A site
-without a battery has battery limits of 0 kW, band 0-100 and no units. Settings left open
+tightest band of system and units, the grid limit is the site's connection limit. A
+controller without a battery has battery limits of 0 kW, band 0-100 and no units (and the
+battery power settings are not checked against them). Settings left open
 (battery power and SOC band, grid limit) default to the limits, the SOC band to 10-90 % within
 the equipment band, the reserve to 20 % within the band.
 
@@ -230,8 +232,10 @@ def validate_effective(settings: dict, limits: dict) -> dict[str, list[str]]:
         add("battery.soc_max_pct", f"Must not exceed the equipment's {band['soc_max_pct']} %.")
     if not battery["soc_min_pct"] <= battery["reserve_pct"] <= battery["soc_max_pct"]:
         add("battery.reserve_pct", "Must lie within the SOC band (soc_min_pct-soc_max_pct).")
+    has_battery = bool(band["units"]) or band["max_charge_kw"] or band["max_discharge_kw"]
     for name in ("max_charge_kw", "max_discharge_kw"):
-        if battery[name] > band[name]:
+        # A controller without a battery ignores the site's battery power settings.
+        if has_battery and battery[name] > band[name]:
             add(
                 f"battery.{name}",
                 f"Must not exceed what the battery units deliver: {band[name]} kW.",
@@ -320,7 +324,23 @@ def _power(item, name: str) -> float | None:
 
 def limits_for_site(site: Site) -> dict:
     """What the site's equipment can do, from the registry specs (one query)."""
-    equipment = list(site.equipment.all())
+    return _limits_from(site, list(site.equipment.all()))
+
+
+def limits_for_controller(controller: Controller, site_equipment: list | None = None) -> dict:
+    """The limits of the equipment a controller runs: its assigned assets (a battery system
+    with its units, a unit with its system), or the whole site when none are assigned."""
+    site = controller.site
+    equipment = site_equipment if site_equipment is not None else list(site.equipment.all())
+    assigned = set(controller.assets.values_list("pk", flat=True))
+    if not assigned:
+        return _limits_from(site, equipment)
+    chosen = {e.pk for e in equipment if e.pk in assigned or e.parent_id in assigned}
+    chosen |= {e.parent_id for e in equipment if e.pk in chosen and e.parent_id}
+    return _limits_from(site, [e for e in equipment if e.pk in chosen])
+
+
+def _limits_from(site: Site, equipment: list) -> dict:
     systems = [e for e in equipment if e.kind == EquipmentKind.BATTERY_SYSTEM]
     units = [e for e in equipment if e.kind == EquipmentKind.BATTERY_UNIT]
     unit_limits = {}
@@ -379,7 +399,7 @@ def compute_effective(
 ) -> dict:
     """The effective settings and limits from the current documents (not a stored version)."""
     site = controller.site
-    limits = limits if limits is not None else limits_for_site(site)
+    limits = limits if limits is not None else limits_for_controller(controller)
     site_doc = site_doc if site_doc is not None else _site_doc(site)
     overrides = overrides if overrides is not None else _overrides(controller)
     return {"settings": _fill(_layered(site_doc, overrides), limits), "limits": limits}
@@ -491,7 +511,8 @@ def _new_doc(old: dict, changes: dict, replace: bool) -> dict:
 
 def _site_effects(site: Site, doc: dict) -> tuple[dict[str, list[str]], list, dict]:
     """Field errors of a site document, and each controller's effective config under it."""
-    limits = limits_for_site(site)
+    equipment = list(site.equipment.all())
+    limits = _limits_from(site, equipment)
     errors = validate_document(doc) or validate_effective(_fill(_layered(doc), limits), limits)
     controllers = list(site.controllers.select_related("site"))
     if errors:
@@ -502,10 +523,13 @@ def _site_effects(site: Site, doc: dict) -> tuple[dict[str, list[str]], list, di
     effective = {}
     for controller in controllers:
         effective[controller.pk] = compute_effective(
-            controller, site_doc=doc, overrides=overrides.get(controller.pk, {}), limits=limits
+            controller,
+            site_doc=doc,
+            overrides=overrides.get(controller.pk, {}),
+            limits=limits_for_controller(controller, equipment),
         )
         for path, messages in validate_effective(
-            effective[controller.pk]["settings"], limits
+            effective[controller.pk]["settings"], effective[controller.pk]["limits"]
         ).items():
             errors.setdefault(path, []).extend(
                 f"{m} (with the overrides of {controller.code})" for m in messages
@@ -671,11 +695,12 @@ def sync_site_versions(
     if not controllers:
         return 0
     site = controllers[0].site
-    limits = limits_for_site(site)
+    equipment = list(site.equipment.all())
     site_doc = _site_doc(site)
     created = 0
     with transaction.atomic():
         for controller in controllers:
+            limits = limits_for_controller(controller, equipment)
             effective = compute_effective(controller, site_doc=site_doc, limits=limits)
             created += _record(controller, effective, by=by, reason=reason) is not None
     return created

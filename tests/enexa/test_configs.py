@@ -347,3 +347,27 @@ def test_a_modbus_endpoint_set_for_the_site_reaches_the_gateway(controller, staf
     assert response.status_code == 200, response.json()
     settings = services.effective_config_for(controller)["settings"]
     assert settings["modbus"] == {"host": "10.0.0.5", "port": 5020}
+
+
+def test_a_controller_with_assigned_assets_gets_the_limits_of_those_assets(
+    controller, staff_client
+):
+    site = controller.site
+    charger_gateway = ControllerFactory(site=site, code="CTRL002")
+    charger_gateway.assets.set([site.equipment.get(code="CHG1")])
+    controller.assets.set([site.equipment.get(code="BAT1").parent])
+    mine = services.effective_config_for(controller)
+    assert mine["version"] == 2
+    assert set(mine["limits"]["battery"]["units"]) == {"BAT1", "BAT2"}
+    assert mine["limits"]["chargers"] == {}
+    theirs = services.effective_config_for(charger_gateway)
+    assert theirs["limits"]["battery"]["units"] == {}
+    assert theirs["limits"]["chargers"] == {"CHG1": {"max_power_kw": 300.0}}
+    # Battery settings of the site do not trip the controller that has no battery.
+    response = staff_client.patch(
+        "/v1/config/SITE001",
+        {"battery": {"max_charge_kw": 200}},
+        format="json",
+        HTTP_IF_MATCH='"1"',
+    )
+    assert response.status_code == 200, response.json()
