@@ -2,6 +2,7 @@
 reports read-only, and the controllers that run outdated firmware."""
 
 from django.contrib import admin
+from django.db import models
 
 from . import services
 from .models import ControllerFirmware, FirmwareRelease, FirmwareReport
@@ -24,6 +25,7 @@ class FirmwareReleaseAdmin(admin.ModelAdmin):
     filter_horizontal = ["target_sites"]
     readonly_fields = ["created_at", "created_by", "updated_at", "rollout"]
     actions = ["publish", "yank"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def get_readonly_fields(self, request, obj=None):
         # The image of a registered release never changes: register a new version instead.

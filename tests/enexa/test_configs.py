@@ -371,3 +371,41 @@ def test_a_controller_with_assigned_assets_gets_the_limits_of_those_assets(
         HTTP_IF_MATCH='"1"',
     )
     assert response.status_code == 200, response.json()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_changes_never_share_a_version_number():
+    import threading
+
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite's in-memory test database does not take concurrent writers")
+    site = SiteFactory(code="SITE050")
+    controller = ControllerFactory(site=site, code="CTRL050")
+    errors = []
+
+    def change(value: int) -> None:
+        try:
+            for step in range(3):
+                services.update_controller_config(
+                    controller,
+                    {"telemetry": {"interval_s": value + step}},
+                    if_match=None,
+                    by="test",
+                )
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=change, args=(10 * n,)) for n in range(1, 4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    numbers = versions_of(controller)
+    assert numbers == list(range(1, len(numbers) + 1))
+    assert len(numbers) == 10  # version 1 and nine changes
+    assert services.current_version(controller.pk)[0] == 10
