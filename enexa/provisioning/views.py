@@ -7,8 +7,10 @@ from django.conf import settings
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -35,14 +37,33 @@ from .serializers import (
     RotateResponseSerializer,
 )
 
-ENROLLMENT_AUTH = [{"enrollmentSecret": []}]
+
+class EnrollmentSecretAuthentication(BaseAuthentication):
+    """Names the enrollment secret a registration carries (`Bearer enr_...`) for the schema
+    and the 401 header; the register view checks the secret itself, against the site."""
+
+    def authenticate(self, request):
+        return None
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="enexa"'
+
+
+class EnrollmentSecretScheme(OpenApiAuthenticationExtension):
+    target_class = "enexa.provisioning.views.EnrollmentSecretAuthentication"
+    name = "enrollmentSecret"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A site's enrollment secret (`enr_<lookup>.<secret>`), created by "
+            "staff, expiring and limited in uses.",
+        }
 
 
 class RegisterView(APIView):
-    """The enrollment secret is checked here, not by an authentication class, so that a
-    gateway without an API key yet can call it."""
-
-    authentication_classes: list = []
+    authentication_classes = [EnrollmentSecretAuthentication]
     permission_classes = [AllowAny]
     throttle_scope = "register"
 
@@ -54,7 +75,6 @@ class RegisterView(APIView):
             401: OpenApiResponse(description="bad secret"),
             409: OpenApiResponse(description="serial already registered"),
         },
-        auth=ENROLLMENT_AUTH,
     )
     def post(self, request):
         secret = bearer_token(request)
