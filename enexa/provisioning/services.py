@@ -2,6 +2,7 @@
 
 import hashlib
 import hmac
+import ipaddress
 import logging
 import re
 import secrets
@@ -150,6 +151,21 @@ def revoke_api_keys(controller: Controller) -> int:
     )
     logger.info("revoked %s API key(s) of controller %s", count, controller.code)
     return count
+
+
+def ip_allowlist_of(controller: Controller) -> list[str]:
+    access = ControllerAccess.objects.filter(controller=controller).first()
+    return list(access.ip_allowlist) if access else []
+
+
+def set_ip_allowlist(controller: Controller, networks: list[str]) -> list[str]:
+    """Replace the networks (CIDR) `controller`'s key may be used from; [] allows any."""
+    cleaned = [str(ipaddress.ip_network(net.strip(), strict=False)) for net in networks]
+    ControllerAccess.objects.update_or_create(
+        controller=controller, defaults={"ip_allowlist": cleaned}
+    )
+    logger.info("IP allowlist of controller %s set to %s", controller.code, cleaned)
+    return cleaned
 
 
 # Enrollment

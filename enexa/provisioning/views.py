@@ -25,6 +25,7 @@ from . import services
 from .serializers import (
     ActivateRequestSerializer,
     ActivateResponseSerializer,
+    ControllerAccessSerializer,
     ControllerStateResponseSerializer,
     ControllerStateSerializer,
     EnrollmentTokenRequestSerializer,
@@ -224,3 +225,26 @@ class ControllerStateView(APIView):
         body.is_valid(raise_exception=True)
         controller = services.set_controller_state(controller, body.validated_data["state"])
         return Response({"id": controller.code, "state": controller.state})
+
+
+class ControllerAccessView(APIView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(
+        summary="The controller's IP allowlist (staff)", responses=ControllerAccessSerializer
+    )
+    def get(self, request, controller_id: str):
+        controller = staff_controller(request, controller_id)
+        return Response({"ip_allowlist": services.ip_allowlist_of(controller)})
+
+    @extend_schema(
+        summary="Replace the controller's IP allowlist (staff; empty allows any)",
+        request=ControllerAccessSerializer,
+        responses=ControllerAccessSerializer,
+    )
+    def put(self, request, controller_id: str):
+        controller = staff_controller(request, controller_id)
+        body = ControllerAccessSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        allowlist = services.set_ip_allowlist(controller, body.validated_data["ip_allowlist"])
+        return Response({"ip_allowlist": allowlist})
