@@ -186,3 +186,14 @@ for _item in env_list("ENEXA_RATE_LIMITS", []):
     ENEXA_RATE_LIMITS[_scope.strip()] = _rate.strip() if _rate.strip() not in ("", "none") else None
 ENEXA_RATE_LIMIT_PREFIX = env_str("ENEXA_RATE_LIMIT_PREFIX", "enexa:ratelimit")
 REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["enexa.api.throttling.PrincipalRateThrottle"]
+
+# Telemetry (enexa.telemetry): batch bound, silence before a site shows offline, the reading
+# interval outage reports expect, powers accepted up to this multiple of the site's ratings,
+# and retention of raw readings and of their hourly aggregates.
+ENEXA_TELEMETRY_MAX_BATCH = env_int("ENEXA_TELEMETRY_MAX_BATCH", 1000)
+ENEXA_OFFLINE_AFTER_S = env_int("ENEXA_OFFLINE_AFTER_S", 120)
+ENEXA_TELEMETRY_INTERVAL_S = float(env_str("ENEXA_TELEMETRY_INTERVAL_S", "5"))
+ENEXA_TELEMETRY_POWER_FACTOR = float(env_str("ENEXA_TELEMETRY_POWER_FACTOR", "3"))
+ENEXA_TELEMETRY_RAW_RETENTION_DAYS = env_int("ENEXA_TELEMETRY_RAW_RETENTION_DAYS", 30)
+ENEXA_TELEMETRY_AGGREGATE_RETENTION_DAYS = env_int("ENEXA_TELEMETRY_AGGREGATE_RETENTION_DAYS", 730)
+ENEXA_TELEMETRY_MAX_POINTS = env_int("ENEXA_TELEMETRY_MAX_POINTS", 10000)
