@@ -145,10 +145,13 @@ def rotate_api_key(controller: Controller, grace_s: int | None = None) -> str:
 
 
 def revoke_api_keys(controller: Controller) -> int:
-    """Revoke every key of `controller` at once; returns how many were still live."""
-    count = ApiKey.objects.filter(controller=controller, revoked_at__isnull=True).update(
-        revoked_at=timezone.now()
+    """Revoke every key of `controller` at once; returns how many were still usable."""
+    now = timezone.now()
+    unrevoked = ApiKey.objects.filter(controller=controller, revoked_at__isnull=True)
+    count = unrevoked.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now)).update(
+        revoked_at=now
     )
+    unrevoked.update(revoked_at=now)  # rotated-out keys too, so the record reads plainly
     logger.info("revoked %s API key(s) of controller %s", count, controller.code)
     return count
 
