@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import AllowAny
@@ -16,8 +16,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from enexa.api.authentication import bearer_token
-from enexa.api.errors import InvalidCredentials
+from enexa.api.errors import PROBLEM_CONTENT_TYPE, InvalidCredentials
 from enexa.api.permissions import IsController, IsStaff
+from enexa.api.schema import ProblemAutoSchema, ProblemSerializer
 from enexa.api.scoping import scope_to_caller
 from enexa.registry.models import Controller, Site
 
@@ -63,7 +64,16 @@ class EnrollmentSecretScheme(OpenApiAuthenticationExtension):
         }
 
 
-class RegisterView(APIView):
+def problems(*codes: int) -> dict:
+    """Problem responses to declare beyond the ones ProblemAutoSchema adds."""
+    return {(code, PROBLEM_CONTENT_TYPE): ProblemSerializer for code in codes}
+
+
+class ProvisioningView(APIView):
+    schema = ProblemAutoSchema()
+
+
+class RegisterView(ProvisioningView):
     authentication_classes = [EnrollmentSecretAuthentication]
     permission_classes = [AllowAny]
     throttle_scope = "register"
@@ -71,11 +81,7 @@ class RegisterView(APIView):
     @extend_schema(
         summary="Register a controller with its site's enrollment secret",
         request=RegisterRequestSerializer,
-        responses={
-            201: RegisterResponseSerializer,
-            401: OpenApiResponse(description="bad secret"),
-            409: OpenApiResponse(description="serial already registered"),
-        },
+        responses={201: RegisterResponseSerializer, **problems(409)},
     )
     def post(self, request):
         secret = bearer_token(request)
@@ -96,18 +102,18 @@ class RegisterView(APIView):
         )
 
 
-class InitialConfigView(APIView):
+class InitialConfigView(ProvisioningView):
     permission_classes = [IsController]
 
     @extend_schema(
         summary="First configuration and assets of the calling controller",
-        responses=InitialConfigSerializer,
+        responses={200: InitialConfigSerializer, **problems(403)},
     )
     def get(self, request):
         return Response(services.initial_config(request.user.controller_pk))
 
 
-class ActivateView(APIView):
+class ActivateView(ProvisioningView):
     permission_classes = [IsController]
 
     @extend_schema(
@@ -139,7 +145,7 @@ def staff_controller(request, controller_id: str) -> Controller:
     )
 
 
-class EnrollmentTokenView(APIView):
+class EnrollmentTokenView(ProvisioningView):
     permission_classes = [IsStaff]
 
     @extend_schema(
@@ -171,7 +177,7 @@ class EnrollmentTokenView(APIView):
         )
 
 
-class RotateApiKeyView(APIView):
+class RotateApiKeyView(ProvisioningView):
     permission_classes = [IsStaff]
 
     @extend_schema(
@@ -196,7 +202,7 @@ class RotateApiKeyView(APIView):
         )
 
 
-class RevokeApiKeysView(APIView):
+class RevokeApiKeysView(ProvisioningView):
     permission_classes = [IsStaff]
 
     @extend_schema(
@@ -211,13 +217,13 @@ class RevokeApiKeysView(APIView):
         )
 
 
-class ControllerStateView(APIView):
+class ControllerStateView(ProvisioningView):
     permission_classes = [IsStaff]
 
     @extend_schema(
         summary="Suspend, resume, decommission or reset a controller (staff)",
         request=ControllerStateSerializer,
-        responses=ControllerStateResponseSerializer,
+        responses={200: ControllerStateResponseSerializer, **problems(409)},
     )
     def post(self, request, controller_id: str):
         controller = staff_controller(request, controller_id)
@@ -227,11 +233,12 @@ class ControllerStateView(APIView):
         return Response({"id": controller.code, "state": controller.state})
 
 
-class ControllerAccessView(APIView):
+class ControllerAccessView(ProvisioningView):
     permission_classes = [IsStaff]
 
     @extend_schema(
-        summary="The controller's IP allowlist (staff)", responses=ControllerAccessSerializer
+        summary="The controller's IP allowlist (staff)",
+        responses={200: ControllerAccessSerializer, **problems(403)},
     )
     def get(self, request, controller_id: str):
         controller = staff_controller(request, controller_id)
