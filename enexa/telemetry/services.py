@@ -220,6 +220,12 @@ def _adapt_ts(value: datetime) -> Any:
     return connection.ops.adapt_datetimefield_value(value)
 
 
+def _json_default(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
 def as_utc(value: Any) -> datetime:
     """A timestamp the database handed back (datetime or SQLite text) as aware UTC."""
     if isinstance(value, str):
@@ -230,21 +236,30 @@ def as_utc(value: Any) -> datetime:
 
 
 def insert_ignoring_duplicates(
-    model, columns: tuple[str, ...], rows: list[tuple], returning: tuple[str, ...] = ()
+    model, columns: dict[str, str], rows: list[tuple], returning: tuple[str, ...] = ()
 ) -> list[tuple]:
     """One `INSERT ... ON CONFLICT DO NOTHING [RETURNING ...]` for all `rows`; the rows the
-    database actually inserted come back (a duplicate returns nothing)."""
+    database actually inserted come back (a duplicate returns nothing).
+
+    `columns` maps each column to its PostgreSQL type: there the rows travel as one JSON
+    parameter expanded by `jsonb_array_elements` (psycopg would otherwise spend most of the
+    request splitting a query of thousands of placeholders or quoting arrays in Python, while
+    json.dumps is C); SQLite gets a plain multi-row VALUES."""
     if not rows:
         return []
-    placeholder = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    sql = (
-        f"INSERT INTO {_table(model)} ({_columns(columns)}) VALUES "
-        + ", ".join([placeholder] * len(rows))
-        + " ON CONFLICT DO NOTHING"
-    )
+    names = tuple(columns)
+    sql = f"INSERT INTO {_table(model)} ({_columns(names)}) "
+    if connection.vendor == "postgresql":
+        values = ", ".join(f"(e->>{i})::{t}" for i, t in enumerate(columns.values()))
+        sql += f"SELECT {values} FROM jsonb_array_elements(%s::jsonb) AS e"
+        params: list = [json.dumps(rows, default=_json_default)]
+    else:
+        placeholder = "(" + ", ".join(["%s"] * len(names)) + ")"
+        sql += "VALUES " + ", ".join([placeholder] * len(rows))
+        params = [value for row in rows for value in row]
+    sql += " ON CONFLICT DO NOTHING"
     if returning:
         sql += f" RETURNING {_columns(returning)}"
-    params = [value for row in rows for value in row]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall() if returning else []
@@ -252,30 +267,37 @@ def insert_ignoring_duplicates(
 
 # --- telemetry ----------------------------------------------------------------------------------
 
-READING_COLUMNS = (
-    "site_id",
-    "timestamp",
-    "message_id",
-    "received_at",
-    "backfilled",
-    "battery_soc_pct",
-    "battery_power_kw",
-    "grid_import_kw",
-    "grid_export_kw",
-    "grid_frequency_hz",
-    "chargers_power_kw",
-)
-UNIT_COLUMNS = (
-    "reading_id",
-    "unit_code",
-    "soc_pct",
-    "power_kw",
-    "soh_pct",
-    "temperature_c",
-    "allowed_charge_kw",
-    "allowed_discharge_kw",
-)
-CHARGER_COLUMNS = ("reading_id", "charger_code", "power_kw", "status", "energy_kwh")
+# Column -> PostgreSQL type, in the order the row tuples below are built.
+READING_COLUMNS = {
+    "site_id": "bigint",
+    "timestamp": "timestamptz",
+    "message_id": "varchar",
+    "received_at": "timestamptz",
+    "backfilled": "boolean",
+    "battery_soc_pct": "float8",
+    "battery_power_kw": "float8",
+    "grid_import_kw": "float8",
+    "grid_export_kw": "float8",
+    "grid_frequency_hz": "float8",
+    "chargers_power_kw": "float8",
+}
+UNIT_COLUMNS = {
+    "reading_id": "bigint",
+    "unit_code": "varchar",
+    "soc_pct": "float8",
+    "power_kw": "float8",
+    "soh_pct": "float8",
+    "temperature_c": "float8",
+    "allowed_charge_kw": "float8",
+    "allowed_discharge_kw": "float8",
+}
+CHARGER_COLUMNS = {
+    "reading_id": "bigint",
+    "charger_code": "varchar",
+    "power_kw": "float8",
+    "status": "varchar",
+    "energy_kwh": "float8",
+}
 
 
 def _reading_key(site_pk: int, message_id: str | None, ts: datetime) -> tuple:
@@ -399,16 +421,16 @@ def _store_readings(valid: list[tuple[int, ReadingSchema, int]], now: datetime) 
 
 # --- events -------------------------------------------------------------------------------------
 
-EVENT_COLUMNS = (
-    "site_id",
-    "event_id",
-    "timestamp",
-    "received_at",
-    "kind",
-    "severity",
-    "message",
-    "data",
-)
+EVENT_COLUMNS = {
+    "site_id": "bigint",
+    "event_id": "varchar",
+    "timestamp": "timestamptz",
+    "received_at": "timestamptz",
+    "kind": "varchar",
+    "severity": "varchar",
+    "message": "text",
+    "data": "jsonb",
+}
 
 
 def ingest_events(user: Any, payload: Any, *, now: datetime | None = None) -> IngestResult:
