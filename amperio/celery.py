@@ -4,7 +4,7 @@ The broker is `CELERY_BROKER_URL` (Redis where many gateways share one), else an
 with no server: kombu's filesystem transport in the state directory. Results are not kept: the
 command table and the gateway state are the record. Start (see docs/operations.md):
 
-    celery -A amperio.celery worker -Q amperio.site.SITE001 -n site@%h
+    celery -A amperio.celery worker -Q amperio.site.SITE001 -n site@%h   (threads, 8)
     celery -A amperio.celery worker -Q amperio.watchdog -P solo -n watchdog@%h
     celery -A amperio.celery beat
 """
@@ -136,6 +136,11 @@ def make_app(settings: Settings | None = None) -> Celery:
         enable_utc=True,
         broker_connection_retry_on_startup=True,
         worker_prefetch_multiplier=1,
+        # Threads: the cycles wait on I/O (Modbus, HTTP), and each kind runs one at a time
+        # (gateway.exclusive), so a slow Enexa never takes every slot from the control cycle.
+        # The watchdog worker runs with `-P solo` on its own queue.
+        worker_pool="threads",
+        worker_concurrency=8,
         worker_hijack_root_logger=False,
         task_queues=[
             Queue(settings.site_queue, routing_key=settings.site_queue),

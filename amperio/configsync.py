@@ -42,7 +42,8 @@ class ConfigInvalid(ValueError):
 
 @dataclass(frozen=True)
 class SyncResult:
-    """What one sync did: `unchanged`, `applied` or `invalid`, and the version applied."""
+    """What one sync did (`unchanged`, `applied`, `invalid`, `not_provisioned`) and the version
+    applied."""
 
     outcome: str
     version: int | None
@@ -177,10 +178,11 @@ def sync_config(
     client: EnexaClient, settings: Settings, state: GatewayState, now: datetime
 ) -> SyncResult:
     """Poll the version; fetch, validate and apply the full configuration only when it changed."""
+    current = load_config(settings)
     ctrl = controller_id(state)
     if not ctrl:
-        raise RuntimeError("No controller id: provision the gateway first.")
-    current = load_config(settings)
+        log.warning("No controller id yet: provision the gateway (site %s)", settings.site_id)
+        return SyncResult("not_provisioned", current["version"])
     remote = client.config_version(ctrl).get("version")
     state.set("config_checked_at", format_timestamp(now))
     if remote is not None and remote == current["version"]:

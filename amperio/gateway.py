@@ -6,12 +6,15 @@ every second does not reconnect to the ChargePost or reopen SQLite."""
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import logging
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from amperio import collector, configsync, status, watchdog
+from amperio import configsync, status
 from amperio.chargeposts import Endpoint, connect, endpoints
 from amperio.enexa_client import EnexaClient, EnexaError, EnexaUnavailable
 from amperio.settings import Settings, get_settings
@@ -33,6 +36,7 @@ class Gateway:
         self.state = GatewayState(settings.state_path)
         self._outbox: Any = None
         self._flusher: Any = None
+        self._commands: Any = None
         self._enexa: EnexaClient | None = None
         self._clients: dict[Endpoint, Any] = {}
 
@@ -68,6 +72,13 @@ class Gateway:
                 self._clients[endpoint] = connect(endpoint)
         return [self._clients[e] for e in wanted]
 
+    def commands(self) -> Any:
+        if self._commands is None:
+            from amperio.commands import CommandStore
+
+            self._commands = CommandStore(self.settings.commands_path)
+        return self._commands
+
     def flusher(self) -> Any:
         if self._flusher is None:
             from amperio.flusher import Flusher
@@ -99,12 +110,40 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def exclusive(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a cycle only if the same cycle is not already running in this gateway (any process
+    or thread); otherwise skip it (returning None). A slow Enexa then holds at most one worker
+    slot per kind of cycle, and the control cycle always finds a free one. The lock is a file
+    lock, so it goes with a killed process."""
+
+    @functools.wraps(func)
+    def run(gw: Gateway | None = None, now: datetime | None = None) -> Any:
+        gw = gw or get_gateway()
+        path = gw.settings.state_dir / "locks" / f"{func.__name__}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("%s still running; this run skipped", func.__name__)
+                return None
+            try:
+                return func(gw, now)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    return run
+
+
 # -- the cycles the tasks run ------------------------------------------------------------------
 
 
+@exclusive
 def run_control_cycle(gw: Gateway | None = None, now: datetime | None = None) -> dict[str, Any]:
     """Read the ChargePosts into the outbox, re-assert setpoint leases, and follow the local
     autonomous policy while Enexa is unreachable."""
+    from amperio import collector  # the Modbus stack loads in the processes that use it
+
     gw = gw or get_gateway()
     now = now or _now()
     config = gw.config()
@@ -122,11 +161,11 @@ def _reassert_leases(
     gw: Gateway, client: Any, config: dict[str, Any], now: datetime
 ) -> list[dict[str, Any]]:
     try:
-        from amperio.commands import CommandStore
+        store = gw.commands()
     except ImportError:  # the command store ships separately; nothing to re-assert without it
         return []
     try:
-        return CommandStore(gw.settings.commands_path).reassert_leases(client, now, config)
+        return store.reassert_leases(client, now=now, config=config)
     except Exception:  # a lease failure must not cost the reading or the watchdog
         log.exception("Re-asserting setpoint leases failed (site %s)", gw.settings.site_id)
         return []
@@ -158,6 +197,7 @@ def _autonomy(
         return None
 
 
+@exclusive
 def flush_outbox(gw: Gateway | None = None, now: datetime | None = None) -> dict[str, int]:
     """Send what the outbox holds; record whether Enexa answered."""
     gw = gw or get_gateway()
@@ -177,6 +217,7 @@ def _depth(gw: Gateway) -> int:
     return int(depth["readings"]) + int(depth["events"])
 
 
+@exclusive
 def sync_config(gw: Gateway | None = None, now: datetime | None = None) -> str:
     """Poll Enexa's configuration version; apply a new version."""
     gw = gw or get_gateway()
@@ -193,14 +234,19 @@ def sync_config(gw: Gateway | None = None, now: datetime | None = None) -> str:
     return result.outcome
 
 
+@exclusive
 def report_status(gw: Gateway | None = None, now: datetime | None = None) -> bool:
     gw = gw or get_gateway()
     now = now or _now()
-    return status.report_status(gw.enexa(), gw.settings, gw.state, now, _depth(gw))
+    # The depth the last flush recorded: the report needs no handle on the outbox.
+    depth = gw.state.get("buffer_depth")
+    return status.report_status(gw.enexa(), gw.settings, gw.state, now, depth)
 
 
 def watchdog_beat(gw: Gateway | None = None, now: datetime | None = None) -> bool:
     """One heartbeat on each ChargePost the gateway drives."""
+    from amperio import watchdog
+
     gw = gw or get_gateway()
     now = now or _now()
     config = gw.config()
