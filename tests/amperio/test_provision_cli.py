@@ -92,7 +92,7 @@ def test_a_chargepost_on_another_interface_version_fails_the_self_test(sim, tmp_
     activate = peer.requests[-1]
     assert activate["path"] == "/v1/provisioning/activate"
     assert activate["body"]["tests_passed"] is False
-    assert "2.4" in activate["body"]["reason"]
+    assert "2.4" in activate["body"]["detail"]
 
 
 def test_a_wrong_enrollment_secret_stores_no_key(sim, tmp_path):
