@@ -7,26 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.system import SITE, System, wait_until
+from tests.integration.system import FAST, SITE, System, set_site_config, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
-
-# Short intervals so that each behaviour shows within seconds.
-FAST = {
-    "telemetry": {"interval_s": 1},
-    "watchdog": {"interval_s": 2, "timeout_s": 6},
-    "status": {"interval_s": 5},
-    "config_poll_interval_s": 5,
-}
-
-
-def set_site_config(system: System, changes: dict) -> None:
-    current = system.enexa_api("GET", f"/v1/config/{SITE}")
-    assert current.status_code == 200, current.text
-    response = system.enexa_api(
-        "PATCH", f"/v1/config/{SITE}", json=changes, headers={"If-Match": current.headers["ETag"]}
-    )
-    assert response.status_code == 200, response.text
 
 
 @pytest.fixture(scope="module")
