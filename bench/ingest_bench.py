@@ -54,12 +54,50 @@ def reading(n: int, site: str = "SITE001") -> dict:
     }
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by these processes (gone ones count 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / TICKS
+
+
+def server_pids(master: int, database_url: str) -> list[int]:
+    """The gunicorn master and workers, and the PostgreSQL backends serving its database."""
+    pids = [master]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == master:
+                pids.append(int(stat.parent.name))
+        except (OSError, ValueError):
+            continue
+    name = database_url.rsplit("/", 1)[1]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        pids += [
+            row[0]
+            for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                [name],
+            )
+        ]
+    return pids
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def run_clients(port: int, token: str, bodies: list[bytes], clients: int) -> dict:
+def run_clients(
+    port: int, token: str, bodies: list[bytes], clients: int, pids: list[int] | None = None
+) -> dict:
     """POST every body to /v1/telemetry from `clients` keep-alive connections; rates and
     latencies of the whole run."""
     latencies: list[float] = []
@@ -95,12 +133,14 @@ def run_clients(port: int, token: str, bodies: list[bytes], clients: int) -> dic
             latencies.extend(mine)
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
+    cpu_before = cpu_s(pids or []) + time.process_time()
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
+    cpu = cpu_s(pids or []) + time.process_time() - cpu_before
     if errors:
         raise RuntimeError(f"{len(errors)} failed posts, first: {errors[0]}")
     return {
@@ -109,6 +149,7 @@ def run_clients(port: int, token: str, bodies: list[bytes], clients: int) -> dic
         "seconds": round(elapsed, 3),
         "requests_per_s": round(len(bodies) / elapsed, 1),
         "readings_per_s": round(counts["accepted"] / elapsed, 1),
+        "cpu_s": round(cpu, 3),
         "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
         **counts,
@@ -119,6 +160,9 @@ def copy_rows(database_url: str, site_pk: int, first: int, count: int) -> dict:
     """Binary COPY of `count` readings (and their unit and charger rows) into the same tables."""
     received = datetime.now(UTC)
     with psycopg.connect(database_url) as conn:
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        conn.commit()
+        cpu_before = cpu_s([backend]) + time.process_time()
         started = time.perf_counter()
         with conn.cursor() as cur:
             cur.execute(
@@ -180,22 +224,29 @@ def copy_rows(database_url: str, site_pk: int, first: int, count: int) -> dict:
                     copy.write_row((reading_id, "CHG1", 150.0, "charging", 12.3))
         conn.commit()
         elapsed = time.perf_counter() - started
+        cpu = cpu_s([backend]) + time.process_time() - cpu_before
     return {
         "readings": count,
         "seconds": round(elapsed, 3),
+        "cpu_s": round(cpu, 3),
         "readings_per_s": round(count / elapsed, 1),
     }
 
 
-def merge(runs: list[dict], latencies_key: str = "p50_ms") -> dict:
+def merge(runs: list[dict]) -> dict:
     """Totals over the rounds; latencies as the median of the rounds' percentiles."""
     seconds = sum(r["seconds"] for r in runs)
     readings = sum(r.get("accepted", r.get("readings", 0)) for r in runs)
+    cpu = sum(r["cpu_s"] for r in runs)
     out = {
         "rounds": len(runs),
         "readings": readings,
         "seconds": round(seconds, 3),
         "readings_per_s": round(readings / seconds, 1),
+        # CPU of client, gunicorn and PostgreSQL backends per reading: what a reading costs the
+        # machine whatever else runs beside; the projection assumes two otherwise idle cores.
+        "cpu_ms_per_reading": round(cpu / readings * 1000, 4),
+        "projected_readings_per_s_on_2_idle_cores": round(2 * readings / cpu, 1),
     }
     for key in ("p50_ms", "p99_ms"):
         if key in runs[0]:
@@ -234,6 +285,7 @@ def main() -> dict:
             per_round = SINGLE_POSTS // ROUNDS
             warm = [json.dumps(reading(10_000_000 + n)).encode() for n in range(300)]
             run_clients(server.port, token, warm, SINGLE_CLIENTS)
+            pids = server_pids(server.proc.popen.pid, database_url)
             for r in range(ROUNDS):
                 single_bodies = [
                     json.dumps(reading(r * per_round + n)).encode() for n in range(per_round)
@@ -250,8 +302,8 @@ def main() -> dict:
                     ).encode()
                     for b in range(BATCHES_PER_ROUND)
                 ]
-                singles.append(run_clients(server.port, token, single_bodies, SINGLE_CLIENTS))
-                batches.append(run_clients(server.port, token, batch_bodies, BATCH_CLIENTS))
+                singles.append(run_clients(server.port, token, single_bodies, SINGLE_CLIENTS, pids))
+                batches.append(run_clients(server.port, token, batch_bodies, BATCH_CLIENTS, pids))
                 copies.append(
                     copy_rows(database_url, site_pk, first, BATCHES_PER_ROUND * BATCH_SIZE)
                 )
@@ -272,6 +324,9 @@ def main() -> dict:
         "batches_of_1000": {**batched, "clients": BATCH_CLIENTS},
         "copy_binary": copied,
         "batched_to_copy_ratio": round(ratio, 3),
+        "batched_to_copy_ratio_by_cpu": round(
+            copied["cpu_ms_per_reading"] / batched["cpu_ms_per_reading"], 3
+        ),
         "ratio_per_round": [round(x, 3) for x in ratios],
         "targets": {"single_posts_readings_per_s": 600, "batched_to_copy_ratio": 0.25},
         "targets_met": {
@@ -290,6 +345,11 @@ def main() -> dict:
         f"p50 {batched['p50_ms']} ms  p99 {batched['p99_ms']} ms  ({BATCH_CLIENTS} clients)"
     )
     print(f"binary COPY  : {copied['readings_per_s']:>9.1f} readings/s")
+    for label, run in (("single", single), ("batched", batched), ("COPY", copied)):
+        print(
+            f"  {label:8} CPU {run['cpu_ms_per_reading']:.4f} ms/reading -> "
+            f"{run['projected_readings_per_s_on_2_idle_cores']:.0f}/s on 2 idle cores"
+        )
     print(
         f"batched / COPY ratio: {ratio:.3f} (median of {ROUNDS} rounds, target >= 0.25); "
         f"load average {load:.1f}; results in {RESULTS}"
