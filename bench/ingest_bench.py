@@ -133,14 +133,16 @@ def run_clients(
             latencies.extend(mine)
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
-    cpu_before = cpu_s(pids or []) + time.process_time()
+    server_before, client_before = cpu_s(pids or []), time.process_time()
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
-    cpu = cpu_s(pids or []) + time.process_time() - cpu_before
+    server_cpu = cpu_s(pids or []) - server_before
+    client_cpu = time.process_time() - client_before
+    cpu = server_cpu + client_cpu
     if errors:
         raise RuntimeError(f"{len(errors)} failed posts, first: {errors[0]}")
     return {
@@ -150,6 +152,7 @@ def run_clients(
         "requests_per_s": round(len(bodies) / elapsed, 1),
         "readings_per_s": round(counts["accepted"] / elapsed, 1),
         "cpu_s": round(cpu, 3),
+        "client_cpu_s": round(client_cpu, 3),
         "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
         **counts,
@@ -248,6 +251,9 @@ def merge(runs: list[dict]) -> dict:
         "cpu_ms_per_reading": round(cpu / readings * 1000, 4),
         "projected_readings_per_s_on_2_idle_cores": round(2 * readings / cpu, 1),
     }
+    if "client_cpu_s" in runs[0]:
+        client = sum(r["client_cpu_s"] for r in runs)
+        out["client_cpu_ms_per_reading"] = round(client / readings * 1000, 4)
     for key in ("p50_ms", "p99_ms"):
         if key in runs[0]:
             out[key] = statistics.median(r[key] for r in runs)
