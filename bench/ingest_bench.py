@@ -282,6 +282,9 @@ def main() -> dict:
                 sites=("SITE001", "SITE002", "SITE003"),
                 workers=WORKERS,
                 threads=THREADS,
+                # Capacity is measured here, not the per-principal rate limits (which count a
+                # batch's items): one bench user posts far beyond a gateway's share.
+                extra_env={"ENEXA_RATE_LIMITS": "user=none,controller=none"},
             )
             token = server.token()
             with psycopg.connect(database_url) as conn:
