@@ -96,7 +96,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_clients(
-    port: int, token: str, bodies: list[bytes], clients: int, pids: list[int] | None = None
+    port: int, api_key: str, bodies: list[bytes], clients: int, pids: list[int] | None = None
 ) -> dict:
     """POST every body to /v1/telemetry from `clients` keep-alive connections; rates and
     latencies of the whole run."""
@@ -105,7 +105,7 @@ def run_clients(
     counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
     lock = threading.Lock()
     next_index = iter(range(len(bodies)))
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
 
     def client() -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -284,16 +284,19 @@ def main() -> dict:
                 threads=THREADS,
                 # Capacity is measured here, not the per-principal rate limits (which count a
                 # batch's items): one bench user posts far beyond a gateway's share.
+                controllers=True,
                 extra_env={"ENEXA_RATE_LIMITS": "user=none,controller=none"},
             )
-            token = server.token()
+            # Gateways post with their controller's API key: SITE001's for single readings,
+            # SITE002's for batches.
+            single_key, batch_key = server.api_keys["SITE001"], server.api_keys["SITE002"]
             with psycopg.connect(database_url) as conn:
                 site_pk = conn.execute(
                     "SELECT id FROM registry_site WHERE code = 'SITE003'"
                 ).fetchone()[0]
             per_round = SINGLE_POSTS // ROUNDS
             warm = [json.dumps(reading(10_000_000 + n)).encode() for n in range(300)]
-            run_clients(server.port, token, warm, SINGLE_CLIENTS)
+            run_clients(server.port, single_key, warm, SINGLE_CLIENTS)
             pids = server_pids(server.proc.popen.pid, database_url)
             for r in range(ROUNDS):
                 single_bodies = [
@@ -311,8 +314,12 @@ def main() -> dict:
                     ).encode()
                     for b in range(BATCHES_PER_ROUND)
                 ]
-                singles.append(run_clients(server.port, token, single_bodies, SINGLE_CLIENTS, pids))
-                batches.append(run_clients(server.port, token, batch_bodies, BATCH_CLIENTS, pids))
+                singles.append(
+                    run_clients(server.port, single_key, single_bodies, SINGLE_CLIENTS, pids)
+                )
+                batches.append(
+                    run_clients(server.port, batch_key, batch_bodies, BATCH_CLIENTS, pids)
+                )
                 copies.append(
                     copy_rows(database_url, site_pk, first, BATCHES_PER_ROUND * BATCH_SIZE)
                 )

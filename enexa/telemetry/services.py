@@ -10,6 +10,7 @@ database's unique constraints and the counts are exact (see docs/telemetry.md)."
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -447,6 +448,19 @@ def _store_readings_postgresql(
         identity = (site_pk, reading.message_id, row[1])
         units.extend((*identity, *v) for v in _unit_values(reading))
         chargers.extend((*identity, *v) for v in _charger_values(reading))
+    params = [json.dumps(part, default=_json_default) for part in (rows, units, chargers)]
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_readings_sql(), params)
+        returned = cursor.fetchall()
+    return [
+        _reading_key(site_pk, message_id, None if message_id else as_utc(ts))
+        for site_pk, message_id, ts in returned
+    ]
+
+
+@functools.cache
+def _insert_readings_sql() -> str:
+    """The PostgreSQL statement of _store_readings_postgresql (built once per process)."""
     values = ", ".join(f"(e->>{i})::{t}" for i, t in enumerate(READING_COLUMNS.values()))
     child_identity = _pg_identity("(e->>1)", "(e->>2)::timestamptz")
 
@@ -461,7 +475,7 @@ def _store_readings_postgresql(
             "ON CONFLICT DO NOTHING"
         )
 
-    sql = (
+    return (
         f"WITH ins AS (INSERT INTO {_table(TelemetryReading)} "
         f"({_columns(tuple(READING_COLUMNS))}) "
         f"SELECT {values} FROM jsonb_array_elements(%s::jsonb) AS e "
@@ -471,14 +485,6 @@ def _store_readings_postgresql(
         f"chargers AS ({child(ChargerValue, CHARGER_COLUMNS)}) "
         "SELECT site_id, message_id, timestamp FROM new"
     )
-    params = [json.dumps(part, default=_json_default) for part in (rows, units, chargers)]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        returned = cursor.fetchall()
-    return [
-        _reading_key(site_pk, message_id, None if message_id else as_utc(ts))
-        for site_pk, message_id, ts in returned
-    ]
 
 
 # --- events -------------------------------------------------------------------------------------
