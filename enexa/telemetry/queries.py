@@ -193,14 +193,27 @@ def aggregated_rows(site: Site, rng: Range) -> Iterator[tuple]:
 
 
 def aggregated_points(site: Site, rng: Range) -> list[dict]:
-    points = []
+    """Buckets of the range; at 1 h, hours whose raw readings are pruned come from the hourly
+    aggregates kept longer."""
+    points = {}
     for row in aggregated_rows(site, rng):
-        point: dict[str, Any] = {"timestamp": format_timestamp(row[0]), "count": row[1]}
-        for i, metric in enumerate(METRICS):
-            values = row[2 + 4 * i : 6 + 4 * i]
-            point[metric] = None if values[0] is None else dict(zip(STATS, values, strict=True))
-        points.append(point)
-    return points
+        points[row[0]] = _point(row[0], row[1], row[2:])
+    if rng.resolution == Resolution.HOUR:
+        columns = [f"{m}_{s}" for m in METRICS for s in STATS]
+        archived = HourlyAggregate.objects.filter(
+            site=site, hour__gte=rng.start, hour__lt=rng.end
+        ).values_list("hour", "count", *columns)
+        for hour, count, *values in archived:
+            points.setdefault(hour, _point(hour, count, values))
+    return [points[ts] for ts in sorted(points)]
+
+
+def _point(ts: datetime, count: int, values) -> dict:
+    point: dict[str, Any] = {"timestamp": format_timestamp(ts), "count": count}
+    for i, metric in enumerate(METRICS):
+        stats = values[4 * i : 4 * i + 4]
+        point[metric] = None if stats[0] is None else dict(zip(STATS, stats, strict=True))
+    return point
 
 
 # --- CSV ------------------------------------------------------------------------------------------
