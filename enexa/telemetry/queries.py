@@ -18,12 +18,20 @@ from django.utils import timezone
 
 from enexa.api.errors import InvalidInput
 from enexa.registry.models import Site
+from shared.events import Event as EventSchema
 from shared.fields import format_timestamp, parse_timestamp
 from shared.telemetry import BatteryReading, BatteryUnitReading, ChargerReading, GridReading
 from shared.telemetry import TelemetryReading as ReadingSchema
 
 from .choices import RESOLUTION_SECONDS, Resolution
-from .models import METRICS, BatteryUnitValue, ChargerValue, HourlyAggregate, TelemetryReading
+from .models import (
+    METRICS,
+    BatteryUnitValue,
+    ChargerValue,
+    Event,
+    HourlyAggregate,
+    TelemetryReading,
+)
 from .services import _adapt_ts, _table, as_utc
 
 DEFAULT_RANGE = timedelta(hours=1)
@@ -142,6 +150,31 @@ def latest_reading(site: Site) -> dict | None:
     """The newest reading of the site, in the wire shape."""
     row = TelemetryReading.objects.filter(site=site).order_by("-timestamp").values().first()
     return _reading_dicts(site, [row])[0] if row else None
+
+
+def site_events(
+    site: Site, rng: Range, *, kind: str | None, severity: str | None, limit: int
+) -> list[dict]:
+    """The site's events in the range, newest first, in the wire shape of the shared schema."""
+    events = Event.objects.filter(site=site, timestamp__gte=rng.start, timestamp__lt=rng.end)
+    if kind:
+        events = events.filter(kind=kind)
+    if severity:
+        events = events.filter(severity=severity)
+    out = []
+    for e in events.order_by("-timestamp")[:limit]:
+        item = EventSchema(
+            site_id=site.code,
+            event_id=e.event_id,
+            timestamp=e.timestamp,
+            kind=e.kind,
+            severity=e.severity,
+            message=e.message,
+            data=e.data,
+        ).to_dict()
+        item["received_at"] = format_timestamp(e.received_at)
+        out.append(item)
+    return out
 
 
 # --- aggregated -----------------------------------------------------------------------------------

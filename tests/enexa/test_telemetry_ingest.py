@@ -353,3 +353,28 @@ def test_a_controllers_status_report_records_the_config_version_it_applied(equip
     assert response.status_code == 200, response.json()
     assert response.json()["controller_id"] == "CTRL001"
     assert ConfigState.objects.get(controller=controller).applied_version == 1
+
+
+@pytest.mark.django_db
+def test_a_sites_events_are_read_back_newest_first_and_filtered(staff_client, site):
+    items = [
+        {
+            "site_id": "SITE001",
+            "event_id": f"e-{i}",
+            "kind": kind,
+            "severity": severity,
+            "timestamp": format_timestamp(T0 + timedelta(minutes=i)),
+            "message": f"event {i}",
+        }
+        for i, (kind, severity) in enumerate(
+            [("alarm", "critical"), ("mode_change", "info"), ("log", "info")]
+        )
+    ]
+    staff_client.post("/v1/events", {"items": items}, format="json")
+    window = "from=2024-01-15T09:00:00Z&to=2024-01-15T11:00:00Z"
+    body = staff_client.get(f"/v1/sites/SITE001/events?{window}").json()
+    assert [e["event_id"] for e in body["events"]] == ["e-2", "e-1", "e-0"]
+    alarms = staff_client.get(f"/v1/sites/SITE001/events?{window}&severity=critical").json()
+    assert [(e["event_id"], e["kind"], e["message"]) for e in alarms["events"]] == [
+        ("e-0", "alarm", "event 0")
+    ]
