@@ -18,6 +18,7 @@ from typing import Any
 from celery import Celery, beat
 from kombu import Queue
 
+from amperio import broker
 from amperio.configsync import load_config
 from amperio.settings import Settings, get_settings
 
@@ -56,7 +57,7 @@ def broker_conf(settings: Settings) -> dict[str, Any]:
     for sub in ("queue", "control", "processed"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     return {
-        "broker_url": "filesystem://",
+        "broker_url": f"{broker.SCHEME}://",
         "broker_transport_options": {
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),

@@ -634,7 +634,8 @@ def restore_version(
     controller: Controller, number: int, *, by: str, if_match: int | None = None
 ) -> dict:
     """Roll back: a new version whose settings equal version `number` (limits stay today's).
-    The controller's overrides are rewritten to whatever reaches those settings."""
+    The controller's overrides are rewritten to whatever reaches those settings; a setting the
+    old version lacks (one added since, or a Modbus endpoint set since) keeps today's value."""
     old = get_version(controller, number)
     ensure_initial_version(controller)
     with transaction.atomic():
