@@ -693,6 +693,7 @@ def go_offline(site_pk: int, now: datetime, reason: str, *, cutoff: datetime | N
     """Mark the site offline (once) and open an outage report; False when it already was
     offline (or, with `cutoff`, was heard from since)."""
     _last_seen_cache.pop(site_pk, None)
+    interval_s = telemetry_interval_s(site_pk)  # outside the transaction: it may read configs
     with transaction.atomic():
         still = SiteStatus.objects.filter(site_id=site_pk, online=True)
         if cutoff is not None:
@@ -713,7 +714,7 @@ def go_offline(site_pk: int, now: datetime, reason: str, *, cutoff: datetime | N
             site_id=site_pk,
             silent_since=newest or last_seen or now,
             offline_at=now,
-            interval_s=telemetry_interval_s(site_pk),
+            interval_s=interval_s,
         )
     logger.info("site %s offline (%s)", site_pk, reason)
     return True
