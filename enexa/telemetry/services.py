@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -449,8 +450,11 @@ def _store_readings_postgresql(
         units.extend((*identity, *v) for v in _unit_values(reading))
         chargers.extend((*identity, *v) for v in _charger_values(reading))
     params = [json.dumps(part, default=_json_default) for part in (rows, units, chargers)]
-    with connection.cursor() as cursor:
-        cursor.execute(_insert_readings_sql(), params)
+    # A server-side prepared statement: Django's client-side-binding cursor would have
+    # PostgreSQL plan this statement on every request (about 60% of its cost for one reading).
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(_insert_readings_sql(), params, prepare=True)
         returned = cursor.fetchall()
     return [
         _reading_key(site_pk, message_id, None if message_id else as_utc(ts))
