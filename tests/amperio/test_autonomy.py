@@ -1,0 +1,181 @@
+"""While Enexa is away the gateway follows the schedule, then keeps the grid limit on its own."""
+
+from datetime import UTC, datetime, timedelta
+
+from amperio.autonomy import ModeTracker, decide, snapshot_from_reading
+from amperio.state import GatewayState
+from shared.events import Event
+
+NOW = datetime(2026, 1, 15, 18, 0, tzinfo=UTC)
+CONFIG = {
+    "settings": {
+        "grid": {"limit_kw": 400.0},
+        "battery": {"soc_min_pct": 10.0, "soc_max_pct": 90.0, "reserve_pct": 30.0},
+        "autonomy": {"enter_after_s": 60},
+    }
+}
+AWAY = NOW - timedelta(minutes=10)
+
+
+def snapshot(load_kw=20.0, charger_kw=0.0, soc=(50.0, 50.0), battery_kw=(0.0, 0.0)):
+    """What the ChargePost reports: the meter sees load + charger - battery discharge."""
+    net = load_kw + charger_kw - sum(battery_kw)
+    snap = {
+        "grid_import_kw": max(net, 0.0),
+        "grid_export_kw": max(-net, 0.0),
+        "site_load_kw": load_kw,
+        "chg1_power_kw": charger_kw,
+        "site_grid_limit_kw": 400.0,
+    }
+    for n, (s, p) in enumerate(zip(soc, battery_kw, strict=True), start=1):
+        snap.update(
+            {
+                f"bat{n}_soc_pct": s,
+                f"bat{n}_power_kw": p,
+                f"bat{n}_allowed_charge_kw": 110.0,
+                f"bat{n}_allowed_discharge_kw": 110.0,
+            }
+        )
+    return snap
+
+
+def grid_after(snap, decision):
+    return snap["site_load_kw"] + snap["chg1_power_kw"] - decision.battery_power_kw
+
+
+def test_while_enexa_answers_the_gateway_leaves_the_battery_to_its_dispatch():
+    decision = decide(NOW, snapshot(charger_kw=500), CONFIG, None, NOW - timedelta(seconds=30))
+    assert decision.mode == "normal"
+    assert decision.battery_power_kw is None
+
+
+def test_past_the_configured_time_the_gateway_follows_the_schedule_slot_covering_now():
+    schedule = [
+        {"start": "2026-01-15T17:00:00Z", "end": "2026-01-15T17:59:59Z", "power_kw": 50},
+        {"start": "2026-01-15T18:00:00Z", "end": "2026-01-15T19:00:00Z", "power_kw": -40},
+    ]
+    decision = decide(NOW, snapshot(), CONFIG, schedule, NOW - timedelta(seconds=61))
+    assert decision.mode == "schedule"
+    assert decision.battery_power_kw == -40
+    assert sum(decision.unit_power_kw.values()) == -40
+
+
+def test_a_schedule_slot_that_would_break_the_grid_limit_is_raised_to_keep_it():
+    schedule = [{"start": NOW - timedelta(hours=1), "end": NOW + timedelta(hours=1), "power_kw": 0}]
+    snap = snapshot(load_kw=20, charger_kw=450)
+    decision = decide(NOW, snap, CONFIG, schedule, AWAY)
+    assert decision.mode == "schedule"
+    assert grid_after(snap, decision) < 400
+
+
+def test_when_the_schedule_has_run_out_the_safe_local_policy_takes_over():
+    schedule = [{"start": "2026-01-15T16:00:00Z", "end": "2026-01-15T17:00:00Z", "power_kw": 80}]
+    decision = decide(NOW, snapshot(), CONFIG, schedule, AWAY)
+    assert decision.mode == "safe_local"
+
+
+def test_invalid_schedule_slots_are_ignored_rather_than_guessed_at():
+    schedule = [
+        {"start": "not a time", "end": "2026-01-15T19:00:00Z", "power_kw": 80},
+        {"start": "2026-01-15T19:00:00Z", "end": "2026-01-15T17:00:00Z", "power_kw": 80},
+        {"start": "2026-01-15T17:00:00Z", "end": "2026-01-15T19:00:00Z", "power_kw": "lots"},
+    ]
+    assert decide(NOW, snapshot(), CONFIG, schedule, AWAY).mode == "safe_local"
+
+
+def test_safe_local_discharges_to_keep_the_grid_import_under_the_limit_with_a_margin():
+    snap = snapshot(load_kw=30, charger_kw=450)
+    decision = decide(NOW, snap, CONFIG, None, AWAY)
+    assert decision.mode == "safe_local"
+    assert 80 <= decision.battery_power_kw <= 110
+    assert grid_after(snap, decision) <= 400 - 20  # 5 % margin
+
+
+def test_safe_local_counts_the_battery_power_already_flowing():
+    # The meter shows 320 kW because the battery already gives 160 kW: keep giving it.
+    snap = snapshot(load_kw=30, charger_kw=450, battery_kw=(80.0, 80.0))
+    decision = decide(NOW, snap, CONFIG, None, AWAY)
+    assert grid_after(snap, decision) <= 380
+
+
+def test_safe_local_splits_the_discharge_by_the_energy_each_unit_holds_above_the_minimum():
+    decision = decide(
+        NOW, snapshot(load_kw=30, charger_kw=450, soc=(70.0, 40.0)), CONFIG, None, AWAY
+    )
+    bat1, bat2 = decision.unit_power_kw["bat1"], decision.unit_power_kw["bat2"]
+    assert bat1 > bat2 > 0
+    assert abs(bat1 / bat2 - (70 - 10) / (40 - 10)) < 0.01
+
+
+def test_a_unit_at_its_soc_minimum_gives_nothing_and_the_other_takes_over():
+    decision = decide(
+        NOW, snapshot(load_kw=30, charger_kw=450, soc=(10.0, 60.0)), CONFIG, None, AWAY
+    )
+    assert decision.unit_power_kw == {"bat1": 0.0, "bat2": 100.0}
+
+
+def test_below_the_reserve_the_battery_charges_from_spare_headroom_only():
+    snap = snapshot(load_kw=20, charger_kw=300, soc=(20.0, 20.0))
+    decision = decide(NOW, snap, CONFIG, None, AWAY)
+    assert decision.battery_power_kw < 0, "charging"
+    assert grid_after(snap, decision) <= 380, "never over the limit to charge"
+    assert decision.battery_power_kw == -60
+
+
+def test_above_the_reserve_and_under_the_limit_the_battery_idles():
+    decision = decide(
+        NOW, snapshot(load_kw=20, charger_kw=100, soc=(60.0, 60.0)), CONFIG, None, AWAY
+    )
+    assert decision.battery_power_kw == 0
+
+
+def test_no_unit_is_charged_above_the_soc_maximum():
+    schedule = [{"start": NOW, "end": NOW + timedelta(hours=1), "power_kw": -200}]
+    decision = decide(NOW, snapshot(soc=(90.0, 50.0)), CONFIG, schedule, AWAY)
+    assert decision.unit_power_kw["bat1"] == 0
+    assert decision.unit_power_kw["bat2"] == -110
+
+
+def test_a_unit_is_never_asked_for_more_than_it_allows():
+    snap = snapshot(load_kw=30, charger_kw=900)
+    snap["bat1_allowed_discharge_kw"] = 40.0
+    decision = decide(NOW, snap, CONFIG, None, AWAY)
+    assert decision.unit_power_kw == {"bat1": 40.0, "bat2": 110.0}
+    assert "can give 150.0" in decision.reason
+
+
+def test_the_snapshot_can_come_from_the_wire_reading():
+    reading = {
+        "site_id": "SITE001",
+        "timestamp": "2026-01-15T18:00:00Z",
+        "battery": {
+            "units": [
+                {"id": "BAT1", "soc_pct": 50, "power_kw": 0, "allowed_discharge_kw": 110},
+                {"id": "BAT2", "soc_pct": 50, "power_kw": 0, "allowed_discharge_kw": 110},
+            ]
+        },
+        "grid": {"import_kw": 480, "export_kw": 0},
+        "chargers": [{"id": "CHG1", "power_kw": 450}],
+    }
+    decision = decide(NOW, snapshot_from_reading(reading), CONFIG, None, AWAY)
+    assert decision.battery_power_kw >= 100
+
+
+def test_each_mode_change_is_an_event_once_and_the_mode_survives_a_restart(tmp_path):
+    state = GatewayState(tmp_path / "state.sqlite3")
+    tracker = ModeTracker(state, site_id="SITE001")
+    safe = decide(NOW, snapshot(charger_kw=450), CONFIG, None, AWAY)
+    normal = decide(NOW, snapshot(), CONFIG, None, NOW)
+
+    assert tracker.observe(normal, NOW) is None
+    event = tracker.observe(safe, NOW)
+    parsed = Event.from_dict(event)
+    assert (parsed.kind, parsed.data["from"], parsed.data["to"]) == (
+        "mode_change",
+        "normal",
+        "safe_local",
+    )
+    assert tracker.observe(safe, NOW) is None
+    assert ModeTracker(state, site_id="SITE001").observe(safe, NOW) is None
+    back = ModeTracker(state, site_id="SITE001").observe(normal, NOW + timedelta(minutes=5))
+    assert Event.from_dict(back).data["to"] == "normal"
