@@ -47,3 +47,11 @@ def operator(site):
 @pytest.fixture
 def operator_client(operator) -> APIClient:
     return jwt_client(operator)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Each test starts with no calls counted against any rate limit."""
+    from enexa.api.throttling import reset_counters
+
+    reset_counters()

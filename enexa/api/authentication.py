@@ -24,7 +24,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             return None
         from enexa.provisioning.services import authenticate_api_key
 
-        principal = authenticate_api_key(token)
+        from .network import client_ip
+
+        principal = authenticate_api_key(token, client_ip=client_ip(request))
         if principal is None:
             raise exceptions.AuthenticationFailed("Invalid, revoked or expired API key.")
         return principal, token

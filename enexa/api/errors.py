@@ -49,6 +49,22 @@ class PreconditionFailed(DomainError):
     title = "Precondition failed"
 
 
+class InvalidCredentials(DomainError):
+    """A secret that is unknown, expired, used up or not valid for what it is presented for."""
+
+    status = status.HTTP_401_UNAUTHORIZED
+    code = "authentication_failed"
+    title = "Authentication failed"
+
+
+class ForbiddenError(DomainError):
+    """An authenticated caller that may not do this (e.g. from an address not allowed)."""
+
+    status = status.HTTP_403_FORBIDDEN
+    code = "permission_denied"
+    title = "Forbidden"
+
+
 def flatten_errors(detail, prefix: str = "") -> dict[str, list[str]]:
     """Turn DRF's nested error detail into `field.path -> [messages]`."""
     out: dict[str, list[str]] = {}
@@ -98,6 +114,8 @@ def problem_exception_handler(exc, context):
             status=exc.status,
         )
         response.content_type = PROBLEM_CONTENT_TYPE
+        if exc.status == status.HTTP_401_UNAUTHORIZED:
+            response["WWW-Authenticate"] = 'Bearer realm="enexa"'
         return response
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()

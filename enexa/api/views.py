@@ -1,8 +1,14 @@
 """Views of the API plumbing itself: health."""
+from django.conf import settings
 from django.db import connection
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.decorators import api_view, authentication_classes, permission_classes
+from rest_framework.decorators import (
+    api_view,
+    authentication_classes,
+    permission_classes,
+    throttle_classes,
+)
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
@@ -16,22 +22,43 @@ def database_ok() -> bool:
         return False
 
 
+def redis_ok() -> bool:
+    from enexa.api.throttling import redis_client
+
+    try:
+        return bool(redis_client().ping())
+    except Exception:  # noqa: BLE001 - any failure means "down" here
+        return False
+
+
+HEALTH_FIELDS = {
+    "status": serializers.CharField(help_text="ok, or degraded when a dependency is down"),
+    "database": serializers.CharField(help_text="ok or down"),
+    "redis": serializers.CharField(
+        required=False, help_text="ok or down (rate limits then count per process); "
+        "absent when REDIS_URL is not set"),
+}
+
+
 @extend_schema(
     responses={
-        200: inline_serializer("Health", {"status": serializers.CharField(),
-                                          "database": serializers.CharField()}),
-        503: inline_serializer("HealthDown", {"status": serializers.CharField(),
-                                              "database": serializers.CharField()}),
+        200: inline_serializer("Health", HEALTH_FIELDS),
+        503: inline_serializer("HealthDown", HEALTH_FIELDS),
     },
     auth=[],
 )
 @api_view(["GET"])
 @authentication_classes([])
 @permission_classes([AllowAny])
+@throttle_classes([])  # monitors and start-up probes poll it
 def health(request):
     """Liveness and dependencies: 503 when the database is down."""
     db = database_ok()
-    body = {"status": "ok" if db else "degraded", "database": "ok" if db else "down"}
+    body = {"status": "ok", "database": "ok" if db else "down"}
+    if settings.REDIS_URL:
+        body["redis"] = "ok" if redis_ok() else "down"
+    if "down" in body.values():
+        body["status"] = "degraded"
     response = Response(body, status=200 if db else 503)
     if not db:
         response["Retry-After"] = "5"

@@ -1,4 +1,5 @@
 """Django app configuration of enexa.audit."""
+
 from django.apps import AppConfig
 
 
@@ -6,3 +7,8 @@ class AuditConfig(AppConfig):
     name = "enexa.audit"
     label = "audit"
     verbose_name = "Audit log"
+
+    def ready(self):
+        from .signals import connect
+
+        connect()

@@ -1,4 +1,5 @@
 """Django app configuration of enexa.provisioning."""
+
 from django.apps import AppConfig
 
 

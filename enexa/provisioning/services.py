@@ -1,7 +1,367 @@
 """Provisioning services: enrollment, API keys and the controller lifecycle."""
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+import re
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from enexa.api.errors import ConflictError, ForbiddenError, InvalidCredentials, InvalidInput
 from enexa.api.principals import ControllerPrincipal
+from enexa.registry.choices import ControllerState
+from enexa.registry.models import Controller, Site
+
+from .models import ApiKey, ControllerAccess, EnrollmentToken
+
+logger = logging.getLogger(__name__)
+
+API_KEY_PREFIX = "enx_"
+ENROLLMENT_PREFIX = "enr_"
+# A key's last_used_at is written at most this often, so each call does not cost a write.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+BLOCKED_STATES = {ControllerState.SUSPENDED, ControllerState.DECOMMISSIONED}
+CONTROLLER_CODE = re.compile(r"^CTRL(\d+)$")
+
+# Staff moves: target state -> states it may be reached from. "pending" is the reset that
+# lets the serial register again.
+STATE_TRANSITIONS = {
+    ControllerState.SUSPENDED: {ControllerState.REGISTERED, ControllerState.ACTIVE},
+    ControllerState.ACTIVE: {ControllerState.SUSPENDED},
+    ControllerState.DECOMMISSIONED: {
+        ControllerState.PENDING,
+        ControllerState.REGISTERED,
+        ControllerState.ACTIVE,
+        ControllerState.SUSPENDED,
+    },
+    ControllerState.PENDING: {
+        ControllerState.REGISTERED,
+        ControllerState.ACTIVE,
+        ControllerState.SUSPENDED,
+        ControllerState.DECOMMISSIONED,
+    },
+}
 
 
-def authenticate_api_key(raw_key: str) -> ControllerPrincipal | None:
-    """The principal for a presented API key, or None when it is not valid."""
-    return None  # API keys arrive with the provisioning issue.
+def hash_secret(secret: str) -> str:
+    # The secrets are 256-bit random values, so a fast hash is enough (no password stretching).
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _new_credential(prefix: str) -> tuple[str, str, str]:
+    """(lookup, secret hash, plaintext `<prefix><lookup>.<secret>`)."""
+    lookup = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    return lookup, hash_secret(secret), f"{prefix}{lookup}.{secret}"
+
+
+def _split_credential(token: str, prefix: str) -> tuple[str, str] | None:
+    if not token or not token.startswith(prefix):
+        return None
+    lookup, dot, secret = token[len(prefix) :].partition(".")
+    if not dot or not lookup or not secret or len(lookup) > 16:
+        return None
+    return lookup, secret
+
+
+def _matches(secret: str, secret_hash: str) -> bool:
+    return hmac.compare_digest(hash_secret(secret), secret_hash)
+
+
+# API keys
+
+
+def issue_api_key(controller: Controller) -> tuple[ApiKey, str]:
+    """A new key for `controller`; the plaintext is returned once and never stored."""
+    lookup, secret_hash, plaintext = _new_credential(API_KEY_PREFIX)
+    key = ApiKey.objects.create(controller=controller, lookup=lookup, secret_hash=secret_hash)
+    logger.info("issued API key enx_%s for controller %s", lookup, controller.code)
+    return key, plaintext
+
+
+def authenticate_api_key(raw_key: str, client_ip: str | None = None) -> ControllerPrincipal | None:
+    """The principal for a presented API key, or None when it is unknown, wrong, revoked,
+    expired or its controller is suspended or decommissioned. Raises ForbiddenError when the
+    key is good but `client_ip` is outside the controller's allowlist."""
+    parts = _split_credential(raw_key, API_KEY_PREFIX)
+    if parts is None:
+        return None
+    lookup, secret = parts
+    key = (
+        ApiKey.objects.select_related("controller__site", "controller__access")
+        .filter(lookup=lookup)
+        .first()
+    )
+    now = timezone.now()
+    if key is None or not _matches(secret, key.secret_hash) or not key.is_usable(now):
+        return None
+    controller = key.controller
+    if controller.state in BLOCKED_STATES:
+        return None
+    try:
+        access = controller.access
+    except ControllerAccess.DoesNotExist:
+        access = None
+    if access is not None and not access.allows(client_ip):
+        logger.warning(
+            "controller %s refused from %s (not in its allowlist)", controller.code, client_ip
+        )
+        raise ForbiddenError("This address may not use this controller's key.")
+    if key.last_used_at is None or key.last_used_at < now - LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=key.pk).filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
+        ).update(last_used_at=now)
+    return ControllerPrincipal(
+        controller_pk=controller.pk,
+        controller_code=controller.code,
+        site_pk=controller.site_id,
+        site_code=controller.site.code,
+        key_prefix=f"{API_KEY_PREFIX}{lookup}",
+    )
+
+
+def rotate_api_key(controller: Controller, grace_s: int | None = None) -> str:
+    """Issue a new key; the current ones keep working for `grace_s` seconds (default
+    ENEXA_API_KEY_ROTATION_GRACE_S), so a gateway can switch without downtime."""
+    if grace_s is None:
+        grace_s = settings.ENEXA_API_KEY_ROTATION_GRACE_S
+    if grace_s < 0:
+        raise InvalidInput("The grace period cannot be negative.", {"grace_s": ["Must be >= 0."]})
+    deadline = timezone.now() + timedelta(seconds=grace_s)
+    with transaction.atomic():
+        current = ApiKey.objects.filter(controller=controller, revoked_at__isnull=True)
+        current.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=deadline)).update(
+            expires_at=deadline
+        )
+        _, plaintext = issue_api_key(controller)
+    logger.info("rotated API key of controller %s (grace %s s)", controller.code, grace_s)
+    return plaintext
+
+
+def revoke_api_keys(controller: Controller) -> int:
+    """Revoke every key of `controller` at once; returns how many were still usable."""
+    now = timezone.now()
+    unrevoked = ApiKey.objects.filter(controller=controller, revoked_at__isnull=True)
+    count = unrevoked.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now)).update(
+        revoked_at=now
+    )
+    unrevoked.update(revoked_at=now)  # rotated-out keys too, so the record reads plainly
+    logger.info("revoked %s API key(s) of controller %s", count, controller.code)
+    return count
+
+
+def ip_allowlist_of(controller: Controller) -> list[str]:
+    access = ControllerAccess.objects.filter(controller=controller).first()
+    return list(access.ip_allowlist) if access else []
+
+
+def set_ip_allowlist(controller: Controller, networks: list[str]) -> list[str]:
+    """Replace the networks (CIDR) `controller`'s key may be used from; [] allows any."""
+    cleaned = [str(ipaddress.ip_network(net.strip(), strict=False)) for net in networks]
+    ControllerAccess.objects.update_or_create(
+        controller=controller, defaults={"ip_allowlist": cleaned}
+    )
+    logger.info("IP allowlist of controller %s set to %s", controller.code, cleaned)
+    return cleaned
+
+
+# Enrollment
+
+
+def create_enrollment_token(
+    site: Site, uses: int = 1, ttl_s: int | None = None, created_by=None
+) -> tuple[EnrollmentToken, str]:
+    """An enrollment secret for `site`; the plaintext (`enr_...`) is returned once."""
+    if ttl_s is None:
+        ttl_s = settings.ENEXA_ENROLLMENT_TTL_S
+    errors = {}
+    if uses < 1:
+        errors["uses"] = ["Must be at least 1."]
+    if ttl_s < 1:
+        errors["ttl_s"] = ["Must be at least 1 second."]
+    if errors:
+        raise InvalidInput("The enrollment token settings are invalid.", errors)
+    lookup, secret_hash, plaintext = _new_credential(ENROLLMENT_PREFIX)
+    token = EnrollmentToken.objects.create(
+        site=site,
+        lookup=lookup,
+        secret_hash=secret_hash,
+        uses_left=uses,
+        expires_at=timezone.now() + timedelta(seconds=ttl_s),
+        created_by=created_by,
+    )
+    logger.info("enrollment token enr_%s created for site %s (%s uses)", lookup, site.code, uses)
+    return token, plaintext
+
+
+def _enrollment_token_for(secret_token: str, site_code: str) -> EnrollmentToken:
+    parts = _split_credential(secret_token or "", ENROLLMENT_PREFIX)
+    refused = InvalidCredentials("The enrollment secret is not valid for this site.")
+    if parts is None:
+        raise refused
+    lookup, secret = parts
+    token = (
+        EnrollmentToken.objects.select_for_update()
+        .select_related("site")
+        .filter(lookup=lookup)
+        .first()
+    )
+    if (
+        token is None
+        or not _matches(secret, token.secret_hash)
+        or not token.is_usable()
+        or token.site.code != site_code
+    ):
+        raise refused
+    return token
+
+
+def next_controller_code() -> str:
+    numbers = [
+        int(match.group(1))
+        for code in Controller.objects.filter(code__regex=r"^CTRL[0-9]+$").values_list(
+            "code", flat=True
+        )
+        if (match := CONTROLLER_CODE.match(code))
+    ]
+    return f"CTRL{max(numbers, default=0) + 1:03d}"
+
+
+def _bindable(controller: Controller, site_pk: int) -> bool:
+    """A pre-registered controller the gateway may claim: at the secret's site, and pending,
+    or registered by staff without credentials ever issued (as the demo's CTRL001)."""
+    if controller.site_id != site_pk:
+        return False
+    if controller.state == ControllerState.PENDING:
+        return True
+    return controller.state == ControllerState.REGISTERED and not controller.api_keys.exists()
+
+
+def register_controller(
+    enrollment_secret: str, serial: str, site_code: str
+) -> tuple[Controller, str]:
+    """Register the gateway `serial` at `site_code` with a site enrollment secret.
+
+    Binds to the controller staff pre-registered with that serial at that site (see
+    `_bindable`), else creates the site's next controller. A serial that already holds keys,
+    is active, suspended, decommissioned or at another site is a conflict until staff reset it.
+    Returns the controller and its new API key (plaintext, shown once)."""
+    serial = (serial or "").strip()
+    if not serial:
+        raise InvalidInput("The serial is required.", {"serial": ["This field is required."]})
+    for _ in range(3):  # two registrations may race for the same next code
+        try:
+            with transaction.atomic():
+                token = _enrollment_token_for(enrollment_secret, site_code)
+                controller = Controller.objects.select_for_update().filter(serial=serial).first()
+                if controller is not None and not _bindable(controller, token.site_id):
+                    raise ConflictError(
+                        f"The serial {serial} is already registered; staff must reset it first."
+                    )
+                if controller is None:
+                    controller = Controller.objects.create(
+                        code=next_controller_code(),
+                        serial=serial,
+                        site=token.site,
+                        state=ControllerState.REGISTERED,
+                    )
+                else:
+                    controller.state = ControllerState.REGISTERED
+                    controller.save(update_fields=["state", "updated_at"])
+                EnrollmentToken.objects.filter(pk=token.pk).update(uses_left=F("uses_left") - 1)
+                revoke_api_keys(controller)
+                _, plaintext = issue_api_key(controller)
+        except IntegrityError:
+            continue
+        logger.info(
+            "controller %s (serial %s) registered at site %s", controller.code, serial, site_code
+        )
+        return controller, plaintext
+    raise ConflictError(f"The serial {serial} could not be registered; retry.")
+
+
+def initial_config(controller_pk: int) -> dict:
+    """What a newly registered gateway needs: its effective configuration and its assets."""
+    from enexa.configs.services import effective_config_for
+
+    controller = Controller.objects.select_related("site").get(pk=controller_pk)
+    assets = controller.assets.all()
+    if not assets.exists():  # none assigned: the gateway runs the whole site
+        assets = controller.site.equipment.all()
+    return {
+        "config": effective_config_for(controller),
+        "assets": [
+            {
+                "id": asset.code,
+                "kind": asset.kind,
+                "name": asset.name,
+                "model": asset.model,
+                "serial": asset.serial,
+                "parent_id": asset.parent.code if asset.parent_id else None,
+                "specs": asset.specs(),
+            }
+            for asset in assets.select_related("parent").order_by("kind", "code")
+        ],
+    }
+
+
+def activate_controller(
+    controller_pk: int, status: str, tests_passed: bool, detail: str = ""
+) -> bool:
+    """Go live when the gateway reports `ready` with its tests passed; otherwise it stays
+    inactive and the reason is kept (ControllerAccess.activation_detail)."""
+    with transaction.atomic():
+        controller = Controller.objects.select_for_update().get(pk=controller_pk)
+        access, _ = ControllerAccess.objects.get_or_create(controller=controller)
+        if controller.state == ControllerState.ACTIVE:
+            return True
+        if status == "ready" and tests_passed:
+            controller.state = ControllerState.ACTIVE
+            controller.save(update_fields=["state", "updated_at"])
+            access.activated_at = timezone.now()
+            access.activation_detail = ""
+            access.save(update_fields=["activated_at", "activation_detail", "updated_at"])
+            logger.info("controller %s activated", controller.code)
+            return True
+        reasons = []
+        if status != "ready":
+            reasons.append(f"status {status!r}")
+        if not tests_passed:
+            reasons.append("tests failed")
+        access.activation_detail = "; ".join(reasons) + (f": {detail}" if detail else "")
+        access.save(update_fields=["activation_detail", "updated_at"])
+        logger.warning("controller %s not activated: %s", controller.code, access.activation_detail)
+        return False
+
+
+# Lifecycle (staff)
+
+
+def set_controller_state(controller: Controller, state: str) -> Controller:
+    """Staff lifecycle moves: suspend, resume (active), decommission, reset (pending).
+
+    Suspending or decommissioning stops the controller's key at once (authentication checks
+    the state); a reset also revokes its keys so the serial can register again."""
+    if state not in STATE_TRANSITIONS:
+        raise InvalidInput(
+            f"'{state}' is not a state staff can set.",
+            {"state": ["Must be one of: " + ", ".join(sorted(STATE_TRANSITIONS)) + "."]},
+        )
+    with transaction.atomic():
+        controller = Controller.objects.select_for_update().get(pk=controller.pk)
+        if controller.state == state:
+            return controller
+        if controller.state not in STATE_TRANSITIONS[state]:
+            raise ConflictError(f"A {controller.state} controller cannot become {state}.")
+        controller.state = state
+        controller.save(update_fields=["state", "updated_at"])
+        if state in (ControllerState.PENDING, ControllerState.DECOMMISSIONED):
+            revoke_api_keys(controller)
+    logger.info("controller %s is now %s", controller.code, state)
+    return controller

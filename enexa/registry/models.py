@@ -170,6 +170,12 @@ class Equipment(models.Model):
             raise ValidationError(errors)
 
 
+# Every specification column, in display order (the union of Equipment.SPEC_FIELDS).
+SPEC_FIELD_NAMES = list(
+    dict.fromkeys(name for fields in Equipment.SPEC_FIELDS.values() for name in fields)
+)
+
+
 class Controller(models.Model):
     """A site gateway running Amperio; it reaches only its own site's resources."""
 

@@ -56,6 +56,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "enexa.api.middleware.DatabaseUnavailableMiddleware",
+    "enexa.audit.middleware.AuditMiddleware",
 ]
 
 ROOT_URLCONF = "enexa.urls"
@@ -161,3 +162,38 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("ENEXA_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# Provisioning: how long a rotated-out API key keeps working, and an enrollment secret's
+# default lifetime.
+ENEXA_API_KEY_ROTATION_GRACE_S = env_int("ENEXA_API_KEY_ROTATION_GRACE_S", 86400)
+ENEXA_ENROLLMENT_TTL_S = env_int("ENEXA_ENROLLMENT_TTL_S", 7 * 86400)
+
+# Reverse proxies whose X-Forwarded-For is believed (IPs or CIDRs); anyone else's is ignored.
+TRUSTED_PROXIES = env_list("ENEXA_TRUSTED_PROXIES", [])
+
+# Rate limits per principal and scope ("count/unit", unit s, min, hour or day; None = no limit).
+# Controllers are keyed by controller, users by user, the rest by client address; a batch
+# counts its items. ENEXA_RATE_LIMITS="controller=100/min,login=5/min" overrides some.
+ENEXA_RATE_LIMITS = {
+    "controller": "6000/min",
+    "user": "1200/min",
+    "anon": "120/min",
+    "login": "20/min",
+    "register": "10/min",
+}
+for _item in env_list("ENEXA_RATE_LIMITS", []):
+    _scope, _, _rate = _item.partition("=")
+    ENEXA_RATE_LIMITS[_scope.strip()] = _rate.strip() if _rate.strip() not in ("", "none") else None
+ENEXA_RATE_LIMIT_PREFIX = env_str("ENEXA_RATE_LIMIT_PREFIX", "enexa:ratelimit")
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["enexa.api.throttling.PrincipalRateThrottle"]
+
+# Telemetry (enexa.telemetry): batch bound, silence before a site shows offline, the reading
+# interval outage reports expect, powers accepted up to this multiple of the site's ratings,
+# and retention of raw readings and of their hourly aggregates.
+ENEXA_TELEMETRY_MAX_BATCH = env_int("ENEXA_TELEMETRY_MAX_BATCH", 1000)
+ENEXA_OFFLINE_AFTER_S = env_int("ENEXA_OFFLINE_AFTER_S", 120)
+ENEXA_TELEMETRY_INTERVAL_S = float(env_str("ENEXA_TELEMETRY_INTERVAL_S", "5"))
+ENEXA_TELEMETRY_POWER_FACTOR = float(env_str("ENEXA_TELEMETRY_POWER_FACTOR", "3"))
+ENEXA_TELEMETRY_RAW_RETENTION_DAYS = env_int("ENEXA_TELEMETRY_RAW_RETENTION_DAYS", 30)
+ENEXA_TELEMETRY_AGGREGATE_RETENTION_DAYS = env_int("ENEXA_TELEMETRY_AGGREGATE_RETENTION_DAYS", 730)
+ENEXA_TELEMETRY_MAX_POINTS = env_int("ENEXA_TELEMETRY_MAX_POINTS", 10000)

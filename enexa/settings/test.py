@@ -7,3 +7,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 _test_name = env_str("ENEXA_TEST_DB_NAME")
 if _test_name:
     DATABASES["default"]["TEST"] = {"NAME": _test_name}
+
+# Tests post thousands of readings as one principal; the throttling tests set their own limits.
+ENEXA_RATE_LIMITS = {scope: "1000000/min" for scope in ENEXA_RATE_LIMITS}  # noqa: F405

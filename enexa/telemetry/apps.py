@@ -1,4 +1,5 @@
 """Django app configuration of enexa.telemetry."""
+
 from django.apps import AppConfig
 
 

@@ -5,91 +5,19 @@ Each process logs to a file under the test's tmp dir, and is stopped in `finally
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import requests
 
-REPO = Path(__file__).resolve().parents[2]
+from amperio.procs import REPO_DIR as REPO
+from amperio.procs import Proc, free_port, wait_until
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until(
-    predicate: Callable[[], object],
-    timeout_s: float,
-    interval_s: float = 0.1,
-    what: str = "condition",
-):
-    """Poll `predicate` until it returns something truthy; fail after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = predicate()
-            if result:
-                return result
-        except Exception as exc:  # noqa: BLE001 - keep polling, report the last error
-            last_error = exc
-        time.sleep(interval_s)
-    raise TimeoutError(f"{what} not reached within {timeout_s} s (last error: {last_error!r})")
-
-
-class Proc:
-    """A child process with its output in a log file."""
-
-    def __init__(
-        self, name: str, args: list[str], log_dir: Path, env: dict[str, str] | None = None
-    ):
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        full_env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **(env or {})}
-        self.popen = subprocess.Popen(
-            args,
-            cwd=REPO,
-            env=full_env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def signal(self, sig: int) -> None:
-        """Signal the whole process group (a Celery worker has children)."""
-        try:
-            os.killpg(self.popen.pid, sig)
-        except ProcessLookupError:
-            pass
-
-    def kill9(self) -> None:
-        self.signal(signal.SIGKILL)
-        self.popen.wait(timeout=10)
-
-    def stop(self, timeout_s: float = 10) -> None:
-        if self.alive():
-            self.signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.kill9()
-        self._log.close()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+__all__ = ["LiveEnexa", "Proc", "enexa_database", "free_port", "run_manage", "wait_until"]
 
 
 def run_manage(*args: str, env: dict[str, str]) -> str:
@@ -104,6 +32,15 @@ def run_manage(*args: str, env: dict[str, str]) -> str:
     if result.returncode != 0:
         raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
     return result.stdout
+
+
+def unthrottled_env() -> dict[str, str]:
+    """Tests post many readings as one principal; a throttling test passes its own limits.
+    Each server gets its own counters, so one never leaks into another's."""
+    return {
+        "ENEXA_RATE_LIMITS": "controller=1000000/min,user=1000000/min,anon=1000000/min",
+        "ENEXA_RATE_LIMIT_PREFIX": f"enexa-it:{uuid.uuid4().hex[:8]}",
+    }
 
 
 @contextmanager
@@ -140,6 +77,7 @@ class LiveEnexa:
             "ENEXA_VAR_DIR": str(log_dir / "enexa-var"),
             "ENEXA_DEMO_ADMIN_PASSWORD": self.admin_password,
             "ENEXA_DEMO_OPERATOR_PASSWORD": "operator-" + uuid.uuid4().hex,
+            **unthrottled_env(),
             **(extra_env or {}),
         }
         run_manage("migrate", "--noinput", env=self.env)

@@ -1,0 +1,1 @@
+"""Modbus/TCP access to ChargePost units: the register map as data, its codec and a client."""

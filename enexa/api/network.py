@@ -1,0 +1,39 @@
+"""The caller's address: X-Forwarded-For is believed only from TRUSTED_PROXIES."""
+
+import ipaddress
+from functools import lru_cache
+
+from django.conf import settings
+
+
+@lru_cache(maxsize=8)
+def _networks(entries: tuple[str, ...]) -> tuple:
+    return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
+
+
+def _trusted(ip: str) -> bool:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(address in net for net in _networks(tuple(settings.TRUSTED_PROXIES)))
+
+
+def client_ip(request) -> str | None:
+    """REMOTE_ADDR, unless it is a trusted proxy: then the right-most X-Forwarded-For entry
+    that is not itself a trusted proxy (entries left of it are client-supplied, so unproven)."""
+    remote = request.META.get("REMOTE_ADDR") or None
+    if remote is None or not _trusted(remote):
+        return remote
+    forwarded = [
+        hop.strip()
+        for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
+        if hop.strip()
+    ]
+    for hop in reversed(forwarded):
+        if not _trusted(hop):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return remote  # garbage from the proxy's client: fall back to what we know
+    return remote

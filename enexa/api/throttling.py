@@ -1,0 +1,190 @@
+"""Per-principal rate limits from ENEXA_RATE_LIMITS, counted atomically in Redis when REDIS_URL
+is set (every server process shares the count), else in this process.
+
+DRF's own throttles read, then write, a cache entry: two processes can both pass. Here one Lua
+script checks and adds in a single Redis step. Windows are fixed, starting at a principal's
+first call; a call that would pass the limit is refused without being counted."""
+
+import json
+import logging
+import math
+import re
+import threading
+import time
+from functools import lru_cache
+
+from django.conf import settings
+from django.db import connection
+from rest_framework.throttling import BaseThrottle
+
+from .network import client_ip
+from .principals import is_controller
+
+logger = logging.getLogger(__name__)
+
+RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(s|sec|second|m|min|minute|h|hour|d|day)\s*$")
+UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# Scopes that are keyed by address: the caller has no identity yet.
+ADDRESS_SCOPES = {"anon", "login", "register"}
+
+# KEYS[1] counter; ARGV cost, limit, window_ms -> {allowed 0|1, ms until the window ends}
+CHECK_AND_ADD = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local cost = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local window_ms = tonumber(ARGV[3])
+if current + cost > limit then
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl < 0 then ttl = window_ms end
+  return {0, ttl}
+end
+redis.call('INCRBY', KEYS[1], cost)
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], window_ms)
+  ttl = window_ms
+end
+return {1, ttl}
+"""
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """'100/min' -> (100, 60); '10/5m' -> (10, 300)."""
+    match = RATE.match(rate or "")
+    if not match:
+        raise ValueError(f"'{rate}' is not a rate like '100/min'.")
+    count, multiple, unit = match.groups()
+    return int(count), int(multiple or 1) * UNIT_S[unit[0]]
+
+
+def throttle_cost(request) -> int:
+    """What a call counts for: a batch (`{"items": [...]}`) counts its items, so batching
+    cannot bypass a limit; anything else counts 1."""
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return 1
+    try:
+        body = request._request.body  # cached by Django; DRF parses from the cached copy
+    except Exception:  # noqa: BLE001 - too big or already streamed: count it as one call
+        return 1
+    if b'"items"' not in body:  # cheap test before parsing
+        return 1
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return 1
+    items = data.get("items") if isinstance(data, dict) else None
+    return max(1, len(items)) if isinstance(items, list) else 1
+
+
+def scope_and_ident(request, view) -> tuple[str, str]:
+    from rest_framework_simplejwt.views import TokenViewBase
+
+    user = request.user
+    scope = getattr(view, "throttle_scope", None)
+    if scope is None:
+        if isinstance(view, TokenViewBase):
+            scope = "login"
+        elif is_controller(user):
+            scope = "controller"
+        elif user is not None and user.is_authenticated:
+            scope = "user"
+        else:
+            scope = "anon"
+    if scope in ADDRESS_SCOPES:
+        return scope, f"ip:{client_ip(request)}"
+    if is_controller(user):
+        return scope, f"controller:{user.controller_code}"
+    return scope, f"user:{user.pk}"
+
+
+@lru_cache(maxsize=4)
+def _redis(url: str):
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    return client, client.register_script(CHECK_AND_ADD)
+
+
+def redis_client():
+    """The Redis client of REDIS_URL (short timeouts: a call never waits long for it)."""
+    return _redis(settings.REDIS_URL)[0]
+
+
+class _LocalCounters:
+    """The fallback without Redis: exact within one process only."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.windows: dict[str, tuple[int, float]] = {}
+
+    def check_and_add(self, key: str, cost: int, limit: int, window_s: int) -> tuple[bool, float]:
+        now = time.monotonic()
+        with self.lock:
+            count, ends = self.windows.get(key, (0, now + window_s))
+            if ends <= now:
+                count, ends = 0, now + window_s
+            if count + cost > limit:
+                return False, ends - now
+            self.windows[key] = (count + cost, ends)
+            return True, ends - now
+
+    def clear(self) -> None:
+        with self.lock:
+            self.windows.clear()
+
+
+local_counters = _LocalCounters()
+
+
+def key_prefix() -> str:
+    # Namespaced by database, so servers on different databases (tests, staging) never share.
+    return f"{settings.ENEXA_RATE_LIMIT_PREFIX}:{connection.settings_dict['NAME']}"
+
+
+def check_and_add(key: str, cost: int, limit: int, window_s: int) -> tuple[bool, float]:
+    """(allowed, seconds until the window ends) after counting `cost` for `key` if allowed."""
+    if settings.REDIS_URL:
+        try:
+            _, script = _redis(settings.REDIS_URL)
+            allowed, ttl_ms = script(keys=[key], args=[cost, limit, window_s * 1000])
+            return bool(allowed), int(ttl_ms) / 1000
+        except Exception as exc:  # noqa: BLE001 - Redis down: count locally rather than fail
+            logger.warning(
+                "rate limit counter in Redis unavailable (%s); counting locally", type(exc).__name__
+            )
+    return local_counters.check_and_add(key, cost, limit, window_s)
+
+
+def reset_counters() -> None:
+    """Forget every count (tests)."""
+    local_counters.clear()
+    if settings.REDIS_URL:
+        client, _ = _redis(settings.REDIS_URL)
+        try:
+            for key in client.scan_iter(match=f"{key_prefix()}:*", count=1000):
+                client.delete(key)
+        except Exception as exc:  # noqa: BLE001 - nothing counted there while it is down
+            logger.warning("rate limit counters in Redis not reset: %s", type(exc).__name__)
+
+
+class PrincipalRateThrottle(BaseThrottle):
+    """The limit of the call's scope (controller, user, anon, login, register, or a view's
+    `throttle_scope`) from settings.ENEXA_RATE_LIMITS; a scope set to None is not limited."""
+
+    def allow_request(self, request, view) -> bool:
+        scope, ident = scope_and_ident(request, view)
+        rate = settings.ENEXA_RATE_LIMITS.get(scope)
+        if not rate:
+            return True
+        limit, window_s = parse_rate(rate)
+        cost = throttle_cost(request)
+        allowed, remaining_s = check_and_add(
+            f"{key_prefix()}:{scope}:{ident}", cost, limit, window_s
+        )
+        self._wait = None if allowed else max(1, math.ceil(remaining_s))
+        if not allowed:
+            logger.info("rate limit %s (%s) reached by %s", scope, rate, ident)
+        return allowed
+
+    def wait(self):
+        return self._wait

@@ -1,0 +1,37 @@
+"""Middleware writing an audit entry for every /v1/ call (after the response is built)."""
+
+import time
+
+from enexa.api.network import client_ip
+from enexa.api.principals import principal_label
+
+from . import services
+
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class AuditMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if not request.path.startswith("/v1/"):
+            return self.get_response(request)
+        started = time.monotonic()
+        token = services.start_collecting() if request.method in WRITE_METHODS else None
+        try:
+            response = self.get_response(request)
+        finally:
+            changes = services.stop_collecting(token) if token is not None else []
+        services.record_call(
+            # DRF sets request.user on the Django request too once it authenticated the call.
+            principal=principal_label(getattr(request, "user", None)),
+            source_ip=client_ip(request),
+            method=request.method,
+            path=request.path,
+            query_string=request.META.get("QUERY_STRING", ""),
+            status_code=response.status_code,
+            changes=changes,
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
+        return response

@@ -1,0 +1,93 @@
+"""Recording API calls: which objects a request changed, masking, and writing the entry."""
+
+import contextvars
+import logging
+import re
+from urllib.parse import parse_qsl, urlencode
+
+from .models import AuditEntry
+
+logger = logging.getLogger(__name__)
+
+MAX_CHANGES = 50
+REDACTED = "[redacted]"
+# Names of fields that hold secrets (API keys, enrollment secrets, passwords, tokens).
+SECRET_NAME = re.compile(r"key|secret|password|passwd|token|authorization|signature", re.I)
+# Changes to these models are bookkeeping, not what the caller changed.
+IGNORED_MODELS = {"audit.auditentry", "sessions.session"}
+
+_changes: contextvars.ContextVar[list[dict] | None] = contextvars.ContextVar(
+    "audit_changes", default=None
+)
+
+
+def start_collecting() -> contextvars.Token:
+    return _changes.set([])
+
+
+def stop_collecting(token: contextvars.Token) -> list[dict]:
+    changes = _changes.get() or []
+    _changes.reset(token)
+    return changes
+
+
+def object_id(instance) -> str:
+    """The public name of a changed object: its code where it has one, never a field value
+    that could be secret."""
+    for attr in ("code", "command_id"):
+        value = getattr(instance, attr, None)
+        if value:
+            return str(value)
+    return str(instance.pk)
+
+
+def note_change(instance, action: str) -> None:
+    """Called from model signals: remember `instance` if a request is being audited."""
+    changes = _changes.get()
+    if changes is None:
+        return
+    label = instance._meta.label_lower
+    if label in IGNORED_MODELS:
+        return
+    if len(changes) >= MAX_CHANGES:
+        if changes[-1].get("model") != "...":
+            changes.append({"model": "...", "id": "more", "action": "truncated"})
+        return
+    entry = {"model": label, "id": object_id(instance), "action": action}
+    if entry not in changes:
+        changes.append(entry)
+
+
+def redact_query(query_string: str) -> str:
+    pairs = parse_qsl(query_string, keep_blank_values=True)
+    return urlencode(
+        [(name, REDACTED if SECRET_NAME.search(name) else value) for name, value in pairs]
+    )[:1000]
+
+
+def record_call(
+    *,
+    principal: str,
+    source_ip: str | None,
+    method: str,
+    path: str,
+    query_string: str,
+    status_code: int,
+    changes: list[dict],
+    duration_ms: int,
+) -> AuditEntry | None:
+    """Write one entry; a failure (database down) is logged, never raised into the response."""
+    try:
+        return AuditEntry.objects.create(
+            principal=principal[:200],
+            source_ip=source_ip,
+            method=method[:10],
+            path=path[:500],
+            query=redact_query(query_string),
+            status_code=status_code,
+            changes=changes,
+            duration_ms=duration_ms,
+        )
+    except Exception as exc:  # noqa: BLE001 - the response matters more than its audit row
+        logger.warning("audit entry for %s %s not written: %s", method, path, type(exc).__name__)
+        return None

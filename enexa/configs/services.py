@@ -1,0 +1,707 @@
+"""Configuration services: effective configuration, validation, versions, history and rollback.
+
+Two sparse JSON documents hold what operators set: the site's settings (`SiteConfig.settings`)
+and a controller's overrides (`ControllerConfig.overrides`). A controller's effective settings
+are DEFAULTS <- site settings <- controller overrides (a recursive merge; lists are replaced
+whole), with the values left open (null in DEFAULTS) filled from the limits. Every change that
+alters a controller's effective configuration (settings or limits) stores a new immutable
+`ConfigVersion` whose number only grows, per controller.
+
+What `GET /v1/controllers/{id}/config` answers (`effective_config_for`), the shape the gateway
+(Amperio) consumes:
+
+    {
+      "version": 5,
+      "settings": {
+        "modbus": {"host": "10.0.0.5", "port": 502, "device_id": 1},  # only when set (*)
+        "watchdog": {"interval_s": 10, "timeout_s": 30},   # interval 2-60 s, timeout >= 2x
+        "telemetry": {"interval_s": 5, "batch_size": 100},
+        "status": {"interval_s": 30},
+        "config_poll_interval_s": 60,
+        "battery": {"soc_min_pct": 10.0, "soc_max_pct": 90.0, "reserve_pct": 20.0,
+                    "max_charge_kw": 220.0, "max_discharge_kw": 220.0},
+        "grid": {"limit_kw": 400.0},
+        "tariff": {"currency": "EUR", "import_eur_per_kwh": 0.3, "export_eur_per_kwh": 0.08,
+                   "time_of_use": [{"start": "17:00", "end": "21:00",
+                                    "import_eur_per_kwh": 0.45}]},
+        "autonomy": {"enter_after_s": 60, "mode": "follow_schedule_then_safe"},
+        "setpoint_validity_s": 300,
+        "firmware": {"channel": "stable"}                              # or "beta"
+      },
+      "limits": {
+        "battery": {"max_charge_kw": 220.0, "max_discharge_kw": 220.0, "capacity_kwh": 280.0,
+                    "soc_min_pct": 5.0, "soc_max_pct": 95.0,
+                    "units": {"BAT1": {"max_charge_kw": 110.0, "max_discharge_kw": 110.0,
+                                       "capacity_kwh": 140.0, "soc_min_pct": 5.0,
+                                       "soc_max_pct": 95.0}}},
+        "chargers": {"CHG1": {"max_power_kw": 300.0}},
+        "grid": {"limit_kw": 400.0}
+      }
+    }
+
+(*) "modbus" appears only when staff set a host for the site or the controller, and holds
+only the keys that are set; without it the gateway uses its own environment.
+
+Limits come from the registry: the specs of the equipment the controller runs (its assigned
+assets, or the whole site when none are assigned): battery charge/discharge power is
+the sum over its units (capped by the system's own spec when set), the SOC band is the
+tightest band of system and units, the grid limit is the site's connection limit. A
+controller without a battery has battery limits of 0 kW, band 0-100 and no units (and the
+battery power settings are not checked against them). Settings left open
+(battery power and SOC band, grid limit) default to the limits, the SOC band to 10-90 % within
+the equipment band, the reserve to 20 % within the band.
+
+`GET /v1/config/{site_id}` answers `site_config_document`: the site-level effective settings
+(same keys as "settings" above) plus "site_id", "revision" (its ETag) and "updated_at".
+Writes take JSON merge-patch semantics for PATCH (null removes a value, so it is inherited)
+and replace the level's document for PUT.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from enexa.api.errors import InvalidInput, NotFoundError, PreconditionFailed
+from enexa.registry.choices import EquipmentKind
+from enexa.registry.models import Controller, Site
+
+from .models import ConfigState, ConfigVersion, ControllerConfig, SiteConfig
+
+FIRMWARE_CHANNELS = ("stable", "beta")
+AUTONOMY_MODES = ("follow_schedule_then_safe", "safe", "hold_last_setpoint")
+
+DEFAULTS: dict[str, Any] = {
+    "modbus": {},
+    "watchdog": {"interval_s": 10, "timeout_s": 30},
+    "telemetry": {"interval_s": 5, "batch_size": 100},
+    "status": {"interval_s": 30},
+    "config_poll_interval_s": 60,
+    "battery": {
+        "soc_min_pct": None,
+        "soc_max_pct": None,
+        "reserve_pct": None,
+        "max_charge_kw": None,
+        "max_discharge_kw": None,
+    },
+    "grid": {"limit_kw": None},
+    "tariff": {
+        "currency": "EUR",
+        "import_eur_per_kwh": 0.30,
+        "export_eur_per_kwh": 0.08,
+        "time_of_use": [],
+    },
+    "autonomy": {"enter_after_s": 60, "mode": "follow_schedule_then_safe"},
+    "setpoint_validity_s": 300,
+    "firmware": {"channel": "stable"},
+}
+
+DEFAULT_SOC_BAND_PCT = (10.0, 90.0)
+DEFAULT_RESERVE_PCT = 20.0
+READ_ONLY_KEYS = ("site_id", "revision", "updated_at", "version")
+
+
+# --- field rules ------------------------------------------------------------------------------
+
+
+def _int(lo: int, hi: int):
+    return ("int", lo, hi)
+
+
+def _num(lo: float, hi: float):
+    return ("number", lo, hi)
+
+
+# section -> field -> rule; a top-level scalar has a rule instead of a section.
+RULES: dict[str, Any] = {
+    "modbus": {"host": ("host",), "port": _int(1, 65535), "device_id": _int(0, 247)},
+    "watchdog": {"interval_s": _int(2, 60), "timeout_s": _int(4, 600)},
+    "telemetry": {"interval_s": _int(1, 3600), "batch_size": _int(1, 1000)},
+    "status": {"interval_s": _int(5, 3600)},
+    "config_poll_interval_s": _int(5, 3600),
+    "battery": {
+        "soc_min_pct": _num(0, 100),
+        "soc_max_pct": _num(0, 100),
+        "reserve_pct": _num(0, 100),
+        "max_charge_kw": _num(0, 100_000),
+        "max_discharge_kw": _num(0, 100_000),
+    },
+    "grid": {"limit_kw": _num(0.1, 1_000_000)},
+    "tariff": {
+        "currency": ("currency",),
+        "import_eur_per_kwh": _num(-100, 100),
+        "export_eur_per_kwh": _num(-100, 100),
+        "time_of_use": ("time_of_use",),
+    },
+    "autonomy": {"enter_after_s": _int(0, 86_400), "mode": ("choice", AUTONOMY_MODES)},
+    "setpoint_validity_s": _int(1, 86_400),
+    "firmware": {"channel": ("choice", FIRMWARE_CHANNELS)},
+}
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+def _check_value(rule: tuple, value: Any) -> str | None:
+    """The message for a value breaking `rule`, or None."""
+    kind = rule[0]
+    if kind in ("int", "number"):
+        ok_type = (int,) if kind == "int" else (int, float)
+        if isinstance(value, bool) or not isinstance(value, ok_type):
+            return "Must be an integer." if kind == "int" else "Must be a number."
+        if value != value or not rule[1] <= value <= rule[2]:  # NaN fails too
+            return f"Must be between {rule[1]} and {rule[2]}."
+    elif kind == "host":
+        if not isinstance(value, str) or not 0 < len(value) <= 253 or " " in value:
+            return "Must be a host name or IP address."
+    elif kind == "currency":
+        if not isinstance(value, str) or not re.fullmatch(r"[A-Z]{3}", value):
+            return "Must be a three-letter ISO 4217 code (e.g. EUR)."
+    elif kind == "choice":
+        if value not in rule[1]:
+            return "Must be one of: " + ", ".join(rule[1]) + "."
+    elif kind == "time_of_use":
+        return _check_time_of_use(value)
+    return None
+
+
+def _check_time_of_use(value: Any) -> str | None:
+    if not isinstance(value, list):
+        return "Must be a list of {start, end, import_eur_per_kwh, export_eur_per_kwh}."
+    for index, slot in enumerate(value):
+        if not isinstance(slot, dict):
+            return f"Item {index}: must be an object."
+        unknown = set(slot) - {"start", "end", "import_eur_per_kwh", "export_eur_per_kwh"}
+        if unknown:
+            return f"Item {index}: unknown fields {', '.join(sorted(unknown))}."
+        for name in ("start", "end"):
+            if not isinstance(slot.get(name), str) or not _HHMM.match(slot[name]):
+                return f"Item {index}: {name} must be HH:MM."
+        for name in ("import_eur_per_kwh", "export_eur_per_kwh"):
+            if name in slot and _check_value(_num(-100, 100), slot[name]):
+                return f"Item {index}: {name} must be a number between -100 and 100."
+    return None
+
+
+def validate_document(doc: Any) -> dict[str, list[str]]:
+    """Field errors of a sparse settings document (types, ranges, unknown keys)."""
+    errors: dict[str, list[str]] = {}
+    if not isinstance(doc, dict):
+        return {"non_field_errors": ["Must be an object."]}
+    for key, value in doc.items():
+        rule = RULES.get(key)
+        if value is None:  # not set: inherited
+            continue
+        if rule is None:
+            errors.setdefault(key, []).append("Unknown setting.")
+        elif isinstance(rule, tuple):
+            message = _check_value(rule, value)
+            if message:
+                errors.setdefault(key, []).append(message)
+        elif not isinstance(value, dict):
+            errors.setdefault(key, []).append("Must be an object.")
+        else:
+            for name, item in value.items():
+                path = f"{key}.{name}"
+                if name not in rule:
+                    errors.setdefault(path, []).append("Unknown setting.")
+                elif item is not None:
+                    message = _check_value(rule[name], item)
+                    if message:
+                        errors.setdefault(path, []).append(message)
+    return errors
+
+
+def validate_effective(settings: dict, limits: dict) -> dict[str, list[str]]:
+    """Field errors of filled settings against each other and the equipment limits."""
+    errors: dict[str, list[str]] = {}
+
+    def add(path: str, message: str) -> None:
+        errors.setdefault(path, []).append(message)
+
+    battery, band = settings["battery"], limits["battery"]
+    if battery["soc_min_pct"] >= battery["soc_max_pct"]:
+        add("battery.soc_min_pct", "Must be below battery.soc_max_pct.")
+    if battery["soc_min_pct"] < band["soc_min_pct"]:
+        add("battery.soc_min_pct", f"Must not be below the equipment's {band['soc_min_pct']} %.")
+    if battery["soc_max_pct"] > band["soc_max_pct"]:
+        add("battery.soc_max_pct", f"Must not exceed the equipment's {band['soc_max_pct']} %.")
+    if not battery["soc_min_pct"] <= battery["reserve_pct"] <= battery["soc_max_pct"]:
+        add("battery.reserve_pct", "Must lie within the SOC band (soc_min_pct-soc_max_pct).")
+    has_battery = bool(band["units"]) or band["max_charge_kw"] or band["max_discharge_kw"]
+    for name in ("max_charge_kw", "max_discharge_kw"):
+        # A controller without a battery ignores the site's battery power settings.
+        if has_battery and battery[name] > band[name]:
+            add(
+                f"battery.{name}",
+                f"Must not exceed what the battery units deliver: {band[name]} kW.",
+            )
+    if settings["grid"]["limit_kw"] > limits["grid"]["limit_kw"]:
+        add(
+            "grid.limit_kw",
+            f"Must not exceed the site's grid connection limit: {limits['grid']['limit_kw']} kW.",
+        )
+    watchdog = settings["watchdog"]
+    if watchdog["timeout_s"] < 2 * watchdog["interval_s"]:
+        # The gateway's heartbeat must come at half the hardware timeout or more often.
+        add("watchdog.timeout_s", "Must be at least twice watchdog.interval_s.")
+    modbus = settings.get("modbus", {})
+    if modbus and "host" not in modbus:
+        add("modbus.host", "Required when a Modbus port or device id is set.")
+    return errors
+
+
+# --- merging and limits -----------------------------------------------------------------------
+
+
+def merge(base: dict, patch: dict) -> dict:
+    """JSON merge patch (RFC 7396): nested objects merge, null removes, anything else replaces."""
+    out = copy.deepcopy(base)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _prune(doc: dict) -> dict:
+    """Drop nulls and empty sections: a sparse document stores only what is set."""
+    out = {}
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            value = _prune(value)
+            if value:
+                out[key] = value
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+def _layered(*docs: dict) -> dict:
+    """DEFAULTS with each sparse document laid over it (null placeholders kept)."""
+    out = copy.deepcopy(DEFAULTS)
+    for doc in docs:
+        out = merge(out, doc)
+        for key, value in DEFAULTS.items():  # a removed section comes back as its defaults
+            if isinstance(value, dict):
+                out[key] = {**value, **out.get(key, {})}
+    return out
+
+
+def _fill(raw: dict, limits: dict) -> dict:
+    """Settings left open take their value from the limits."""
+    settings = copy.deepcopy(raw)
+    battery, band = settings["battery"], limits["battery"]
+    if battery["soc_min_pct"] is None:
+        battery["soc_min_pct"] = max(DEFAULT_SOC_BAND_PCT[0], band["soc_min_pct"])
+    if battery["soc_max_pct"] is None:
+        battery["soc_max_pct"] = min(DEFAULT_SOC_BAND_PCT[1], band["soc_max_pct"])
+    if battery["reserve_pct"] is None:
+        battery["reserve_pct"] = min(
+            max(DEFAULT_RESERVE_PCT, battery["soc_min_pct"]), battery["soc_max_pct"]
+        )
+    for name in ("max_charge_kw", "max_discharge_kw"):
+        if battery[name] is None:
+            battery[name] = band[name]
+    if settings["grid"]["limit_kw"] is None:
+        settings["grid"]["limit_kw"] = limits["grid"]["limit_kw"]
+    if not settings["modbus"]:  # the gateway's environment decides
+        del settings["modbus"]
+    return settings
+
+
+def _power(item, name: str) -> float | None:
+    value = getattr(item, name)
+    return value if value is not None else item.max_power_kw
+
+
+def limits_for_site(site: Site) -> dict:
+    """What the site's equipment can do, from the registry specs (one query)."""
+    return _limits_from(site, list(site.equipment.all()))
+
+
+def limits_for_controller(controller: Controller, site_equipment: list | None = None) -> dict:
+    """The limits of the equipment a controller runs: its assigned assets (a battery system
+    with its units, a unit with its system), or the whole site when none are assigned."""
+    site = controller.site
+    equipment = site_equipment if site_equipment is not None else list(site.equipment.all())
+    assigned = set(controller.assets.values_list("pk", flat=True))
+    if not assigned:
+        return _limits_from(site, equipment)
+    chosen = {e.pk for e in equipment if e.pk in assigned or e.parent_id in assigned}
+    chosen |= {e.parent_id for e in equipment if e.pk in chosen and e.parent_id}
+    return _limits_from(site, [e for e in equipment if e.pk in chosen])
+
+
+def _limits_from(site: Site, equipment: list) -> dict:
+    systems = [e for e in equipment if e.kind == EquipmentKind.BATTERY_SYSTEM]
+    units = [e for e in equipment if e.kind == EquipmentKind.BATTERY_UNIT]
+    unit_limits = {}
+    for unit in units:
+        unit_limits[unit.code] = {
+            "max_charge_kw": _power(unit, "max_charge_kw") or 0.0,
+            "max_discharge_kw": _power(unit, "max_discharge_kw") or 0.0,
+            "capacity_kwh": unit.capacity_kwh,
+            "soc_min_pct": unit.soc_min_pct if unit.soc_min_pct is not None else 0.0,
+            "soc_max_pct": unit.soc_max_pct if unit.soc_max_pct is not None else 100.0,
+        }
+    battery: dict[str, Any] = {}
+    for name in ("max_charge_kw", "max_discharge_kw"):
+        from_units = sum(u[name] for u in unit_limits.values()) if units else None
+        from_system = [p for p in (_power(s, name) for s in systems) if p is not None]
+        candidates = ([from_units] if from_units is not None else []) + from_system
+        battery[name] = float(min(candidates)) if candidates else 0.0
+    capacities = [u.capacity_kwh for u in units if u.capacity_kwh is not None] or [
+        s.capacity_kwh for s in systems if s.capacity_kwh is not None
+    ]
+    battery["capacity_kwh"] = float(sum(capacities)) if capacities else 0.0
+    batteries = systems + units
+    mins = [b.soc_min_pct for b in batteries if b.soc_min_pct is not None]
+    maxs = [b.soc_max_pct for b in batteries if b.soc_max_pct is not None]
+    battery["soc_min_pct"] = float(max(mins)) if mins else 0.0
+    battery["soc_max_pct"] = float(min(maxs)) if maxs else 100.0
+    battery["units"] = unit_limits
+    chargers = {
+        e.code: {"max_power_kw": e.max_power_kw}
+        for e in equipment
+        if e.kind == EquipmentKind.CHARGER
+    }
+    return {
+        "battery": battery,
+        "chargers": chargers,
+        "grid": {"limit_kw": float(site.grid_connection_limit_kw)},
+    }
+
+
+def _site_doc(site: Site) -> dict:
+    config = SiteConfig.objects.filter(site=site).first()
+    return config.settings if config else {}
+
+
+def _overrides(controller: Controller) -> dict:
+    config = ControllerConfig.objects.filter(controller=controller).first()
+    return config.overrides if config else {}
+
+
+def compute_effective(
+    controller: Controller,
+    *,
+    site_doc: dict | None = None,
+    overrides: dict | None = None,
+    limits: dict | None = None,
+) -> dict:
+    """The effective settings and limits from the current documents (not a stored version)."""
+    site = controller.site
+    limits = limits if limits is not None else limits_for_controller(controller)
+    site_doc = site_doc if site_doc is not None else _site_doc(site)
+    overrides = overrides if overrides is not None else _overrides(controller)
+    return {"settings": _fill(_layered(site_doc, overrides), limits), "limits": limits}
+
+
+# --- versions ---------------------------------------------------------------------------------
+
+
+def _record(
+    controller: Controller, effective: dict, *, by: str, reason: str
+) -> ConfigVersion | None:
+    """Store a new version when `effective` differs from the current one (call in a transaction).
+
+    The state row is locked so that two writers never take the same number."""
+    state = ConfigState.objects.select_for_update().filter(controller=controller).first()
+    if state is not None:
+        current = ConfigVersion.objects.get(controller=controller, number=state.version)
+        if current.settings == effective["settings"] and current.limits == effective["limits"]:
+            return None
+    number = state.version + 1 if state else 1
+    version = ConfigVersion.objects.create(
+        controller=controller,
+        number=number,
+        settings=effective["settings"],
+        limits=effective["limits"],
+        created_by=by,
+        reason=reason[:200],
+    )
+    if state is None:
+        ConfigState.objects.create(
+            controller=controller, version=number, updated_at=version.created_at
+        )
+    else:
+        ConfigState.objects.filter(pk=state.pk).update(
+            version=number, updated_at=version.created_at
+        )
+    return version
+
+
+def ensure_initial_version(controller: Controller, *, by: str = "system") -> None:
+    """Version 1 of a new controller (called when it is created; safe to call twice)."""
+    if ConfigState.objects.filter(controller=controller).exists():
+        return
+    try:
+        with transaction.atomic():
+            _record(controller, compute_effective(controller), by=by, reason="initial")
+    except IntegrityError:  # created concurrently: the other writer's version 1 stands
+        pass
+
+
+def current_version(controller_pk: int) -> tuple[int, datetime] | None:
+    """(version, updated_at) of a controller: one primary-key read, no write."""
+    row = ConfigState.objects.filter(pk=controller_pk).values_list("version", "updated_at")
+    return row.first()
+
+
+def current_version_by_code(
+    controller_code: str, site_pks: set[int] | None = None
+) -> tuple[int, datetime] | None:
+    """As `current_version`, by the controller's code within `site_pks` (None: any site):
+    one read joining the unique code index."""
+    rows = ConfigState.objects.filter(controller__code=controller_code)
+    if site_pks is not None:
+        rows = rows.filter(controller__site_id__in=site_pks)
+    return rows.values_list("version", "updated_at").first()
+
+
+def effective_config_for(controller: Controller) -> dict:
+    """The current version: `{"version", "settings", "limits"}` (see the module docstring)."""
+    state = ConfigState.objects.filter(pk=controller.pk).first()
+    if state is None:  # a controller that missed its creation signal (bulk_create, raw load)
+        ensure_initial_version(controller)
+        state = ConfigState.objects.get(pk=controller.pk)
+    version = ConfigVersion.objects.get(controller_id=controller.pk, number=state.version)
+    return {"version": version.number, "settings": version.settings, "limits": version.limits}
+
+
+def record_applied_version(controller_pk: int, version: int, *, at: datetime | None = None) -> None:
+    """The gateway reports the version it runs (status report); a repeat writes nothing."""
+    ConfigState.objects.filter(pk=controller_pk).exclude(applied_version=version).update(
+        applied_version=version, applied_at=at or timezone.now()
+    )
+
+
+def _check_if_match(if_match: int | None, current: int) -> None:
+    if if_match is not None and if_match != current:
+        raise PreconditionFailed(
+            f"The configuration is at version {current}, not {if_match}; reload and retry."
+        )
+
+
+def _clean_changes(changes: Any) -> dict:
+    if not isinstance(changes, dict):
+        raise InvalidInput(
+            "The configuration must be an object.", {"non_field_errors": ["Must be an object."]}
+        )
+    return {k: v for k, v in changes.items() if k not in READ_ONLY_KEYS}
+
+
+def _refuse(errors: dict[str, list[str]], what: str) -> None:
+    if errors:
+        raise InvalidInput(f"The {what} configuration is invalid; nothing was changed.", errors)
+
+
+def _new_doc(old: dict, changes: dict, replace: bool) -> dict:
+    _refuse(validate_document(changes), "new")
+    return _prune(changes) if replace else _prune(merge(old, changes))
+
+
+def _site_effects(site: Site, doc: dict) -> tuple[dict[str, list[str]], list, dict]:
+    """Field errors of a site document, and each controller's effective config under it."""
+    equipment = list(site.equipment.all())
+    limits = _limits_from(site, equipment)
+    errors = validate_document(doc) or validate_effective(_fill(_layered(doc), limits), limits)
+    controllers = list(site.controllers.select_related("site"))
+    if errors:
+        return errors, controllers, {}
+    overrides = {
+        c.controller_id: c.overrides for c in ControllerConfig.objects.filter(controller__site=site)
+    }
+    effective = {}
+    for controller in controllers:
+        effective[controller.pk] = compute_effective(
+            controller,
+            site_doc=doc,
+            overrides=overrides.get(controller.pk, {}),
+            limits=limits_for_controller(controller, equipment),
+        )
+        for path, messages in validate_effective(
+            effective[controller.pk]["settings"], effective[controller.pk]["limits"]
+        ).items():
+            errors.setdefault(path, []).extend(
+                f"{m} (with the overrides of {controller.code})" for m in messages
+            )
+    return errors, controllers, effective
+
+
+def validate_site_config(site: Site, doc: Any) -> dict[str, list[str]]:
+    """Field errors of `doc` as the site's whole settings document (the admin form uses it)."""
+    if not isinstance(doc, dict):
+        return {"settings": ["Must be an object."]}
+    return _site_effects(site, _prune(doc))[0]
+
+
+def validate_controller_config(controller: Controller, doc: Any) -> dict[str, list[str]]:
+    """Field errors of `doc` as the controller's whole overrides document."""
+    if not isinstance(doc, dict):
+        return {"overrides": ["Must be an object."]}
+    errors = validate_document(doc)
+    if errors:
+        return errors
+    effective = compute_effective(controller, overrides=_prune(doc))
+    return validate_effective(effective["settings"], effective["limits"])
+
+
+def update_site_config(
+    site: Site, changes: dict, *, if_match: int | None, by: str, replace: bool = False
+) -> dict:
+    """Change a site's settings (PATCH: merge; PUT: `replace`) and version every controller
+    whose effective configuration changes. Returns the new site document.
+
+    A stale `if_match` is refused (412) unless the change is already in place, so a replayed
+    request answers the first result instead of failing."""
+    changes = _clean_changes(changes)
+    with transaction.atomic():
+        config, _ = SiteConfig.objects.get_or_create(site=site)
+        config = SiteConfig.objects.select_for_update().get(pk=config.pk)
+        doc = _new_doc(config.settings, changes, replace)
+        if doc != config.settings:
+            _check_if_match(if_match, config.revision)
+        errors, controllers, effective = _site_effects(site, doc)
+        _refuse(errors, "site")
+        if doc != config.settings:
+            config.settings = doc
+            config.revision += 1
+            config.updated_by = by
+            config.save()
+        for controller in controllers:
+            _record(
+                controller,
+                effective[controller.pk],
+                by=by,
+                reason=f"site {site.code} configuration changed",
+            )
+    return site_config_document(site)
+
+
+def update_controller_config(
+    controller: Controller, changes: dict, *, if_match: int | None, by: str, replace: bool = False
+) -> dict:
+    """Change a controller's overrides; a new version when its effective config changes.
+    Returns the (new) current config. Stale `if_match`: as for `update_site_config`."""
+    changes = _clean_changes(changes)
+    ensure_initial_version(controller)
+    with transaction.atomic():
+        state = ConfigState.objects.select_for_update().get(pk=controller.pk)
+        config, _ = ControllerConfig.objects.get_or_create(controller=controller)
+        doc = _new_doc(config.overrides, changes, replace)
+        if doc != config.overrides:
+            _check_if_match(if_match, state.version)
+        effective = compute_effective(controller, overrides=doc)
+        _refuse(validate_effective(effective["settings"], effective["limits"]), "controller")
+        if doc != config.overrides:
+            config.overrides = doc
+            config.updated_by = by
+            config.save()
+        _record(controller, effective, by=by, reason="controller configuration changed")
+    return effective_config_for(controller)
+
+
+def get_version(controller: Controller, number: int) -> ConfigVersion:
+    version = ConfigVersion.objects.filter(controller=controller, number=number).first()
+    if version is None:
+        raise NotFoundError(f"{controller.code} has no configuration version {number}.")
+    return version
+
+
+def _overrides_to_reach(target: dict, base: dict) -> dict:
+    """The sparse overrides that turn `base` settings into `target`."""
+    out: dict[str, Any] = {}
+    for key, value in target.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            nested = _overrides_to_reach(value, base[key])
+            if nested:
+                out[key] = nested
+        elif base.get(key) != value:
+            out[key] = value
+    return _prune(out)
+
+
+def restore_version(
+    controller: Controller, number: int, *, by: str, if_match: int | None = None
+) -> dict:
+    """Roll back: a new version whose settings equal version `number` (limits stay today's).
+    The controller's overrides are rewritten to whatever reaches those settings; a setting the
+    old version lacks (one added since, or a Modbus endpoint set since) keeps today's value."""
+    old = get_version(controller, number)
+    ensure_initial_version(controller)
+    with transaction.atomic():
+        state = ConfigState.objects.select_for_update().get(pk=controller.pk)
+        site_raw = _layered(_site_doc(controller.site))
+        doc = _overrides_to_reach(old.settings, site_raw)
+        config, _ = ControllerConfig.objects.get_or_create(controller=controller)
+        if doc != config.overrides:
+            _check_if_match(if_match, state.version)
+        effective = compute_effective(controller, overrides=doc)
+        _refuse(validate_effective(effective["settings"], effective["limits"]), "restored")
+        config.overrides = doc
+        config.updated_by = by
+        config.save()
+        _record(controller, effective, by=by, reason=f"restore of version {number}")
+    return effective_config_for(controller)
+
+
+def _flatten(value: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def diff_versions(a: ConfigVersion, b: ConfigVersion) -> list[dict]:
+    """What changed from version `a` to `b`: `[{"path", "from", "to"}]`, paths like
+    `settings.battery.soc_min_pct` (a value absent on one side is null there)."""
+    before = _flatten({"settings": a.settings, "limits": a.limits}, "")
+    after = _flatten({"settings": b.settings, "limits": b.limits}, "")
+    return [
+        {"path": path, "from": before.get(path), "to": after.get(path)}
+        for path in sorted(before.keys() | after.keys())
+        if before.get(path) != after.get(path)
+    ]
+
+
+def site_config_document(site: Site) -> dict:
+    """A site's effective site-level settings with its revision (no controller overrides)."""
+    config = SiteConfig.objects.filter(site=site).first()
+    settings = _fill(_layered(config.settings if config else {}), limits_for_site(site))
+    return {
+        "site_id": site.code,
+        "revision": config.revision if config else 1,
+        "updated_at": config.updated_at if config else site.created_at,
+        **settings,
+    }
+
+
+def sync_site_versions(
+    site_pk: int, *, by: str = "registry", reason: str = "equipment changed"
+) -> int:
+    """After a registry change: version every controller of the site whose effective config
+    (its limits, or settings filled from them) changed. Returns how many got a new version."""
+    controllers = list(Controller.objects.filter(site_id=site_pk).select_related("site"))
+    if not controllers:
+        return 0
+    site = controllers[0].site
+    equipment = list(site.equipment.all())
+    site_doc = _site_doc(site)
+    created = 0
+    with transaction.atomic():
+        for controller in controllers:
+            limits = limits_for_controller(controller, equipment)
+            effective = compute_effective(controller, site_doc=site_doc, limits=limits)
+            created += _record(controller, effective, by=by, reason=reason) is not None
+    return created

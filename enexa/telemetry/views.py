@@ -1,0 +1,190 @@
+"""Telemetry endpoints: ingest of readings, status and events; reading back; outage reports.
+
+Ingest views are thin and skip DRF serializers on purpose: the shared schema validates each
+item and the service writes a batch with one statement (see services.py)."""
+
+from django.conf import settings
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from enexa.api.errors import PROBLEM_BASE, PROBLEM_CONTENT_TYPE
+from enexa.api.scoping import scope_to_caller
+from enexa.registry.models import Site
+from shared.fields import format_timestamp
+
+from . import queries, services
+from .choices import Resolution
+from .models import OutageReport, SiteStatus
+
+COUNTS_SCHEMA = {
+    "type": "object",
+    "required": ["accepted", "duplicate", "rejected", "errors"],
+    "properties": {
+        "accepted": {"type": "integer"},
+        "duplicate": {"type": "integer"},
+        "rejected": {"type": "integer"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "index": {"type": "integer"},
+                    "message_id": {"type": "string", "nullable": True},
+                    "errors": {"type": "object"},
+                },
+            },
+        },
+    },
+}
+
+
+def counts_response(result: services.IngestResult) -> Response:
+    """201 when something new was stored, 200 when nothing new was (duplicates, perhaps some
+    rejected), 400 when every item was rejected: the body then carries the counts and the
+    problem-details fields (`type`, `title`, `status`, `detail`) side by side."""
+    body = result.as_dict()
+    if result.all_rejected:
+        body.update(
+            type=PROBLEM_BASE + "invalid",
+            title="Invalid input",
+            status=400,
+            detail=f"All {result.rejected} item(s) were rejected; see errors.",
+        )
+        response = Response(body, status=status.HTTP_400_BAD_REQUEST)
+        response.content_type = PROBLEM_CONTENT_TYPE
+        return response
+    return Response(body, status=status.HTTP_201_CREATED if result.accepted else status.HTTP_200_OK)
+
+
+class TelemetryIngestView(APIView):
+    """`POST /v1/telemetry`: one reading or `{"items": [...]}`."""
+
+    @extend_schema(
+        request=OpenApiTypes.OBJECT,
+        responses={201: COUNTS_SCHEMA, 200: COUNTS_SCHEMA, 400: COUNTS_SCHEMA},
+    )
+    def post(self, request):
+        return counts_response(services.ingest_readings(request.user, request.data))
+
+
+class EventIngestView(APIView):
+    """`POST /v1/events`: one event or `{"items": [...]}`; `message_id` in errors is the
+    item's `event_id`."""
+
+    @extend_schema(
+        request=OpenApiTypes.OBJECT,
+        responses={201: COUNTS_SCHEMA, 200: COUNTS_SCHEMA, 400: COUNTS_SCHEMA},
+    )
+    def post(self, request):
+        return counts_response(services.ingest_events(request.user, request.data))
+
+
+class StatusView(APIView):
+    """`POST /v1/status`: the gateway's status report; answers the site's status."""
+
+    @extend_schema(request=OpenApiTypes.OBJECT, responses={200: OpenApiTypes.OBJECT})
+    def post(self, request):
+        return Response(services.record_status(request.user, request.data))
+
+
+class CSVRenderer(BaseRenderer):
+    """Lets `?format=csv` through content negotiation; the view streams the body itself."""
+
+    media_type = "text/csv"
+    format = "csv"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return data
+
+
+class SiteView(APIView):
+    """Base of the per-site read views: the site, if the caller may see it (else 404)."""
+
+    def site(self) -> Site:
+        sites = scope_to_caller(Site.objects.all(), self.request.user, "")
+        return get_object_or_404(sites, code=self.kwargs["site_id"])
+
+
+RANGE_PARAMETERS = [
+    OpenApiParameter("from", OpenApiTypes.DATETIME, description="Start (default: to - 1 h)."),
+    OpenApiParameter("to", OpenApiTypes.DATETIME, description="End, exclusive (default: now)."),
+    OpenApiParameter("resolution", OpenApiTypes.STR, enum=Resolution.values),
+    OpenApiParameter("format", OpenApiTypes.STR, enum=["json", "csv"]),
+]
+
+
+class SiteTelemetryView(SiteView):
+    """`GET /v1/sites/{site_id}/telemetry?from=&to=&resolution=raw|1m|15m|1h[&format=csv]`."""
+
+    renderer_classes = [JSONRenderer, CSVRenderer]
+
+    @extend_schema(parameters=RANGE_PARAMETERS, responses={200: OpenApiTypes.OBJECT})
+    def get(self, request, site_id: str):
+        site = self.site()
+        rng = queries.parse_range(request.query_params)
+        if request.query_params.get("format") == "csv":
+            response = StreamingHttpResponse(queries.csv_lines(site, rng), content_type="text/csv")
+            name = f"{site.code}-{rng.start:%Y%m%dT%H%M%S}-{rng.resolution}.csv"
+            response["Content-Disposition"] = f'attachment; filename="{name}"'
+            return response
+        body = {
+            "site_id": site.code,
+            "from": format_timestamp(rng.start),
+            "to": format_timestamp(rng.end),
+            "resolution": rng.resolution,
+        }
+        if rng.resolution == Resolution.RAW:
+            points, next_from = queries.raw_readings(site, rng, settings.ENEXA_TELEMETRY_MAX_POINTS)
+            body["points"] = points
+            body["next_from"] = format_timestamp(next_from) if next_from else None
+        else:
+            body["points"] = queries.aggregated_points(site, rng)
+        return Response(body)
+
+
+class SiteTelemetryLatestView(SiteView):
+    """`GET /v1/sites/{site_id}/telemetry/latest`: the newest reading and whether the site is
+    online."""
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request, site_id: str):
+        site = self.site()
+        state = SiteStatus.objects.filter(site=site).first()
+        return Response(
+            {
+                "site_id": site.code,
+                "online": services.is_online(state),
+                "last_seen_at": format_timestamp(state.last_seen_at)
+                if state and state.last_seen_at
+                else None,
+                "reading": queries.latest_reading(site),
+            }
+        )
+
+
+class SiteStatusView(SiteView):
+    """`GET /v1/sites/{site_id}/status`: online (as of now), last seen, mode, versions."""
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request, site_id: str):
+        site = self.site()
+        return Response(services.status_view(site, SiteStatus.objects.filter(site=site).first()))
+
+
+class SiteOutagesView(SiteView):
+    """`GET /v1/sites/{site_id}/outages`: the reconciliation report of each outage, newest
+    first."""
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request, site_id: str):
+        site = self.site()
+        reports = OutageReport.objects.filter(site=site).order_by("-offline_at")[:100]
+        return Response(
+            {"site_id": site.code, "outages": [services.outage_view(r) for r in reports]}
+        )

@@ -1,0 +1,273 @@
+"""Site status: online and last seen from status reports and telemetry, offline after a silence
+with every transition kept, and recovery when a site comes back (redelivery of undelivered
+commands and an outage report of expected versus received readings)."""
+
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from enexa.dispatch.choices import CommandStatus
+from enexa.dispatch.models import Command
+from enexa.telemetry import services
+from enexa.telemetry.models import OutageReport, SiteStatus, SiteStatusTransition
+from shared.fields import format_timestamp
+from tests.conftest import jwt_client
+from tests.factories import ControllerFactory, MembershipFactory, UserFactory
+from tests.httppeer import HttpPeer
+
+
+@pytest.fixture(autouse=True)
+def _fresh_site_cache():
+    services.clear_caches()
+    yield
+    services.clear_caches()
+
+
+@pytest.fixture
+def t0():
+    """A round moment an hour ago: every reading of these tests is in the past."""
+    return (timezone.now() - timedelta(hours=1)).replace(second=0, microsecond=0)
+
+
+@pytest.fixture
+def amperio(settings):
+    """A real HTTP server standing in for Amperio's dispatch API."""
+
+    def handle(method, path, headers, body):
+        return 202, {"command_id": body["command_id"], "status": "queued"}
+
+    with HttpPeer(handle) as peer:
+        settings.ENEXA_AMPERIO_URL = peer.url
+        settings.ENEXA_AMPERIO_TOKEN = "svc-token"
+        yield peer
+
+
+def reading(ts, message_id, **extra):
+    return {
+        "site_id": "SITE001",
+        "timestamp": format_timestamp(ts),
+        "message_id": message_id,
+        "battery": {"soc_pct": 50, "power_kw": 0},
+        **extra,
+    }
+
+
+def live(staff, t0, seconds, *, now_s=None):
+    """Post live readings at t0 + each of `seconds`, as if received at t0 + now_s."""
+    now = t0 + timedelta(seconds=now_s if now_s is not None else max(seconds))
+    items = [reading(t0 + timedelta(seconds=s), f"r-{s}") for s in seconds]
+    return services.ingest_readings(staff, {"items": items}, now=now)
+
+
+def transitions(site):
+    return list(SiteStatusTransition.objects.filter(site=site).values_list("online", "reason"))
+
+
+@pytest.mark.django_db
+def test_a_status_report_records_online_last_seen_mode_and_versions(site, staff_client):
+    controller = ControllerFactory(site=site, code="CTRL001")
+    response = staff_client.post(
+        "/v1/status",
+        {
+            "site_id": "SITE001",
+            "online": True,
+            "controller_id": "CTRL001",
+            "config_version": 5,
+            "firmware_version": "2.0.5",
+            "mode": "auto",
+            "modbus_link_up": True,
+            "buffer_depth": 0,
+        },
+        format="json",
+    )
+    assert response.status_code == 200, response.json()
+    assert response.json()["online"] is True
+    shown = staff_client.get("/v1/sites/SITE001/status").json()
+    assert (shown["mode"], shown["config_version"], shown["firmware_version"]) == (
+        "auto",
+        5,
+        "2.0.5",
+    )
+    assert shown["controller_id"] == "CTRL001" and shown["last_seen_at"]
+    controller.refresh_from_db()
+    assert controller.firmware_version == "2.0.5"
+    assert transitions(site) == [(True, "status")]
+
+
+@pytest.mark.django_db
+def test_an_older_status_report_counts_as_contact_but_does_not_overwrite_newer_state(
+    site, staff, t0
+):
+    services.record_status(
+        staff,
+        {"site_id": "SITE001", "online": True, "mode": "manual", "timestamp": format_timestamp(t0)},
+    )
+    services.record_status(
+        staff,
+        {
+            "site_id": "SITE001",
+            "online": True,
+            "mode": "auto",
+            "timestamp": format_timestamp(t0 - timedelta(minutes=1)),
+        },
+    )
+    assert SiteStatus.objects.get(site=site).mode == "manual"
+
+
+@pytest.mark.django_db
+def test_a_status_report_for_another_site_is_not_found(site, other_site):
+    user = UserFactory(username="op2")
+    MembershipFactory(user=user, site=other_site)
+    response = jwt_client(user).post(
+        "/v1/status", {"site_id": "SITE001", "online": True}, format="json"
+    )
+    assert response.status_code == 404
+    assert not SiteStatus.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_invalid_status_report_has_field_errors(staff_client, site):
+    response = staff_client.post(
+        "/v1/status", {"site_id": "SITE001", "mode": "turbo"}, format="json"
+    )
+    assert response.status_code == 400
+    assert set(response.json()["errors"]) == {"online", "mode"}
+
+
+@pytest.mark.django_db
+def test_a_silent_site_goes_offline_once_and_every_transition_is_kept(site, staff, t0):
+    live(staff, t0, [0, 5])
+    assert services.mark_offline_sites(now=t0 + timedelta(seconds=60)) == []
+    assert services.mark_offline_sites(now=t0 + timedelta(seconds=130)) == ["SITE001"]
+    assert services.mark_offline_sites(now=t0 + timedelta(seconds=200)) == []
+    assert SiteStatus.objects.get(site=site).online is False
+    live(staff, t0, [300])
+    assert transitions(site) == [(True, "telemetry"), (False, "silence"), (True, "telemetry")]
+
+
+@pytest.mark.django_db
+def test_a_site_reads_as_offline_once_the_silence_has_passed_even_before_detection(
+    site, staff_client, settings
+):
+    SiteStatus.objects.create(
+        site=site, online=True, last_seen_at=timezone.now() - timedelta(seconds=30)
+    )
+    assert staff_client.get("/v1/sites/SITE001/status").json()["online"] is True
+    settings.ENEXA_OFFLINE_AFTER_S = 20
+    assert staff_client.get("/v1/sites/SITE001/status").json()["online"] is False
+    assert staff_client.get("/v1/sites/SITE001/telemetry/latest").json()["online"] is False
+
+
+@pytest.mark.django_db
+def test_detect_offline_command_marks_silent_sites(site, settings):
+    SiteStatus.objects.create(
+        site=site, online=True, last_seen_at=timezone.now() - timedelta(seconds=500)
+    )
+    call_command("detect_offline")
+    assert transitions(site) == [(False, "silence")]
+
+
+@pytest.mark.django_db
+def test_a_gateway_reporting_offline_is_offline_at_once(site, staff):
+    services.record_status(staff, {"site_id": "SITE001", "online": True})
+    services.record_status(staff, {"site_id": "SITE001", "online": False})
+    assert transitions(site) == [(True, "status"), (False, "reported")]
+    assert OutageReport.objects.filter(site=site, online_at__isnull=True).count() == 1
+
+
+@pytest.mark.django_db
+def test_reconnection_redelivers_valid_commands_expires_stale_ones_and_reports_the_gap(
+    site, staff, t0, amperio, staff_client
+):
+    live(staff, t0, [0, 5, 10, 15, 20, 25])
+    services.mark_offline_sites(now=t0 + timedelta(seconds=155))
+    valid = Command.objects.create(
+        command_id="c-valid",
+        site=site,
+        command="set_battery_power",
+        params={"power_kw": -25},
+        issued_at=t0 + timedelta(seconds=60),
+        valid_until=t0 + timedelta(hours=2),
+        created_by="staff",
+    )
+    stale = Command.objects.create(
+        command_id="c-stale",
+        site=site,
+        command="set_battery_power",
+        params={"power_kw": 10},
+        issued_at=t0 + timedelta(seconds=60),
+        valid_until=t0 + timedelta(seconds=100),
+        created_by="staff",
+    )
+
+    live(staff, t0, [200])  # the first live reading after the outage
+
+    valid.refresh_from_db()
+    stale.refresh_from_db()
+    assert (valid.status, stale.status) == (CommandStatus.QUEUED, CommandStatus.EXPIRED)
+    assert [r["body"]["command_id"] for r in amperio.requests] == ["c-valid"]
+    report = OutageReport.objects.get(site=site)
+    assert report.commands_redelivered == {"delivered": 1, "expired": 1, "still_undelivered": 0}
+    # Window (t0+25, t0+200) at 5 s: readings expected at t0+30 ... t0+195.
+    assert (report.readings_expected, report.readings_received) == (34, 0)
+    assert report.gaps == [
+        {
+            "from": format_timestamp(t0 + timedelta(seconds=30)),
+            "to": format_timestamp(t0 + timedelta(seconds=195)),
+            "missing": 34,
+        }
+    ]
+
+
+@pytest.mark.django_db
+def test_backfilled_readings_update_the_outage_report_per_bucket(
+    site, staff, t0, amperio, staff_client
+):
+    live(staff, t0, [0, 5, 10, 15, 20, 25])
+    services.mark_offline_sites(now=t0 + timedelta(seconds=155))
+    live(staff, t0, [200])
+    backlog = [
+        reading(t0 + timedelta(seconds=s), f"r-{s}", backfilled=True) for s in range(30, 105, 5)
+    ]
+    result = services.ingest_readings(staff, {"items": backlog}, now=t0 + timedelta(seconds=210))
+    assert result.accepted == 15
+
+    outages = staff_client.get("/v1/sites/SITE001/outages").json()["outages"]
+    assert len(outages) == 1
+    report = outages[0]
+    ts = lambda s: format_timestamp(t0 + timedelta(seconds=s))  # noqa: E731
+    assert (
+        report["readings_expected"],
+        report["readings_received"],
+        report["readings_backfilled"],
+        report["readings_missing"],
+    ) == (34, 15, 15, 19)
+    assert report["backfilled_ranges"] == [{"from": ts(30), "to": ts(100), "count": 15}]
+    assert report["gaps"] == [{"from": ts(105), "to": ts(195), "missing": 19}]
+    assert report["buckets"] == [
+        {"start": ts(25), "expected": 11, "received": 11},
+        {"start": ts(85), "expected": 12, "received": 4},
+        {"start": ts(145), "expected": 11, "received": 0},
+    ]
+    assert (report["silent_since"], report["online_at"]) == (ts(25), ts(200))
+
+
+@pytest.mark.django_db
+def test_reconcile_outages_command_recomputes_reports(site, staff, t0, amperio):
+    live(staff, t0, [0])
+    services.mark_offline_sites(now=t0 + timedelta(seconds=150))
+    live(staff, t0, [200])
+    OutageReport.objects.update(readings_expected=0, gaps=[])
+    call_command("reconcile_outages")
+    report = OutageReport.objects.get()
+    assert report.readings_expected == 39  # t0+5 ... t0+195
+    assert report.gaps[0]["missing"] == 39
+
+
+@pytest.mark.django_db
+def test_another_sites_outages_are_not_found(site, other_site):
+    user = UserFactory(username="op2")
+    MembershipFactory(user=user, site=other_site)
+    assert jwt_client(user).get("/v1/sites/SITE001/outages").status_code == 404

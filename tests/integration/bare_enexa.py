@@ -1,0 +1,93 @@
+"""A live Enexa (gunicorn) on a fresh database holding one site and one staff user: enough for
+ingest tests and benches that do not need the whole demo data."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from pathlib import Path
+
+import requests
+
+from tests.integration.harness import Proc, free_port, run_manage, unthrottled_env, wait_until
+
+SEED = """
+from django.contrib.auth import get_user_model
+from enexa.registry.models import Site
+for code in {codes!r}:
+    Site.objects.get_or_create(
+        code=code, defaults={{"name": code, "grid_connection_limit_kw": 400}}
+    )
+get_user_model().objects.create_user("bench", password={password!r}, is_staff=True)
+"""
+
+
+class BareEnexa:
+    """Migrate, seed sites and a staff user, serve with gunicorn; `stop()` in `finally`."""
+
+    def __init__(
+        self,
+        database_url: str,
+        log_dir: Path,
+        *,
+        sites: tuple[str, ...] = ("SITE001",),
+        workers: int = 2,
+        threads: int = 4,
+        extra_env: dict[str, str] | None = None,
+    ):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.password = "bench-" + uuid.uuid4().hex
+        self.env = {
+            "DJANGO_SETTINGS_MODULE": "enexa.settings.dev",
+            "DEBUG": "0",
+            "DATABASE_URL": database_url,
+            "ENEXA_VAR_DIR": str(log_dir / "enexa-var"),
+            "ENEXA_LOG_LEVEL": "WARNING",
+            **unthrottled_env(),
+            **(extra_env or {}),
+        }
+        run_manage("migrate", "--noinput", env=self.env)
+        run_manage("shell", "-c", SEED.format(codes=sites, password=self.password), env=self.env)
+        self.proc = Proc(
+            f"enexa-{self.port}",
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "enexa.wsgi",
+                "-b",
+                f"127.0.0.1:{self.port}",
+                "-w",
+                str(workers),
+                "--threads",
+                str(threads),
+                "--keep-alive",
+                "30",
+                "--graceful-timeout",
+                "2",
+                "--log-level",
+                "warning",
+            ],
+            log_dir,
+            self.env,
+        )
+        try:
+            wait_until(
+                lambda: requests.get(f"{self.url}/v1/health", timeout=1).ok, 30, what="Enexa health"
+            )
+        except TimeoutError:
+            self.stop()
+            raise
+
+    def token(self) -> str:
+        response = requests.post(
+            f"{self.url}/v1/auth/token",
+            timeout=10,
+            json={"username": "bench", "password": self.password},
+        )
+        response.raise_for_status()
+        return response.json()["access"]
+
+    def stop(self) -> None:
+        self.proc.stop()
