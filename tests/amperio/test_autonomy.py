@@ -179,3 +179,82 @@ def test_each_mode_change_is_an_event_once_and_the_mode_survives_a_restart(tmp_p
     assert ModeTracker(state, site_id="SITE001").observe(safe, NOW) is None
     back = ModeTracker(state, site_id="SITE001").observe(normal, NOW + timedelta(minutes=5))
     assert Event.from_dict(back).data["to"] == "normal"
+
+
+def test_the_safe_policy_keeps_the_simulators_grid_import_under_the_limit_during_a_300_kw_session(
+    tmp_path,
+):
+    from amperio.autonomy import run_cycle
+    from amperio.collector import build_reading
+    from amperio.modbus.client import ChargePostClient
+    from amperio.outbox import Outbox
+    from amperio.simulator.physics import Vehicle
+    from amperio.simulator.server import ChargePostSimulator
+
+    limit_kw = 250.0
+    config = {
+        "settings": {
+            "grid": {"limit_kw": limit_kw},
+            "battery": {"soc_min_pct": 10.0, "soc_max_pct": 90.0, "reserve_pct": 30.0},
+            # Above the charger's ramp within one control cycle (25 kW/s, cycles of 1 s).
+            "autonomy": {"enter_after_s": 60, "margin_kw": 30.0},
+        }
+    }
+    state = GatewayState(tmp_path / "state.sqlite3")
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    settings = type("S", (), {"site_id": "SITE001", "commands_path": tmp_path / "c.sqlite3"})
+    simulator = ChargePostSimulator(speed=0, seed=5).start()
+    try:
+        with simulator.state.lock:
+            simulator.state.mean_arrival_s = 0  # only the session the test starts
+        vehicle = Vehicle(capacity_kwh=300.0, soc_pct=10.0, target_soc_pct=95.0, max_power_kw=300.0)
+        client = ChargePostClient("127.0.0.1", simulator.port)
+        imports, charger, modes = [], [], []
+        start = NOW
+        for second in range(900):  # 15 simulated minutes, one control cycle per second
+            now = start + timedelta(seconds=second)
+            if second == 90:  # a vehicle arrives while the gateway is on its own
+                with simulator.state.lock:
+                    simulator.state.chargers[0].plug_in(vehicle)
+            client.write("watchdog_heartbeat", second % 60000)
+            snap = client.read_snapshot()
+            imports.append(snap["grid_import_kw"])
+            charger.append(snap["chg1_power_kw"])
+            reading = build_reading("SITE001", [snap], now)
+            # Enexa unreachable from the start (autonomy after the configured 60 s), back at 800 s.
+            result = run_cycle(
+                client=client,
+                state=state,
+                config=config,
+                reading=reading,
+                outbox=outbox,
+                settings=settings,
+                enexa_unreachable_for_s=float(second) if second < 800 else 0.0,
+                now=now,
+                schedule=[],
+            )
+            modes.append(result["mode"])
+            simulator.step(1.0)
+        client.close()
+    finally:
+        simulator.stop()
+
+    # From the first reading after the first autonomous write to Enexa's return.
+    autonomous = imports[62:801]
+    socs = (snap["bat1_soc_pct"], snap["bat2_soc_pct"])
+    print(
+        f"300 kW session, limit {limit_kw:g} kW: charger peak {max(charger):.0f} kW, grid import "
+        f"peak {max(autonomous):.1f} kW in autonomy, SOC at the end {socs}"
+    )
+    assert max(charger) >= 299, "the session ran at 300 kW"
+    assert max(autonomous) <= limit_kw
+    assert modes[:61] == ["normal"] * 61
+    assert set(modes[61:800]) == {"safe_local"}
+    assert set(modes[800:]) == {"normal"}
+    assert all(s >= 10.0 for s in socs)
+    assert (snap["bat1_power_kw"], snap["bat2_power_kw"]) == (0, 0), "handed back idle"
+    events = [i.payload for i in outbox.next_batch("event", 10)]
+    assert [e["data"]["to"] for e in events if e["kind"] == "mode_change"] == [
+        "safe_local",
+        "normal",
+    ]
