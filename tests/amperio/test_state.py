@@ -1,5 +1,4 @@
 """The gateway state is shared between processes and survives a reopen."""
-
 import subprocess
 import sys
 
