@@ -255,7 +255,9 @@ def decide(
         return _decision("schedule", power, units, policy, reason)
 
     if need is None:
-        return _decision("safe_local", 0.0, units, policy, "Safe local: no grid data, idle.")
+        return _decision(
+            "safe_local", 0.0, units, policy, "Safe local: no grid limit or meter data, idle."
+        )
     if need > 0:
         decision = _decision(
             "safe_local",
