@@ -5,13 +5,12 @@ whole demo data."""
 from __future__ import annotations
 
 import json
-import sys
 import uuid
 from pathlib import Path
 
 import requests
 
-from tests.integration.harness import Proc, free_port, run_manage, unthrottled_env, wait_until
+from tests.integration.harness import free_port, run_manage, serve_enexa, unthrottled_env
 
 SEED = """
 from django.contrib.auth import get_user_model
@@ -70,36 +69,13 @@ class BareEnexa:
         for line in out.splitlines():
             if line.startswith("KEYS"):
                 self.api_keys = json.loads(line[4:])
-        self.proc = Proc(
-            f"enexa-{self.port}",
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "enexa.wsgi",
-                "-b",
-                f"127.0.0.1:{self.port}",
-                "-w",
-                str(workers),
-                "--threads",
-                str(threads),
-                "--keep-alive",
-                "30",
-                "--graceful-timeout",
-                "2",
-                "--log-level",
-                "warning",
-            ],
+        self.proc = serve_enexa(
+            self.port,
             log_dir,
-            self.env,
+            {**self.env, "GUNICORN_CMD_ARGS": "--log-level warning"},
+            workers=workers,
+            threads=threads,
         )
-        try:
-            wait_until(
-                lambda: requests.get(f"{self.url}/v1/health", timeout=1).ok, 30, what="Enexa health"
-            )
-        except TimeoutError:
-            self.stop()
-            raise
 
     def token(self) -> str:
         response = requests.post(
