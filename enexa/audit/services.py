@@ -3,7 +3,11 @@
 import contextvars
 import logging
 import re
+from datetime import timedelta
 from urllib.parse import parse_qsl, urlencode
+
+from django.conf import settings
+from django.utils import timezone
 
 from .models import AuditEntry
 
@@ -113,11 +117,6 @@ def record_call(
 
 def prune_audit_entries(older_than_days: int | None = None) -> int:
     """Delete entries older than `older_than_days` (default ENEXA_AUDIT_RETENTION_DAYS)."""
-    from datetime import timedelta
-
-    from django.conf import settings
-    from django.utils import timezone
-
     days = settings.ENEXA_AUDIT_RETENTION_DAYS if older_than_days is None else older_than_days
     cutoff = timezone.now() - timedelta(days=days)
     deleted, _ = AuditEntry.objects.filter(created_at__lt=cutoff).delete()
