@@ -157,6 +157,22 @@ def test_an_allowlist_refuses_other_addresses_and_a_spoofed_forwarded_header(liv
     assert call("GET", path, key).status_code == 200
 
 
+def test_a_rotated_refresh_token_cannot_be_used_again(live, issued_secrets):
+    call = Caller(live.url)
+    tokens = call(
+        "POST", "/v1/auth/token", json={"username": "admin", "password": live.admin_password}
+    ).json()
+    issued_secrets.extend([tokens["access"], tokens["refresh"]])
+    rotated = call("POST", "/v1/auth/token/refresh", json={"refresh": tokens["refresh"]})
+    assert rotated.status_code == 200
+    issued_secrets.extend(rotated.json().values())
+    reused = call("POST", "/v1/auth/token/refresh", json={"refresh": tokens["refresh"]})
+    assert reused.status_code == 401
+    assert reused.headers["Content-Type"] == "application/problem+json"
+    fresh = call("POST", "/v1/auth/token/refresh", json={"refresh": rotated.json()["refresh"]})
+    assert fresh.status_code == 200
+
+
 def test_every_call_leaves_an_audit_row_and_no_issued_secret_is_anywhere(live, issued_secrets):
     call = Caller(live.url)
     gateway = provision(live, call, issued_secrets, f"CP-{uuid.uuid4().hex[:8]}")
