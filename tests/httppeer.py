@@ -7,7 +7,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-Handler = Callable[[str, str, dict[str, str], Any], tuple[int, Any]]
+# Returns (status, json_body) or (status, json_body, extra_headers).
+Handler = Callable[[str, str, dict[str, str], Any], tuple[Any, ...]]
 
 
 class HttpPeer:
@@ -26,10 +27,12 @@ class HttpPeer:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 peer.requests.append({"method": self.command, "path": self.path,
                                       "headers": headers, "body": body})
-                status, answer = peer.handler(self.command, self.path, headers, body)
+                status, answer, *extra = peer.handler(self.command, self.path, headers, body)
                 data = b"" if answer is None else json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
+                for name, value in (extra[0] if extra else {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

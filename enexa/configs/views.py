@@ -12,9 +12,9 @@ from rest_framework.views import APIView
 from enexa.api.etags import etag, none_match, required_if_match
 from enexa.api.pagination import envelope
 from enexa.api.principals import is_controller, principal_label, visible_site_pks
-from enexa.api.scoping import scope_to_caller
+from enexa.api.scoping import caller_controller, scope_to_caller
 from enexa.registry.choices import MemberRole
-from enexa.registry.models import Controller, Site, SiteMembership
+from enexa.registry.models import Site, SiteMembership
 
 from . import services
 from .models import ConfigState, ConfigVersion
@@ -50,15 +50,6 @@ DIFF = inline_serializer(
 )
 
 
-def caller_controller(request, controller_id: str) -> Controller:
-    """The controller, if the caller may see it: a controller key sees only itself."""
-    user = request.user
-    if is_controller(user) and user.controller_code != controller_id:
-        raise NotFound()
-    controllers = scope_to_caller(Controller.objects.select_related("site"), user, "site")
-    return get_object_or_404(controllers, code=controller_id)
-
-
 def caller_site(request, site_id: str) -> Site:
     return get_object_or_404(scope_to_caller(Site.objects.all(), request.user, ""), code=site_id)
 
@@ -85,6 +76,12 @@ class ControllerConfigView(APIView):
 
     @extend_schema(parameters=[IF_NONE_MATCH], responses={200: ConfigSerializer, 304: None})
     def get(self, request, controller_id: str):
+        user = request.user
+        if is_controller(user) and user.controller_code == controller_id:
+            # The gateway's conditional GET: one read decides 304 before anything is loaded.
+            current = services.current_version(user.controller_pk)
+            if current is not None and none_match(request, current[0]):
+                return Response(status=304, headers={"ETag": etag(current[0])})
         controller = caller_controller(request, controller_id)
         current = services.current_version(controller.pk)
         if current is not None and none_match(request, current[0]):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import requests
 
-from tests.integration.harness import Proc, free_port, run_manage, wait_until
+from tests.integration.harness import Proc, free_port, run_manage, unthrottled_env, wait_until
 
 SEED = """
 from django.contrib.auth import get_user_model
@@ -44,6 +44,7 @@ class BareEnexa:
             "DATABASE_URL": database_url,
             "ENEXA_VAR_DIR": str(log_dir / "enexa-var"),
             "ENEXA_LOG_LEVEL": "WARNING",
+            **unthrottled_env(),
             **(extra_env or {}),
         }
         run_manage("migrate", "--noinput", env=self.env)

@@ -34,6 +34,15 @@ def run_manage(*args: str, env: dict[str, str]) -> str:
     return result.stdout
 
 
+def unthrottled_env() -> dict[str, str]:
+    """Tests post many readings as one principal; a throttling test passes its own limits.
+    Each server gets its own counters, so one never leaks into another's."""
+    return {
+        "ENEXA_RATE_LIMITS": "controller=1000000/min,user=1000000/min,anon=1000000/min",
+        "ENEXA_RATE_LIMIT_PREFIX": f"enexa-it:{uuid.uuid4().hex[:8]}",
+    }
+
+
 @contextmanager
 def enexa_database(tmp_path: Path) -> Iterator[str]:
     """A fresh database for a live Enexa: its own PostgreSQL database when DATABASE_URL points at
@@ -68,6 +77,7 @@ class LiveEnexa:
             "ENEXA_VAR_DIR": str(log_dir / "enexa-var"),
             "ENEXA_DEMO_ADMIN_PASSWORD": self.admin_password,
             "ENEXA_DEMO_OPERATOR_PASSWORD": "operator-" + uuid.uuid4().hex,
+            **unthrottled_env(),
             **(extra_env or {}),
         }
         run_manage("migrate", "--noinput", env=self.env)

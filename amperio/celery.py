@@ -1,0 +1,163 @@
+"""The gateway's Celery app: queues amperio.site.<SITE_ID> and amperio.watchdog, routes, beat.
+
+The broker is `CELERY_BROKER_URL` (Redis where many gateways share one), else an embedded broker
+with no server: kombu's filesystem transport in the state directory. Results are not kept: the
+command table and the gateway state are the record. Start (see docs/operations.md):
+
+    celery -A amperio.celery worker -Q amperio.site.SITE001 -n site@%h   (threads, 8)
+    celery -A amperio.celery worker -Q amperio.watchdog -P solo -n watchdog@%h
+    celery -A amperio.celery beat
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from celery import Celery, beat
+from kombu import Queue
+
+from amperio import broker
+from amperio.configsync import load_config
+from amperio.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+WATCHDOG_QUEUE = "amperio.watchdog"
+FLUSH_INTERVAL_S = 1.0
+STATUS_INTERVAL_S = 10.0
+RECOVER_INTERVAL_S = 15.0
+FIRMWARE_INTERVAL_S = 3600.0
+# Latency of the embedded broker: how often a worker looks for new message files.
+FILESYSTEM_POLL_S = 0.05
+
+
+def queue_for_site(site_id: str) -> str:
+    """The queue a site's gateway worker consumes (commands for that site go there)."""
+    return f"amperio.site.{site_id}"
+
+
+def filesystem_folder(settings: Settings) -> Path | None:
+    """The embedded broker's folder, or None when the broker is a server."""
+    url = settings.broker_url
+    if not url.startswith("filesystem://"):
+        return None
+    rest = url[len("filesystem://") :]
+    rest = rest[len("localhost") :] if rest.startswith("localhost") else rest
+    return Path("/" + rest.lstrip("/")) if rest.strip("/") else settings.state_dir / "broker"
+
+
+def broker_conf(settings: Settings) -> dict[str, Any]:
+    folder = filesystem_folder(settings)
+    if folder is None:
+        return {"broker_url": settings.broker_url}
+    # One folder both in and out: producers (beat, the API) and workers on one machine meet
+    # there; each worker only takes the files of the queues it consumes.
+    for sub in ("queue", "control", "processed"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    return {
+        "broker_url": f"{broker.SCHEME}://",
+        "broker_transport_options": {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "control_folder": str(folder / "control"),
+            "processed_folder": str(folder / "processed"),
+            "store_processed": False,
+            "polling_interval": FILESYSTEM_POLL_S,
+        },
+        # Remote control needs broadcast queues and replies the file broker handles poorly.
+        "worker_enable_remote_control": False,
+    }
+
+
+def beat_schedule(config: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The periodic tasks at the configured intervals; each expires before its next run, so a
+    backlog (a worker that was down) never runs stale cycles in a burst."""
+    s = config["settings"]
+
+    def every(task: str, interval_s: float, queue: str) -> dict[str, Any]:
+        return {
+            "task": f"amperio.tasks.{task}",
+            "schedule": float(interval_s),
+            "options": {"queue": queue, "expires": float(interval_s)},
+        }
+
+    site = settings.site_queue
+    return {
+        "control-cycle": every("control_cycle", s["telemetry"]["interval_s"], site),
+        "flush-outbox": every("flush_outbox", FLUSH_INTERVAL_S, site),
+        "sync-config": every("sync_config", s["config_poll_interval_s"], site),
+        "report-status": every("report_status", STATUS_INTERVAL_S, site),
+        "recover-commands": every("recover_commands", RECOVER_INTERVAL_S, site),
+        "check-firmware": every("check_firmware", FIRMWARE_INTERVAL_S, site),
+        "watchdog-beat": every("watchdog_beat", s["watchdog"]["interval_s"], WATCHDOG_QUEUE),
+    }
+
+
+class ConfigScheduler(beat.Scheduler):
+    """Beat's schedule from the applied configuration, rebuilt when the configuration file
+    changes (a new watchdog or telemetry interval applies without restarting beat)."""
+
+    _stamp: float | None = None
+
+    def setup_schedule(self) -> None:
+        self._refresh()
+
+    def _refresh(self) -> None:
+        settings = get_settings()
+        try:
+            stamp = settings.config_path.stat().st_mtime
+        except FileNotFoundError:
+            stamp = 0.0
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        schedule = beat_schedule(load_config(settings), settings)
+        self.merge_inplace(schedule)
+        log.info(
+            "Beat schedule from configuration: %s", {k: v["schedule"] for k, v in schedule.items()}
+        )
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        self._refresh()  # one stat() per tick
+        return min(super().tick(*args, **kwargs), 1.0)
+
+
+def make_app(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    app = Celery("amperio")
+    app.conf.update(
+        **broker_conf(settings),
+        result_backend=None,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        timezone="UTC",
+        enable_utc=True,
+        broker_connection_retry_on_startup=True,
+        worker_prefetch_multiplier=1,
+        # Threads: the cycles wait on I/O (Modbus, HTTP), and each kind runs one at a time
+        # (gateway.exclusive), so a slow Enexa never takes every slot from the control cycle.
+        # The watchdog worker runs with `-P solo` on its own queue.
+        worker_pool="threads",
+        worker_concurrency=8,
+        worker_hijack_root_logger=False,
+        task_queues=[
+            Queue(settings.site_queue, routing_key=settings.site_queue),
+            Queue(WATCHDOG_QUEUE, routing_key=WATCHDOG_QUEUE),
+        ],
+        task_default_queue=settings.site_queue,
+        task_default_routing_key=settings.site_queue,
+        task_routes={"amperio.tasks.watchdog_beat": {"queue": WATCHDOG_QUEUE}},
+        # A cycle that hangs (a dead peer without RST) is killed rather than holding a process.
+        task_soft_time_limit=60,
+        task_time_limit=90,
+        beat_scheduler="amperio.celery:ConfigScheduler",
+        beat_max_loop_interval=1.0,
+    )
+    app.conf.imports = ("amperio.tasks",)
+    return app
+
+
+app = make_app()

@@ -1,0 +1,199 @@
+"""The gateway's configuration from Enexa: version poll, fetch on change, validate, keep on disk.
+
+The applied configuration lives in `Settings.config_path` (written atomically), so a restarted
+gateway works with it before Enexa answers; every module reads it through `load_config()`.
+Syncing never touches the outbox: a configuration change must not wipe buffered readings."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from amperio.enexa_client import EnexaClient
+from amperio.settings import Settings
+from amperio.state import GatewayState
+from shared.fields import format_timestamp
+
+log = logging.getLogger(__name__)
+
+# What the gateway runs with before Enexa has ever answered.
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "watchdog": {"interval_s": 5, "timeout_s": 15},
+    "telemetry": {"interval_s": 5, "batch_size": 100},
+    "config_poll_interval_s": 30,
+    "setpoint_validity_s": 300,
+}
+
+
+class ConfigInvalid(ValueError):
+    """A configuration from Enexa the gateway refuses to apply; `errors`: field -> messages."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        self.errors = errors
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What one sync did (`unchanged`, `applied`, `invalid`, `not_provisioned`) and the version
+    applied."""
+
+    outcome: str
+    version: int | None
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def with_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """The configuration with every setting the gateway needs filled from the defaults."""
+    return {
+        "version": config.get("version"),
+        "etag": config.get("etag"),
+        "settings": _merge(DEFAULT_SETTINGS, config.get("settings") or {}),
+        "limits": copy.deepcopy(config.get("limits") or {}),
+    }
+
+
+def _number(
+    errors: dict[str, list[str]], data: dict[str, Any], path: str, low: float, high: float
+) -> None:
+    value: Any = data
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        errors.setdefault(path, []).append("Must be a number.")
+    elif not low <= value <= high:
+        errors.setdefault(path, []).append(f"Must be between {low:g} and {high:g}.")
+
+
+def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Check a configuration from Enexa; returns it with defaults, or raises ConfigInvalid."""
+    errors: dict[str, list[str]] = {}
+    if not isinstance(config, dict) or not isinstance(config.get("settings", {}), dict):
+        raise ConfigInvalid({"settings": ["Must be a JSON object."]})
+    version = config.get("version")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+        errors["version"] = ["Must be an integer."]
+    full = with_defaults(config)
+    s = full["settings"]
+    _number(errors, s, "watchdog.interval_s", 2, 60)
+    _number(errors, s, "watchdog.timeout_s", 4, 600)
+    _number(errors, s, "telemetry.interval_s", 1, 3600)
+    _number(errors, s, "telemetry.batch_size", 1, 1000)
+    _number(errors, s, "config_poll_interval_s", 1, 86400)
+    _number(errors, s, "setpoint_validity_s", 1, 86400)
+    _number(errors, s, "grid.limit_kw", 0, 100_000)
+    watchdog = s["watchdog"]
+    if not errors and watchdog["timeout_s"] < 2 * watchdog["interval_s"]:
+        # The heartbeat must come at half the hardware timeout or more often.
+        errors["watchdog.timeout_s"] = ["Must be at least twice watchdog.interval_s."]
+    modbus = s.get("modbus")
+    if modbus is not None:
+        for i, unit in enumerate(modbus if isinstance(modbus, list) else [modbus]):
+            path = "modbus" if isinstance(modbus, dict) else f"modbus.{i}"
+            if not isinstance(unit, dict) or not isinstance(unit.get("host"), str):
+                errors.setdefault(path, []).append("Must be an object with a host.")
+                continue
+            _number(errors, {"m": unit}, "m.port", 1, 65535)
+            _number(errors, {"m": unit}, "m.device_id", 0, 247)
+            for key in [k for k in errors if k.startswith("m.")]:
+                errors[f"{path}.{key[2:]}"] = errors.pop(key)
+    if errors:
+        raise ConfigInvalid(errors)
+    return full
+
+
+def load_config(settings: Settings) -> dict[str, Any]:
+    """The applied configuration (`version`, `settings`, `limits`), or the defaults."""
+    try:
+        stored = json.loads(settings.config_path.read_text())
+    except FileNotFoundError:
+        stored = {}
+    except ValueError:
+        log.error("Configuration file %s is unreadable; using defaults", settings.config_path)
+        stored = {}
+    return with_defaults(stored)
+
+
+def write_config(path: Path, config: dict[str, Any]) -> None:
+    """Write atomically: a crash mid-write leaves the previous file, never half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(config, f, indent=2, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def apply_config(
+    settings: Settings,
+    state: GatewayState,
+    config: dict[str, Any],
+    now: datetime,
+    etag: str | None = None,
+) -> dict[str, Any]:
+    """Validate and apply a configuration (from a sync or from provisioning)."""
+    full = validate_config(config)
+    full["etag"] = etag
+    write_config(settings.config_path, full)
+    state.update(
+        {
+            "config_version": full["version"],
+            "config_applied_at": format_timestamp(now),
+            "config_error": None,
+        }
+    )
+    log.info("Configuration version %s applied (site %s)", full["version"], settings.site_id)
+    return full
+
+
+def controller_id(state: GatewayState) -> str | None:
+    """The controller id Enexa gave at provisioning (env override for tests and demos)."""
+    return os.environ.get("AMPERIO_CONTROLLER_ID") or state.get("controller_id")
+
+
+def sync_config(
+    client: EnexaClient, settings: Settings, state: GatewayState, now: datetime
+) -> SyncResult:
+    """Poll the version; fetch, validate and apply the full configuration only when it changed."""
+    current = load_config(settings)
+    ctrl = controller_id(state)
+    if not ctrl:
+        log.warning("No controller id yet: provision the gateway (site %s)", settings.site_id)
+        return SyncResult("not_provisioned", current["version"])
+    remote = client.config_version(ctrl).get("version")
+    state.set("config_checked_at", format_timestamp(now))
+    if remote is not None and remote == current["version"]:
+        return SyncResult("unchanged", current["version"])
+    config, etag = client.config(ctrl, etag=current.get("etag"))
+    if config is None:  # 304: the ETag still matches what we applied
+        return SyncResult("unchanged", current["version"])
+    try:
+        applied = apply_config(settings, state, config, now, etag)
+    except ConfigInvalid as exc:
+        log.error("Configuration version %s refused: %s", config.get("version"), exc)
+        state.set("config_error", {"version": config.get("version"), "errors": exc.errors})
+        return SyncResult("invalid", current["version"])
+    return SyncResult("applied", applied["version"])

@@ -1,0 +1,97 @@
+"""The gateway's status report to Enexa, and its record of whether Enexa is reachable."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from datetime import datetime
+from typing import Any
+
+from amperio.enexa_client import EnexaClient, EnexaError, EnexaUnavailable
+from amperio.settings import Settings
+from amperio.state import GatewayState
+from shared.fields import format_timestamp, parse_timestamp
+from shared.status import StatusReport
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FIRMWARE_VERSION = "1.0.0"
+
+
+def note_enexa_reachable(state: GatewayState, now: datetime) -> None:
+    """Enexa answered: autonomy and health read these keys."""
+    state.update(
+        {
+            "enexa_reachable": True,
+            "enexa_last_ok_at": format_timestamp(now),
+            "enexa_unreachable_since": None,
+        }
+    )
+
+
+def note_enexa_unreachable(state: GatewayState, now: datetime, error: str) -> None:
+    """Enexa did not answer; `enexa_unreachable_since` keeps the start of the outage."""
+    state.update(
+        {
+            "enexa_reachable": False,
+            "enexa_unreachable_since": state.get("enexa_unreachable_since")
+            or format_timestamp(now),
+            "enexa_error": error[:500],
+        }
+    )
+
+
+def enexa_unreachable_for_s(state: GatewayState, now: datetime) -> float:
+    """How long Enexa has been unreachable (0 while it answers)."""
+    since = parse_timestamp(state.get("enexa_unreachable_since"))
+    return max(0.0, (now - since).total_seconds()) if since else 0.0
+
+
+def firmware_version(state: GatewayState) -> str:
+    return (
+        state.get("firmware_version")
+        or os.environ.get("AMPERIO_FIRMWARE_VERSION")
+        or DEFAULT_FIRMWARE_VERSION
+    )
+
+
+def build_status(
+    settings: Settings, state: GatewayState, now: datetime, buffer_depth: int | None
+) -> dict[str, Any]:
+    """The status report in wire form, checked against the shared schema."""
+    report = StatusReport(
+        site_id=settings.site_id,
+        online=True,
+        timestamp=now,
+        controller_id=state.get("controller_id"),
+        config_version=state.get("config_version"),
+        firmware_version=firmware_version(state),
+        mode=state.get("mode") or "auto",
+        modbus_link_up=state.get("modbus_link_up"),
+        buffer_depth=buffer_depth,
+        message_id=str(uuid.uuid4()),
+    )
+    return StatusReport.from_dict(report.to_dict()).to_dict()
+
+
+def report_status(
+    client: EnexaClient,
+    settings: Settings,
+    state: GatewayState,
+    now: datetime,
+    buffer_depth: int | None = None,
+) -> bool:
+    """Post the status directly (it is a snapshot, not worth buffering); False if Enexa is down."""
+    try:
+        client.post_status(build_status(settings, state, now, buffer_depth))
+    except EnexaUnavailable as exc:
+        note_enexa_unreachable(state, now, str(exc))
+        return False
+    except EnexaError as exc:
+        # Enexa answered, so it is reachable; a refusal (e.g. a revoked key) is logged.
+        log.error("Status report refused (site %s): %s", settings.site_id, exc)
+        note_enexa_reachable(state, now)
+        return False
+    note_enexa_reachable(state, now)
+    return True

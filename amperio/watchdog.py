@@ -1,0 +1,66 @@
+"""The watchdog heartbeat: keeps the ChargePost out of its safe state only while we control it.
+
+It runs on its own queue and worker, so a slow Modbus read or a hanging HTTP call in the control
+cycle cannot starve it. It beats only while the control cycle is alive (it recorded a good cycle
+recently) and the Modbus link works: a gateway that hangs or loses the link must let the hardware
+fall back on its own, never keep it alive from a process that no longer controls the unit."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from amperio.modbus.errors import ModbusError
+from amperio.state import GatewayState
+from shared.fields import format_timestamp, parse_timestamp
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_MAX = 65534  # the register's range; 0xFFFF means "undefined"
+
+
+def control_stale_after_s(config: dict[str, Any]) -> float:
+    """How old the last good control cycle may be before the heartbeat is withheld: half the
+    hardware timeout, but never less than two control cycles (nor more than the timeout)."""
+    s = config["settings"]
+    timeout_s = float(s["watchdog"]["timeout_s"])
+    cycle_s = float(s["telemetry"]["interval_s"])
+    return min(timeout_s, max(timeout_s / 2, 2 * cycle_s))
+
+
+def _withhold(state: GatewayState, reason: str) -> bool:
+    if state.get("watchdog_withheld") != reason:
+        log.warning("Watchdog heartbeat withheld: %s", reason)
+    state.update({"watchdog_beating": False, "watchdog_withheld": reason})
+    return False
+
+
+def beat(client: Any, state: GatewayState, config: dict[str, Any], now: datetime) -> bool:
+    """Write the next heartbeat (and the configured hardware timeout) if the gateway is in
+    control; returns whether it beat."""
+    timeout_s = int(config["settings"]["watchdog"]["timeout_s"])
+    ok_at = parse_timestamp(state.get("control_cycle_ok_at"))
+    if ok_at is None:
+        return _withhold(state, "no control cycle yet")
+    age_s = (now - ok_at).total_seconds()
+    if age_s > control_stale_after_s(config):
+        return _withhold(state, f"control cycle stale ({age_s:.0f} s)")
+    if not state.get("modbus_link_up"):
+        return _withhold(state, "Modbus link down")
+    counter = int(state.get("watchdog_counter") or 0) % HEARTBEAT_MAX + 1
+    try:
+        if client.read(["watchdog_timeout_s"]).get("watchdog_timeout_s") != timeout_s:
+            client.write("watchdog_timeout_s", timeout_s)
+        client.write("watchdog_heartbeat", counter)
+    except ModbusError as exc:
+        return _withhold(state, f"heartbeat write failed: {exc}")
+    state.update(
+        {
+            "watchdog_counter": counter,
+            "watchdog_last_beat_at": format_timestamp(now),
+            "watchdog_beating": True,
+            "watchdog_withheld": None,
+        }
+    )
+    return True

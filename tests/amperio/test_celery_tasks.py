@@ -1,0 +1,255 @@
+"""Real `celery worker` (and beat) processes, on Redis and on the embedded broker: each site's
+worker consumes only its own site's queue; beat drives the config sync and the status report."""
+
+import json
+import sys
+from dataclasses import replace
+
+import pytest
+import redis
+
+from amperio.celery import WATCHDOG_QUEUE, beat_schedule, filesystem_folder, make_app
+from amperio.configsync import load_config
+from amperio.settings import load
+from tests.httppeer import HttpPeer
+from tests.integration.harness import Proc, wait_until
+
+REDIS_URL = "redis://127.0.0.1:6379/13"
+CONFIG = {
+    "version": 9,
+    "settings": {
+        "watchdog": {"interval_s": 2, "timeout_s": 10},
+        "telemetry": {"interval_s": 3, "batch_size": 10},
+        "config_poll_interval_s": 1,
+    },
+    "limits": {},
+}
+
+
+def fake_enexa(method, path, headers, body):
+    if path.endswith("/config/version"):
+        return 200, {"version": CONFIG["version"], "updated_at": "2026-01-15T10:00:00Z"}
+    if path.endswith("/config"):
+        return 200, CONFIG, {"ETag": '"9"'}
+    if path == "/v1/status":
+        return 200, body
+    return 404, {"detail": "Not found."}
+
+
+@pytest.fixture
+def gateway_env(tmp_path, monkeypatch):
+    """The environment of a SITE001 gateway whose Enexa is a local HTTP peer."""
+    with HttpPeer(fake_enexa) as peer:
+        (tmp_path / "api_key").write_text("enx_test.key")
+        env = {
+            "AMPERIO_SITE_ID": "SITE001",
+            "AMPERIO_STATE_DIR": str(tmp_path / "state"),
+            "AMPERIO_KEY_FILE": str(tmp_path / "api_key"),
+            "AMPERIO_ENEXA_URL": peer.url,
+            "AMPERIO_CONTROLLER_ID": "CTRL001",
+            # Nothing listens here: tasks that need the ChargePost fail fast, harmlessly.
+            "AMPERIO_MODBUS_PORT": "9",
+        }
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+        yield env, peer, tmp_path
+
+
+def worker(name, queue, env, log_dir):
+    return Proc(
+        name,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "amperio.celery",
+            "worker",
+            "-Q",
+            queue,
+            # The site worker runs on the app's default pool (threads); the watchdog on solo.
+            *(["-P", "solo"] if queue == WATCHDOG_QUEUE else []),
+            "-n",
+            f"{name}@test",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            "info",
+        ],
+        log_dir,
+        env,
+    )
+
+
+def dead(proc):
+    if not proc.alive():
+        raise AssertionError(f"{proc.name} exited:\n{proc.log()[-3000:]}")
+    return False
+
+
+def status_posts(peer):
+    return [r for r in peer.requests if r["path"] == "/v1/status"]
+
+
+def check_only_its_site_queue_is_consumed(env, peer, log_dir, waiting_on_other_site):
+    app = make_app(load())
+    # Another site's task goes first: if the worker took it, the peer would see two reports.
+    app.send_task("amperio.tasks.report_status", queue="amperio.site.SITE002")
+    app.send_task("amperio.tasks.report_status", queue="amperio.site.SITE001")
+    proc = worker("site-worker", "amperio.site.SITE001", env, log_dir)
+    try:
+        wait_until(lambda: status_posts(peer) or dead(proc), 60, what="the site's report")
+        report = status_posts(peer)[0]
+        assert report["body"]["site_id"] == "SITE001"
+        assert report["headers"]["authorization"] == "Bearer enx_test.key"
+        # The worker drains its queue; the other site's message is still waiting in the broker.
+        app.send_task("amperio.tasks.report_status", queue="amperio.site.SITE001")
+        wait_until(lambda: len(status_posts(peer)) == 2, 30, what="a second report")
+        assert waiting_on_other_site() == 1
+        assert len(status_posts(peer)) == 2
+    finally:
+        proc.stop()
+        print(proc.log()[-3000:])
+
+
+def test_a_worker_on_redis_consumes_only_its_sites_queue(gateway_env, monkeypatch):
+    env, peer, tmp_path = gateway_env
+    broker = redis.Redis.from_url(REDIS_URL)
+    broker.flushdb()
+    monkeypatch.setenv("CELERY_BROKER_URL", REDIS_URL)
+    try:
+        check_only_its_site_queue_is_consumed(
+            {**env, "CELERY_BROKER_URL": REDIS_URL},
+            peer,
+            tmp_path,
+            lambda: broker.llen("amperio.site.SITE002"),
+        )
+    finally:
+        broker.flushdb()
+
+
+def test_a_worker_on_the_embedded_broker_consumes_only_its_sites_queue(gateway_env):
+    env, peer, tmp_path = gateway_env
+    folder = filesystem_folder(load())
+    assert folder is not None and str(folder).startswith(str(tmp_path))
+
+    def waiting():
+        return len(list((folder / "queue").glob("*.amperio.site.SITE002.msg")))
+
+    check_only_its_site_queue_is_consumed(env, peer, tmp_path, waiting)
+
+
+def test_beat_and_a_worker_on_the_embedded_broker_sync_the_config_and_report_status(gateway_env):
+    env, peer, tmp_path = gateway_env
+    settings = load()
+    procs = [
+        worker("site-worker", settings.site_queue, env, tmp_path),
+        Proc(
+            "beat",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "amperio.celery",
+                "beat",
+                "-l",
+                "info",
+                "-s",
+                str(tmp_path / "beat-schedule"),
+            ],
+            tmp_path,
+            env,
+        ),
+    ]
+    try:
+        wait_until(lambda: load_config(settings)["version"] == 9, 60, what="config applied")
+        wait_until(
+            lambda: any(r["body"].get("config_version") == 9 for r in status_posts(peer)),
+            60,
+            what="a status report with the applied version",
+        )
+        state = json.loads(json.dumps(load_config(settings)))
+        assert state["settings"]["watchdog"] == {"interval_s": 2, "timeout_s": 10}
+    finally:
+        for proc in procs:
+            proc.stop()
+        print("\n".join(p.log()[-2000:] for p in procs))
+
+
+def test_periodic_tasks_follow_the_configured_intervals_and_expire_before_their_next_run(
+    tmp_path,
+):
+    settings = replace(load(), state_dir=tmp_path)
+    config = {**CONFIG, "settings": {**CONFIG["settings"], "modbus": None}}
+    from amperio.configsync import with_defaults
+
+    schedule = beat_schedule(with_defaults(config), settings)
+    assert schedule["watchdog-beat"]["options"]["queue"] == WATCHDOG_QUEUE
+    assert schedule["watchdog-beat"]["schedule"] == 2
+    assert schedule["control-cycle"]["schedule"] == 3
+    assert schedule["control-cycle"]["options"]["queue"] == settings.site_queue
+    for entry in schedule.values():
+        assert entry["options"]["expires"] <= entry["schedule"]
+
+
+def test_the_watchdog_worker_keeps_the_unit_alive_only_while_the_site_worker_controls_it(
+    tmp_path, monkeypatch
+):
+    """Enexa down all along (503): the gateway still controls the unit. Then the site worker is
+    killed: the watchdog worker, still running, withholds the heartbeat and the unit falls back."""
+    from datetime import UTC, datetime
+
+    from amperio.configsync import apply_config
+    from amperio.simulator import ChargePostSimulator
+    from amperio.state import GatewayState
+
+    sim = ChargePostSimulator(port=0, speed=1, seed=2).start()
+    with HttpPeer(lambda *args: (503, {"detail": "down"}, {"Retry-After": "1"})) as enexa:
+        env = {
+            "AMPERIO_SITE_ID": "SITE001",
+            "AMPERIO_STATE_DIR": str(tmp_path / "state"),
+            "AMPERIO_KEY_FILE": str(tmp_path / "api_key"),
+            "AMPERIO_ENEXA_URL": enexa.url,
+            "AMPERIO_CONTROLLER_ID": "CTRL001",
+        }
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+        settings = load()
+        config = {
+            "version": 1,
+            "settings": {
+                "modbus": {"host": "127.0.0.1", "port": sim.port, "device_id": 1},
+                "watchdog": {"interval_s": 2, "timeout_s": 6},
+                "telemetry": {"interval_s": 1, "batch_size": 50},
+            },
+        }
+        apply_config(settings, GatewayState(settings.state_path), config, datetime.now(UTC))
+        site = worker("site-worker", settings.site_queue, env, tmp_path)
+        dog = worker("watchdog-worker", WATCHDOG_QUEUE, env, tmp_path)
+        beat = Proc(
+            "beat", [sys.executable, "-m", "celery", "-A", "amperio.celery", "beat"], tmp_path, env
+        )
+        procs = [site, dog, beat]
+        try:
+            wait_until(
+                lambda: sim.state.heartbeat >= 5 or dead(site) or dead(dog),
+                60,
+                what="five heartbeats",
+            )
+            assert sim.state.watchdog_timeout_s == 6
+            assert not sim.state.safe
+            site.kill9()
+            wait_until(lambda: sim.state.safe or dead(dog), 30, what="the unit's safe state")
+            assert dog.alive()
+            state = GatewayState(settings.state_path)
+            assert state.get("watchdog_beating") is False
+            assert "stale" in state.get("watchdog_withheld")
+        finally:
+            for proc in procs:
+                proc.stop()
+            sim.stop()
+            print("\n".join(p.log()[-2000:] for p in procs))
