@@ -19,7 +19,7 @@ from tests.integration.harness import (
     run_manage,
     wait_until,
 )
-from tests.tcpproxy import TcpProxy
+from tests.integration.tcpproxy import TcpProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 REDIS_URL = os.environ.get("ENEXA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -291,7 +291,7 @@ def test_while_the_database_is_down_the_api_answers_503_with_retry_after(tmp_pat
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     info = psycopg.conninfo.conninfo_to_dict(base)
-    proxy = TcpProxy(info.get("host", "127.0.0.1"), int(info.get("port", 5432)))
+    proxy = TcpProxy(int(info.get("port", 5432)))  # PostgreSQL on 127.0.0.1
     user = info.get("user", "postgres")
     password = f":{info['password']}" if info.get("password") else ""
     proxied = f"postgres://{user}{password}@127.0.0.1:{proxy.port}/{name}"
@@ -323,6 +323,6 @@ def test_while_the_database_is_down_the_api_answers_503_with_retry_after(tmp_pat
     finally:
         if enexa is not None:
             enexa.stop()
-        proxy.cut()
+        proxy.stop()
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
