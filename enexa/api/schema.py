@@ -42,22 +42,30 @@ class ProblemSerializer(serializers.Serializer):
 
 
 class ProblemAutoSchema(AutoSchema):
-    """Adds the problem responses an operation can give to the ones it declares: 401 when it
-    needs a caller, 403 for writes, 404 when a path names a resource or a list pages, 400 when
-    it takes input, 409 for deletes, 429 where rate limits apply."""
+    """Adds the problem responses an operation can give to the ones it declares: 401 and 403
+    when it has a caller (403 also for writes), 404 when a path names a resource or a list
+    pages, 400 when it takes input (a body, filters or query parameters), 409 for deletes, 429
+    where rate limits apply."""
 
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
         if direction != "response":
             return responses
         codes = []
-        if self.view.get_authenticators() or isinstance(self.view, TokenViewBase):
+        needs_caller = bool(self.view.get_authenticators())
+        if needs_caller or isinstance(self.view, TokenViewBase):
             codes.append("401")  # a missing or bad token; for login, bad credentials
-        if self.method in ("POST", "PUT", "PATCH", "DELETE"):
+        if needs_caller or self.method in ("POST", "PUT", "PATCH", "DELETE"):
+            # any call with a caller: staff-only reads, and a controller key used from an
+            # address outside its allowlist
             codes.append("403")
         if "{" in self.path or (self._is_list_view() and self._get_paginator()):
             codes.append("404")  # a resource, or a page past the end
-        if self.method in ("POST", "PUT", "PATCH") or self.get_filter_backends():
+        takes_query = any(
+            getattr(p, "location", None) == "query"
+            for p in (self.get_override_parameters() or [])
+        )
+        if self.method in ("POST", "PUT", "PATCH") or self.get_filter_backends() or takes_query:
             codes.append("400")
         if self.method == "DELETE":
             codes.append("409")
