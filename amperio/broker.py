@@ -17,7 +17,7 @@ from kombu.transport import TRANSPORT_ALIASES, filesystem
 from kombu.utils.encoding import bytes_to_str, str_to_bytes
 from kombu.utils.json import dumps, loads
 
-SCHEME = "amperiofs"
+SCHEME = "filesystem"
 
 
 class Channel(filesystem.Channel):
@@ -50,9 +50,12 @@ class Channel(filesystem.Channel):
 
 
 class Transport(filesystem.Transport):
-    """`amperiofs://`: the filesystem transport with the atomic channel above."""
+    """The filesystem transport with the atomic channel above."""
 
     Channel = Channel
 
 
-TRANSPORT_ALIASES.setdefault(SCHEME, f"{__name__}:Transport")
+# `filesystem://` itself means this transport in every process that loads the Celery app, so
+# a CELERY_BROKER_URL naming the filesystem broker (Celery prefers it to the app's
+# configuration) cannot bring back kombu's racy one.
+TRANSPORT_ALIASES[SCHEME] = f"{__name__}:Transport"

@@ -1,7 +1,8 @@
-"""Both sides running for real: a live Enexa (gunicorn), the ChargePost simulator behind a TCP
-relay (so a test can cut the Modbus link), and a provisioned Amperio gateway (site worker,
-watchdog worker, beat and API) on Redis when CELERY_BROKER_URL names it, else on the embedded
-broker. Every process binds 127.0.0.1 and is stopped in `stop()`."""
+"""Both sides running for real: a live Enexa (gunicorn), the ChargePost simulator, and a
+provisioned Amperio gateway (site worker, watchdog worker, beat and API) on Redis when
+CELERY_BROKER_URL names it, else on the embedded broker. Each link (gateway to Enexa, Enexa to
+the Amperio API, gateway to the ChargePost) runs through a TCP relay a test can cut. Every
+process binds 127.0.0.1 and is stopped in `stop()`."""
 
 from __future__ import annotations
 
@@ -17,12 +18,37 @@ import requests
 
 from amperio.modbus.client import ChargePostClient
 from amperio.simulator import ChargePostSimulator
-from tests.integration.harness import REPO, LiveEnexa, Proc, enexa_database, free_port, wait_until
+from tests.integration.harness import (
+    REPO,
+    LiveEnexa,
+    Proc,
+    enexa_database,
+    free_port,
+    run_manage,
+    wait_until,
+)
 from tests.integration.tcpproxy import TcpProxy
 
 SITE = "SITE001"
 SERIAL = "CP-DEMO-0001"
 GATEWAY_PROCESSES = ("worker", "watchdog-worker", "beat", "api")
+
+# Short intervals so that each behaviour shows within seconds.
+FAST = {
+    "telemetry": {"interval_s": 1},
+    "watchdog": {"interval_s": 2, "timeout_s": 6},
+    "status": {"interval_s": 5},
+    "config_poll_interval_s": 5,
+}
+
+
+def set_site_config(system: System, changes: dict) -> None:
+    current = system.enexa_api("GET", f"/v1/config/{SITE}")
+    assert current.status_code == 200, current.text
+    response = system.enexa_api(
+        "PATCH", f"/v1/config/{SITE}", json=changes, headers={"If-Match": current.headers["ETag"]}
+    )
+    assert response.status_code == 200, response.text
 
 
 def purge_broker(url: str) -> None:
@@ -54,11 +80,7 @@ class System:
         self.service_token = uuid.uuid4().hex
         self.amperio_port = free_port()
         self.amperio_url = f"http://127.0.0.1:{self.amperio_port}"
-        self._enexa_env = {
-            "ENEXA_AMPERIO_URL": self.amperio_url,
-            "ENEXA_AMPERIO_TOKEN": self.service_token,
-            **(enexa_env or {}),
-        }
+        self._enexa_env = {"ENEXA_AMPERIO_TOKEN": self.service_token, **(enexa_env or {})}
         self._amperio_extra = amperio_env or {}
         self.speed = speed
         self._stack = ExitStack()
@@ -72,25 +94,33 @@ class System:
 
     def start(self) -> System:
         try:
+            self.amperio_link = self._relay(self.amperio_port)
             database_url = self._stack.enter_context(enexa_database(self.tmp_path))
-            self.enexa = LiveEnexa(database_url, self.log_dir, self._enexa_env)
+            self.enexa = LiveEnexa(
+                database_url,
+                self.log_dir,
+                {
+                    "ENEXA_AMPERIO_URL": f"http://127.0.0.1:{self.amperio_link.port}",
+                    **self._enexa_env,
+                },
+            )
             self._stack.callback(self.enexa.stop)
+            self.enexa_link = self._relay(self.enexa.port)
             self.token = self.enexa.staff_token()
             self.simulator = ChargePostSimulator(port=0, speed=self.speed, seed=7).start()
             self._stack.callback(self.simulator.stop)
-            self.proxy = TcpProxy(self.simulator.port)
-            self._stack.callback(self.proxy.stop)
+            self.modbus_link = self._relay(self.simulator.port)
             broker = os.environ.get("CELERY_BROKER_URL", "")
             if not broker.startswith("redis"):
                 broker = f"filesystem://localhost/{self.tmp_path / 'amperio' / 'broker'}"
             purge_broker(broker)
             self.amperio_env = {
                 "AMPERIO_SITE_ID": SITE,
-                "AMPERIO_ENEXA_URL": self.enexa.url,
+                "AMPERIO_ENEXA_URL": f"http://127.0.0.1:{self.enexa_link.port}",
                 "AMPERIO_STATE_DIR": str(self.tmp_path / "amperio"),
                 "AMPERIO_SERVICE_TOKENS": self.service_token,
                 "AMPERIO_API_BIND": f"127.0.0.1:{self.amperio_port}",
-                "AMPERIO_MODBUS_PORT": str(self.proxy.port),
+                "AMPERIO_MODBUS_PORT": str(self.modbus_link.port),
                 "CELERY_BROKER_URL": broker,
                 **self._amperio_extra,
             }
@@ -116,6 +146,11 @@ class System:
         for proc in reversed(list(self.procs.values())):
             proc.stop()
         self._stack.close()
+
+    def _relay(self, port: int) -> TcpProxy:
+        relay = TcpProxy(port)
+        self._stack.callback(relay.stop)
+        return relay
 
     def __enter__(self) -> System:
         return self.start()
@@ -211,8 +246,29 @@ class System:
     def simulator_values(self) -> dict:
         return self.simulator.state.values()
 
+    def gateway(self):
+        """This test process's own handles on the gateway (the same state files the gateway's
+        processes use), e.g. to look into the outbox or drain it while beat is stopped."""
+        from amperio.gateway import Gateway
+        from amperio.settings import load
+
+        saved = dict(os.environ)
+        os.environ.update(self.amperio_env)
+        try:
+            return Gateway(load())
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    def outbox_depth(self) -> dict:
+        return self.gateway().outbox().depth()
+
+    def run_manage(self, *args: str) -> str:
+        assert self.enexa is not None
+        return run_manage(*args, env=self.enexa.env)
+
     def logs(self) -> str:
         return "\n".join(f"== {p.name}\n{p.log()[-4000:]}" for p in self.procs.values())
 
 
-__all__ = ["SITE", "System", "wait_until"]
+__all__ = ["FAST", "SITE", "System", "set_site_config", "wait_until"]
