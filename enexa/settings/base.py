@@ -57,6 +57,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "enexa.api.middleware.DatabaseUnavailableMiddleware",
     "enexa.audit.middleware.AuditMiddleware",
+    "enexa.api.middleware.RejectNulMiddleware",
 ]
 
 ROOT_URLCONF = "enexa.urls"
