@@ -3,6 +3,8 @@ and every response conforms to the schema (status code, content type, headers, b
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import requests
 import schemathesis
@@ -14,7 +16,8 @@ from schemathesis.generation import GenerationConfig, HeaderConfig
 from tests.integration.harness import LiveEnexa, enexa_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
-EXAMPLES = 6
+# More examples find more; `make test` keeps the run short.
+EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "6"))
 # Header values gunicorn accepts (it answers malformed ones itself, with an HTML page, before
 # the application sees the request): visible ASCII.
 HEADER_VALUES = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=40)
