@@ -181,6 +181,35 @@ class SiteStatusView(SiteView):
         return Response(services.status_view(site, SiteStatus.objects.filter(site=site).first()))
 
 
+class SiteEventsView(SiteView):
+    """`GET /v1/sites/{site_id}/events?from=&to=&kind=&severity=`: the site's events in the
+    range (default the last hour), newest first, at most ENEXA_TELEMETRY_MAX_POINTS."""
+
+    @extend_schema(
+        parameters=RANGE_PARAMETERS[:2]
+        + [
+            OpenApiParameter("kind", OpenApiTypes.STR),
+            OpenApiParameter("severity", OpenApiTypes.STR),
+        ],
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def get(self, request, site_id: str):
+        site = self.site()
+        rng = queries.parse_range(request.query_params)
+        return Response(
+            {
+                "site_id": site.code,
+                "events": queries.site_events(
+                    site,
+                    rng,
+                    kind=request.query_params.get("kind"),
+                    severity=request.query_params.get("severity"),
+                    limit=settings.ENEXA_TELEMETRY_MAX_POINTS,
+                ),
+            }
+        )
+
+
 class SiteOutagesView(SiteView):
     """`GET /v1/sites/{site_id}/outages`: the reconciliation report of each outage, newest
     first."""
