@@ -67,7 +67,9 @@ class TelemetryIngestView(APIView):
 
     @extend_schema(
         request=OpenApiTypes.OBJECT,
-        responses={201: COUNTS_SCHEMA, 200: COUNTS_SCHEMA, 400: COUNTS_SCHEMA},
+        responses={
+            201: COUNTS_SCHEMA, 200: COUNTS_SCHEMA, (400, PROBLEM_CONTENT_TYPE): COUNTS_SCHEMA
+        },
     )
     def post(self, request):
         return counts_response(services.ingest_readings(request.user, request.data))
@@ -79,7 +81,9 @@ class EventIngestView(APIView):
 
     @extend_schema(
         request=OpenApiTypes.OBJECT,
-        responses={201: COUNTS_SCHEMA, 200: COUNTS_SCHEMA, 400: COUNTS_SCHEMA},
+        responses={
+            201: COUNTS_SCHEMA, 200: COUNTS_SCHEMA, (400, PROBLEM_CONTENT_TYPE): COUNTS_SCHEMA
+        },
     )
     def post(self, request):
         return counts_response(services.ingest_events(request.user, request.data))
