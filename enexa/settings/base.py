@@ -81,9 +81,13 @@ TEMPLATES = [
 DEFAULT_DATABASE_URL = f"sqlite:///{VAR_DIR / 'enexa.sqlite3'}"
 DATABASE_URL = env_str("DATABASE_URL", DEFAULT_DATABASE_URL)
 # Persistent connections: measured here, CONN_MAX_AGE=0 costs about 3x on the ingest endpoint.
+# Health checks cost a `SELECT 1` round trip on every request; without them a connection the
+# database dropped fails one request with a 503 (Retry-After) and is then replaced.
 DATABASES = {
     "default": dj_database_url.parse(
-        DATABASE_URL, conn_max_age=env_int("ENEXA_CONN_MAX_AGE", 60), conn_health_checks=True
+        DATABASE_URL,
+        conn_max_age=env_int("ENEXA_CONN_MAX_AGE", 60),
+        conn_health_checks=env_bool("ENEXA_CONN_HEALTH_CHECKS", False),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
