@@ -1,4 +1,5 @@
 """Amperio's settings, read once from the environment (every variable: docs/configuration.md)."""
+
 from __future__ import annotations
 
 import os

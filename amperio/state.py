@@ -2,6 +2,7 @@
 
 A small key-value table in SQLite, so the worker, the watchdog worker and the API process each
 see what the others recorded (the health endpoint reads it)."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Run every benchmark module (bench/*_bench.py), or the ones named: `python -m bench ingest`."""
+
 import importlib
 import pkgutil
 import sys
@@ -6,8 +7,11 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    names = sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)])
-                   if m.name.endswith("_bench"))
+    names = sorted(
+        m.name
+        for m in pkgutil.iter_modules([str(Path(__file__).parent)])
+        if m.name.endswith("_bench")
+    )
     wanted = [n for n in names if not argv or any(n.startswith(a) for a in argv)]
     failed = []
     for name in wanted:

@@ -1,4 +1,5 @@
 """URL configuration: the /v1/ API (namespace v1), its schema and docs, and the admin."""
+
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView

@@ -1,4 +1,5 @@
 """Fixtures shared by every test: API clients for staff, operators and anonymous callers."""
+
 import pytest
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken

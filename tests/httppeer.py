@@ -1,4 +1,5 @@
 """A small real HTTP server for tests: answers scripted responses and records what it got."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,9 @@ class HttpPeer:
                 raw = self.rfile.read(length) if length else b""
                 body = json.loads(raw) if raw else None
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                peer.requests.append({"method": self.command, "path": self.path,
-                                      "headers": headers, "body": body})
+                peer.requests.append(
+                    {"method": self.command, "path": self.path, "headers": headers, "body": body}
+                )
                 status, answer, *extra = peer.handler(self.command, self.path, headers, body)
                 data = b"" if answer is None else json.dumps(answer).encode()
                 self.send_response(status)

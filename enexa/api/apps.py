@@ -1,4 +1,5 @@
 """Django app configuration of enexa.api."""
+
 from django.apps import AppConfig
 
 

@@ -1,4 +1,5 @@
 """Authentication classes, in the house order: controller API keys first, then JWTs."""
+
 from rest_framework import authentication, exceptions
 from rest_framework_simplejwt.authentication import JWTAuthentication as SimpleJWTAuthentication
 

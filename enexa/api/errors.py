@@ -1,4 +1,5 @@
 """RFC 9457 problem details for every API error, and the domain errors services raise."""
+
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -94,8 +95,14 @@ def problem_body(status_code: int, title: str, detail: str, code: str, errors=No
     return body
 
 
-def problem_response(status_code: int, title: str, detail: str, code: str, errors=None,
-                     headers: dict[str, str] | None = None) -> JsonResponse:
+def problem_response(
+    status_code: int,
+    title: str,
+    detail: str,
+    code: str,
+    errors=None,
+    headers: dict[str, str] | None = None,
+) -> JsonResponse:
     """A plain Django problem response, for code paths outside DRF (middleware, 404 handler)."""
     response = JsonResponse(
         problem_body(status_code, title, detail, code, errors),

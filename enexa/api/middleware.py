@@ -1,5 +1,6 @@
 """Middleware: a database outage answers 503 with Retry-After instead of a stack trace; NUL
 characters are refused with 400 before they reach the database."""
+
 import json
 import logging
 

@@ -1,4 +1,5 @@
 """Page-number pagination that names its list after the resource (`{"sites": [...]}`)."""
+
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
@@ -33,5 +34,6 @@ class EnvelopePagination(PageNumberPagination):
 
 def envelope(key: str) -> type[EnvelopePagination]:
     """A pagination class whose list is named `key`, as the contract's `{"sites": [...]}`."""
-    return type(f"{key.title().replace('_', '')}Pagination", (EnvelopePagination,),
-                {"envelope_key": key})
+    return type(
+        f"{key.title().replace('_', '')}Pagination", (EnvelopePagination,), {"envelope_key": key}
+    )

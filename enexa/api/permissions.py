@@ -1,4 +1,5 @@
 """Permission classes: who may write what."""
+
 from rest_framework import permissions
 
 from .principals import is_controller, is_staff_user

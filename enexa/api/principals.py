@@ -1,4 +1,5 @@
 """Who is calling: a user (JWT) or a controller (API key), and which sites each may see."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

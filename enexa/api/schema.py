@@ -62,8 +62,7 @@ class ProblemAutoSchema(AutoSchema):
         if "{" in self.path or (self._is_list_view() and self._get_paginator()):
             codes.append("404")  # a resource, or a page past the end
         takes_query = any(
-            getattr(p, "location", None) == "query"
-            for p in (self.get_override_parameters() or [])
+            getattr(p, "location", None) == "query" for p in (self.get_override_parameters() or [])
         )
         if self.method in ("POST", "PUT", "PATCH") or self.get_filter_backends() or takes_query:
             codes.append("400")

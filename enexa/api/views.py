@@ -1,4 +1,5 @@
 """Views of the API plumbing itself: health."""
+
 from django.conf import settings
 from django.db import connection
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -35,8 +36,10 @@ HEALTH_FIELDS = {
     "status": serializers.CharField(help_text="ok, or degraded when a dependency is down"),
     "database": serializers.CharField(help_text="ok or down"),
     "redis": serializers.CharField(
-        required=False, help_text="ok or down (rate limits then count per process); "
-        "absent when REDIS_URL is not set"),
+        required=False,
+        help_text="ok or down (rate limits then count per process); "
+        "absent when REDIS_URL is not set",
+    ),
 }
 
 

@@ -1,4 +1,5 @@
 """Django app configuration of enexa.dispatch."""
+
 from django.apps import AppConfig
 
 

@@ -1,4 +1,5 @@
 """Enumerations of dispatch."""
+
 from django.db import models
 
 

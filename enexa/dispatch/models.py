@@ -1,4 +1,5 @@
 """A command for a site, as Enexa sent it to Amperio, and its latest known status."""
+
 from django.db import models
 
 from enexa.registry.models import Site

@@ -1,4 +1,5 @@
 """Request and response shapes of dispatch (the command itself is validated by shared.dispatch)."""
+
 from rest_framework import serializers
 
 from shared.dispatch import COMMANDS
@@ -18,7 +19,19 @@ class CommandSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Command
-        fields = ["command_id", "site_id", "command", "params", "issued_at", "valid_until",
-                  "status", "detail", "registers", "created_by", "delivery_attempts",
-                  "delivered_at", "updated_at"]
+        fields = [
+            "command_id",
+            "site_id",
+            "command",
+            "params",
+            "issued_at",
+            "valid_until",
+            "status",
+            "detail",
+            "registers",
+            "created_by",
+            "delivery_attempts",
+            "delivered_at",
+            "updated_at",
+        ]
         read_only_fields = fields

@@ -1,4 +1,5 @@
 """Issuing commands to Amperio, delivering them, and following their status."""
+
 from __future__ import annotations
 
 import logging
@@ -43,17 +44,29 @@ def _payload(command: Command) -> dict:
     return body
 
 
-def issue_command(*, site: Site, command: str, params: dict, created_by: str,
-                  valid_until: datetime | None = None, command_id: str | None = None,
-                  now: datetime | None = None) -> tuple[Command, bool]:
+def issue_command(
+    *,
+    site: Site,
+    command: str,
+    params: dict,
+    created_by: str,
+    valid_until: datetime | None = None,
+    command_id: str | None = None,
+    now: datetime | None = None,
+) -> tuple[Command, bool]:
     """Store a command and try to deliver it. Returns (command, created).
 
     Replaying a command_id with the same command returns the first one; with a different one
     it is refused, never applied."""
     now = now or timezone.now()
     command_id = command_id or uuid.uuid4().hex
-    raw = {"site_id": site.code, "command": command, "params": params,
-           "timestamp": format_timestamp(now), "command_id": command_id}
+    raw = {
+        "site_id": site.code,
+        "command": command,
+        "params": params,
+        "timestamp": format_timestamp(now),
+        "command_id": command_id,
+    }
     if valid_until is not None:
         raw["valid_until"] = format_timestamp(valid_until)
     try:
@@ -66,8 +79,12 @@ def issue_command(*, site: Site, command: str, params: dict, created_by: str,
     try:
         with transaction.atomic():
             stored = Command.objects.create(
-                command_id=command_id, site=site, command=parsed.command,
-                params=parsed.params_dict(), issued_at=now, valid_until=parsed.valid_until,
+                command_id=command_id,
+                site=site,
+                command=parsed.command,
+                params=parsed.params_dict(),
+                issued_at=now,
+                valid_until=parsed.valid_until,
                 created_by=created_by,
             )
     except IntegrityError:  # the same id raced in from another request
@@ -77,8 +94,10 @@ def issue_command(*, site: Site, command: str, params: dict, created_by: str,
 
 
 def _replay(existing: Command, site: Site, parsed: DispatchCommand) -> Command:
-    if existing.site_id != site.pk or existing.command != parsed.command or (
-        existing.params != parsed.params_dict()
+    if (
+        existing.site_id != site.pk
+        or existing.command != parsed.command
+        or (existing.params != parsed.params_dict())
     ):
         raise CommandIdReused(f"command_id {existing.command_id} was used for another command.")
     return existing
@@ -101,19 +120,28 @@ def deliver(command: Command, *, now: datetime | None = None) -> Command:
             timeout=settings.ENEXA_AMPERIO_TIMEOUT_S,
         )
     except requests.RequestException as exc:
-        logger.warning("dispatch %s to %s: Amperio unreachable: %s", command.command_id,
-                       command.site.code, exc.__class__.__name__)
+        logger.warning(
+            "dispatch %s to %s: Amperio unreachable: %s",
+            command.command_id,
+            command.site.code,
+            exc.__class__.__name__,
+        )
         return _set(command, CommandStatus.UNDELIVERED, "Amperio unreachable; will retry.")
     if response.status_code in (200, 201, 202):
         command.delivered_at = now
         body = _json(response)
-        return _apply_remote(command, body) if body.get("status") else _set(
-            command, CommandStatus.QUEUED, "")
+        return (
+            _apply_remote(command, body)
+            if body.get("status")
+            else _set(command, CommandStatus.QUEUED, "")
+        )
     if response.status_code >= 500 or response.status_code in (401, 429):
-        logger.warning("dispatch %s: Amperio answered %s", command.command_id,
-                       response.status_code)
-        return _set(command, CommandStatus.UNDELIVERED,
-                    f"Amperio answered {response.status_code}; will retry.")
+        logger.warning("dispatch %s: Amperio answered %s", command.command_id, response.status_code)
+        return _set(
+            command,
+            CommandStatus.UNDELIVERED,
+            f"Amperio answered {response.status_code}; will retry.",
+        )
     body = _json(response)
     detail = body.get("detail") or body.get("title") or f"HTTP {response.status_code}"
     if body.get("errors"):
@@ -142,9 +170,11 @@ def redeliver_undelivered(site: Site, *, now: datetime | None = None) -> dict[st
     """After a site is back: deliver what is still valid, expire what is not."""
     now = now or timezone.now()
     counts = {"delivered": 0, "expired": 0, "still_undelivered": 0}
-    for command in Command.objects.filter(site=site, status=CommandStatus.UNDELIVERED).order_by(
-        "issued_at"
-    ).select_related("site"):
+    for command in (
+        Command.objects.filter(site=site, status=CommandStatus.UNDELIVERED)
+        .order_by("issued_at")
+        .select_related("site")
+    ):
         result = deliver(command, now=now)
         if result.status == CommandStatus.EXPIRED:
             counts["expired"] += 1

@@ -1,4 +1,5 @@
 """Routes of enexa.dispatch under /v1/."""
+
 from django.urls import path
 
 from .views import CommandDetailView, SiteCommandsView

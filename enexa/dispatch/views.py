@@ -1,4 +1,5 @@
 """Dispatch endpoints: issue a command for a site, list a site's commands, follow one."""
+
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
@@ -39,8 +40,9 @@ class SiteCommandsView(SiteScopedMixin, generics.ListCreateAPIView):
     def get_queryset(self):
         return super().get_queryset().filter(site=self.site())
 
-    @extend_schema(request=IssueCommandSerializer, responses={202: CommandSerializer,
-                                                               200: CommandSerializer})
+    @extend_schema(
+        request=IssueCommandSerializer, responses={202: CommandSerializer, 200: CommandSerializer}
+    )
     def post(self, request, site_id: str):
         site = self.site()
         if not may_command(request.user, site):
@@ -56,8 +58,10 @@ class SiteCommandsView(SiteScopedMixin, generics.ListCreateAPIView):
             or request.headers.get("Idempotency-Key"),
             created_by=principal_label(request.user),
         )
-        return Response(CommandSerializer(command).data,
-                        status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
+        return Response(
+            CommandSerializer(command).data,
+            status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK,
+        )
 
 
 class CommandDetailView(SiteScopedMixin, generics.RetrieveAPIView):

@@ -1,4 +1,5 @@
 """Django app configuration of enexa.registry."""
+
 from django.apps import AppConfig
 
 

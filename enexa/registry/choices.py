@@ -1,4 +1,5 @@
 """Enumerations of the asset registry."""
+
 from django.db import models
 
 

@@ -1,4 +1,5 @@
 """Enexa's master data: sites, site members, controllers and equipment with specifications."""
+
 import zoneinfo
 
 from django.conf import settings
@@ -76,7 +77,11 @@ class Equipment(models.Model):
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="equipment")
     kind = models.CharField(max_length=20, choices=EquipmentKind.choices)
     parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children",
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="children",
         help_text="The battery system a battery unit belongs to.",
     )
     name = models.CharField(max_length=200, blank=True)
@@ -100,14 +105,25 @@ class Equipment(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     SPEC_FIELDS = {
-        EquipmentKind.BATTERY_SYSTEM: ["capacity_kwh", "max_power_kw", "max_charge_kw",
-                                       "max_discharge_kw", "soc_min_pct", "soc_max_pct",
-                                       "voltage_v"],
-        EquipmentKind.BATTERY_UNIT: ["capacity_kwh", "max_power_kw", "max_charge_kw",
-                                     "max_discharge_kw", "soc_min_pct", "soc_max_pct",
-                                     "voltage_v"],
-        EquipmentKind.CHARGER: ["max_power_kw", "connector_types", "connector_count",
-                                "voltage_v"],
+        EquipmentKind.BATTERY_SYSTEM: [
+            "capacity_kwh",
+            "max_power_kw",
+            "max_charge_kw",
+            "max_discharge_kw",
+            "soc_min_pct",
+            "soc_max_pct",
+            "voltage_v",
+        ],
+        EquipmentKind.BATTERY_UNIT: [
+            "capacity_kwh",
+            "max_power_kw",
+            "max_charge_kw",
+            "max_discharge_kw",
+            "soc_min_pct",
+            "soc_max_pct",
+            "voltage_v",
+        ],
+        EquipmentKind.CHARGER: ["max_power_kw", "connector_types", "connector_count", "voltage_v"],
         EquipmentKind.METER: ["max_power_kw", "voltage_v", "phases"],
     }
 

@@ -1,4 +1,5 @@
 """Settings shared by every profile; each value can be set from the environment."""
+
 import secrets
 from datetime import timedelta
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Development profile: DEBUG on by default, SQLite under var/ unless DATABASE_URL is set."""
+
 from .base import *  # noqa: F403
 from .env import env_bool
 

@@ -1,4 +1,5 @@
 """Typed readers for environment variables (documented in docs/configuration.md)."""
+
 import os
 
 

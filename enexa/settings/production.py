@@ -1,4 +1,5 @@
 """Production profile: refuses to start on development defaults; HTTPS-only settings."""
+
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403

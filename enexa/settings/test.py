@@ -1,4 +1,5 @@
 """Test profile: fast password hashing; the test database name can be set per worker."""
+
 from .base import *  # noqa: F403
 from .base import DATABASES
 from .env import env_str

@@ -68,7 +68,9 @@ class TelemetryIngestView(APIView):
     @extend_schema(
         request=OpenApiTypes.OBJECT,
         responses={
-            201: COUNTS_SCHEMA, 200: COUNTS_SCHEMA, (400, PROBLEM_CONTENT_TYPE): COUNTS_SCHEMA
+            201: COUNTS_SCHEMA,
+            200: COUNTS_SCHEMA,
+            (400, PROBLEM_CONTENT_TYPE): COUNTS_SCHEMA,
         },
     )
     def post(self, request):
@@ -82,7 +84,9 @@ class EventIngestView(APIView):
     @extend_schema(
         request=OpenApiTypes.OBJECT,
         responses={
-            201: COUNTS_SCHEMA, 200: COUNTS_SCHEMA, (400, PROBLEM_CONTENT_TYPE): COUNTS_SCHEMA
+            201: COUNTS_SCHEMA,
+            200: COUNTS_SCHEMA,
+            (400, PROBLEM_CONTENT_TYPE): COUNTS_SCHEMA,
         },
     )
     def post(self, request):

@@ -1,4 +1,5 @@
 """The gateway state is shared between processes and survives a reopen."""
+
 import subprocess
 import sys
 

@@ -1,4 +1,5 @@
 """The API plumbing: health, problem details, JWT authentication."""
+
 import pytest
 
 
@@ -22,16 +23,19 @@ def test_an_unknown_api_path_is_a_problem_document(anon_client):
 @pytest.mark.django_db
 def test_a_user_logs_in_and_refresh_rotation_refuses_the_old_token(anon_client, staff):
     tokens = anon_client.post(
-        "/v1/auth/token", {"username": staff.username, "password": "correct-horse-battery"},
+        "/v1/auth/token",
+        {"username": staff.username, "password": "correct-horse-battery"},
         format="json",
     ).json()
     assert {"access", "refresh"} <= tokens.keys()
-    rotated = anon_client.post("/v1/auth/token/refresh", {"refresh": tokens["refresh"]},
-                               format="json")
+    rotated = anon_client.post(
+        "/v1/auth/token/refresh", {"refresh": tokens["refresh"]}, format="json"
+    )
     assert rotated.status_code == 200
     assert rotated.json()["refresh"] != tokens["refresh"]
-    reused = anon_client.post("/v1/auth/token/refresh", {"refresh": tokens["refresh"]},
-                              format="json")
+    reused = anon_client.post(
+        "/v1/auth/token/refresh", {"refresh": tokens["refresh"]}, format="json"
+    )
     assert reused.status_code == 401
     assert reused["Content-Type"] == "application/problem+json"
 

@@ -1,4 +1,5 @@
 """Enexa's dispatch: commands are validated, delivered once to Amperio, and followed."""
+
 from datetime import timedelta
 
 import pytest
@@ -25,8 +26,11 @@ def amperio(settings):
             state["commands"][body["command_id"]] = body
             return status, answer or {"command_id": body["command_id"], "status": "queued"}
         command_id = path.rsplit("/", 1)[-1]
-        return 200, {"command_id": command_id, "status": "applied",
-                     "registers": {"bat1_power_setpoint_kw": -12.5}}
+        return 200, {
+            "command_id": command_id,
+            "status": "applied",
+            "registers": {"bat1_power_setpoint_kw": -12.5},
+        }
 
     with HttpPeer(handle) as peer:
         settings.ENEXA_AMPERIO_URL = peer.url
@@ -76,8 +80,9 @@ def test_reusing_a_command_id_for_another_command_is_refused(staff_client, site,
 def test_invalid_params_are_refused_with_field_errors_and_nothing_is_sent(
     staff_client, site, amperio
 ):
-    response = post_command(staff_client, command="set_charger_power_limit",
-                            params={"limit_kw": -1})
+    response = post_command(
+        staff_client, command="set_charger_power_limit", params={"limit_kw": -1}
+    )
     assert response.status_code == 400
     assert {"params.charger_id", "params.limit_kw"} <= response.json()["errors"].keys()
     assert amperio.requests == [] and Command.objects.count() == 0
@@ -85,8 +90,10 @@ def test_invalid_params_are_refused_with_field_errors_and_nothing_is_sent(
 
 @pytest.mark.django_db
 def test_amperio_rejecting_a_command_records_why(staff_client, site, amperio):
-    amperio.state["answer"] = (400, {"title": "Invalid input",
-                                     "detail": "power_kw -500 exceeds the limit of 220 kW"})
+    amperio.state["answer"] = (
+        400,
+        {"title": "Invalid input", "detail": "power_kw -500 exceeds the limit of 220 kW"},
+    )
     response = post_command(staff_client, params={"power_kw": -500})
     assert response.json()["status"] == "rejected"
     assert "220 kW" in response.json()["detail"]
@@ -112,9 +119,14 @@ def test_a_command_whose_validity_ran_out_while_undelivered_expires(site, settin
     settings.ENEXA_AMPERIO_URL = "http://127.0.0.1:9"
     settings.ENEXA_AMPERIO_TOKEN = "svc-token"
     now = timezone.now()
-    command, _ = services.issue_command(site=site, command="set_grid_limit",
-                                        params={"limit_kw": 300}, created_by="test",
-                                        valid_until=now + timedelta(minutes=5), now=now)
+    command, _ = services.issue_command(
+        site=site,
+        command="set_grid_limit",
+        params={"limit_kw": 300},
+        created_by="test",
+        valid_until=now + timedelta(minutes=5),
+        now=now,
+    )
     assert command.status == CommandStatus.UNDELIVERED
     counts = services.redeliver_undelivered(site, now=now + timedelta(minutes=6))
     assert counts["expired"] == 1
