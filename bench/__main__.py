@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    names = sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent))
+    names = sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)])
                    if m.name.endswith("_bench"))
     wanted = [n for n in names if not argv or any(n.startswith(a) for a in argv)]
     failed = []

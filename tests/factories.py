@@ -94,3 +94,22 @@ class ControllerFactory(factory.django.DjangoModelFactory):
     serial = factory.Sequence(lambda n: f"AGW-{n + 100:06d}")
     site = factory.SubFactory(SiteFactory)
     state = ControllerState.ACTIVE
+
+
+class FirmwareReleaseFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "firmware.FirmwareRelease"
+        skip_postgeneration_save = True
+
+    version = factory.Sequence(lambda n: f"1.0.{n}")
+    controller_model = "Amperio-GW"
+    url = factory.LazyAttribute(lambda r: f"https://downloads.example.com/amperio-{r.version}.bin")
+    sha256 = factory.Sequence(lambda n: f"{n:064x}")
+    size_bytes = 12_345_678
+    channel = "stable"
+    published = True
+
+    @factory.post_generation
+    def target_sites(obj, create, extracted, **kwargs):  # noqa: N805 - factory-boy hook
+        if create and extracted:
+            obj.target_sites.set(extracted)

@@ -53,6 +53,7 @@ class ChargePostClient:
         self.retries = retries
         self.backoff_s, self.backoff_max_s = backoff_s, backoff_max_s
         self.requests_sent = 0
+        self._snapshot_plan: list[ReadBlock] | None = None
         self._lock = threading.RLock()
         # pymodbus retries are off: a retry here always starts from a fresh connection, so a
         # late answer to a timed-out request can never be taken for the next one's.
@@ -74,7 +75,9 @@ class ChargePostClient:
 
     def read_snapshot(self) -> dict[str, Value | None]:
         """Every readable register, in the fewest requests the map allows."""
-        return self._read_blocks(self.map.read_plan())
+        if self._snapshot_plan is None:
+            self._snapshot_plan = self.map.read_plan()
+        return self._read_blocks(self._snapshot_plan)
 
     def read(self, names: Iterable[str]) -> dict[str, Value | None]:
         """The named registers (coalesced into as few requests as possible)."""
@@ -118,8 +121,10 @@ class ChargePostClient:
             if table == "holding"
             else self._modbus.read_input_registers
         )
-        what = name or self._names_at(table, address, count)
-        response = self._request(lambda: call(address, count=count, device_id=self.device_id), what)
+        response = self._request(
+            lambda: call(address, count=count, device_id=self.device_id),
+            lambda: name or self._names_at(table, address, count),
+        )
         return list(response.registers)
 
     def _names_at(self, table: str, address: int, count: int) -> str:
@@ -154,6 +159,8 @@ class ChargePostClient:
             register = self.map[name]
             if not register.writable or register.table != "holding":
                 raise RegisterRangeError(f"{name} is not writable ({register.access})")
+            if value is None:
+                raise RegisterRangeError(f"{name}: no value given")
             checked.append((register, value))
         return checked
 
@@ -170,7 +177,8 @@ class ChargePostClient:
 
     # -- one request, with reconnection ------------------------------------------------------
 
-    def _request(self, call: Callable[[], Any], what: str) -> Any:
+    def _request(self, call: Callable[[], Any], what: str | Callable[[], str]) -> Any:
+        """Send one request, reconnecting on link failures; `what` names it in errors."""
         delay = self.backoff_s
         last_error: Exception | None = None
         for attempt in range(self.retries + 1):
@@ -184,6 +192,7 @@ class ChargePostClient:
                 response = call()
             except (ModbusException, ModbusLinkError, OSError) as exc:
                 last_error = exc
+                what = what if isinstance(what, str) else what()
                 log.warning(
                     "modbus %s:%s %s failed (attempt %s): %s",
                     self.host,
@@ -195,6 +204,7 @@ class ChargePostClient:
                 self._modbus.close()
                 continue
             if isinstance(response, ExceptionResponse) or response.isError():
+                what = what if isinstance(what, str) else what()
                 code = getattr(response, "exception_code", None)
                 meaning = EXCEPTION_NAMES.get(code or 0, "error")
                 raise ModbusDeviceError(
@@ -203,6 +213,7 @@ class ChargePostClient:
                     code=code,
                 )
             return response
+        what = what if isinstance(what, str) else what()
         raise ModbusLinkError(
             f"{self.host}:{self.port} {what}: no answer after {self.retries + 1} attempts: "
             f"{last_error}"

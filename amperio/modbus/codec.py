@@ -11,7 +11,6 @@ from amperio.modbus.errors import RegisterRangeError
 from amperio.modbus.registermap import Register
 
 Value = int | float | str
-_STRUCT = {"uint16": "H", "int16": "h", "uint32": "I", "int32": "i", "float32": "f"}
 _INT_RANGE = {
     "uint16": (0, 0xFFFF),
     "int16": (-0x8000, 0x7FFF),
@@ -27,16 +26,14 @@ def _decimals(scale: float) -> int:
     return max(0, -int(exponent))
 
 
+_U32 = struct.Struct(">I")
+_F32 = struct.Struct(">f")
+_SIGN = {"int16": (0x8000, 0x10000), "int32": (0x80000000, 0x100000000)}
+
+
 def _ordered(register: Register, words: list[int]) -> list[int]:
     """Words most significant first (the map may say the device sends them little-endian)."""
     return list(reversed(words)) if register.word_order == "little" else list(words)
-
-
-def _raw_of(words: list[int]) -> int:
-    raw = 0
-    for word in words:
-        raw = (raw << 16) | word
-    return raw
 
 
 def _words_of(raw: int, count: int) -> list[int]:
@@ -45,25 +42,34 @@ def _words_of(raw: int, count: int) -> list[int]:
 
 def decode(register: Register, words: list[int]) -> Value | None:
     """The engineering value of `words` read from `register`, or None when undefined."""
-    if len(words) != register.count:
-        raise ValueError(f"{register.name}: expected {register.count} words, got {len(words)}")
-    ordered = _ordered(register, words) if register.type != "string" else list(words)
-    raw = _raw_of(ordered)
-    if register.undefined is not None and raw == register.undefined:
-        return None
-    if register.type == "string":
-        text = b"".join(w.to_bytes(2, "big") for w in words).rstrip(b"\x00")
+    count, kind = register.count, register.type
+    if len(words) != count:
+        raise ValueError(f"{register.name}: expected {count} words, got {len(words)}")
+    if kind == "string":
+        text = struct.pack(f">{count}H", *words).rstrip(b"\x00")
         return text.decode("utf-8", errors="replace") or None
-    fmt = ">" + _STRUCT[register.type]
-    number = struct.unpack(fmt, raw.to_bytes(2 * register.count, "big"))[0]
-    if register.type == "float32":
+    if count == 1:
+        raw = words[0]
+    elif register.word_order == "little":
+        raw = (words[1] << 16) | words[0]
+    else:
+        raw = (words[0] << 16) | words[1]
+    if raw == register.undefined:
+        return None
+    number: int | float
+    if kind == "float32":
+        number = _F32.unpack(_U32.pack(raw))[0]
         if math.isnan(number):
             return None
-        if register.scale == 1:
-            return number
-    if register.scale == 1:
-        return int(number)
-    return round(number * register.scale, _decimals(register.scale))
+    elif kind in _SIGN:
+        sign_bit, span = _SIGN[kind]
+        number = raw - span if raw & sign_bit else raw
+    else:
+        number = raw
+    scale = register.scale
+    if scale == 1:
+        return number
+    return round(number * scale, _decimals(scale))
 
 
 def check_range(register: Register, value: Value) -> None:
@@ -106,9 +112,13 @@ def encode(register: Register, value: Value | None) -> list[int]:
     if register.type == "string":
         data = str(value).encode("utf-8").ljust(2 * register.count, b"\x00")
         return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
+    assert not isinstance(value, str)  # check_range let only numbers through
     if register.type == "float32":
-        number: float | int = float(value) / register.scale
+        raw = _U32.unpack(_F32.pack(value / register.scale))[0]
     else:
-        number = round(value / register.scale)
-    data = struct.pack(">" + _STRUCT[register.type], number)
-    return _ordered(register, _words_of(int.from_bytes(data, "big"), register.count))
+        raw = round(value / register.scale) & _mask(register)  # two's complement for signed
+    if register.count == 1:
+        return [raw]
+    if register.word_order == "little":
+        return [raw & 0xFFFF, raw >> 16]
+    return [raw >> 16, raw & 0xFFFF]

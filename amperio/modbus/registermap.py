@@ -122,14 +122,16 @@ class RegisterMap:
         blocks: list[ReadBlock] = []
         for table in TABLES:
             current: list[Register] = []
+            end = 0
             for register in sorted((r for r in wanted if r.table == table), key=_address):
                 if current:
-                    start, end = current[0].address, max(r.end for r in current)
+                    start = current[0].address
                     if register.address - end <= max_gap and register.end - start <= MAX_READ_COUNT:
                         current.append(register)
+                        end = max(end, register.end)
                         continue
                     blocks.append(_block(table, current))
-                current = [register]
+                current, end = [register], register.end
             if current:
                 blocks.append(_block(table, current))
         return blocks

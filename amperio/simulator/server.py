@@ -22,6 +22,7 @@ from amperio.simulator.physics import ChargePostState
 
 log = logging.getLogger(__name__)
 TICK_S = 1.0  # real seconds between physics updates when nobody is polling
+MIN_CATCH_UP_S = 0.05
 
 
 class ChargePostSimulator:
@@ -48,6 +49,8 @@ class ChargePostSimulator:
         for register in self.map:
             for offset in range(register.count):
                 self._by_address[register.table][register.address + offset] = register
+        self._touched_cache: dict[tuple[str, int, int], list[Register]] = {}
+        self._encoded: dict[str, tuple[int | float | str | None, list[int]]] = {}
         self._sim_offset_s = 0.0
         self._real_start = time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -70,7 +73,9 @@ class ChargePostSimulator:
 
     def _catch_up(self) -> None:
         with self.state.lock:
-            self.state.advance_to(self.now_s())
+            # Physics moves in steps of at least 50 ms: polls closer together see the same values.
+            if self.now_s() - self.state.now_s >= MIN_CATCH_UP_S:
+                self.state.advance_to(self.now_s())
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -182,9 +187,7 @@ class ChargePostSimulator:
             self.requests_by_function[function_code] += 1
             if self.faults.delay_s:
                 await asyncio.sleep(self.faults.delay_s)
-        table = "input" if function_code == 4 else "holding"
-        by_address = self._by_address[table]
-        touched = {by_address[a] for a in range(address, address + count) if a in by_address}
+        touched = self._touched("input" if function_code == 4 else "holding", address, count)
         if any(r.name in self.faults.exception_for for r in touched):
             return ExcCodes.DEVICE_FAILURE
         if writing:
@@ -193,14 +196,33 @@ class ChargePostSimulator:
         values = self.state.values()
         for register in touched:
             value = None if register.name in self.faults.undefined else values.get(register.name)
-            try:
-                words = encode(register, value)
-            except RegisterRangeError:
-                log.warning("simulator value %r for %s not encodable", value, register.name)
-                words = encode(register, None)
+            words = self._encode(register, value)
             start = register.address - start_address
             registers[start : start + register.count] = words
         return None
+
+    def _touched(self, table: str, address: int, count: int) -> list[Register]:
+        """The registers a request overlaps (remembered: clients repeat the same requests)."""
+        key = (table, address, count)
+        touched = self._touched_cache.get(key)
+        if touched is None:
+            by_address = self._by_address[table]
+            found = {by_address[a] for a in range(address, address + count) if a in by_address}
+            touched = self._touched_cache[key] = sorted(found, key=lambda r: r.address)
+        return touched
+
+    def _encode(self, register: Register, value: int | float | str | None) -> list[int]:
+        """The register's words for `value`, reusing the last encoding while the value holds."""
+        cached = self._encoded.get(register.name)
+        if cached is not None and cached[0] == value and type(cached[0]) is type(value):
+            return cached[1]
+        try:
+            words = encode(register, value)
+        except RegisterRangeError:
+            log.warning("simulator value %r for %s not encodable", value, register.name)
+            words = encode(register, None)
+        self._encoded[register.name] = (value, words)
+        return words
 
     def _write(self, address: int, words: list[int]) -> ExcCodes | None:
         """Check a whole write against the map first, then apply it to the state."""

@@ -43,7 +43,7 @@ class ProblemSerializer(serializers.Serializer):
 class ProblemAutoSchema(AutoSchema):
     """Adds the problem responses an operation can give to the ones it declares: 401 when it
     needs a caller, 403 for writes, 404 when a path names a resource, 400 when it takes input,
-    409 for deletes."""
+    409 for deletes, 429 where rate limits apply."""
 
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
@@ -60,6 +60,8 @@ class ProblemAutoSchema(AutoSchema):
             codes.append("400")
         if self.method == "DELETE":
             codes.append("409")
+        if self.view.get_throttles():
+            codes.append("429")  # rate limits (enexa.api.throttling), with Retry-After
         for code in codes:
             responses.setdefault(
                 code,

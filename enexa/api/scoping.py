@@ -1,4 +1,5 @@
 """The site-scoped base viewset: the one place where every queryset is narrowed to the caller."""
+
 from rest_framework import viewsets
 
 from .principals import visible_site_pks
@@ -25,3 +26,20 @@ class SiteScopedMixin:
 
 class SiteScopedViewSet(SiteScopedMixin, viewsets.ModelViewSet):
     lookup_field = "code"
+
+
+def caller_controller(request, controller_id: str):
+    """The controller `controller_id` if the caller may see it (else 404): staff any, users
+    their sites', a controller key only itself (not its site's other controllers)."""
+    from django.shortcuts import get_object_or_404
+    from rest_framework.exceptions import NotFound
+
+    from enexa.registry.models import Controller
+
+    from .principals import is_controller
+
+    user = request.user
+    if is_controller(user) and user.controller_code != controller_id:
+        raise NotFound()
+    controllers = scope_to_caller(Controller.objects.select_related("site"), user, "site")
+    return get_object_or_404(controllers, code=controller_id)

@@ -46,7 +46,11 @@ class SiteConfigAdmin(admin.ModelAdmin):
             )
         except DomainError as exc:  # validated in the form; only a race lands here
             self.message_user(request, f"Not saved: {exc.detail} {exc.errors}", level="error")
-        obj.refresh_from_db()
+        # The service saved (or created) the row: the admin goes on with the stored one.
+        stored = SiteConfig.objects.filter(site=obj.site).first()
+        if stored is not None:
+            obj.pk = stored.pk
+            obj.refresh_from_db()
 
 
 class ControllerConfigForm(forms.ModelForm):
@@ -85,7 +89,10 @@ class ControllerConfigAdmin(admin.ModelAdmin):
             )
         except DomainError as exc:
             self.message_user(request, f"Not saved: {exc.detail} {exc.errors}", level="error")
-        obj.refresh_from_db()
+        stored = ControllerConfig.objects.filter(controller=obj.controller).first()
+        if stored is not None:
+            obj.pk = stored.pk
+            obj.refresh_from_db()
 
 
 class DriftFilter(admin.SimpleListFilter):

@@ -58,6 +58,6 @@ class SiteConfigDocumentSerializer(serializers.Serializer):
     telemetry = serializers.DictField()
     status = serializers.DictField()
     autonomy = serializers.DictField()
-    modbus = serializers.DictField()
+    modbus = serializers.DictField(required=False)
     config_poll_interval_s = serializers.IntegerField()
     setpoint_validity_s = serializers.IntegerField()

@@ -13,8 +13,8 @@ What `GET /v1/controllers/{id}/config` answers (`effective_config_for`), the sha
     {
       "version": 5,
       "settings": {
-        "modbus": {"host": null, "port": null, "device_id": null},   # null: gateway's env
-        "watchdog": {"interval_s": 10, "timeout_s": 30},               # interval 2-60 s
+        "modbus": {"host": "10.0.0.5", "port": 502, "device_id": 1},  # only when set (*)
+        "watchdog": {"interval_s": 10, "timeout_s": 30},   # interval 2-60 s, timeout >= 2x
         "telemetry": {"interval_s": 5, "batch_size": 100},
         "status": {"interval_s": 30},
         "config_poll_interval_s": 60,
@@ -25,7 +25,8 @@ What `GET /v1/controllers/{id}/config` answers (`effective_config_for`), the sha
                    "time_of_use": [{"start": "17:00", "end": "21:00",
                                     "import_eur_per_kwh": 0.45}]},
         "autonomy": {"enter_after_s": 60, "mode": "follow_schedule_then_safe"},
-        "setpoint_validity_s": 300
+        "setpoint_validity_s": 300,
+        "firmware": {"channel": "stable"}                              # or "beta"
       },
       "limits": {
         "battery": {"max_charge_kw": 220.0, "max_discharge_kw": 220.0, "capacity_kwh": 280.0,
@@ -38,10 +39,15 @@ What `GET /v1/controllers/{id}/config` answers (`effective_config_for`), the sha
       }
     }
 
-Limits come from the registry (the site's equipment specs): battery charge/discharge power is
+(*) "modbus" appears only when staff set a host for the site or the controller, and holds
+only the keys that are set; without it the gateway uses its own environment.
+
+Limits come from the registry: the specs of the equipment the controller runs (its assigned
+assets, or the whole site when none are assigned): battery charge/discharge power is
 the sum over its units (capped by the system's own spec when set), the SOC band is the
-tightest band of system and units, the grid limit is the site's connection limit. A site
-without a battery has battery limits of 0 kW, band 0-100 and no units. Settings left open
+tightest band of system and units, the grid limit is the site's connection limit. A
+controller without a battery has battery limits of 0 kW, band 0-100 and no units (and the
+battery power settings are not checked against them). Settings left open
 (battery power and SOC band, grid limit) default to the limits, the SOC band to 10-90 % within
 the equipment band, the reserve to 20 % within the band.
 
@@ -67,10 +73,11 @@ from enexa.registry.models import Controller, Site
 
 from .models import ConfigState, ConfigVersion, ControllerConfig, SiteConfig
 
+FIRMWARE_CHANNELS = ("stable", "beta")
 AUTONOMY_MODES = ("follow_schedule_then_safe", "safe", "hold_last_setpoint")
 
 DEFAULTS: dict[str, Any] = {
-    "modbus": {"host": None, "port": None, "device_id": None},
+    "modbus": {},
     "watchdog": {"interval_s": 10, "timeout_s": 30},
     "telemetry": {"interval_s": 5, "batch_size": 100},
     "status": {"interval_s": 30},
@@ -91,6 +98,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "autonomy": {"enter_after_s": 60, "mode": "follow_schedule_then_safe"},
     "setpoint_validity_s": 300,
+    "firmware": {"channel": "stable"},
 }
 
 DEFAULT_SOC_BAND_PCT = (10.0, 90.0)
@@ -112,7 +120,7 @@ def _num(lo: float, hi: float):
 # section -> field -> rule; a top-level scalar has a rule instead of a section.
 RULES: dict[str, Any] = {
     "modbus": {"host": ("host",), "port": _int(1, 65535), "device_id": _int(0, 247)},
-    "watchdog": {"interval_s": _int(2, 60), "timeout_s": _int(2, 600)},
+    "watchdog": {"interval_s": _int(2, 60), "timeout_s": _int(4, 600)},
     "telemetry": {"interval_s": _int(1, 3600), "batch_size": _int(1, 1000)},
     "status": {"interval_s": _int(5, 3600)},
     "config_poll_interval_s": _int(5, 3600),
@@ -132,6 +140,7 @@ RULES: dict[str, Any] = {
     },
     "autonomy": {"enter_after_s": _int(0, 86_400), "mode": ("choice", AUTONOMY_MODES)},
     "setpoint_validity_s": _int(1, 86_400),
+    "firmware": {"channel": ("choice", FIRMWARE_CHANNELS)},
 }
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
@@ -223,8 +232,10 @@ def validate_effective(settings: dict, limits: dict) -> dict[str, list[str]]:
         add("battery.soc_max_pct", f"Must not exceed the equipment's {band['soc_max_pct']} %.")
     if not battery["soc_min_pct"] <= battery["reserve_pct"] <= battery["soc_max_pct"]:
         add("battery.reserve_pct", "Must lie within the SOC band (soc_min_pct-soc_max_pct).")
+    has_battery = bool(band["units"]) or band["max_charge_kw"] or band["max_discharge_kw"]
     for name in ("max_charge_kw", "max_discharge_kw"):
-        if battery[name] > band[name]:
+        # A controller without a battery ignores the site's battery power settings.
+        if has_battery and battery[name] > band[name]:
             add(
                 f"battery.{name}",
                 f"Must not exceed what the battery units deliver: {band[name]} kW.",
@@ -235,8 +246,12 @@ def validate_effective(settings: dict, limits: dict) -> dict[str, list[str]]:
             f"Must not exceed the site's grid connection limit: {limits['grid']['limit_kw']} kW.",
         )
     watchdog = settings["watchdog"]
-    if watchdog["timeout_s"] < watchdog["interval_s"]:
-        add("watchdog.timeout_s", "Must not be shorter than watchdog.interval_s.")
+    if watchdog["timeout_s"] < 2 * watchdog["interval_s"]:
+        # The gateway's heartbeat must come at half the hardware timeout or more often.
+        add("watchdog.timeout_s", "Must be at least twice watchdog.interval_s.")
+    modbus = settings.get("modbus", {})
+    if modbus and "host" not in modbus:
+        add("modbus.host", "Required when a Modbus port or device id is set.")
     return errors
 
 
@@ -297,6 +312,8 @@ def _fill(raw: dict, limits: dict) -> dict:
             battery[name] = band[name]
     if settings["grid"]["limit_kw"] is None:
         settings["grid"]["limit_kw"] = limits["grid"]["limit_kw"]
+    if not settings["modbus"]:  # the gateway's environment decides
+        del settings["modbus"]
     return settings
 
 
@@ -307,7 +324,23 @@ def _power(item, name: str) -> float | None:
 
 def limits_for_site(site: Site) -> dict:
     """What the site's equipment can do, from the registry specs (one query)."""
-    equipment = list(site.equipment.all())
+    return _limits_from(site, list(site.equipment.all()))
+
+
+def limits_for_controller(controller: Controller, site_equipment: list | None = None) -> dict:
+    """The limits of the equipment a controller runs: its assigned assets (a battery system
+    with its units, a unit with its system), or the whole site when none are assigned."""
+    site = controller.site
+    equipment = site_equipment if site_equipment is not None else list(site.equipment.all())
+    assigned = set(controller.assets.values_list("pk", flat=True))
+    if not assigned:
+        return _limits_from(site, equipment)
+    chosen = {e.pk for e in equipment if e.pk in assigned or e.parent_id in assigned}
+    chosen |= {e.parent_id for e in equipment if e.pk in chosen and e.parent_id}
+    return _limits_from(site, [e for e in equipment if e.pk in chosen])
+
+
+def _limits_from(site: Site, equipment: list) -> dict:
     systems = [e for e in equipment if e.kind == EquipmentKind.BATTERY_SYSTEM]
     units = [e for e in equipment if e.kind == EquipmentKind.BATTERY_UNIT]
     unit_limits = {}
@@ -366,7 +399,7 @@ def compute_effective(
 ) -> dict:
     """The effective settings and limits from the current documents (not a stored version)."""
     site = controller.site
-    limits = limits if limits is not None else limits_for_site(site)
+    limits = limits if limits is not None else limits_for_controller(controller)
     site_doc = site_doc if site_doc is not None else _site_doc(site)
     overrides = overrides if overrides is not None else _overrides(controller)
     return {"settings": _fill(_layered(site_doc, overrides), limits), "limits": limits}
@@ -478,7 +511,8 @@ def _new_doc(old: dict, changes: dict, replace: bool) -> dict:
 
 def _site_effects(site: Site, doc: dict) -> tuple[dict[str, list[str]], list, dict]:
     """Field errors of a site document, and each controller's effective config under it."""
-    limits = limits_for_site(site)
+    equipment = list(site.equipment.all())
+    limits = _limits_from(site, equipment)
     errors = validate_document(doc) or validate_effective(_fill(_layered(doc), limits), limits)
     controllers = list(site.controllers.select_related("site"))
     if errors:
@@ -489,10 +523,13 @@ def _site_effects(site: Site, doc: dict) -> tuple[dict[str, list[str]], list, di
     effective = {}
     for controller in controllers:
         effective[controller.pk] = compute_effective(
-            controller, site_doc=doc, overrides=overrides.get(controller.pk, {}), limits=limits
+            controller,
+            site_doc=doc,
+            overrides=overrides.get(controller.pk, {}),
+            limits=limits_for_controller(controller, equipment),
         )
         for path, messages in validate_effective(
-            effective[controller.pk]["settings"], limits
+            effective[controller.pk]["settings"], effective[controller.pk]["limits"]
         ).items():
             errors.setdefault(path, []).extend(
                 f"{m} (with the overrides of {controller.code})" for m in messages
@@ -658,11 +695,12 @@ def sync_site_versions(
     if not controllers:
         return 0
     site = controllers[0].site
-    limits = limits_for_site(site)
+    equipment = list(site.equipment.all())
     site_doc = _site_doc(site)
     created = 0
     with transaction.atomic():
         for controller in controllers:
+            limits = limits_for_controller(controller, equipment)
             effective = compute_effective(controller, site_doc=site_doc, limits=limits)
             created += _record(controller, effective, by=by, reason=reason) is not None
     return created

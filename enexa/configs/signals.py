@@ -1,6 +1,6 @@
 """Registry changes that alter configuration: a new controller's version 1, new limits."""
 
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 
 from enexa.registry.models import Controller, Equipment, Site
@@ -27,3 +27,10 @@ def site_saved(sender, instance, created, raw=False, **kwargs):
     # The grid connection limit is a limit; a new site has no controllers yet.
     if not created and not raw:
         services.sync_site_versions(instance.pk, reason="site changed")
+
+
+@receiver(m2m_changed, sender=Controller.assets.through, dispatch_uid="configs_assets_changed")
+def assets_changed(sender, instance, action, **kwargs):
+    # Which equipment a controller runs decides its limits.
+    if action in ("post_add", "post_remove", "post_clear"):
+        services.sync_site_versions(instance.site_id, reason="controller assets changed")

@@ -12,9 +12,9 @@ from rest_framework.views import APIView
 from enexa.api.etags import etag, none_match, required_if_match
 from enexa.api.pagination import envelope
 from enexa.api.principals import is_controller, principal_label, visible_site_pks
-from enexa.api.scoping import scope_to_caller
+from enexa.api.scoping import caller_controller, scope_to_caller
 from enexa.registry.choices import MemberRole
-from enexa.registry.models import Controller, Site, SiteMembership
+from enexa.registry.models import Site, SiteMembership
 
 from . import services
 from .models import ConfigState, ConfigVersion
@@ -48,15 +48,6 @@ DIFF = inline_serializer(
         "changes": serializers.ListField(child=serializers.DictField()),
     },
 )
-
-
-def caller_controller(request, controller_id: str) -> Controller:
-    """The controller, if the caller may see it: a controller key sees only itself."""
-    user = request.user
-    if is_controller(user) and user.controller_code != controller_id:
-        raise NotFound()
-    controllers = scope_to_caller(Controller.objects.select_related("site"), user, "site")
-    return get_object_or_404(controllers, code=controller_id)
 
 
 def caller_site(request, site_id: str) -> Site:

@@ -1,4 +1,5 @@
 """Django app configuration of enexa.firmware."""
+
 from django.apps import AppConfig
 
 

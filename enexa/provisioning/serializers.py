@@ -102,3 +102,22 @@ class ControllerStateSerializer(serializers.Serializer):
 class ControllerStateResponseSerializer(serializers.Serializer):
     id = serializers.CharField()
     state = serializers.CharField()
+
+
+class ControllerAccessSerializer(serializers.Serializer):
+    ip_allowlist = serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        max_length=100,
+        help_text="Networks (CIDR) the controller's key may be used from; empty allows any.",
+    )
+
+    def validate_ip_allowlist(self, value):
+        from django.core.exceptions import ValidationError
+
+        from .models import validate_cidr_list
+
+        try:
+            validate_cidr_list(value)
+        except ValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from exc
+        return value

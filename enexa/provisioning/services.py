@@ -2,6 +2,7 @@
 
 import hashlib
 import hmac
+import ipaddress
 import logging
 import re
 import secrets
@@ -144,12 +145,30 @@ def rotate_api_key(controller: Controller, grace_s: int | None = None) -> str:
 
 
 def revoke_api_keys(controller: Controller) -> int:
-    """Revoke every key of `controller` at once; returns how many were still live."""
-    count = ApiKey.objects.filter(controller=controller, revoked_at__isnull=True).update(
-        revoked_at=timezone.now()
+    """Revoke every key of `controller` at once; returns how many were still usable."""
+    now = timezone.now()
+    unrevoked = ApiKey.objects.filter(controller=controller, revoked_at__isnull=True)
+    count = unrevoked.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now)).update(
+        revoked_at=now
     )
+    unrevoked.update(revoked_at=now)  # rotated-out keys too, so the record reads plainly
     logger.info("revoked %s API key(s) of controller %s", count, controller.code)
     return count
+
+
+def ip_allowlist_of(controller: Controller) -> list[str]:
+    access = ControllerAccess.objects.filter(controller=controller).first()
+    return list(access.ip_allowlist) if access else []
+
+
+def set_ip_allowlist(controller: Controller, networks: list[str]) -> list[str]:
+    """Replace the networks (CIDR) `controller`'s key may be used from; [] allows any."""
+    cleaned = [str(ipaddress.ip_network(net.strip(), strict=False)) for net in networks]
+    ControllerAccess.objects.update_or_create(
+        controller=controller, defaults={"ip_allowlist": cleaned}
+    )
+    logger.info("IP allowlist of controller %s set to %s", controller.code, cleaned)
+    return cleaned
 
 
 # Enrollment
@@ -214,14 +233,24 @@ def next_controller_code() -> str:
     return f"CTRL{max(numbers, default=0) + 1:03d}"
 
 
+def _bindable(controller: Controller, site_pk: int) -> bool:
+    """A pre-registered controller the gateway may claim: at the secret's site, and pending,
+    or registered by staff without credentials ever issued (as the demo's CTRL001)."""
+    if controller.site_id != site_pk:
+        return False
+    if controller.state == ControllerState.PENDING:
+        return True
+    return controller.state == ControllerState.REGISTERED and not controller.api_keys.exists()
+
+
 def register_controller(
     enrollment_secret: str, serial: str, site_code: str
 ) -> tuple[Controller, str]:
     """Register the gateway `serial` at `site_code` with a site enrollment secret.
 
-    Binds to the controller staff pre-registered with that serial at that site (state
-    pending), else creates the site's next controller. A serial that is registered, active,
-    suspended, decommissioned or at another site is a conflict until staff reset it.
+    Binds to the controller staff pre-registered with that serial at that site (see
+    `_bindable`), else creates the site's next controller. A serial that already holds keys,
+    is active, suspended, decommissioned or at another site is a conflict until staff reset it.
     Returns the controller and its new API key (plaintext, shown once)."""
     serial = (serial or "").strip()
     if not serial:
@@ -231,10 +260,7 @@ def register_controller(
             with transaction.atomic():
                 token = _enrollment_token_for(enrollment_secret, site_code)
                 controller = Controller.objects.select_for_update().filter(serial=serial).first()
-                if controller is not None and (
-                    controller.site_id != token.site_id
-                    or controller.state != ControllerState.PENDING
-                ):
+                if controller is not None and not _bindable(controller, token.site_id):
                     raise ConflictError(
                         f"The serial {serial} is already registered; staff must reset it first."
                     )

@@ -28,6 +28,11 @@ urlpatterns = [
         name="controller-api-keys-revoke",
     ),
     path(
+        "controllers/<str:controller_id>/access",
+        views.ControllerAccessView.as_view(),
+        name="controller-access",
+    ),
+    path(
         "controllers/<str:controller_id>/state",
         views.ControllerStateView.as_view(),
         name="controller-state",

@@ -7,15 +7,18 @@ from django.conf import settings
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from enexa.api.authentication import bearer_token
-from enexa.api.errors import InvalidCredentials
+from enexa.api.errors import PROBLEM_CONTENT_TYPE, InvalidCredentials
 from enexa.api.permissions import IsController, IsStaff
+from enexa.api.schema import ProblemAutoSchema, ProblemSerializer
 from enexa.api.scoping import scope_to_caller
 from enexa.registry.models import Controller, Site
 
@@ -23,6 +26,7 @@ from . import services
 from .serializers import (
     ActivateRequestSerializer,
     ActivateResponseSerializer,
+    ControllerAccessSerializer,
     ControllerStateResponseSerializer,
     ControllerStateSerializer,
     EnrollmentTokenRequestSerializer,
@@ -35,26 +39,49 @@ from .serializers import (
     RotateResponseSerializer,
 )
 
-ENROLLMENT_AUTH = [{"enrollmentSecret": []}]
+
+class EnrollmentSecretAuthentication(BaseAuthentication):
+    """Names the enrollment secret a registration carries (`Bearer enr_...`) for the schema
+    and the 401 header; the register view checks the secret itself, against the site."""
+
+    def authenticate(self, request):
+        return None
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="enexa"'
 
 
-class RegisterView(APIView):
-    """The enrollment secret is checked here, not by an authentication class, so that a
-    gateway without an API key yet can call it."""
+class EnrollmentSecretScheme(OpenApiAuthenticationExtension):
+    target_class = "enexa.provisioning.views.EnrollmentSecretAuthentication"
+    name = "enrollmentSecret"
 
-    authentication_classes: list = []
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A site's enrollment secret (`enr_<lookup>.<secret>`), created by "
+            "staff, expiring and limited in uses.",
+        }
+
+
+def problems(*codes: int) -> dict:
+    """Problem responses to declare beyond the ones ProblemAutoSchema adds."""
+    return {(code, PROBLEM_CONTENT_TYPE): ProblemSerializer for code in codes}
+
+
+class ProvisioningView(APIView):
+    schema = ProblemAutoSchema()
+
+
+class RegisterView(ProvisioningView):
+    authentication_classes = [EnrollmentSecretAuthentication]
     permission_classes = [AllowAny]
     throttle_scope = "register"
 
     @extend_schema(
         summary="Register a controller with its site's enrollment secret",
         request=RegisterRequestSerializer,
-        responses={
-            201: RegisterResponseSerializer,
-            401: OpenApiResponse(description="bad secret"),
-            409: OpenApiResponse(description="serial already registered"),
-        },
-        auth=ENROLLMENT_AUTH,
+        responses={201: RegisterResponseSerializer, **problems(409)},
     )
     def post(self, request):
         secret = bearer_token(request)
@@ -75,18 +102,18 @@ class RegisterView(APIView):
         )
 
 
-class InitialConfigView(APIView):
+class InitialConfigView(ProvisioningView):
     permission_classes = [IsController]
 
     @extend_schema(
         summary="First configuration and assets of the calling controller",
-        responses=InitialConfigSerializer,
+        responses={200: InitialConfigSerializer, **problems(403)},
     )
     def get(self, request):
         return Response(services.initial_config(request.user.controller_pk))
 
 
-class ActivateView(APIView):
+class ActivateView(ProvisioningView):
     permission_classes = [IsController]
 
     @extend_schema(
@@ -118,7 +145,7 @@ def staff_controller(request, controller_id: str) -> Controller:
     )
 
 
-class EnrollmentTokenView(APIView):
+class EnrollmentTokenView(ProvisioningView):
     permission_classes = [IsStaff]
 
     @extend_schema(
@@ -150,7 +177,7 @@ class EnrollmentTokenView(APIView):
         )
 
 
-class RotateApiKeyView(APIView):
+class RotateApiKeyView(ProvisioningView):
     permission_classes = [IsStaff]
 
     @extend_schema(
@@ -175,7 +202,7 @@ class RotateApiKeyView(APIView):
         )
 
 
-class RevokeApiKeysView(APIView):
+class RevokeApiKeysView(ProvisioningView):
     permission_classes = [IsStaff]
 
     @extend_schema(
@@ -190,13 +217,13 @@ class RevokeApiKeysView(APIView):
         )
 
 
-class ControllerStateView(APIView):
+class ControllerStateView(ProvisioningView):
     permission_classes = [IsStaff]
 
     @extend_schema(
         summary="Suspend, resume, decommission or reset a controller (staff)",
         request=ControllerStateSerializer,
-        responses=ControllerStateResponseSerializer,
+        responses={200: ControllerStateResponseSerializer, **problems(409)},
     )
     def post(self, request, controller_id: str):
         controller = staff_controller(request, controller_id)
@@ -204,3 +231,27 @@ class ControllerStateView(APIView):
         body.is_valid(raise_exception=True)
         controller = services.set_controller_state(controller, body.validated_data["state"])
         return Response({"id": controller.code, "state": controller.state})
+
+
+class ControllerAccessView(ProvisioningView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(
+        summary="The controller's IP allowlist (staff)",
+        responses={200: ControllerAccessSerializer, **problems(403)},
+    )
+    def get(self, request, controller_id: str):
+        controller = staff_controller(request, controller_id)
+        return Response({"ip_allowlist": services.ip_allowlist_of(controller)})
+
+    @extend_schema(
+        summary="Replace the controller's IP allowlist (staff; empty allows any)",
+        request=ControllerAccessSerializer,
+        responses=ControllerAccessSerializer,
+    )
+    def put(self, request, controller_id: str):
+        controller = staff_controller(request, controller_id)
+        body = ControllerAccessSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        allowlist = services.set_ip_allowlist(controller, body.validated_data["ip_allowlist"])
+        return Response({"ip_allowlist": allowlist})

@@ -220,6 +220,12 @@ def _adapt_ts(value: datetime) -> Any:
     return connection.ops.adapt_datetimefield_value(value)
 
 
+def _json_default(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
 def as_utc(value: Any) -> datetime:
     """A timestamp the database handed back (datetime or SQLite text) as aware UTC."""
     if isinstance(value, str):
@@ -230,21 +236,30 @@ def as_utc(value: Any) -> datetime:
 
 
 def insert_ignoring_duplicates(
-    model, columns: tuple[str, ...], rows: list[tuple], returning: tuple[str, ...] = ()
+    model, columns: dict[str, str], rows: list[tuple], returning: tuple[str, ...] = ()
 ) -> list[tuple]:
     """One `INSERT ... ON CONFLICT DO NOTHING [RETURNING ...]` for all `rows`; the rows the
-    database actually inserted come back (a duplicate returns nothing)."""
+    database actually inserted come back (a duplicate returns nothing).
+
+    `columns` maps each column to its PostgreSQL type: there the rows travel as one JSON
+    parameter expanded by `jsonb_array_elements` (psycopg would otherwise spend most of the
+    request splitting a query of thousands of placeholders or quoting arrays in Python, while
+    json.dumps is C); SQLite gets a plain multi-row VALUES."""
     if not rows:
         return []
-    placeholder = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    sql = (
-        f"INSERT INTO {_table(model)} ({_columns(columns)}) VALUES "
-        + ", ".join([placeholder] * len(rows))
-        + " ON CONFLICT DO NOTHING"
-    )
+    names = tuple(columns)
+    sql = f"INSERT INTO {_table(model)} ({_columns(names)}) "
+    if connection.vendor == "postgresql":
+        values = ", ".join(f"(e->>{i})::{t}" for i, t in enumerate(columns.values()))
+        sql += f"SELECT {values} FROM jsonb_array_elements(%s::jsonb) AS e"
+        params: list = [json.dumps(rows, default=_json_default)]
+    else:
+        placeholder = "(" + ", ".join(["%s"] * len(names)) + ")"
+        sql += "VALUES " + ", ".join([placeholder] * len(rows))
+        params = [value for row in rows for value in row]
+    sql += " ON CONFLICT DO NOTHING"
     if returning:
         sql += f" RETURNING {_columns(returning)}"
-    params = [value for row in rows for value in row]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall() if returning else []
@@ -252,30 +267,37 @@ def insert_ignoring_duplicates(
 
 # --- telemetry ----------------------------------------------------------------------------------
 
-READING_COLUMNS = (
-    "site_id",
-    "timestamp",
-    "message_id",
-    "received_at",
-    "backfilled",
-    "battery_soc_pct",
-    "battery_power_kw",
-    "grid_import_kw",
-    "grid_export_kw",
-    "grid_frequency_hz",
-    "chargers_power_kw",
-)
-UNIT_COLUMNS = (
-    "reading_id",
-    "unit_code",
-    "soc_pct",
-    "power_kw",
-    "soh_pct",
-    "temperature_c",
-    "allowed_charge_kw",
-    "allowed_discharge_kw",
-)
-CHARGER_COLUMNS = ("reading_id", "charger_code", "power_kw", "status", "energy_kwh")
+# Column -> PostgreSQL type, in the order the row tuples below are built.
+READING_COLUMNS = {
+    "site_id": "bigint",
+    "timestamp": "timestamptz",
+    "message_id": "varchar",
+    "received_at": "timestamptz",
+    "backfilled": "boolean",
+    "battery_soc_pct": "float8",
+    "battery_power_kw": "float8",
+    "grid_import_kw": "float8",
+    "grid_export_kw": "float8",
+    "grid_frequency_hz": "float8",
+    "chargers_power_kw": "float8",
+}
+UNIT_COLUMNS = {
+    "reading_id": "bigint",
+    "unit_code": "varchar",
+    "soc_pct": "float8",
+    "power_kw": "float8",
+    "soh_pct": "float8",
+    "temperature_c": "float8",
+    "allowed_charge_kw": "float8",
+    "allowed_discharge_kw": "float8",
+}
+CHARGER_COLUMNS = {
+    "reading_id": "bigint",
+    "charger_code": "varchar",
+    "power_kw": "float8",
+    "status": "varchar",
+    "energy_kwh": "float8",
+}
 
 
 def _reading_key(site_pk: int, message_id: str | None, ts: datetime) -> tuple:
@@ -357,8 +379,31 @@ def _split(payload: Any) -> list[Any]:
     return items
 
 
+def _unit_values(reading: ReadingSchema) -> list[tuple]:
+    if reading.battery is None:
+        return []
+    return [
+        (
+            u.id,
+            u.soc_pct,
+            u.power_kw,
+            u.soh_pct,
+            u.temperature_c,
+            u.allowed_charge_kw,
+            u.allowed_discharge_kw,
+        )
+        for u in reading.battery.units
+    ]
+
+
+def _charger_values(reading: ReadingSchema) -> list[tuple]:
+    return [(c.id, c.power_kw, c.status or "", c.energy_kwh) for c in reading.chargers]
+
+
 def _store_readings(valid: list[tuple[int, ReadingSchema, int]], now: datetime) -> list[tuple]:
     """Insert the readings and their unit/charger rows; returns the keys of the new readings."""
+    if connection.vendor == "postgresql":
+        return _store_readings_postgresql(valid, now)
     received_at = _adapt_ts(now)
     rows = [_reading_row(site_pk, r, received_at) for _, r, site_pk in valid]
     by_key = {_reading_key(site_pk, r.message_id, r.timestamp): r for _, r, site_pk in valid}
@@ -373,42 +418,81 @@ def _store_readings(valid: list[tuple[int, ReadingSchema, int]], now: datetime) 
             key = _reading_key(site_pk, message_id, as_utc(ts) if not message_id else None)
             keys.append(key)
             reading = by_key[key]
-            if reading.battery is not None:
-                unit_rows.extend(
-                    (
-                        reading_id,
-                        u.id,
-                        u.soc_pct,
-                        u.power_kw,
-                        u.soh_pct,
-                        u.temperature_c,
-                        u.allowed_charge_kw,
-                        u.allowed_discharge_kw,
-                    )
-                    for u in reading.battery.units
-                )
-            charger_rows.extend(
-                (reading_id, c.id, c.power_kw, c.status or "", c.energy_kwh)
-                for c in reading.chargers
-            )
+            unit_rows.extend((reading_id, *v) for v in _unit_values(reading))
+            charger_rows.extend((reading_id, *v) for v in _charger_values(reading))
         # A unit or charger listed twice in one reading keeps its first values.
         insert_ignoring_duplicates(BatteryUnitValue, UNIT_COLUMNS, unit_rows)
         insert_ignoring_duplicates(ChargerValue, CHARGER_COLUMNS, charger_rows)
     return keys
 
 
+def _pg_identity(message_id: str, ts: str) -> str:
+    """SQL for a reading's identity within its site (message_id, else timestamp), written once
+    for both sides of the join below."""
+    return f"coalesce('m' || {message_id}, 't' || extract(epoch from {ts})::text)"
+
+
+def _store_readings_postgresql(
+    valid: list[tuple[int, ReadingSchema, int]], now: datetime
+) -> list[tuple]:
+    """PostgreSQL: readings, units and chargers in ONE statement (data-modifying CTEs), run in
+    autocommit, so a single reading costs one round trip and one commit.
+
+    The new readings' ids come back from the first INSERT and are joined to their unit and
+    charger rows by the readings' identity (site and message_id, else site and timestamp)."""
+    rows, units, chargers = [], [], []
+    for _, reading, site_pk in valid:
+        row = _reading_row(site_pk, reading, now)
+        rows.append(row)
+        identity = (site_pk, reading.message_id, row[1])
+        units.extend((*identity, *v) for v in _unit_values(reading))
+        chargers.extend((*identity, *v) for v in _charger_values(reading))
+    values = ", ".join(f"(e->>{i})::{t}" for i, t in enumerate(READING_COLUMNS.values()))
+    child_identity = _pg_identity("(e->>1)", "(e->>2)::timestamptz")
+
+    def child(model, columns: dict[str, str]) -> str:
+        child_values = ", ".join(
+            f"(e->>{i + 3})::{t}" for i, t in enumerate(list(columns.values())[1:])
+        )
+        return (
+            f"INSERT INTO {_table(model)} ({_columns(tuple(columns))}) "
+            f"SELECT new.id, {child_values} FROM jsonb_array_elements(%s::jsonb) AS e "
+            f"JOIN new ON new.site_id = (e->>0)::bigint AND new.identity = {child_identity} "
+            "ON CONFLICT DO NOTHING"
+        )
+
+    sql = (
+        f"WITH ins AS (INSERT INTO {_table(TelemetryReading)} "
+        f"({_columns(tuple(READING_COLUMNS))}) "
+        f"SELECT {values} FROM jsonb_array_elements(%s::jsonb) AS e "
+        "ON CONFLICT DO NOTHING RETURNING id, site_id, message_id, timestamp), "
+        f"new AS (SELECT *, {_pg_identity('message_id', 'timestamp')} AS identity FROM ins), "
+        f"units AS ({child(BatteryUnitValue, UNIT_COLUMNS)}), "
+        f"chargers AS ({child(ChargerValue, CHARGER_COLUMNS)}) "
+        "SELECT site_id, message_id, timestamp FROM new"
+    )
+    params = [json.dumps(part, default=_json_default) for part in (rows, units, chargers)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        returned = cursor.fetchall()
+    return [
+        _reading_key(site_pk, message_id, None if message_id else as_utc(ts))
+        for site_pk, message_id, ts in returned
+    ]
+
+
 # --- events -------------------------------------------------------------------------------------
 
-EVENT_COLUMNS = (
-    "site_id",
-    "event_id",
-    "timestamp",
-    "received_at",
-    "kind",
-    "severity",
-    "message",
-    "data",
-)
+EVENT_COLUMNS = {
+    "site_id": "bigint",
+    "event_id": "varchar",
+    "timestamp": "timestamptz",
+    "received_at": "timestamptz",
+    "kind": "varchar",
+    "severity": "varchar",
+    "message": "text",
+    "data": "jsonb",
+}
 
 
 def ingest_events(user: Any, payload: Any, *, now: datetime | None = None) -> IngestResult:

@@ -75,9 +75,13 @@ def test_an_out_of_range_write_is_refused_before_sending_and_leaves_the_register
     assert sim.state.chargers[0].power_limit_kw == 100
 
 
-def test_a_read_only_register_cannot_be_written(client):
+def test_a_read_only_register_cannot_be_written_nor_a_missing_value_sent(client):
     with pytest.raises(RegisterRangeError, match="bat1_soc_pct is not writable"):
         client.write("bat1_soc_pct", 80)
+    with pytest.raises(RegisterRangeError, match="no value"):
+        client.write("bat1_power_setpoint_kw", None)
+    with pytest.raises(KeyError, match="no register named 'bat9_soc_pct'"):
+        client.read(["bat9_soc_pct"])
     assert client.requests_sent == 0
 
 
@@ -136,3 +140,15 @@ def test_the_simulator_refuses_an_out_of_range_raw_write_and_keeps_the_register(
     client.write("chg1_power_limit_kw", 100)
     client._modbus.write_register(load_map()["chg1_power_limit_kw"].address, 3010)
     assert client.read(["chg1_power_limit_kw"]) == {"chg1_power_limit_kw": 100.0}
+
+
+def test_the_client_reconnects_to_a_unit_that_went_away_and_came_back(sim):
+    port = sim.port
+    with ChargePostClient("127.0.0.1", port, timeout_s=0.5, retries=1, backoff_s=0.05) as c:
+        assert c.read(["serial"]) == {"serial": "CP-SIM-0001"}
+        sim.stop()
+        with pytest.raises(ModbusLinkError):
+            c.read(["serial"])
+        with ChargePostSimulator(port=port, speed=0) as again:
+            again.state.serial = "CP-SIM-0002"
+            assert c.read(["serial"]) == {"serial": "CP-SIM-0002"}

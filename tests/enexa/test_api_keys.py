@@ -168,3 +168,28 @@ def test_activation_with_failed_tests_keeps_the_controller_inactive_with_the_rea
     assert services.activate_controller(controller.pk, "ready", True) is True
     controller.refresh_from_db()
     assert controller.state == ControllerState.ACTIVE
+
+
+def test_a_controller_staff_registered_without_keys_can_be_claimed_once():
+    from enexa.api.errors import ConflictError
+
+    site = SiteFactory(code="SITE001")
+    ControllerFactory(code="CTRL001", serial="CP-1", site=site, state=ControllerState.REGISTERED)
+    _, secret = services.create_enrollment_token(site, uses=2)
+    controller, _ = services.register_controller(secret, "CP-1", "SITE001")
+    assert controller.code == "CTRL001"
+    with pytest.raises(ConflictError):
+        services.register_controller(secret, "CP-1", "SITE001")
+
+
+def test_the_management_command_prints_only_a_working_enrollment_secret():
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    site = SiteFactory(code="SITE001")
+    out = StringIO()
+    call_command("create_enrollment_token", "SITE001", "--uses", "1", stdout=out, stderr=StringIO())
+    secret = out.getvalue().strip()
+    controller, _ = services.register_controller(secret, "CP-2", site.code)
+    assert controller.site == site

@@ -4,9 +4,9 @@ validation, history, diff, rollback and the applied version."""
 import pytest
 from rest_framework.test import APIClient
 
-from enexa.api.principals import ControllerPrincipal
 from enexa.configs import services
 from enexa.configs.models import ConfigVersion
+from enexa.provisioning.services import issue_api_key
 from tests.conftest import jwt_client
 from tests.factories import (
     BatteryUnitFactory,
@@ -33,17 +33,10 @@ def controller(equipped_site):
 
 
 def controller_client(controller) -> APIClient:
-    # Until provisioning issues real keys here, the principal a key resolves to is forced.
+    """A client presenting a real API key of `controller`, issued by provisioning."""
+    _, api_key = issue_api_key(controller)
     client = APIClient()
-    client.force_authenticate(
-        user=ControllerPrincipal(
-            controller_pk=controller.pk,
-            controller_code=controller.code,
-            site_pk=controller.site_id,
-            site_code=controller.site.code,
-            key_prefix="enx_test",
-        )
-    )
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key}")
     return client
 
 
@@ -73,7 +66,8 @@ def test_a_new_controller_starts_at_version_1_with_defaults_and_registry_limits(
     assert settings["autonomy"] == {"enter_after_s": 60, "mode": "follow_schedule_then_safe"}
     assert settings["battery"]["max_discharge_kw"] == 220.0
     assert settings["grid"]["limit_kw"] == 400.0
-    assert {"modbus", "config_poll_interval_s", "setpoint_validity_s", "tariff"} <= set(settings)
+    assert {"config_poll_interval_s", "setpoint_validity_s", "tariff", "status"} <= set(settings)
+    assert "modbus" not in settings  # the gateway's environment decides until staff set it
 
 
 def test_the_version_poll_is_one_read_and_writes_nothing(controller, django_assert_num_queries):
@@ -125,7 +119,7 @@ def test_a_controller_override_bumps_only_that_controller_and_wins_over_the_site
 ):
     second = ControllerFactory(site=controller.site, code="CTRL002")
     staff_client.patch(
-        "/v1/config/SITE001", {"watchdog": {"interval_s": 20}}, format="json", HTTP_IF_MATCH='"1"'
+        "/v1/config/SITE001", {"watchdog": {"interval_s": 15}}, format="json", HTTP_IF_MATCH='"1"'
     )
     response = staff_client.patch(
         "/v1/controllers/CTRL001/config",
@@ -145,7 +139,7 @@ def test_a_controller_override_bumps_only_that_controller_and_wins_over_the_site
         HTTP_IF_MATCH='"3"',
     )
     assert back.json()["version"] == 4
-    assert back.json()["settings"]["watchdog"]["interval_s"] == 20
+    assert back.json()["settings"]["watchdog"]["interval_s"] == 15
 
 
 def test_a_stale_if_match_answers_412_and_changes_nothing(controller, staff_client):
@@ -190,6 +184,8 @@ def test_replaying_an_applied_change_returns_the_result_instead_of_412(controlle
         ({"battery": {"soc_min_pct": 2}}, "battery.soc_min_pct"),
         ({"watchdog": {"interval_s": 1}}, "watchdog.interval_s"),
         ({"watchdog": {"interval_s": 61}}, "watchdog.interval_s"),
+        ({"watchdog": {"interval_s": 20, "timeout_s": 30}}, "watchdog.timeout_s"),
+        ({"modbus": {"port": 5020}}, "modbus.host"),
         ({"grid": {"limit_kw": 500}}, "grid.limit_kw"),
         ({"telemetry": {"interval_s": "fast"}}, "telemetry.interval_s"),
         ({"surprise": 1}, "surprise"),
@@ -239,7 +235,7 @@ def test_history_lists_shows_and_diffs_versions(controller, staff_client):
 
 def test_a_rollback_is_a_new_version_equal_to_the_old_one(controller, staff_client):
     services.update_site_config(
-        controller.site, {"watchdog": {"interval_s": 30}}, if_match=None, by="test"
+        controller.site, {"watchdog": {"interval_s": 15}}, if_match=None, by="test"
     )
     services.update_controller_config(
         controller, {"telemetry": {"interval_s": 60}}, if_match=None, by="test"
@@ -339,3 +335,77 @@ def test_a_site_without_equipment_still_gets_a_complete_config(db):
     assert config["limits"]["battery"]["max_charge_kw"] == 0.0
     assert config["limits"]["chargers"] == {}
     assert config["settings"]["battery"]["soc_min_pct"] == 10.0
+
+
+def test_a_modbus_endpoint_set_for_the_site_reaches_the_gateway(controller, staff_client):
+    response = staff_client.patch(
+        "/v1/config/SITE001",
+        {"modbus": {"host": "10.0.0.5", "port": 5020}},
+        format="json",
+        HTTP_IF_MATCH='"1"',
+    )
+    assert response.status_code == 200, response.json()
+    settings = services.effective_config_for(controller)["settings"]
+    assert settings["modbus"] == {"host": "10.0.0.5", "port": 5020}
+
+
+def test_a_controller_with_assigned_assets_gets_the_limits_of_those_assets(
+    controller, staff_client
+):
+    site = controller.site
+    charger_gateway = ControllerFactory(site=site, code="CTRL002")
+    charger_gateway.assets.set([site.equipment.get(code="CHG1")])
+    controller.assets.set([site.equipment.get(code="BAT1").parent])
+    mine = services.effective_config_for(controller)
+    assert mine["version"] == 2
+    assert set(mine["limits"]["battery"]["units"]) == {"BAT1", "BAT2"}
+    assert mine["limits"]["chargers"] == {}
+    theirs = services.effective_config_for(charger_gateway)
+    assert theirs["limits"]["battery"]["units"] == {}
+    assert theirs["limits"]["chargers"] == {"CHG1": {"max_power_kw": 300.0}}
+    # Battery settings of the site do not trip the controller that has no battery.
+    response = staff_client.patch(
+        "/v1/config/SITE001",
+        {"battery": {"max_charge_kw": 200}},
+        format="json",
+        HTTP_IF_MATCH='"1"',
+    )
+    assert response.status_code == 200, response.json()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_changes_never_share_a_version_number():
+    import threading
+
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite's in-memory test database does not take concurrent writers")
+    site = SiteFactory(code="SITE050")
+    controller = ControllerFactory(site=site, code="CTRL050")
+    errors = []
+
+    def change(value: int) -> None:
+        try:
+            for step in range(3):
+                services.update_controller_config(
+                    controller,
+                    {"telemetry": {"interval_s": value + step}},
+                    if_match=None,
+                    by="test",
+                )
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=change, args=(10 * n,)) for n in range(1, 4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    numbers = versions_of(controller)
+    assert numbers == list(range(1, len(numbers) + 1))
+    assert len(numbers) == 10  # version 1 and nine changes
+    assert services.current_version(controller.pk)[0] == 10

@@ -72,3 +72,14 @@ def test_an_allowlist_entry_must_be_a_network():
     access = ControllerAccess(controller=ControllerFactory(), ip_allowlist=["not-a-net"])
     with pytest.raises(ValidationError):
         access.full_clean()
+
+
+def test_staff_set_an_allowlist_through_the_api_and_bad_networks_are_400(staff_client, site):
+    controller = ControllerFactory(site=site)
+    path = f"/v1/controllers/{controller.code}/access"
+    assert staff_client.get(path).json() == {"ip_allowlist": []}
+    response = staff_client.put(path, {"ip_allowlist": ["10.1.2.0/24", "192.0.2.7"]}, format="json")
+    assert response.json() == {"ip_allowlist": ["10.1.2.0/24", "192.0.2.7/32"]}
+    bad = staff_client.put(path, {"ip_allowlist": ["10.1.2.0/33"]}, format="json")
+    assert bad.status_code == 400
+    assert "ip_allowlist" in bad.json()["errors"]

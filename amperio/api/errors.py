@@ -1,0 +1,75 @@
+"""RFC 9457 problem details for every error of Amperio's API."""
+
+from __future__ import annotations
+
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_BASE = "https://amperio.io/problems/"
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    code: str,
+    errors: dict[str, list[str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body = {"type": PROBLEM_BASE + code, "title": title, "status": status, "detail": detail}
+    if errors:
+        body["errors"] = errors
+    return Response(body, status=status, content_type=PROBLEM_CONTENT_TYPE, headers=headers)
+
+
+def problem_exception_handler(exc, context):
+    """DRF exception handler: DRF's errors leave as application/problem+json."""
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    errors = None
+    if isinstance(exc, exceptions.ValidationError):
+        errors = {"non_field_errors": [str(exc.detail)]}
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    response.data = {
+        "type": PROBLEM_BASE + getattr(exc, "default_code", "error"),
+        "title": str(getattr(exc, "default_detail", "Error")),
+        "status": response.status_code,
+        "detail": str(detail),
+        **({"errors": errors} if errors else {}),
+    }
+    response.content_type = PROBLEM_CONTENT_TYPE
+    return response
+
+
+def not_found_view(request, exception=None):
+    """handler404: problem details, never Django's HTML page."""
+    return JsonResponse(
+        {
+            "type": PROBLEM_BASE + "not_found",
+            "title": "Not found",
+            "status": 404,
+            "detail": "Not found.",
+        },
+        status=404,
+        content_type=PROBLEM_CONTENT_TYPE,
+    )
+
+
+def server_error_view(request):
+    """handler500: never a stack trace."""
+    return JsonResponse(
+        {
+            "type": PROBLEM_BASE + "server_error",
+            "title": "Server error",
+            "status": 500,
+            "detail": "An internal error occurred.",
+        },
+        status=500,
+        content_type=PROBLEM_CONTENT_TYPE,
+    )

@@ -1,0 +1,139 @@
+"""What the API does, callable without HTTP: accept a command, queue its task, gather health."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from amperio.commands import QUEUED, CommandRecord, CommandStore
+from amperio.settings import Settings
+from amperio.state import GatewayState
+from shared.dispatch import DispatchCommand
+from shared.errors import SchemaError
+from shared.fields import parse_timestamp
+
+logger = logging.getLogger(__name__)
+
+APPLY_COMMAND_TASK = "amperio.tasks.apply_command"
+# Without a configuration, the hardware watchdog timeout the gateway assumes.
+DEFAULT_WATCHDOG_TIMEOUT_S = 15.0
+
+_handles: dict[tuple[str, str], Any] = {}
+
+
+def _handle(kind: str, path: Path, make: Any) -> Any:
+    """One handle per file per process (each keeps a connection per thread)."""
+    key = (kind, str(path))
+    if key not in _handles:
+        _handles[key] = make(path)
+    return _handles[key]
+
+
+def command_store(settings: Settings) -> CommandStore:
+    return _handle("commands", settings.commands_path, CommandStore)
+
+
+def gateway_state(settings: Settings) -> GatewayState:
+    return _handle("state", settings.state_path, GatewayState)
+
+
+def applied_config(settings: Settings) -> dict[str, Any]:
+    from amperio.configsync import load_config
+
+    return load_config(settings)
+
+
+def accept_command(
+    settings: Settings, data: Any, idempotency_key: str | None = None
+) -> tuple[CommandRecord, bool]:
+    """Check and store a dispatched command, then queue its task. Returns (record, created).
+
+    Raises SchemaError (400), CommandError (400, limits), CommandConflict (422) and
+    LimitsUnknown (503) from the store."""
+    if isinstance(data, dict) and not data.get("command_id"):
+        # The seed's example carries no id: such a command gets one (and is not idempotent).
+        data = {**data, "command_id": idempotency_key or uuid.uuid4().hex}
+    cmd = DispatchCommand.from_dict(data)
+    if cmd.site_id != settings.site_id:
+        raise SchemaError({"site_id": [f"This gateway serves {settings.site_id}."]})
+    record, created = command_store(settings).submit(
+        cmd, applied_config(settings).get("limits"), datetime.now(UTC)
+    )
+    if created and record.status == QUEUED:
+        enqueue(settings, record.command_id)
+    return record, created
+
+
+def enqueue(settings: Settings, command_id: str) -> bool:
+    """Queue the command's task on the site's queue, after the record is stored.
+
+    A broker that is down loses nothing: the record stays queued and the worker's
+    `recover_lost` finishes or expires it."""
+    try:
+        from amperio.celery import app
+
+        app.send_task(APPLY_COMMAND_TASK, args=[command_id], queue=settings.site_queue)
+    except Exception:  # noqa: BLE001 - the command table, not the broker, is the truth
+        logger.exception("command %s stored but not queued; recovery will pick it up", command_id)
+        return False
+    return True
+
+
+def _age_s(value: Any, now: datetime) -> float | None:
+    moment = parse_timestamp(value)
+    return (now - moment).total_seconds() if moment else None
+
+
+def gateway_health(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
+    """Per site: Modbus link and last read, watchdog beat, buffer depth, mode; Enexa reachable."""
+    now = now or datetime.now(UTC)
+    state = gateway_state(settings).snapshot()
+    depth = buffer_depth(settings)
+    # A beat older than the hardware timeout means the unit has fallen back to its safe state.
+    beat_age = _age_s(state.get("watchdog_last_beat_at"), now)
+    watchdog_ok = beat_age is not None and beat_age <= _watchdog_timeout_s(settings)
+    link_up = bool(state.get("modbus_link_up"))
+    enexa_reachable = bool(state.get("enexa_reachable"))
+    site = {
+        "modbus": {"link_up": link_up, "last_read_at": state.get("modbus_last_read_at")},
+        "watchdog": {
+            "last_beat_at": state.get("watchdog_last_beat_at"),
+            "beating": watchdog_ok,
+            "withheld": state.get("watchdog_withheld"),
+        },
+        "buffer": {"depth": depth.get("readings", 0) + depth.get("events", 0), **depth},
+        "mode": state.get("mode") or "auto",
+        "config_version": state.get("config_version"),
+        "firmware_version": state.get("firmware_version"),
+        "commands": {"queued": len(command_store(settings).open_commands())},
+    }
+    ok = link_up and watchdog_ok and enexa_reachable
+    return {
+        "status": "ok" if ok else "degraded",
+        "sites": {settings.site_id: site},
+        "enexa": {"reachable": enexa_reachable, "last_ok_at": state.get("enexa_last_ok_at")},
+    }
+
+
+def buffer_depth(settings: Settings) -> dict[str, Any]:
+    """The outbox's depth; empty counts while no outbox exists yet."""
+    if not settings.outbox_path.exists():
+        return {"readings": 0, "events": 0}
+    try:
+        from amperio.outbox import Outbox
+
+        return _handle("outbox", settings.outbox_path, Outbox).depth()
+    except Exception:  # noqa: BLE001 - health must answer even when the outbox cannot
+        logger.exception("outbox depth unavailable")
+        return {"readings": 0, "events": 0, "error": "unavailable"}
+
+
+def _watchdog_timeout_s(settings: Settings) -> float:
+    try:
+        watchdog = applied_config(settings)["settings"]["watchdog"]
+        return float(watchdog.get("timeout_s") or DEFAULT_WATCHDOG_TIMEOUT_S)
+    except Exception:  # noqa: BLE001 - health must answer without a configuration
+        return DEFAULT_WATCHDOG_TIMEOUT_S

@@ -1,0 +1,76 @@
+"""Django settings of Amperio's API: no database models, values from the environment."""
+
+import os
+import secrets
+
+from amperio.settings import get_settings
+
+_gateway = get_settings()
+
+# Nothing is signed with it that must outlive the process (no sessions, no cookies).
+SECRET_KEY = os.environ.get("AMPERIO_API_SECRET_KEY") or secrets.token_urlsafe(50)
+DEBUG = os.environ.get("AMPERIO_API_DEBUG", "0") == "1"
+ALLOWED_HOSTS = [
+    h.strip()
+    for h in os.environ.get("AMPERIO_API_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
+    if h.strip()
+]
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+]
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+]
+ROOT_URLCONF = "amperio.api.urls"
+WSGI_APPLICATION = "amperio.api.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+    }
+]
+# The command table (amperio.commands.CommandStore) is the store; Django keeps nothing.
+DATABASES: dict = {}
+STATIC_URL = "static/"
+USE_TZ = True
+TIME_ZONE = "UTC"
+APPEND_SLASH = False
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["amperio.api.auth.ServiceTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "amperio.api.errors.problem_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Amperio middleware API",
+    "DESCRIPTION": "Dispatch commands to a site's ChargePost units and read the gateway's "
+    "health; see docs/api.md.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/v1",
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "ENUM_NAME_OVERRIDES": {
+        "CommandStatusEnum": "shared.dispatch.STATUSES",
+        "CommandEnum": "shared.dispatch.COMMANDS",
+    },
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("AMPERIO_LOG_LEVEL", "INFO")},
+}

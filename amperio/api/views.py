@@ -1,0 +1,89 @@
+"""Thin views of Amperio's API: parse, call a service, map domain errors to problem details."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from amperio.api import serializers, services
+from amperio.api.errors import problem
+from amperio.commands import CommandConflict, CommandError, LimitsUnknown, UnknownCommand
+from amperio.settings import get_settings
+from shared.errors import SchemaError
+
+LIMITS_RETRY_AFTER_S = "5"
+
+
+class DispatchView(APIView):
+    """`POST /v1/dispatch`: store the command, queue its task, answer 202."""
+
+    @extend_schema(
+        request=serializers.DispatchRequestSerializer,
+        responses={
+            202: serializers.DispatchAcceptedSerializer,
+            200: OpenApiResponse(
+                serializers.DispatchStatusSerializer, description="A replayed command_id."
+            ),
+            400: serializers.ProblemSerializer,
+            401: serializers.ProblemSerializer,
+            422: serializers.ProblemSerializer,
+            503: serializers.ProblemSerializer,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        settings = get_settings()
+        try:
+            record, created = services.accept_command(
+                settings, request.data, request.headers.get("Idempotency-Key")
+            )
+        except SchemaError as exc:
+            return problem(
+                400, "Invalid input", "The command has invalid fields.", "invalid", exc.errors
+            )
+        except CommandConflict as exc:
+            return problem(422, "Command id reused", exc.detail, "command_id_reused", exc.errors)
+        except LimitsUnknown as exc:
+            return problem(
+                503,
+                "Limits unknown",
+                exc.detail,
+                "limits_unknown",
+                headers={"Retry-After": LIMITS_RETRY_AFTER_S},
+            )
+        except CommandError as exc:
+            return problem(400, "Beyond the equipment limits", exc.detail, "limits", exc.errors)
+        if created:
+            return Response({"command_id": record.command_id, "status": record.status}, status=202)
+        return Response(record.to_dict(), status=200)
+
+
+class DispatchStatusView(APIView):
+    """`GET /v1/dispatch/{command_id}`: queued, applied (registers), rejected, failed, expired."""
+
+    @extend_schema(
+        responses={
+            200: serializers.DispatchStatusSerializer,
+            401: serializers.ProblemSerializer,
+            404: serializers.ProblemSerializer,
+        }
+    )
+    def get(self, request: Request, command_id: str) -> Response:
+        try:
+            record = services.command_store(get_settings()).get(command_id)
+        except UnknownCommand as exc:
+            return problem(404, "Not found", exc.detail, "not_found")
+        return Response(record.to_dict())
+
+
+class HealthView(APIView):
+    """`GET /v1/health`: open to monitoring; says how each site's gateway is doing."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: serializers.HealthSerializer})
+    def get(self, request: Request) -> Response:
+        return Response(services.gateway_health(get_settings()))

@@ -1,0 +1,954 @@
+"""Dispatch commands on the gateway: the command table, limit checks, register writes and leases.
+
+The command table (SQLite, WAL, synchronous=FULL) is the source of truth, not the broker: a
+command is stored before its task is queued, a task only finishes what the table says is still
+open, and a task lost with a killed worker is found again by `recover_lost`.
+
+A setpoint is a lease: it holds until the command's `valid_until` (or the configured
+`setpoint_validity_s`), `reassert_leases` re-writes and reads it back every cycle (hardware
+reverts setpoints on its own timers and a reconnect can lose them), and when the lease runs out
+the unit goes back to its default behaviour.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from amperio.modbus.errors import ModbusError, RegisterRangeError
+from shared.dispatch import (
+    ApplySchedule,
+    DispatchCommand,
+    SetBatteryPower,
+    SetChargerPowerLimit,
+    SetGridLimit,
+    SetMode,
+    parse_params,
+)
+from shared.errors import SchemaError
+from shared.fields import format_timestamp, parse_timestamp
+
+logger = logging.getLogger(__name__)
+
+QUEUED, APPLIED, REJECTED, FAILED, EXPIRED = "queued", "applied", "rejected", "failed", "expired"
+FINAL = (APPLIED, REJECTED, FAILED, EXPIRED)
+
+BATTERY_UNITS = ("BAT1", "BAT2")
+DEFAULT_SETPOINT_VALIDITY_S = 900.0
+# How long the hardware keeps a setpoint without a fresh write; several reassert cycles, so a
+# missed cycle is harmless but a dead gateway hands control back to the unit quickly.
+DEFAULT_REVERSION_TIMEOUT_S = 60
+# A queued command without a result after this long lost its task (e.g. a killed worker).
+DEFAULT_STALE_AFTER_S = 30.0
+READBACK_TOLERANCE = 0.051  # registers hold kW at 0.1 resolution
+
+
+class CommandError(Exception):
+    """A command refused by the gateway; `errors` maps field -> messages."""
+
+    def __init__(self, detail: str, errors: dict[str, list[str]] | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors or {}
+
+
+class CommandConflict(CommandError):
+    """The command_id was already used for a different command (the API answers 422)."""
+
+
+class LimitsUnknown(CommandError):
+    """No configuration is applied yet, so the limits to check against are unknown (503)."""
+
+
+class UnknownCommand(CommandError):
+    """No command with that id (404)."""
+
+
+class RegisterClient(Protocol):
+    """What the store needs from `amperio.modbus.client.ChargePostClient`."""
+
+    def write_many(self, values: dict[str, Any]) -> dict[str, Any]: ...
+
+    def read(self, names: Iterable[str]) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class CommandRecord:
+    """One row of the command table: the command as received and what became of it."""
+
+    command_id: str
+    site_id: str
+    command: str
+    params: dict[str, Any]
+    timestamp: datetime
+    valid_until: datetime | None
+    status: str
+    detail: str
+    registers: dict[str, Any]
+    received_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    lease_until: datetime | None
+    attempts: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire shape of `GET /v1/dispatch/{command_id}`."""
+
+        def ts(value: datetime | None) -> str | None:
+            return format_timestamp(value) if value else None
+
+        return {
+            "command_id": self.command_id,
+            "site_id": self.site_id,
+            "command": self.command,
+            "params": self.params,
+            "timestamp": ts(self.timestamp),
+            "valid_until": ts(self.valid_until),
+            "status": self.status,
+            "detail": self.detail,
+            "registers": self.registers,
+            "received_at": ts(self.received_at),
+            "finished_at": ts(self.finished_at),
+            "lease_until": ts(self.lease_until),
+        }
+
+
+@dataclass
+class _Plan:
+    """The register writes of one command, and the leases they start."""
+
+    writes: list[tuple[str, float]] = field(default_factory=list)
+    # register -> value the unit returns to when the lease ends
+    leases: dict[str, float] = field(default_factory=dict)
+    detail: str = ""
+    # when the leases end, where that is not the command's validity (a schedule slot's end)
+    lease_until: datetime | None = None
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS commands (
+    command_id TEXT PRIMARY KEY,
+    site_id TEXT NOT NULL,
+    command TEXT NOT NULL,
+    params TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    timestamp TEXT NOT NULL,
+    valid_until TEXT,
+    status TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    registers TEXT NOT NULL DEFAULT '{}',
+    received_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    lease_until TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS commands_open ON commands (status, received_at);
+CREATE TABLE IF NOT EXISTS leases (
+    register TEXT PRIMARY KEY,
+    value REAL NOT NULL,
+    default_value REAL NOT NULL,
+    valid_until TEXT NOT NULL,
+    command_id TEXT NOT NULL,
+    reversion_timeout_register TEXT
+);
+"""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(value: datetime | None) -> str | None:
+    return format_timestamp(value) if value else None
+
+
+def _fingerprint(cmd: DispatchCommand) -> str:
+    """What makes two deliveries 'the same command' (the timestamp may differ on a resend)."""
+    return json.dumps(
+        {
+            "site_id": cmd.site_id,
+            "command": cmd.command,
+            "params": cmd.params_dict(),
+            "valid_until": _ts(cmd.valid_until),
+        },
+        sort_keys=True,
+    )
+
+
+def setpoint_validity_s(config: dict[str, Any] | None) -> float:
+    settings = (config or {}).get("settings") or {}
+    value = settings.get("setpoint_validity_s")
+    return (
+        float(value)
+        if isinstance(value, (int, float)) and value > 0
+        else (DEFAULT_SETPOINT_VALIDITY_S)
+    )
+
+
+def reversion_timeout_s(config: dict[str, Any] | None) -> int:
+    settings = (config or {}).get("settings") or {}
+    value = settings.get("setpoint_reversion_timeout_s")
+    return (
+        int(value)
+        if isinstance(value, (int, float)) and value >= 1
+        else (DEFAULT_REVERSION_TIMEOUT_S)
+    )
+
+
+def check_limits(cmd: DispatchCommand, limits: dict[str, Any]) -> None:
+    """Refuse a command that breaks the equipment limits, naming the limit in the message."""
+    errors: dict[str, list[str]] = {}
+    params = cmd.params
+    battery = limits.get("battery") or {}
+
+    def check_battery_power(path: str, power_kw: float, unit_id: str | None) -> None:
+        scope, source = "the battery", battery
+        if unit_id is not None:
+            units = battery.get("units") or {}
+            if unit_id not in units:
+                known = ", ".join(sorted(units)) or "none"
+                errors.setdefault("params.unit_id", []).append(
+                    f"Unknown battery unit {unit_id}; this site has: {known}."
+                )
+                return
+            scope, source = f"unit {unit_id}", units[unit_id]
+        if power_kw > 0:
+            limit = source.get("max_discharge_kw")
+            if limit is not None and power_kw > limit:
+                errors.setdefault(path, []).append(
+                    f"{power_kw:g} kW discharge exceeds {scope}'s discharge limit of {limit:g} kW."
+                )
+        elif power_kw < 0:
+            limit = source.get("max_charge_kw")
+            if limit is not None and -power_kw > limit:
+                errors.setdefault(path, []).append(
+                    f"{-power_kw:g} kW charge exceeds {scope}'s charge limit of {limit:g} kW."
+                )
+
+    if isinstance(params, SetBatteryPower):
+        check_battery_power("params.power_kw", params.power_kw, params.unit_id)
+    elif isinstance(params, ApplySchedule):
+        for i, slot in enumerate(params.slots):
+            check_battery_power(f"params.slots.{i}.power_kw", slot.power_kw, None)
+    elif isinstance(params, SetChargerPowerLimit):
+        chargers = limits.get("chargers") or {}
+        if params.charger_id not in chargers:
+            known = ", ".join(sorted(chargers)) or "none"
+            errors["params.charger_id"] = [
+                f"Unknown charger {params.charger_id}; this site has: {known}."
+            ]
+        else:
+            limit = chargers[params.charger_id].get("max_power_kw")
+            if limit is not None and params.limit_kw > limit:
+                errors["params.limit_kw"] = [
+                    f"{params.limit_kw:g} kW exceeds charger {params.charger_id}'s maximum "
+                    f"power of {limit:g} kW."
+                ]
+    elif isinstance(params, SetGridLimit):
+        limit = (limits.get("grid") or {}).get("limit_kw")
+        if limit is not None and params.limit_kw > limit:
+            errors["params.limit_kw"] = [
+                f"{params.limit_kw:g} kW exceeds the site's grid connection limit of {limit:g} kW."
+            ]
+    if errors:
+        raise CommandError(
+            "The command breaks the equipment limits: "
+            + " ".join(m for messages in errors.values() for m in messages),
+            errors,
+        )
+
+
+class CommandStore:
+    """The gateway's command table and setpoint leases in one SQLite file."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._conn().executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            # An accepted command must survive a power cut: it is what Enexa was told.
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=10000")
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- the command table ------------------------------------------------------------------
+
+    def submit(
+        self,
+        cmd: DispatchCommand | dict[str, Any],
+        limits: dict[str, Any] | None,
+        now: datetime | None = None,
+    ) -> tuple[CommandRecord, bool]:
+        """Store a command after checking it against the limits. Returns (record, created).
+
+        The same command_id with the same command returns the first record (created False);
+        with a different command it raises CommandConflict. A command that breaks the limits
+        is stored as rejected (so its status can be asked for) and raises CommandError; one
+        that arrives after its valid_until is stored as expired and never queued.
+        Raises SchemaError for malformed input and LimitsUnknown before any configuration.
+        """
+        now = now or _now()
+        if not isinstance(cmd, DispatchCommand):
+            cmd = DispatchCommand.from_dict(cmd)
+        if not cmd.command_id:
+            raise SchemaError({"command_id": ["This field is required."]})
+        fingerprint = _fingerprint(cmd)
+        existing = self._row(cmd.command_id)
+        if existing is not None:
+            return self._replay(existing, fingerprint), False
+        status, detail, error = QUEUED, "", None
+        if not limits:
+            raise LimitsUnknown(
+                "No configuration is applied on this gateway yet, so the equipment limits "
+                "are unknown; try again shortly."
+            )
+        try:
+            check_limits(cmd, limits)
+        except CommandError as exc:
+            status, detail, error = REJECTED, exc.detail, exc
+        if error is None and cmd.valid_until and now >= cmd.valid_until:
+            status = EXPIRED
+            detail = f"Arrived after its validity ended at {format_timestamp(cmd.valid_until)}."
+        conn = self._conn()
+        try:
+            conn.execute(
+                "INSERT INTO commands (command_id, site_id, command, params, fingerprint,"
+                " timestamp, valid_until, status, detail, received_at, finished_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    cmd.command_id,
+                    cmd.site_id,
+                    cmd.command,
+                    json.dumps(cmd.params_dict()),
+                    fingerprint,
+                    _ts(cmd.timestamp),
+                    _ts(cmd.valid_until),
+                    status,
+                    detail,
+                    _ts(now),
+                    _ts(now) if status != QUEUED else None,
+                ),
+            )
+        except sqlite3.IntegrityError:  # the same id raced in from another request
+            row = self._row(cmd.command_id)
+            assert row is not None
+            return self._replay(row, fingerprint), False
+        if error is not None:
+            logger.info("command %s for %s rejected: %s", cmd.command_id, cmd.site_id, detail)
+            raise error
+        record = self.get(cmd.command_id)
+        logger.info("command %s (%s) for %s %s", cmd.command_id, cmd.command, cmd.site_id, status)
+        return record, True
+
+    def _replay(self, row: sqlite3.Row, fingerprint: str) -> CommandRecord:
+        if row["fingerprint"] != fingerprint:
+            raise CommandConflict(
+                f"command_id {row['command_id']} was already used for a different command.",
+                {"command_id": ["Already used for a different command."]},
+            )
+        record = self._record(row)
+        if record.status == REJECTED and record.started_at is None:
+            # Refused on arrival: a replay gets the same refusal.
+            raise CommandError(record.detail, {})
+        return record
+
+    def _row(self, command_id: str) -> sqlite3.Row | None:
+        return (
+            self._conn()
+            .execute("SELECT * FROM commands WHERE command_id = ?", (command_id,))
+            .fetchone()
+        )
+
+    @staticmethod
+    def _record(row: sqlite3.Row) -> CommandRecord:
+        return CommandRecord(
+            command_id=row["command_id"],
+            site_id=row["site_id"],
+            command=row["command"],
+            params=json.loads(row["params"]),
+            timestamp=parse_timestamp(row["timestamp"]),  # type: ignore[arg-type]
+            valid_until=parse_timestamp(row["valid_until"]),
+            status=row["status"],
+            detail=row["detail"],
+            registers=json.loads(row["registers"]),
+            received_at=parse_timestamp(row["received_at"]),  # type: ignore[arg-type]
+            started_at=parse_timestamp(row["started_at"]),
+            finished_at=parse_timestamp(row["finished_at"]),
+            lease_until=parse_timestamp(row["lease_until"]),
+            attempts=row["attempts"],
+        )
+
+    def get(self, command_id: str) -> CommandRecord:
+        row = self._row(command_id)
+        if row is None:
+            raise UnknownCommand(f"No command {command_id}.")
+        return self._record(row)
+
+    def open_commands(self) -> list[CommandRecord]:
+        rows = self._conn().execute(
+            "SELECT * FROM commands WHERE status = ? ORDER BY received_at", (QUEUED,)
+        )
+        return [self._record(row) for row in rows]
+
+    def _claim(self, command_id: str, now: datetime, stale_after_s: float) -> bool:
+        """Mark a queued command as started, unless another run started it recently."""
+        stale = _ts(now - timedelta(seconds=stale_after_s))
+        cursor = self._conn().execute(
+            "UPDATE commands SET started_at = ?, attempts = attempts + 1"
+            " WHERE command_id = ? AND status = ? AND (started_at IS NULL OR started_at < ?)",
+            (_ts(now), command_id, QUEUED, stale),
+        )
+        return cursor.rowcount == 1
+
+    def _finish(
+        self,
+        command_id: str,
+        status: str,
+        detail: str,
+        now: datetime,
+        registers: dict[str, Any] | None = None,
+        lease_until: datetime | None = None,
+    ) -> CommandRecord:
+        self._conn().execute(
+            "UPDATE commands SET status = ?, detail = ?, registers = ?, finished_at = ?,"
+            " lease_until = ? WHERE command_id = ?",
+            (
+                status,
+                detail,
+                json.dumps(registers or {}),
+                _ts(now),
+                _ts(lease_until),
+                command_id,
+            ),
+        )
+        logger.info("command %s %s %s", command_id, status, detail)
+        return self.get(command_id)
+
+    # -- execution --------------------------------------------------------------------------
+
+    def execute(
+        self,
+        command_id: str,
+        client: RegisterClient,
+        config: dict[str, Any] | None,
+        now: datetime | Callable[[], datetime] | None = None,
+        stale_after_s: float = DEFAULT_STALE_AFTER_S,
+    ) -> CommandRecord:
+        """Check, write, read back and record one command; a finished command is left as is.
+
+        `now` is the clock at the register write: a datetime (tests), a callable, or None for
+        the wall clock. Validity is checked at that moment, so a late task expires instead of
+        applying late.
+        """
+        clock: Callable[[], datetime] = (
+            (lambda: now) if isinstance(now, datetime) else (now or _now)  # type: ignore[assignment]
+        )
+        record = self.get(command_id)
+        if record.status in FINAL or not self._claim(command_id, clock(), stale_after_s):
+            return self.get(command_id)
+        try:
+            cmd = DispatchCommand(
+                site_id=record.site_id,
+                command=record.command,
+                params=parse_params(record.command, record.params),
+                timestamp=record.timestamp,
+                command_id=record.command_id,
+                valid_until=record.valid_until,
+            )
+        except SchemaError as exc:
+            return self._finish(command_id, REJECTED, str(exc), clock())
+        limits = (config or {}).get("limits")
+        if not limits:
+            return self._finish(
+                command_id, FAILED, "No configuration applied; limits unknown.", clock()
+            )
+        try:
+            check_limits(cmd, limits)  # the limits may have changed since the command arrived
+        except CommandError as exc:
+            return self._finish(command_id, REJECTED, exc.detail, clock())
+        if not isinstance(cmd.params, SetMode) and self.current_mode() == "safe":
+            return self._finish(
+                command_id, REJECTED, "The gateway is in safe mode; set_mode first.", clock()
+            )
+        lease_until = cmd.valid_until or cmd.timestamp + timedelta(
+            seconds=setpoint_validity_s(config)
+        )
+        try:
+            plan = self._plan(cmd, client, config or {}, clock())
+        except CommandError as exc:
+            return self._finish(command_id, REJECTED, exc.detail, clock())
+        except ModbusError as exc:
+            return self._finish(command_id, FAILED, f"Reading the unit failed: {exc}", clock())
+        at_write = clock()
+        if at_write >= lease_until:
+            return self._finish(
+                command_id,
+                EXPIRED,
+                f"Validity ended at {format_timestamp(lease_until)} before the register write "
+                f"at {format_timestamp(at_write)}; not applied late.",
+                at_write,
+            )
+        if plan.lease_until is not None:
+            lease_until = plan.lease_until  # a schedule slot holds until its end
+        timeout_s = self._reversion_timeout(config, lease_until, at_write)
+        try:
+            # One call: every value is range-checked before the first is sent, then read back.
+            writes = dict(self._with_reversion(plan, timeout_s))
+            written = client.write_many(writes) if writes else {}
+        except RegisterRangeError as exc:
+            return self._finish(command_id, REJECTED, f"Nothing written: {exc}", clock())
+        except ModbusError as exc:
+            self._undo(client, plan)
+            return self._finish(command_id, FAILED, f"Register write failed: {exc}", clock())
+        detail = plan.detail
+        clamped = [
+            f"{name} wrote {value:g} read back {written[name]}"
+            for name, value in plan.writes
+            if not _same(value, written.get(name))
+        ]
+        if clamped:
+            detail = (detail + " " if detail else "") + "Unit clamped: " + "; ".join(clamped) + "."
+        if isinstance(cmd.params, SetMode) and cmd.params.mode == "safe":
+            self._conn().execute("DELETE FROM leases")
+        if plan.leases:
+            self._start_leases(cmd.command_id or command_id, plan, lease_until)
+        return self._finish(
+            command_id,
+            APPLIED,
+            detail,
+            clock(),
+            written,
+            lease_until if plan.leases else None,
+        )
+
+    @staticmethod
+    def _reversion_timeout(
+        config: dict[str, Any] | None, lease_until: datetime, now: datetime
+    ) -> int:
+        # Never longer than the lease: a dead gateway's setpoint must not outlive its validity.
+        remaining = math.ceil((lease_until - now).total_seconds())
+        return max(1, min(reversion_timeout_s(config), remaining))
+
+    @staticmethod
+    def _with_reversion(plan: _Plan, timeout_s: int) -> list[tuple[str, float]]:
+        """Arm each battery unit's reversion (to 0 after `timeout_s`) before its setpoint."""
+        out: list[tuple[str, float]] = []
+        for name, value in plan.writes:
+            unit = _battery_unit_of(name)
+            if unit:
+                out.append((f"{unit}_setpoint_reversion_kw", 0.0))
+                out.append((f"{unit}_setpoint_reversion_timeout_s", timeout_s))
+            out.append((name, value))
+        return out
+
+    @staticmethod
+    def _undo(client: RegisterClient, plan: _Plan) -> None:
+        """After a write failed part way, put the setpoints back to their defaults if we can."""
+        if not plan.leases:
+            return
+        try:
+            client.write_many(dict(plan.leases))
+        except ModbusError:  # the link is down: the hardware reversion timer still applies
+            logger.warning("could not undo %s after a failed command", ", ".join(plan.leases))
+
+    def _plan(
+        self, cmd: DispatchCommand, client: RegisterClient, config: dict[str, Any], now: datetime
+    ) -> _Plan:
+        params = cmd.params
+        limits = config.get("limits") or {}
+        if isinstance(params, SetBatteryPower):
+            shares = (
+                {params.unit_id: params.power_kw}
+                if params.unit_id
+                else split_battery_power(params.power_kw, client, limits)
+            )
+            plan = _Plan()
+            for unit, share in shares.items():
+                name = f"{unit.lower()}_power_setpoint_kw"
+                plan.writes.append((name, share))
+                plan.leases[name] = 0.0
+            return plan
+        if isinstance(params, SetChargerPowerLimit):
+            name = f"{params.charger_id.lower()}_power_limit_kw"
+            default = (
+                (limits.get("chargers") or {})
+                .get(params.charger_id, {})
+                .get("max_power_kw", params.limit_kw)
+            )
+            return _Plan(writes=[(name, params.limit_kw)], leases={name: float(default)})
+        if isinstance(params, SetGridLimit):
+            default = (limits.get("grid") or {}).get("limit_kw", params.limit_kw)
+            return _Plan(
+                writes=[("site_grid_limit_kw", params.limit_kw)],
+                leases={"site_grid_limit_kw": float(default)},
+            )
+        if isinstance(params, SetMode):
+            # The unit's operating_mode register is read-only (it reports the watchdog's safe
+            # state), so the mode is the gateway's: auto follows schedules, manual only
+            # dispatches, safe stops the batteries and drops every lease.
+            plan = _Plan(detail=f"Gateway mode set to {params.mode}.")
+            if params.mode == "safe":
+                plan.writes = [(f"{u.lower()}_power_setpoint_kw", 0.0) for u in BATTERY_UNITS]
+            return plan
+        if isinstance(params, ApplySchedule):
+            slot = _slot_at(params, now)
+            plan = _Plan(
+                detail=f"Schedule of {len(params.slots)} slots stored for autonomous operation."
+            )
+            if slot is not None:
+                plan.lease_until = slot.end
+                current = split_battery_power(slot.power_kw, client, limits)
+                for unit, share in current.items():
+                    name = f"{unit.lower()}_power_setpoint_kw"
+                    plan.writes.append((name, share))
+                    plan.leases[name] = 0.0
+            return plan
+        raise CommandError(f"Unsupported command {cmd.command}.")
+
+    # -- leases -----------------------------------------------------------------------------
+
+    def _start_leases(self, command_id: str, plan: _Plan, valid_until: datetime) -> None:
+        values = dict(plan.writes)
+        conn = self._conn()
+        with conn:
+            for name, default in plan.leases.items():
+                unit = _battery_unit_of(name)
+                conn.execute(
+                    "INSERT INTO leases (register, value, default_value, valid_until, command_id,"
+                    " reversion_timeout_register) VALUES (?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT(register) DO UPDATE SET value = excluded.value,"
+                    " default_value = excluded.default_value, valid_until = excluded.valid_until,"
+                    " command_id = excluded.command_id,"
+                    " reversion_timeout_register = excluded.reversion_timeout_register",
+                    (
+                        name,
+                        values[name],
+                        default,
+                        _ts(valid_until),
+                        command_id,
+                        f"{unit}_setpoint_reversion_timeout_s" if unit else None,
+                    ),
+                )
+
+    def leases(self) -> list[dict[str, Any]]:
+        rows = self._conn().execute("SELECT * FROM leases ORDER BY register").fetchall()
+        return [
+            {
+                "register": row["register"],
+                "value": row["value"],
+                "default_value": row["default_value"],
+                "valid_until": row["valid_until"],
+                "command_id": row["command_id"],
+            }
+            for row in rows
+        ]
+
+    def reassert_leases(
+        self,
+        client: RegisterClient,
+        now: datetime | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Re-write and read back every live setpoint; return ended ones to their default.
+
+        Returns one entry per register touched: `action` is `reasserted`, `corrected` (the unit
+        had lost or reverted it), `released` (lease over, default written) or `failed`.
+        """
+        now = now or _now()
+        self._lease_from_schedule(client, now, config)
+        rows = self._conn().execute("SELECT * FROM leases ORDER BY register").fetchall()
+        if not rows:
+            return []
+        ids = {row["register"]: row["command_id"] for row in rows}
+        ended = {
+            row["register"]: self._default_for(row["register"], row["default_value"], config)
+            for row in rows
+            if now >= parse_timestamp(row["valid_until"])  # type: ignore[operator]
+        }
+        live = [row for row in rows if row["register"] not in ended]
+        writes: dict[str, Any] = dict(ended)
+        for row in live:
+            if row["reversion_timeout_register"]:
+                valid_until = parse_timestamp(row["valid_until"])
+                assert valid_until is not None
+                timeout_s = self._reversion_timeout(config, valid_until, now)
+                writes[row["reversion_timeout_register"]] = timeout_s
+            writes[row["register"]] = row["value"]
+        try:
+            before = client.read([row["register"] for row in live]) if live else {}
+            readback = client.write_many(writes)
+        except ModbusError as exc:  # the link is down; the next cycle tries again
+            logger.warning("leases not re-asserted: %s", exc)
+            return [
+                {"register": name, "action": "failed", "error": str(exc), "command_id": cid}
+                for name, cid in ids.items()
+            ]
+        conn = self._conn()
+        with conn:
+            conn.executemany("DELETE FROM leases WHERE register = ?", [(n,) for n in ended])
+        results: list[dict[str, Any]] = []
+        for name, default in ended.items():
+            results.append(
+                {
+                    "register": name,
+                    "action": "released",
+                    "value": default,
+                    "readback": readback.get(name),
+                    "command_id": ids[name],
+                }
+            )
+        for row in live:
+            name = row["register"]
+            results.append(
+                {
+                    "register": name,
+                    "action": "reasserted"
+                    if _same(row["value"], before.get(name))
+                    else "corrected",
+                    "value": row["value"],
+                    "before": before.get(name),
+                    "readback": readback.get(name),
+                    "command_id": ids[name],
+                }
+            )
+        for entry in results:
+            if entry["action"] != "reasserted":
+                logger.info(
+                    "lease %s on %s (%s)", entry["action"], entry["register"], entry["command_id"]
+                )
+        return results
+
+    @staticmethod
+    def _default_for(name: str, stored: float, config: dict[str, Any] | None) -> float:
+        """The unit's default for a register, from the current config where it names one."""
+        limits = (config or {}).get("limits") or {}
+        if name == "site_grid_limit_kw":
+            value = (limits.get("grid") or {}).get("limit_kw")
+            return float(value) if value is not None else stored
+        if name.endswith("_power_limit_kw") and name.startswith("chg"):
+            charger = name.split("_", 1)[0].upper()
+            value = (limits.get("chargers") or {}).get(charger, {}).get("max_power_kw")
+            return float(value) if value is not None else stored
+        return stored
+
+    def _lease_from_schedule(
+        self, client: RegisterClient, now: datetime, config: dict[str, Any] | None
+    ) -> None:
+        """Where no explicit battery setpoint holds, the active schedule's slot becomes one."""
+        held = {
+            row["register"]
+            for row in self._conn().execute("SELECT register, valid_until FROM leases")
+            if parse_timestamp(row["valid_until"]) > now  # type: ignore[operator]
+        }
+        if any(name.startswith("bat") for name in held) or self.current_mode() != "auto":
+            return
+        slot = next((s for s in self.active_schedule(now) if s["start"] <= now), None)
+        if slot is None:
+            return
+        command_id = slot["command_id"]
+        limits = (config or {}).get("limits") or {}
+        try:
+            shares = split_battery_power(slot["power_kw"], client, limits)
+        except ModbusError as exc:  # the link is down; the next cycle tries again
+            logger.warning("schedule slot not started: %s", exc)
+            return
+        plan = _Plan()
+        for unit, share in shares.items():
+            name = f"{unit.lower()}_power_setpoint_kw"
+            plan.writes.append((name, share))
+            plan.leases[name] = 0.0
+        self._start_leases(command_id, plan, slot["end"])
+
+    def current_mode(self) -> str:
+        """The gateway mode from the last applied set_mode (auto until one is)."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT params FROM commands WHERE command = 'set_mode' AND status = ?"
+                " ORDER BY finished_at DESC LIMIT 1",
+                (APPLIED,),
+            )
+            .fetchone()
+        )
+        return json.loads(row["params"])["mode"] if row else "auto"
+
+    def active_schedule(self, now: datetime | None = None) -> list[dict[str, Any]]:
+        """The slots of the last applied schedule that are not over yet ([] when none).
+
+        Each slot is `{"start", "end"}` (aware datetimes), `power_kw` and `command_id`; used by
+        autonomy while Enexa is unreachable, and by the lease cycle between setpoints."""
+        now = now or _now()
+        row = (
+            self._conn()
+            .execute(
+                "SELECT command_id, params FROM commands WHERE command = 'apply_schedule'"
+                " AND status = ? ORDER BY finished_at DESC LIMIT 1",
+                (APPLIED,),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return []
+        slots = [
+            {
+                "start": parse_timestamp(s["start"]),
+                "end": parse_timestamp(s["end"]),
+                "power_kw": s["power_kw"],
+                "command_id": row["command_id"],
+            }
+            for s in json.loads(row["params"])["slots"]
+        ]
+        return [slot for slot in slots if slot["end"] > now]
+
+    # -- lost tasks -------------------------------------------------------------------------
+
+    def recover_lost(
+        self,
+        now: datetime | None = None,
+        *,
+        client: RegisterClient | None = None,
+        config: dict[str, Any] | None = None,
+        stale_after_s: float = DEFAULT_STALE_AFTER_S,
+    ) -> list[CommandRecord]:
+        """Find queued commands whose task is lost (no result after `stale_after_s`).
+
+        Those past their validity are expired. The rest are executed now when a `client` is
+        given; otherwise they are returned still queued for the caller to enqueue again."""
+        now = now or _now()
+        stale = now - timedelta(seconds=stale_after_s)
+        out: list[CommandRecord] = []
+        for record in self.open_commands():
+            last_try = record.started_at or record.received_at
+            if last_try > stale:
+                continue
+            validity_end = record.valid_until or record.timestamp + timedelta(
+                seconds=setpoint_validity_s(config)
+            )
+            if now >= validity_end:
+                out.append(
+                    self._finish(
+                        record.command_id,
+                        EXPIRED,
+                        "Its task was lost and the validity ended before it could be re-run.",
+                        now,
+                    )
+                )
+            elif client is not None:
+                out.append(self.execute(record.command_id, client, config, now, stale_after_s))
+            else:
+                out.append(record)
+        return out
+
+
+def split_battery_power(
+    power_kw: float, client: RegisterClient, limits: dict[str, Any]
+) -> dict[str, float]:
+    """Split a site battery setpoint over the units in proportion to what each allows now.
+
+    The units' allowed charge/discharge power comes from the hardware; where a unit reports
+    none (undefined), its configured maximum stands in."""
+    direction = "discharge" if power_kw >= 0 else "charge"
+    configured = (limits.get("battery") or {}).get("units") or {}
+    names = {unit: f"{unit.lower()}_allowed_{direction}_kw" for unit in BATTERY_UNITS}
+    now_allowed = client.read(list(names.values()))
+    weights: dict[str, float] = {}
+    for unit in BATTERY_UNITS:
+        allowed = now_allowed.get(names[unit])
+        if allowed is None:
+            allowed = configured.get(unit, {}).get(f"max_{direction}_kw", 0.0)
+        weights[unit] = max(0.0, float(allowed or 0.0))
+    total = sum(weights.values())
+    if total <= 0:
+        return {unit: round(power_kw / len(BATTERY_UNITS), 1) for unit in BATTERY_UNITS}
+    shares = {unit: round(power_kw * w / total, 1) for unit, w in weights.items()}
+    # Rounding must not change the total the site asked for.
+    first = BATTERY_UNITS[0]
+    shares[first] = round(shares[first] + power_kw - sum(shares.values()), 1)
+    return shares
+
+
+def _slot_at(schedule: ApplySchedule, now: datetime):
+    return next((s for s in schedule.slots if s.start <= now < s.end), None)
+
+
+def _battery_unit_of(register: str) -> str | None:
+    if register.endswith("_power_setpoint_kw") and register.startswith("bat"):
+        return register.split("_", 1)[0]
+    return None
+
+
+def _same(expected: Any, actual: Any) -> bool:
+    if isinstance(expected, (int, float)) and isinstance(actual, (int, float)):
+        return abs(float(expected) - float(actual)) <= READBACK_TOLERANCE
+    return expected == actual
+
+
+# -- entry points for the gateway's tasks (this process's handles from amperio.gateway) -------
+
+
+def _gateway() -> tuple[Any, RegisterClient, dict[str, Any]]:
+    """This process's gateway, its ChargePost client (connection kept) and the applied config."""
+    from amperio.gateway import get_gateway
+
+    gw = get_gateway()
+    config = gw.config()
+    return gw, gw.chargeposts(config)[0], config
+
+
+_default: tuple[int, CommandStore] | None = None
+
+
+def default_store() -> CommandStore:
+    """This process's store of this gateway's commands (a new one after a fork)."""
+    global _default
+    if _default is None or _default[0] != os.getpid():
+        from amperio.settings import get_settings
+
+        _default = (os.getpid(), CommandStore(get_settings().commands_path))
+    return _default[1]
+
+
+def execute(command_id: str, store: CommandStore | None = None) -> CommandRecord:
+    """Run one queued command against this gateway's ChargePost (the `apply_command` task)."""
+    store = store or default_store()
+    gw, client, config = _gateway()
+    record = store.execute(command_id, client, config)
+    if record.command == "set_mode" and record.status == APPLIED:
+        gw.state.set("mode", store.current_mode())
+    return record
+
+
+def reassert_leases(store: CommandStore | None = None) -> list[dict[str, Any]]:
+    """Re-assert this gateway's setpoint leases (one call per control cycle)."""
+    _, client, config = _gateway()
+    return (store or default_store()).reassert_leases(client, config=config)
+
+
+def recover_lost(store: CommandStore | None = None) -> list[CommandRecord]:
+    """Finish or expire this gateway's commands whose task was lost."""
+    _, client, config = _gateway()
+    return (store or default_store()).recover_lost(client=client, config=config)

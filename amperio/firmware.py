@@ -1,0 +1,152 @@
+"""Firmware updates from Enexa: check, download, verify the sha256, install (simulated), report.
+
+An update counts as done only when the new version runs after the (simulated) reboot, so `ok`
+is reported with the new version as `current_version`; a download whose sha256 does not match
+is refused, nothing is installed, and `failed` is reported with why."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from amperio.enexa_client import EnexaError, EnexaUnavailable
+from shared.fields import format_timestamp
+
+logger = logging.getLogger(__name__)
+
+_VERSION = re.compile(r"^v?(\d+(?:\.\d+)*)(?:-([0-9A-Za-z.-]+))?(?:\+.*)?$")
+
+
+class FirmwareSource(Protocol):
+    """What an update needs from `amperio.enexa_client.EnexaClient`."""
+
+    def firmware_latest(self, controller_id: str) -> dict[str, Any] | None: ...
+
+    def download(self, url: str) -> bytes: ...
+
+    def report_firmware(
+        self, controller_id: str, current_version: str, status: str, error: str | None = None
+    ) -> dict[str, Any]: ...
+
+
+class StateStore(Protocol):
+    def get(self, key: str, default: Any = None) -> Any: ...
+
+    def update(self, values: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class FirmwareResult:
+    """What a check did: `up_to_date`, `none` (no release), `updated` or `failed`."""
+
+    outcome: str
+    version: str
+    detail: str = ""
+
+
+def version_key(version: str) -> tuple[tuple[int, ...], int, tuple[Any, ...]]:
+    """A sort key in semantic-version order: 2.10.0 > 2.9.0, and 2.1.0-beta < 2.1.0."""
+    match = _VERSION.match(version.strip())
+    if not match:
+        raise ValueError(f"Not a version: {version!r}")
+    numbers = tuple(int(part) for part in match.group(1).split("."))
+    numbers = numbers + (0,) * (3 - len(numbers))
+    pre = match.group(2)
+    if pre is None:
+        return numbers, 1, ()
+    parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split("."))
+    return numbers, 0, parts
+
+
+def is_newer(candidate: str, current: str) -> bool:
+    try:
+        return version_key(candidate) > version_key(current)
+    except ValueError:
+        return False  # an unreadable version is never taken as an upgrade
+
+
+def check_and_update(
+    client: FirmwareSource,
+    controller_id: str,
+    current_version: str,
+    state: StateStore,
+    now: datetime | None = None,
+) -> FirmwareResult:
+    """Install the latest release for this controller if it is newer than what runs."""
+    latest = client.firmware_latest(controller_id)
+    if not latest or not latest.get("version"):
+        return FirmwareResult("none", current_version)
+    version = str(latest["version"])
+    if not is_newer(version, current_version):
+        return FirmwareResult("up_to_date", current_version)
+    logger.info("firmware %s -> %s for %s: downloading", current_version, version, controller_id)
+    client.report_firmware(controller_id, current_version, "downloading")
+    try:
+        image = client.download(str(latest["url"]))
+    except EnexaUnavailable:
+        raise  # Enexa is away: the next check tries again, nothing to report as failed
+    except EnexaError as exc:
+        return _failed(client, controller_id, current_version, version, f"Download failed: {exc}")
+    expected = str(latest.get("sha256") or "").strip().lower()
+    actual = hashlib.sha256(image).hexdigest()
+    if not expected or not hmac.compare_digest(actual, expected):
+        return _failed(
+            client,
+            controller_id,
+            current_version,
+            version,
+            f"sha256 mismatch for {version}: expected {expected or '(none)'}, got {actual}; "
+            "not installed.",
+        )
+    client.report_firmware(controller_id, current_version, "installing")
+    running = install(state, version, len(image), now or datetime.now(UTC))
+    client.report_firmware(controller_id, running, "ok")
+    logger.info("firmware %s running on %s", running, controller_id)
+    return FirmwareResult("updated", running)
+
+
+def install(state: StateStore, version: str, size: int, now: datetime) -> str:
+    """Simulated install and reboot: the new version is what runs afterwards."""
+    previous = state.get("firmware_version")
+    state.update(
+        {
+            "firmware_version": version,
+            "firmware_previous_version": previous,
+            "firmware_installed_at": format_timestamp(now),
+            "firmware_image_bytes": size,
+        }
+    )
+    # After the "reboot" the running version is read back, as a real unit would report it.
+    return str(state.get("firmware_version"))
+
+
+def _failed(
+    client: FirmwareSource, controller_id: str, current: str, version: str, why: str
+) -> FirmwareResult:
+    logger.warning("firmware %s refused for %s: %s", version, controller_id, why)
+    client.report_firmware(controller_id, current, "failed", error=why)
+    return FirmwareResult("failed", current, why)
+
+
+def check_and_install() -> dict[str, Any]:
+    """The periodic task: check this gateway's firmware with its own handles."""
+    from amperio import configsync, status
+    from amperio.gateway import get_gateway
+
+    gw = get_gateway()
+    controller = configsync.controller_id(gw.state)
+    if not controller:
+        return {"outcome": "not_provisioned"}
+    try:
+        result = check_and_update(
+            gw.enexa(), controller, status.firmware_version(gw.state), gw.state
+        )
+    except EnexaError as exc:
+        logger.warning("firmware check skipped: %s", exc)
+        return {"outcome": "unreachable", "detail": str(exc)}
+    return {"outcome": result.outcome, "version": result.version, "detail": result.detail}

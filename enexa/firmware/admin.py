@@ -1,0 +1,134 @@
+"""Admin of firmware: releases (register, publish, yank, target sites) with their rollout,
+reports read-only, and the controllers that run outdated firmware."""
+
+from django.contrib import admin
+from django.db import models
+
+from . import services
+from .models import ControllerFirmware, FirmwareRelease, FirmwareReport
+
+
+@admin.register(FirmwareRelease)
+class FirmwareReleaseAdmin(admin.ModelAdmin):
+    list_display = [
+        "version",
+        "controller_model",
+        "channel",
+        "published",
+        "yanked",
+        "targets",
+        "rollout",
+        "created_at",
+    ]
+    list_filter = ["controller_model", "channel", "published", "yanked"]
+    search_fields = ["version", "notes"]
+    filter_horizontal = ["target_sites"]
+    readonly_fields = ["created_at", "created_by", "updated_at", "rollout"]
+    actions = ["publish", "yank"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
+    def get_readonly_fields(self, request, obj=None):
+        # The image of a registered release never changes: register a new version instead.
+        fixed = ["version", "controller_model", "url", "sha256", "size_bytes"]
+        return [*self.readonly_fields, *fixed] if obj else self.readonly_fields
+
+    @admin.display(description="target sites")
+    def targets(self, obj):
+        return ", ".join(s.code for s in obj.target_sites.all()) or "all"
+
+    @admin.display(description="rollout")
+    def rollout(self, obj):
+        if obj.pk is None:
+            return "-"
+        counts = services.rollout_status(obj)["counts"]
+        return ", ".join(f"{state}: {n}" for state, n in counts.items() if n) or "no controllers"
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = f"user:{request.user.get_username()}"
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Publish the selected releases")
+    def publish(self, request, queryset):
+        queryset.update(published=True)
+
+    @admin.action(description="Yank the selected releases (never offered again)")
+    def yank(self, request, queryset):
+        queryset.update(yanked=True)
+
+
+@admin.register(FirmwareReport)
+class FirmwareReportAdmin(admin.ModelAdmin):
+    list_display = ["controller", "current_version", "status", "target_version", "reported_at"]
+    list_filter = ["status", "controller__site"]
+    search_fields = ["controller__code", "current_version", "target_version", "error"]
+    date_hierarchy = "reported_at"
+    readonly_fields = [f.name for f in FirmwareReport._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class OutdatedFilter(admin.SimpleListFilter):
+    title = "firmware"
+    parameter_name = "outdated"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Outdated")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            codes = [row["id"] for row in services.outdated_controllers()]
+            return queryset.filter(code__in=codes)
+        return queryset
+
+
+@admin.register(ControllerFirmware)
+class ControllerFirmwareAdmin(admin.ModelAdmin):
+    """Which firmware each controller runs, and whether a newer release is offered to it."""
+
+    list_display = [
+        "code",
+        "site",
+        "model",
+        "firmware_version",
+        "latest_offered",
+        "up_to_date",
+        "last_report",
+    ]
+    list_filter = [OutdatedFilter, "model", "site"]
+    search_fields = ["code", "serial", "site__code"]
+    list_select_related = ["site"]
+    fields = ["code", "site", "model", "firmware_version"]
+    readonly_fields = fields
+
+    @admin.display(description="latest offered")
+    def latest_offered(self, obj):
+        release = services.latest_for(obj)
+        return release.version if release else "-"
+
+    @admin.display(boolean=True, description="up to date")
+    def up_to_date(self, obj):
+        release = services.latest_for(obj)
+        return release is None or release.version == obj.firmware_version
+
+    @admin.display(description="last report")
+    def last_report(self, obj):
+        report = obj.firmware_reports.order_by("-reported_at", "-pk").first()
+        return (
+            f"{report.status} {report.current_version} ({report.reported_at:%Y-%m-%d %H:%M})"
+            if report
+            else "-"
+        )
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,252 @@
+"""Firmware services: the release a controller should run, its reports, and rollouts.
+
+Rules: a release is offered when it is published, not yanked, for the controller's model, in
+its channel (a "beta" controller also gets stable releases; the channel is the configuration
+setting `firmware.channel`), and either targets no site or the controller's site. The newest
+by semantic version wins, and never one older than what the controller runs (no silent
+downgrade). An update counts as succeeded only when the controller reports status "ok" while
+running the release's version, i.e. after its restart."""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+
+from enexa.api.errors import ConflictError, InvalidInput, NotFoundError
+from enexa.configs.services import effective_config_for
+from enexa.registry.models import Controller
+
+from . import semver
+from .choices import Channel, ReportStatus, RolloutState
+from .models import FirmwareRelease, FirmwareReport
+
+
+def channels_for(channel: str) -> list[str]:
+    return [Channel.STABLE, Channel.BETA] if channel == Channel.BETA else [Channel.STABLE]
+
+
+def controller_channel(controller: Controller) -> str:
+    settings = effective_config_for(controller)["settings"]
+    return settings.get("firmware", {}).get("channel", Channel.STABLE)
+
+
+def newest(releases) -> FirmwareRelease | None:
+    """The release with the highest semantic version (invalid versions never win)."""
+    valid = [r for r in releases if semver.is_valid(r.version)]
+    return max(valid, key=lambda r: r.parsed_version, default=None)
+
+
+def offered_releases(controller_model: str, channel: str, site_pk: int | None):
+    """Releases that may be offered: published, not yanked, model, channel and targeting
+    (site_pk None: only releases for every site)."""
+    releases = FirmwareRelease.objects.filter(
+        controller_model=controller_model,
+        published=True,
+        yanked=False,
+        channel__in=channels_for(channel),
+    )
+    everywhere = Q(target_sites__isnull=True)
+    targeted = everywhere if site_pk is None else everywhere | Q(target_sites=site_pk)
+    return releases.filter(targeted).distinct()
+
+
+def latest_for(controller: Controller) -> FirmwareRelease | None:
+    """The newest release offered to `controller`, or None; never older than what it runs."""
+    best = newest(
+        offered_releases(controller.model, controller_channel(controller), controller.site_id)
+    )
+    running = semver.parse(controller.firmware_version)
+    if best is None or (running is not None and best.parsed_version < running):
+        return None
+    return best
+
+
+def latest_for_model(controller_model: str, channel: str = Channel.STABLE):
+    """The newest release of a model for every site (no controller to target)."""
+    return newest(offered_releases(controller_model, channel, None))
+
+
+def create_release(*, data: dict, target_sites=(), by: str) -> FirmwareRelease:
+    """Register a release (validated); a second one of the same model and version is 409."""
+    release = FirmwareRelease(created_by=by, **data)
+    _full_clean(release)
+    try:
+        with transaction.atomic():
+            release.save()
+            release.target_sites.set(target_sites)
+    except IntegrityError as exc:
+        raise ConflictError(
+            f"{release.controller_model} {release.version} is already registered."
+        ) from exc
+    return release
+
+
+def update_release(release: FirmwareRelease, *, data: dict, target_sites=None) -> FirmwareRelease:
+    """Publish, yank, retarget or edit a release; its version and image stay what they were."""
+    for name, value in data.items():
+        setattr(release, name, value)
+    _full_clean(release)
+    with transaction.atomic():
+        release.save()
+        if target_sites is not None:
+            release.target_sites.set(target_sites)
+    return release
+
+
+def _full_clean(release: FirmwareRelease) -> None:
+    from django.core.exceptions import ValidationError
+
+    try:
+        release.full_clean(validate_unique=False, validate_constraints=False)
+    except ValidationError as exc:
+        raise InvalidInput("The release is invalid.", exc.message_dict) from exc
+
+
+def find_release(version: str, controller_model: str | None = None) -> FirmwareRelease:
+    releases = FirmwareRelease.objects.filter(version=version)
+    if controller_model:
+        releases = releases.filter(controller_model=controller_model)
+    found = list(releases[:2])
+    if not found:
+        raise NotFoundError(f"No firmware release {version}.")
+    if len(found) > 1:
+        raise InvalidInput(
+            f"Several controller models have a release {version}.",
+            {"model": ["Name the controller model (?model=)."]},
+        )
+    return found[0]
+
+
+def record_report(
+    controller: Controller,
+    *,
+    current_version: str,
+    status: str,
+    error: str = "",
+    target_version: str = "",
+    message_id: str = "",
+) -> tuple[FirmwareReport, bool]:
+    """Store a controller's report and the version it runs. Returns (report, created); a
+    replayed `message_id` returns the first report."""
+    errors: dict[str, list[str]] = {}
+    if not semver.is_valid(current_version):
+        errors["current_version"] = ["Must be a semantic version (e.g. 2.0.5)."]
+    if target_version and not semver.is_valid(target_version):
+        errors["target_version"] = ["Must be a semantic version (e.g. 2.1.0)."]
+    if status not in ReportStatus.values:
+        errors["status"] = ["Must be one of: " + ", ".join(ReportStatus.values) + "."]
+    if status == ReportStatus.FAILED and not error.strip():
+        errors["error"] = ["Say why the update failed."]
+    if errors:
+        raise InvalidInput("The firmware report is invalid.", errors)
+    if message_id:
+        first = FirmwareReport.objects.filter(controller=controller, message_id=message_id).first()
+        if first is not None:
+            return first, False
+    try:
+        with transaction.atomic():
+            report = FirmwareReport.objects.create(
+                controller=controller,
+                current_version=current_version,
+                status=status,
+                error=error,
+                target_version=target_version,
+                message_id=message_id,
+            )
+            if controller.firmware_version != current_version:
+                Controller.objects.filter(pk=controller.pk).update(firmware_version=current_version)
+                controller.firmware_version = current_version
+    except IntegrityError:  # the same message_id raced in
+        return FirmwareReport.objects.get(controller=controller, message_id=message_id), False
+    return report, True
+
+
+def update_succeeded(report: FirmwareReport, release: FirmwareRelease) -> bool:
+    """The success rule: "ok" while running the release's version (a "done" before the
+    restart, still on the old version, is not success)."""
+    running = semver.parse(report.current_version)
+    return report.status == ReportStatus.OK and running == release.parsed_version
+
+
+def _rollout_state(
+    controller: Controller, last: FirmwareReport | None, release: FirmwareRelease
+) -> str:
+    running = semver.parse(controller.firmware_version)
+    if last is not None and update_succeeded(last, release):
+        return RolloutState.SUCCEEDED
+    if running is not None and running > release.parsed_version:
+        return RolloutState.AHEAD
+    if last is not None and semver.parse(last.target_version) == release.parsed_version:
+        if last.status == ReportStatus.FAILED:
+            return RolloutState.FAILED
+        if last.status in (ReportStatus.DOWNLOADING, ReportStatus.INSTALLING):
+            return RolloutState.IN_PROGRESS
+    return RolloutState.PENDING
+
+
+def rollout_controllers(release: FirmwareRelease, site_pks: set[int] | None = None):
+    """The controllers a release is meant for (model and targeting; channel per controller)."""
+    controllers = Controller.objects.filter(model=release.controller_model).select_related("site")
+    target_pks = set(release.target_sites.values_list("pk", flat=True))
+    if target_pks:
+        controllers = controllers.filter(site_id__in=target_pks)
+    if site_pks is not None:
+        controllers = controllers.filter(site_id__in=site_pks)
+    return [
+        c
+        for c in controllers
+        if release.channel == Channel.STABLE or controller_channel(c) == Channel.BETA
+    ]
+
+
+def rollout_status(release: FirmwareRelease, site_pks: set[int] | None = None) -> dict:
+    """How a release is going: counts per state and one line per controller."""
+    rows = []
+    counts = {state: 0 for state in RolloutState.values}
+    for controller in rollout_controllers(release, site_pks):
+        last = controller.firmware_reports.order_by("-reported_at", "-pk").first()
+        state = _rollout_state(controller, last, release)
+        counts[state] += 1
+        rows.append(
+            {
+                "id": controller.code,
+                "site_id": controller.site.code,
+                "current_version": controller.firmware_version or None,
+                "state": state,
+                "last_status": last.status if last else None,
+                "last_reported_at": last.reported_at if last else None,
+                "error": last.error if last and last.status == ReportStatus.FAILED else "",
+            }
+        )
+    return {
+        "version": release.version,
+        "controller_model": release.controller_model,
+        "channel": release.channel,
+        "published": release.published,
+        "yanked": release.yanked,
+        "target_sites": sorted(release.target_sites.values_list("code", flat=True)),
+        "counts": counts,
+        "controllers": rows,
+    }
+
+
+def outdated_controllers(site_pks: set[int] | None = None) -> list[dict]:
+    """Controllers for which a newer release is offered than the one they run."""
+    controllers = Controller.objects.select_related("site").order_by("code")
+    if site_pks is not None:
+        controllers = controllers.filter(site_id__in=site_pks)
+    out = []
+    for controller in controllers:
+        latest = latest_for(controller)
+        running = semver.parse(controller.firmware_version)
+        if latest is not None and (running is None or running < latest.parsed_version):
+            out.append(
+                {
+                    "id": controller.code,
+                    "site_id": controller.site.code,
+                    "model": controller.model,
+                    "current_version": controller.firmware_version or None,
+                    "latest_version": latest.version,
+                }
+            )
+    return out

@@ -1,0 +1,271 @@
+"""Dispatch commands on the gateway, written to a real simulated ChargePost over Modbus/TCP."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from amperio.commands import CommandConflict, CommandError, CommandStore, LimitsUnknown
+from amperio.modbus.client import ChargePostClient
+from amperio.simulator.server import ChargePostSimulator
+
+T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
+LIMITS = {
+    "battery": {
+        "max_charge_kw": 220,
+        "max_discharge_kw": 220,
+        "soc_min_pct": 10,
+        "soc_max_pct": 90,
+        "units": {
+            "BAT1": {"max_charge_kw": 110, "max_discharge_kw": 110},
+            "BAT2": {"max_charge_kw": 110, "max_discharge_kw": 110},
+        },
+    },
+    "chargers": {"CHG1": {"max_power_kw": 300}},
+    "grid": {"limit_kw": 400},
+}
+CONFIG = {"version": 1, "settings": {"setpoint_validity_s": 300}, "limits": LIMITS}
+
+
+def command(command_id="cmd-1", name="set_battery_power", params=None, **extra):
+    return {
+        "site_id": "SITE001",
+        "command": name,
+        "params": {"power_kw": -25} if params is None else params,
+        "timestamp": "2026-01-15T10:00:00Z",
+        "command_id": command_id,
+        **extra,
+    }
+
+
+@pytest.fixture
+def sim():
+    # speed 0: simulated time moves only when a test steps it
+    simulator = ChargePostSimulator(port=0, speed=0).start()
+    simulator.state.watchdog_timeout_s = 100_000  # no heartbeat in these tests
+    try:
+        yield simulator
+    finally:
+        simulator.stop()
+
+
+@pytest.fixture
+def client(sim):
+    c = ChargePostClient("127.0.0.1", sim.port, timeout_s=2)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = CommandStore(tmp_path / "commands.sqlite3")
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def setpoints(sim):
+    with sim.state.lock:
+        return [b.setpoint_kw for b in sim.state.batteries]
+
+
+def test_a_battery_setpoint_is_split_over_the_units_written_and_read_back(sim, client, store):
+    store.submit(command(), LIMITS, T0)
+    record = store.execute("cmd-1", client, CONFIG, T0 + timedelta(seconds=1))
+    assert record.status == "applied"
+    assert setpoints(sim) == [-12.5, -12.5]
+    assert record.registers["bat1_power_setpoint_kw"] == -12.5
+    assert record.registers["bat2_power_setpoint_kw"] == -12.5
+    # the hardware reverts on its own if the gateway dies
+    assert record.registers["bat1_setpoint_reversion_kw"] == 0
+    assert record.registers["bat1_setpoint_reversion_timeout_s"] > 0
+    assert record.lease_until == T0 + timedelta(seconds=300)
+
+
+def test_the_split_follows_what_each_unit_allows_now(sim, client, store):
+    with sim.state.lock:
+        sim.state.batteries[1].soc_pct = 97.5  # nearly full: BAT2 may charge only 55 kW
+    store.submit(command(params={"power_kw": -30}), LIMITS, T0)
+    assert store.execute("cmd-1", client, CONFIG, T0).status == "applied"
+    assert setpoints(sim) == [-20.0, -10.0]
+
+
+def test_the_same_dispatch_twice_is_stored_and_applied_once(sim, client, store):
+    first, created = store.submit(command(), LIMITS, T0)
+    again, created_again = store.submit(command(), LIMITS, T0 + timedelta(seconds=2))
+    assert (created, created_again) == (True, False)
+    assert again.command_id == first.command_id
+    store.execute("cmd-1", client, CONFIG, T0)
+    with sim.state.lock:
+        sim.state.batteries[0].setpoint_kw = 7.0  # changed since: a second run would undo it
+    record = store.execute("cmd-1", client, CONFIG, T0)
+    assert record.status == "applied"
+    assert record.attempts == 1
+    assert setpoints(sim)[0] == 7.0
+
+
+def test_a_reused_command_id_with_another_payload_is_refused(store):
+    store.submit(command(), LIMITS, T0)
+    with pytest.raises(CommandConflict):
+        store.submit(command(params={"power_kw": 50}), LIMITS, T0)
+    assert store.get("cmd-1").params == {"power_kw": -25.0}
+
+
+def test_a_setpoint_beyond_the_battery_limit_is_refused_naming_the_limit(sim, client, store):
+    with pytest.raises(CommandError) as refused:
+        store.submit(command(params={"power_kw": -250}), LIMITS, T0)
+    assert "220 kW" in refused.value.detail
+    assert "params.power_kw" in refused.value.errors
+    assert store.get("cmd-1").status == "rejected"
+    # nothing was queued, so nothing reaches the unit even if a task ran for it
+    assert store.execute("cmd-1", client, CONFIG, T0).status == "rejected"
+    assert setpoints(sim) == [0.0, 0.0]
+
+
+def test_an_unknown_charger_and_a_limit_above_its_maximum_are_refused(store):
+    with pytest.raises(CommandError) as unknown:
+        store.submit(
+            command(name="set_charger_power_limit", params={"charger_id": "CHG9", "limit_kw": 50}),
+            LIMITS,
+            T0,
+        )
+    assert "CHG1" in unknown.value.errors["params.charger_id"][0]
+    with pytest.raises(CommandError) as too_high:
+        store.submit(
+            command(
+                "cmd-2",
+                name="set_charger_power_limit",
+                params={"charger_id": "CHG1", "limit_kw": 350},
+            ),
+            LIMITS,
+            T0,
+        )
+    assert "300 kW" in too_high.value.detail
+
+
+def test_a_command_is_refused_while_no_configuration_gives_the_limits(store):
+    with pytest.raises(LimitsUnknown):
+        store.submit(command(), {}, T0)
+
+
+def test_a_command_executed_after_valid_until_expires_without_a_register_write(sim, client, store):
+    store.submit(command(valid_until="2026-01-15T10:00:05Z"), LIMITS, T0)
+    # the task ran late: accepted on time, but the write would come after valid_until
+    record = store.execute("cmd-1", client, CONFIG, T0 + timedelta(seconds=6))
+    assert record.status == "expired"
+    assert "not applied late" in record.detail
+    assert setpoints(sim) == [0.0, 0.0]
+
+
+def test_a_command_arriving_after_valid_until_is_stored_expired_and_never_queued(store):
+    record, created = store.submit(
+        command(valid_until="2026-01-15T10:00:05Z"), LIMITS, T0 + timedelta(seconds=10)
+    )
+    assert created and record.status == "expired"
+    assert store.open_commands() == []
+
+
+def test_a_lease_is_reasserted_after_the_unit_reverts_the_setpoint(sim, client, store):
+    config = {**CONFIG, "settings": {"setpoint_validity_s": 300, "setpoint_reversion_timeout_s": 5}}
+    store.submit(command(), LIMITS, T0)
+    store.execute("cmd-1", client, config, T0)
+    sim.step(6)  # no write for longer than the reversion timeout: the unit reverts to 0
+    assert setpoints(sim) == [0.0, 0.0]
+    results = store.reassert_leases(client, T0 + timedelta(seconds=6), config)
+    assert {r["action"] for r in results} == {"corrected"}
+    assert setpoints(sim) == [-12.5, -12.5]
+    again = store.reassert_leases(client, T0 + timedelta(seconds=8), config)
+    assert {r["action"] for r in again} == {"reasserted"}
+
+
+def test_a_lost_setpoint_after_a_reconnect_is_written_again(sim, client, store):
+    store.submit(
+        command(name="set_charger_power_limit", params={"charger_id": "CHG1", "limit_kw": 80}),
+        LIMITS,
+        T0,
+    )
+    store.execute("cmd-1", client, CONFIG, T0)
+    with sim.state.lock:
+        sim.state.chargers[0].power_limit_kw = 300.0  # the unit restarted with its default
+    sim.faults.drop_connections()
+    store.reassert_leases(client, T0 + timedelta(seconds=10), CONFIG)
+    with sim.state.lock:
+        assert sim.state.chargers[0].power_limit_kw == 80.0
+
+
+def test_when_the_lease_ends_the_units_return_to_their_defaults(sim, client, store):
+    store.submit(command(valid_until="2026-01-15T10:01:00Z"), LIMITS, T0)
+    store.submit(
+        command(
+            "cmd-2",
+            name="set_grid_limit",
+            params={"limit_kw": 150},
+            valid_until="2026-01-15T10:01:00Z",
+        ),
+        LIMITS,
+        T0,
+    )
+    store.execute("cmd-1", client, CONFIG, T0)
+    store.execute("cmd-2", client, CONFIG, T0)
+    with sim.state.lock:
+        assert sim.state.site_grid_limit_kw == 150.0
+    results = store.reassert_leases(client, T0 + timedelta(seconds=61), CONFIG)
+    assert {r["action"] for r in results} == {"released"}
+    assert setpoints(sim) == [0.0, 0.0]
+    with sim.state.lock:
+        assert sim.state.site_grid_limit_kw == 400.0  # back to the configured grid limit
+    assert store.leases() == []
+
+
+def test_a_command_whose_task_was_lost_is_run_by_recovery(sim, client, store):
+    store.submit(command(), LIMITS, T0)
+    store.submit(command("cmd-old", valid_until="2026-01-15T10:00:20Z"), LIMITS, T0)
+    # no task ran: a worker was killed with both on its queue
+    assert store.recover_lost(T0 + timedelta(seconds=5), client=client, config=CONFIG) == []
+    recovered = store.recover_lost(T0 + timedelta(seconds=40), client=client, config=CONFIG)
+    assert {r.command_id: r.status for r in recovered} == {
+        "cmd-1": "applied",
+        "cmd-old": "expired",
+    }
+    assert setpoints(sim) == [-12.5, -12.5]
+
+
+def test_a_schedule_drives_the_battery_slot_by_slot(sim, client, store):
+    slots = [
+        {"start": "2026-01-15T10:00:00Z", "end": "2026-01-15T10:15:00Z", "power_kw": 40},
+        {"start": "2026-01-15T10:15:00Z", "end": "2026-01-15T10:30:00Z", "power_kw": -20},
+    ]
+    store.submit(command(name="apply_schedule", params={"slots": slots}), LIMITS, T0)
+    assert store.execute("cmd-1", client, CONFIG, T0).status == "applied"
+    assert setpoints(sim) == [20.0, 20.0]
+    active = store.active_schedule(T0)
+    assert [(s["power_kw"], s["command_id"]) for s in active] == [(40, "cmd-1"), (-20, "cmd-1")]
+    store.reassert_leases(client, T0 + timedelta(minutes=16), CONFIG)
+    assert setpoints(sim) == [-10.0, -10.0]
+    assert len(store.active_schedule(T0 + timedelta(minutes=16))) == 1
+    assert store.active_schedule(T0 + timedelta(minutes=31)) == []
+
+
+def test_safe_mode_stops_the_batteries_and_refuses_setpoints(sim, client, store):
+    store.submit(command(), LIMITS, T0)
+    store.execute("cmd-1", client, CONFIG, T0)
+    store.submit(command("cmd-2", name="set_mode", params={"mode": "safe"}), LIMITS, T0)
+    assert store.execute("cmd-2", client, CONFIG, T0).status == "applied"
+    assert setpoints(sim) == [0.0, 0.0]
+    assert store.leases() == []
+    store.submit(command("cmd-3"), LIMITS, T0)
+    assert store.execute("cmd-3", client, CONFIG, T0).status == "rejected"
+
+
+def test_a_unit_that_does_not_answer_fails_the_command_with_the_reason(sim, store):
+    dead = ChargePostClient("127.0.0.1", sim.port, timeout_s=0.5, retries=0)
+    sim.stop()
+    try:
+        store.submit(command(), LIMITS, T0)
+        record = store.execute("cmd-1", dead, CONFIG, T0)
+    finally:
+        dead.close()
+    assert record.status == "failed"
+    assert record.detail
