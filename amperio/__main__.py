@@ -107,12 +107,15 @@ def provision(args: argparse.Namespace, settings: Settings) -> int:
     except configsync.ConfigInvalid as exc:
         passed, reason = False, f"Initial configuration invalid: {exc}"
     if passed:
-        endpoint = chargeposts.endpoints(settings, config)[0]
-        unit = chargeposts.connect(endpoint)
         try:
-            passed, reason = self_test(unit)
-        finally:
-            unit.close()
+            unit = chargeposts.connect(chargeposts.endpoints(settings, config)[0])
+        except (TypeError, ValueError) as exc:
+            passed, reason = False, f"ChargePost address unusable: {exc}"
+        else:
+            try:
+                passed, reason = self_test(unit)
+            finally:
+                unit.close()
     print(("Self-test passed: " if passed else "Self-test FAILED: ") + reason)
     try:
         activated = client.activate(tests_passed=passed, reason=None if passed else reason)

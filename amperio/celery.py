@@ -1,9 +1,8 @@
 """The gateway's Celery app: queues amperio.site.<SITE_ID> and amperio.watchdog, routes, beat.
 
 The broker is `CELERY_BROKER_URL` (Redis where many gateways share one), else an embedded broker
-with no server: kombu's filesystem transport (made atomic in amperio.broker) in the state
-directory. Results are not kept: the command table and the gateway state are the record.
-Start (see docs/gateway.md):
+with no server: kombu's filesystem transport in the state directory. Results are not kept: the
+command table and the gateway state are the record. Start (see docs/gateway.md):
 
     celery -A amperio.celery worker -Q amperio.site.SITE001 -n site@%h   (threads, 8)
     celery -A amperio.celery worker -Q amperio.watchdog -P solo -n watchdog@%h
@@ -55,7 +54,7 @@ def broker_conf(settings: Settings) -> dict[str, Any]:
         return {"broker_url": settings.broker_url}
     # One folder both in and out: producers (beat, the API) and workers on one machine meet
     # there; each worker only takes the files of the queues it consumes.
-    for sub in ("queue", "staging", "control", "processed"):
+    for sub in ("queue", "control", "processed"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     return {
         "broker_url": f"{broker.SCHEME}://",
@@ -64,7 +63,6 @@ def broker_conf(settings: Settings) -> dict[str, Any]:
             "data_folder_out": str(folder / "queue"),
             "control_folder": str(folder / "control"),
             "processed_folder": str(folder / "processed"),
-            "staging_folder": str(folder / "staging"),
             "store_processed": False,
             "polling_interval": FILESYSTEM_POLL_S,
         },

@@ -169,7 +169,8 @@ def _now() -> datetime:
 
 
 def _ts(value: datetime | None) -> str | None:
-    return format_timestamp(value) if value else None
+    """Stored timestamps: fixed width (microseconds always), so SQL compares them as text."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value else None
 
 
 def _fingerprint(cmd: DispatchCommand) -> str:

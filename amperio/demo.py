@@ -1,23 +1,280 @@
-"""`make demo`: migrate, load the demo data and run the platform on SQLite."""
+"""`make demo`: the whole system on one machine, no server to install.
+
+Enexa on SQLite (gunicorn), the ChargePost simulator, and Amperio (worker, watchdog worker,
+beat and API) on the embedded broker. It provisions the demo controller through the real
+enrollment flow, shows telemetry arriving in Enexa and a dispatched `set_battery_power`
+changing the simulator's battery power, then keeps reporting until Ctrl-C stops it all."""
+
+from __future__ import annotations
+
 import os
+import secrets
+import shutil
 import subprocess
 import sys
+import time
+from pathlib import Path
 
-ADDRESS = os.environ.get("ENEXA_DEMO_ADDR", "127.0.0.1:8000")
+import requests
+
+from amperio.procs import REPO_DIR, Proc, free_port, stop_all, wait_until
+
+SITE = "SITE001"
+SERIAL = "CP-DEMO-0001"
+CONTROLLER = "CTRL001"
+
+
+def _port(variable: str, default: int) -> int:
+    """The port from the environment, else `default` when it is free, else any free port."""
+    if variable in os.environ:
+        return int(os.environ[variable])
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", default))
+            return default
+        except OSError:
+            return free_port()
+
+
+def say(message: str) -> None:
+    print(f"[demo] {message}", flush=True)
+
+
+class Demo:
+    """Starts each part, walks the provisioning flow and shows the system working."""
+
+    def __init__(self, work_dir: Path):
+        self.work_dir = work_dir
+        self.log_dir = work_dir / "logs"
+        self.procs: list[Proc] = []
+        self.enexa_port = _port("ENEXA_DEMO_PORT", 8000)
+        self.amperio_port = _port("AMPERIO_DEMO_API_PORT", 8100)
+        self.enexa_url = f"http://127.0.0.1:{self.enexa_port}"
+        self.admin_password = secrets.token_urlsafe(12)
+        service_token = secrets.token_urlsafe(24)
+        self.enexa_env = {
+            "DJANGO_SETTINGS_MODULE": "enexa.settings.dev",
+            "DATABASE_URL": f"sqlite:///{work_dir / 'enexa.sqlite3'}",
+            "ENEXA_VAR_DIR": str(work_dir / "enexa"),
+            "ENEXA_DEMO_ADMIN_PASSWORD": self.admin_password,
+            "ENEXA_AMPERIO_URL": f"http://127.0.0.1:{self.amperio_port}",
+            "ENEXA_AMPERIO_TOKEN": service_token,
+        }
+        self.amperio_env = {
+            "AMPERIO_SITE_ID": SITE,
+            "AMPERIO_ENEXA_URL": self.enexa_url,
+            "AMPERIO_STATE_DIR": str(work_dir / "amperio"),
+            "AMPERIO_SERVICE_TOKENS": service_token,
+            "AMPERIO_API_BIND": f"127.0.0.1:{self.amperio_port}",
+        }
+        self.token = ""
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> Proc:
+        proc = Proc(name, [sys.executable, *args], self.log_dir, env)
+        self.procs.append(proc)
+        return proc
+
+    def run_step(self, args: list[str], env: dict[str, str]) -> str:
+        result = subprocess.run(  # noqa: S603 - our own interpreter and modules
+            [sys.executable, *args],
+            cwd=REPO_DIR,
+            env={**os.environ, "PYTHONPATH": str(REPO_DIR), **env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+        return result.stdout
+
+    def api(self, method: str, path: str, **kwargs) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return requests.request(
+            method, f"{self.enexa_url}{path}", headers=headers, timeout=10, **kwargs
+        )
+
+    def start_enexa(self) -> None:
+        say("Enexa: migrating a fresh SQLite database and loading the demo data")
+        self.run_step(["manage.py", "migrate", "--noinput"], self.enexa_env)
+        self.run_step(["manage.py", "seed_demo"], self.enexa_env)
+        self.start(
+            "enexa",
+            [
+                "-m",
+                "gunicorn",
+                "enexa.wsgi",
+                "-b",
+                f"127.0.0.1:{self.enexa_port}",
+                "-w",
+                "2",
+                "--threads",
+                "4",
+                "--graceful-timeout",
+                "2",
+            ],
+            self.enexa_env,
+        )
+        wait_until(lambda: self.api("GET", "/v1/health").ok, 30, what="Enexa health")
+        response = self.api(
+            "POST", "/v1/auth/token", json={"username": "admin", "password": self.admin_password}
+        )
+        response.raise_for_status()
+        self.token = response.json()["access"]
+
+    def start_simulator(self) -> int:
+        port_file = self.work_dir / "simulator.port"
+        self.start(
+            "simulator",
+            [
+                "-m",
+                "amperio.simulator",
+                "--port",
+                "0",
+                "--port-file",
+                str(port_file),
+                "--speed",
+                "1",
+            ],
+            {},
+        )
+        port = int(wait_until(lambda: port_file.read_text().strip(), 20, what="simulator port"))
+        self.amperio_env["AMPERIO_MODBUS_PORT"] = str(port)
+        return port
+
+    def provision(self) -> None:
+        response = self.api("POST", f"/v1/sites/{SITE}/enrollment-tokens", json={"uses": 1})
+        response.raise_for_status()
+        secret = response.json()["secret"]
+        say(
+            f"Amperio: provisioning {SERIAL} at {SITE} (register, initial config, self-tests, "
+            "activate)"
+        )
+        out = self.run_step(
+            [
+                "-m",
+                "amperio",
+                "provision",
+                "--serial",
+                SERIAL,
+                "--site",
+                SITE,
+                "--enrollment-secret",
+                secret,
+            ],
+            self.amperio_env,
+        )
+        say(out.strip().splitlines()[-1] if out.strip() else "provisioned")
+
+    def start_amperio(self) -> None:
+        env = dict(self.amperio_env)
+        self.start("amperio", ["-m", "amperio", "run"], env)
+
+    def show_telemetry(self) -> None:
+        def latest():
+            response = self.api("GET", f"/v1/sites/{SITE}/telemetry/latest")
+            return response.json()["reading"] if response.ok else None
+
+        reading = wait_until(latest, 60, 0.5, what="telemetry in Enexa")
+        say(f"telemetry arriving in Enexa: {_summary(reading)}")
+
+    def show_dispatch(self) -> None:
+        from amperio.modbus.client import ChargePostClient
+
+        say("dispatching set_battery_power -50 kW (charge) from Enexa")
+        response = self.api(
+            "POST",
+            f"/v1/sites/{SITE}/commands",
+            json={"command": "set_battery_power", "params": {"power_kw": -50}},
+        )
+        response.raise_for_status()
+        command_id = response.json()["command_id"]
+
+        def applied():
+            body = self.api("GET", f"/v1/commands/{command_id}").json()
+            return body if body.get("status") in {"applied", "rejected", "failed"} else None
+
+        result = wait_until(applied, 30, 0.3, what="command applied")
+        say(f"command {command_id}: {result['status']} {result.get('detail', '')}".rstrip())
+        client = ChargePostClient("127.0.0.1", int(self.amperio_env["AMPERIO_MODBUS_PORT"]))
+        try:
+            values = wait_until(
+                lambda: (
+                    (v := client.read(["bat1_power_kw", "bat2_power_kw"]))
+                    and abs((v["bat1_power_kw"] or 0) + (v["bat2_power_kw"] or 0) + 50) < 1
+                    and v
+                ),
+                30,
+                0.5,
+                what="simulator battery power",
+            )
+        finally:
+            client.close()
+        say(
+            f"simulator battery power now: BAT1 {values['bat1_power_kw']:.1f} kW, "
+            f"BAT2 {values['bat2_power_kw']:.1f} kW (negative = charging)"
+        )
+
+    def report_forever(self) -> None:
+        say("running; Ctrl-C stops everything")
+        while True:
+            time.sleep(10)
+            for proc in self.procs:
+                if not proc.alive():
+                    raise RuntimeError(f"{proc.name} stopped; see {proc.log_path}")
+            response = self.api("GET", f"/v1/sites/{SITE}/telemetry/latest")
+            if response.ok and response.json()["reading"]:
+                say(f"latest: {_summary(response.json()['reading'])}")
+
+
+def _summary(reading: dict) -> str:
+    battery = reading.get("battery") or {}
+    grid = reading.get("grid") or {}
+    chargers = reading.get("chargers") or []
+    charger = chargers[0] if chargers else {}
+    return (
+        f"{reading.get('timestamp')} SOC {battery.get('soc_pct')} % battery "
+        f"{battery.get('power_kw')} kW, grid import {grid.get('import_kw')} kW, "
+        f"{charger.get('id', 'CHG1')} {charger.get('status')} {charger.get('power_kw')} kW"
+    )
 
 
 def main() -> int:
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="enexa.settings.dev")
-    env.pop("DATABASE_URL", None)  # the demo always runs on SQLite under var/
-    manage = [sys.executable, "manage.py"]
-    subprocess.run([*manage, "migrate", "--noinput"], check=True, env=env)
-    subprocess.run([*manage, "seed_demo"], check=True, env=env)
-    print(f"\nEnexa admin: http://{ADDRESS}/admin/  API docs: http://{ADDRESS}/v1/docs/\n",
-          flush=True)
+    work_dir = REPO_DIR / "var" / "demo"
+    shutil.rmtree(work_dir, ignore_errors=True)  # every demo starts from a clean slate
+    (work_dir / "logs").mkdir(parents=True)
+    demo = Demo(work_dir)
+    os.environ.pop("DATABASE_URL", None)  # the demo always runs on SQLite
+    os.environ.pop("CELERY_BROKER_URL", None)  # and on the embedded broker
     try:
-        return subprocess.call([*manage, "runserver", ADDRESS, "--noreload"], env=env)
+        demo.start_enexa()
+        say(
+            f"Enexa admin: {demo.enexa_url}/admin/ (user admin, password "
+            f"{demo.admin_password}, this run only)"
+        )
+        say(
+            f"API docs: {demo.enexa_url}/v1/docs/  Amperio API: "
+            f"http://{demo.amperio_env['AMPERIO_API_BIND']}/v1/docs/"
+        )
+        port = demo.start_simulator()
+        say(f"ChargePost simulator on Modbus/TCP 127.0.0.1:{port}")
+        demo.provision()
+        demo.start_amperio()
+        demo.show_telemetry()
+        demo.show_dispatch()
+        if os.environ.get("DEMO_ONCE"):
+            return 0
+        demo.report_forever()
     except KeyboardInterrupt:
+        say("stopping")
         return 0
+    except Exception as exc:  # noqa: BLE001 - tell the user where to look
+        say(f"failed: {exc}\nlogs: {demo.log_dir}")
+        return 1
+    finally:
+        stop_all(demo.procs)
+    return 0
 
 
 if __name__ == "__main__":

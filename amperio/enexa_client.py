@@ -241,7 +241,7 @@ class EnexaClient:
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"status": status, "tests_passed": tests_passed}
         if reason:
-            body["reason"] = reason
+            body["detail"] = reason  # Enexa keeps it as the activation detail
         return self._post("/v1/provisioning/activate", body)
 
     # -- configuration ----------------------------------------------------------------------

@@ -152,6 +152,12 @@ class Outbox:
             conn.executemany(
                 "INSERT INTO outbox (kind, payload, enqueued_at) VALUES (?, ?, ?)", rows
             )
+            # A running total, never reset: "read" versus "stored in Enexa" after an outage.
+            conn.execute(
+                "INSERT INTO meta (name, value) VALUES ('readings_added', ?) ON CONFLICT(name) "
+                "DO UPDATE SET value = CAST(value AS INTEGER) + CAST(excluded.value AS INTEGER)",
+                (str(len(rows)),),
+            )
             self._apply_bound(conn, now)
 
     def add_event(self, event: dict[str, Any]) -> None:
@@ -309,9 +315,11 @@ class Outbox:
         counts = dict(conn.execute("SELECT kind, COUNT(*) FROM outbox GROUP BY kind").fetchall())
         (dead,) = conn.execute("SELECT COUNT(*) FROM dead_letter").fetchone()
         (oldest,) = conn.execute("SELECT MIN(enqueued_at) FROM outbox").fetchone()
+        added = self.get_meta("readings_added")
         return {
             "readings": counts.get("reading", 0),
             "events": counts.get("event", 0),
+            "readings_added": int(added) if added else 0,
             "dead_letter": dead,
             "oldest_at": _dt(oldest).isoformat() if oldest is not None else None,
         }

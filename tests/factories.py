@@ -1,6 +1,8 @@
 """factory-boy factories for every model the tests build, kept in one place."""
+
 import factory
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from enexa.registry.choices import ControllerState, EquipmentKind, MemberRole
 from enexa.registry.models import Controller, Equipment, Site, SiteMembership
@@ -113,3 +115,14 @@ class FirmwareReleaseFactory(factory.django.DjangoModelFactory):
     def target_sites(obj, create, extracted, **kwargs):  # noqa: N805 - factory-boy hook
         if create and extracted:
             obj.target_sites.set(extracted)
+
+
+class SiteStatusFactory(factory.django.DjangoModelFactory):
+    """A site's gateway status (enexa.telemetry): online and just heard from by default."""
+
+    class Meta:
+        model = "telemetry.SiteStatus"
+
+    site = factory.SubFactory(SiteFactory)
+    online = True
+    last_seen_at = factory.LazyFunction(timezone.now)

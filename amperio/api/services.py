@@ -106,6 +106,8 @@ def gateway_health(settings: Settings, now: datetime | None = None) -> dict[str,
         },
         "buffer": {"depth": depth.get("readings", 0) + depth.get("events", 0), **depth},
         "mode": state.get("mode") or "auto",
+        # normal, schedule (following the last schedule) or safe_local, while Enexa is away.
+        "autonomy": state.get("autonomy_mode") or "normal",
         "config_version": state.get("config_version"),
         "firmware_version": state.get("firmware_version"),
         "commands": {"queued": len(command_store(settings).open_commands())},

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from amperio.modbus.registermap import DEFAULT_MAP, Register, RegisterMap, load_map
+from amperio.modbus.registermap import COLUMNS, DEFAULT_MAP, Register, RegisterMap, load_map
 
 DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "modbus.md"
 
@@ -82,21 +82,7 @@ def render(register_map: RegisterMap | None = None, csv_name: str | None = None)
         requests=len(plan),
         plan=", ".join(f"{b.table} {b.address}+{b.count}" for b in plan),
     )
-    header = [
-        "name",
-        "table",
-        "address",
-        "type",
-        "count",
-        "scale",
-        "unit",
-        "access",
-        "word order",
-        "undefined",
-        "min",
-        "max",
-        "description",
-    ]
+    header = [column.replace("_", " ") for column in COLUMNS]  # the CSV's own columns
     lines = ["", "## Registers", "", "| " + " | ".join(header) + " |"]
     lines.append("|" + "---|" * len(header))
     ordered = sorted(register_map, key=lambda r: (r.table != "holding", r.address))

@@ -5,6 +5,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -108,6 +109,10 @@ def problem_response(status_code: int, title: str, detail: str, code: str, error
 
 def problem_exception_handler(exc, context):
     """DRF exception handler: every error leaves as application/problem+json."""
+    request = context.get("request")
+    if request is not None:  # a problem is JSON even where the view renders CSV
+        request.accepted_renderer = JSONRenderer()
+        request.accepted_media_type = PROBLEM_CONTENT_TYPE
     if isinstance(exc, DomainError):
         response = Response(
             problem_body(exc.status, exc.title, exc.detail, exc.code, exc.errors),
@@ -133,7 +138,10 @@ def problem_exception_handler(exc, context):
         errors = flatten_errors(exc.detail)
         title, detail, code = "Invalid input", "The request has invalid fields.", "invalid"
     else:
-        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        detail = exc.detail
+        if isinstance(detail, dict):  # simplejwt's InvalidToken carries {"detail", "messages"}
+            detail = detail.get("detail", "")
+        detail = detail if isinstance(detail, str) else str(detail)
         code = getattr(exc, "default_code", "error")
         title = str(exc.default_detail) if hasattr(exc, "default_detail") else "Error"
     if isinstance(exc, exceptions.Throttled) and exc.wait is not None:

@@ -1,4 +1,6 @@
-"""Middleware: a database outage answers 503 with Retry-After instead of a stack trace."""
+"""Middleware: a database outage answers 503 with Retry-After instead of a stack trace; NUL
+characters are refused with 400 before they reach the database."""
+import json
 import logging
 
 from django.db import DatabaseError, InterfaceError, OperationalError
@@ -36,3 +38,47 @@ class DatabaseUnavailableMiddleware:
             "database_unavailable",
             headers={"Retry-After": RETRY_AFTER_S},
         )
+
+
+def _contains_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(item) for item in value)
+    return False
+
+
+def request_has_nul(request) -> bool:
+    """Whether the path, query or body of an API request carries a NUL character."""
+    if "\x00" in request.path or "%00" in request.META.get("QUERY_STRING", "").lower():
+        return True
+    content_type = request.META.get("CONTENT_TYPE", "")
+    try:
+        body = request.body
+    except Exception:  # noqa: BLE001 - too big or already read: the view's own checks apply
+        return False
+    if "json" in content_type and b"\\u0000" in body:
+        try:
+            return _contains_nul(json.loads(body))
+        except ValueError:
+            return False  # malformed JSON: the parser answers 400 itself
+    if "x-www-form-urlencoded" in content_type:
+        return b"%00" in body.lower()
+    return "multipart" in content_type and b"\x00" in body
+
+
+class RejectNulMiddleware:
+    """PostgreSQL cannot store or compare text holding NUL (it raises, which would be a 500):
+    an API request carrying one is refused with 400 before any query runs."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path.startswith("/v1/") and request_has_nul(request):
+            return problem_response(
+                400, "Invalid input", "NUL characters (\\u0000) are not accepted.", "invalid"
+            )
+        return self.get_response(request)

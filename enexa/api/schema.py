@@ -4,6 +4,7 @@ from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 from rest_framework import serializers
+from rest_framework_simplejwt.views import TokenViewBase
 
 from .errors import PROBLEM_CONTENT_TYPE
 
@@ -41,22 +42,30 @@ class ProblemSerializer(serializers.Serializer):
 
 
 class ProblemAutoSchema(AutoSchema):
-    """Adds the problem responses an operation can give to the ones it declares: 401 when it
-    needs a caller, 403 for writes, 404 when a path names a resource, 400 when it takes input,
-    409 for deletes, 429 where rate limits apply."""
+    """Adds the problem responses an operation can give to the ones it declares: 401 and 403
+    when it has a caller (403 also for writes), 404 when a path names a resource or a list
+    pages, 400 when it takes input (a body, filters or query parameters), 409 for deletes, 429
+    where rate limits apply."""
 
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
         if direction != "response":
             return responses
         codes = []
-        if self.view.get_authenticators():
-            codes.append("401")
-        if self.method in ("POST", "PUT", "PATCH", "DELETE"):
+        needs_caller = bool(self.view.get_authenticators())
+        if needs_caller or isinstance(self.view, TokenViewBase):
+            codes.append("401")  # a missing or bad token; for login, bad credentials
+        if needs_caller or self.method in ("POST", "PUT", "PATCH", "DELETE"):
+            # any call with a caller: staff-only reads, and a controller key used from an
+            # address outside its allowlist
             codes.append("403")
-        if "{" in self.path:
-            codes.append("404")
-        if self.method in ("POST", "PUT", "PATCH") or self.get_filter_backends():
+        if "{" in self.path or (self._is_list_view() and self._get_paginator()):
+            codes.append("404")  # a resource, or a page past the end
+        takes_query = any(
+            getattr(p, "location", None) == "query"
+            for p in (self.get_override_parameters() or [])
+        )
+        if self.method in ("POST", "PUT", "PATCH") or self.get_filter_backends() or takes_query:
             codes.append("400")
         if self.method == "DELETE":
             codes.append("409")

@@ -23,6 +23,8 @@ class AuditMiddleware:
             response = self.get_response(request)
         finally:
             changes = services.stop_collecting(token) if token is not None else []
+        if token is not None and not changes and request.resolver_match is not None:
+            changes = services.url_targets(request.resolver_match.kwargs)
         services.record_call(
             # DRF sets request.user on the Django request too once it authenticated the call.
             principal=principal_label(getattr(request, "user", None)),

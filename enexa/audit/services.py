@@ -3,7 +3,11 @@
 import contextvars
 import logging
 import re
+from datetime import timedelta
 from urllib.parse import parse_qsl, urlencode
+
+from django.conf import settings
+from django.utils import timezone
 
 from .models import AuditEntry
 
@@ -15,6 +19,15 @@ REDACTED = "[redacted]"
 SECRET_NAME = re.compile(r"key|secret|password|passwd|token|authorization|signature", re.I)
 # Changes to these models are bookkeeping, not what the caller changed.
 IGNORED_MODELS = {"audit.auditentry", "sessions.session"}
+
+# URL parameters naming the object a write acts on, for writes that change it without a model
+# signal (queryset updates such as a key revocation).
+URL_TARGETS = {
+    "controller_id": "registry.controller",
+    "site_id": "registry.site",
+    "asset_id": "registry.equipment",
+    "command_id": "dispatch.command",
+}
 
 _changes: contextvars.ContextVar[list[dict] | None] = contextvars.ContextVar(
     "audit_changes", default=None
@@ -58,6 +71,15 @@ def note_change(instance, action: str) -> None:
         changes.append(entry)
 
 
+def url_targets(kwargs: dict) -> list[dict]:
+    """The objects a write's URL names (`/v1/controllers/CTRL001/api-keys/revoke`)."""
+    return [
+        {"model": model, "id": str(kwargs[name]), "action": "target"}
+        for name, model in URL_TARGETS.items()
+        if name in kwargs
+    ]
+
+
 def redact_query(query_string: str) -> str:
     pairs = parse_qsl(query_string, keep_blank_values=True)
     return urlencode(
@@ -91,3 +113,12 @@ def record_call(
     except Exception as exc:  # noqa: BLE001 - the response matters more than its audit row
         logger.warning("audit entry for %s %s not written: %s", method, path, type(exc).__name__)
         return None
+
+
+def prune_audit_entries(older_than_days: int | None = None) -> int:
+    """Delete entries older than `older_than_days` (default ENEXA_AUDIT_RETENTION_DAYS)."""
+    days = settings.ENEXA_AUDIT_RETENTION_DAYS if older_than_days is None else older_than_days
+    cutoff = timezone.now() - timedelta(days=days)
+    deleted, _ = AuditEntry.objects.filter(created_at__lt=cutoff).delete()
+    logger.info("pruned %s audit entries older than %s days", deleted, days)
+    return deleted

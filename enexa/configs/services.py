@@ -74,7 +74,9 @@ from enexa.registry.models import Controller, Site
 from .models import ConfigState, ConfigVersion, ControllerConfig, SiteConfig
 
 FIRMWARE_CHANNELS = ("stable", "beta")
-AUTONOMY_MODES = ("follow_schedule_then_safe", "safe", "hold_last_setpoint")
+# What the gateway does while Enexa is away (amperio.autonomy): follow the last schedule, then
+# the safe local policy; or go to the safe local policy at once.
+AUTONOMY_MODES = ("follow_schedule_then_safe", "safe")
 
 DEFAULTS: dict[str, Any] = {
     "modbus": {},
@@ -138,7 +140,12 @@ RULES: dict[str, Any] = {
         "export_eur_per_kwh": _num(-100, 100),
         "time_of_use": ("time_of_use",),
     },
-    "autonomy": {"enter_after_s": _int(0, 86_400), "mode": ("choice", AUTONOMY_MODES)},
+    "autonomy": {
+        "enter_after_s": _int(0, 86_400),
+        "mode": ("choice", AUTONOMY_MODES),
+        # Grid import the safe policy keeps below the limit; unset: 5 % of it, at least 2 kW.
+        "margin_kw": _num(0, 10_000),
+    },
     "setpoint_validity_s": _int(1, 86_400),
     "firmware": {"channel": ("choice", FIRMWARE_CHANNELS)},
 }
@@ -634,7 +641,8 @@ def restore_version(
     controller: Controller, number: int, *, by: str, if_match: int | None = None
 ) -> dict:
     """Roll back: a new version whose settings equal version `number` (limits stay today's).
-    The controller's overrides are rewritten to whatever reaches those settings."""
+    The controller's overrides are rewritten to whatever reaches those settings; a setting the
+    old version lacks (one added since, or a Modbus endpoint set since) keeps today's value."""
     old = get_version(controller, number)
     ensure_initial_version(controller)
     with transaction.atomic():

@@ -76,6 +76,12 @@ class ControllerConfigView(APIView):
 
     @extend_schema(parameters=[IF_NONE_MATCH], responses={200: ConfigSerializer, 304: None})
     def get(self, request, controller_id: str):
+        user = request.user
+        if is_controller(user) and user.controller_code == controller_id:
+            # The gateway's conditional GET: one read decides 304 before anything is loaded.
+            current = services.current_version(user.controller_pk)
+            if current is not None and none_match(request, current[0]):
+                return Response(status=304, headers={"ETag": etag(current[0])})
         controller = caller_controller(request, controller_id)
         current = services.current_version(controller.pk)
         if current is not None and none_match(request, current[0]):

@@ -7,10 +7,11 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from enexa.api.errors import InvalidInput, NotFoundError
+from enexa.api.errors import PROBLEM_CONTENT_TYPE, InvalidInput, NotFoundError
 from enexa.api.pagination import envelope
 from enexa.api.permissions import IsStaff
 from enexa.api.principals import is_controller, principal_label, visible_site_pks
+from enexa.api.schema import ProblemSerializer
 from enexa.api.scoping import caller_controller
 
 from . import services
@@ -42,7 +43,7 @@ class LatestFirmwareView(APIView):
             OpenApiParameter("model", str, description="Releases for every site of this model."),
             OpenApiParameter("channel", str, enum=Channel.values),
         ],
-        responses={200: LatestFirmwareSerializer},
+        responses={200: LatestFirmwareSerializer, (404, PROBLEM_CONTENT_TYPE): ProblemSerializer},
     )
     def get(self, request):
         params, user = request.query_params, request.user

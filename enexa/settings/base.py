@@ -57,6 +57,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "enexa.api.middleware.DatabaseUnavailableMiddleware",
     "enexa.audit.middleware.AuditMiddleware",
+    "enexa.api.middleware.RejectNulMiddleware",
 ]
 
 ROOT_URLCONF = "enexa.urls"
@@ -122,7 +123,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "enexa.api.pagination.EnvelopePagination",
     "PAGE_SIZE": 100,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "enexa.api.schema.ProblemAutoSchema",
     "EXCEPTION_HANDLER": "enexa.api.errors.problem_exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "UNAUTHENTICATED_USER": None,
@@ -197,3 +198,6 @@ ENEXA_TELEMETRY_POWER_FACTOR = float(env_str("ENEXA_TELEMETRY_POWER_FACTOR", "3"
 ENEXA_TELEMETRY_RAW_RETENTION_DAYS = env_int("ENEXA_TELEMETRY_RAW_RETENTION_DAYS", 30)
 ENEXA_TELEMETRY_AGGREGATE_RETENTION_DAYS = env_int("ENEXA_TELEMETRY_AGGREGATE_RETENTION_DAYS", 730)
 ENEXA_TELEMETRY_MAX_POINTS = env_int("ENEXA_TELEMETRY_MAX_POINTS", 10000)
+
+# How long audit entries are kept (`manage.py prune_audit_log` deletes older ones).
+ENEXA_AUDIT_RETENTION_DAYS = env_int("ENEXA_AUDIT_RETENTION_DAYS", 365)

@@ -18,12 +18,20 @@ from django.utils import timezone
 
 from enexa.api.errors import InvalidInput
 from enexa.registry.models import Site
+from shared.events import Event as EventSchema
 from shared.fields import format_timestamp, parse_timestamp
 from shared.telemetry import BatteryReading, BatteryUnitReading, ChargerReading, GridReading
 from shared.telemetry import TelemetryReading as ReadingSchema
 
 from .choices import RESOLUTION_SECONDS, Resolution
-from .models import METRICS, BatteryUnitValue, ChargerValue, HourlyAggregate, TelemetryReading
+from .models import (
+    METRICS,
+    BatteryUnitValue,
+    ChargerValue,
+    Event,
+    HourlyAggregate,
+    TelemetryReading,
+)
 from .services import _adapt_ts, _table, as_utc
 
 DEFAULT_RANGE = timedelta(hours=1)
@@ -144,6 +152,31 @@ def latest_reading(site: Site) -> dict | None:
     return _reading_dicts(site, [row])[0] if row else None
 
 
+def site_events(
+    site: Site, rng: Range, *, kind: str | None, severity: str | None, limit: int
+) -> list[dict]:
+    """The site's events in the range, newest first, in the wire shape of the shared schema."""
+    events = Event.objects.filter(site=site, timestamp__gte=rng.start, timestamp__lt=rng.end)
+    if kind:
+        events = events.filter(kind=kind)
+    if severity:
+        events = events.filter(severity=severity)
+    out = []
+    for e in events.order_by("-timestamp")[:limit]:
+        item = EventSchema(
+            site_id=site.code,
+            event_id=e.event_id,
+            timestamp=e.timestamp,
+            kind=e.kind,
+            severity=e.severity,
+            message=e.message,
+            data=e.data,
+        ).to_dict()
+        item["received_at"] = format_timestamp(e.received_at)
+        out.append(item)
+    return out
+
+
 # --- aggregated -----------------------------------------------------------------------------------
 
 
@@ -193,14 +226,27 @@ def aggregated_rows(site: Site, rng: Range) -> Iterator[tuple]:
 
 
 def aggregated_points(site: Site, rng: Range) -> list[dict]:
-    points = []
+    """Buckets of the range; at 1 h, hours whose raw readings are pruned come from the hourly
+    aggregates kept longer."""
+    points = {}
     for row in aggregated_rows(site, rng):
-        point: dict[str, Any] = {"timestamp": format_timestamp(row[0]), "count": row[1]}
-        for i, metric in enumerate(METRICS):
-            values = row[2 + 4 * i : 6 + 4 * i]
-            point[metric] = None if values[0] is None else dict(zip(STATS, values, strict=True))
-        points.append(point)
-    return points
+        points[row[0]] = _point(row[0], row[1], row[2:])
+    if rng.resolution == Resolution.HOUR:
+        columns = [f"{m}_{s}" for m in METRICS for s in STATS]
+        archived = HourlyAggregate.objects.filter(
+            site=site, hour__gte=rng.start, hour__lt=rng.end
+        ).values_list("hour", "count", *columns)
+        for hour, count, *values in archived:
+            points.setdefault(hour, _point(hour, count, values))
+    return [points[ts] for ts in sorted(points)]
+
+
+def _point(ts: datetime, count: int, values) -> dict:
+    point: dict[str, Any] = {"timestamp": format_timestamp(ts), "count": count}
+    for i, metric in enumerate(METRICS):
+        stats = values[4 * i : 4 * i + 4]
+        point[metric] = None if stats[0] is None else dict(zip(STATS, stats, strict=True))
+    return point
 
 
 # --- CSV ------------------------------------------------------------------------------------------

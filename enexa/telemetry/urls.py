@@ -15,5 +15,6 @@ urlpatterns = [
         name="site-telemetry-latest",
     ),
     path("sites/<str:site_id>/status", views.SiteStatusView.as_view(), name="site-status"),
+    path("sites/<str:site_id>/events", views.SiteEventsView.as_view(), name="site-events"),
     path("sites/<str:site_id>/outages", views.SiteOutagesView.as_view(), name="site-outages"),
 ]

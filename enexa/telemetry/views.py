@@ -67,7 +67,9 @@ class TelemetryIngestView(APIView):
 
     @extend_schema(
         request=OpenApiTypes.OBJECT,
-        responses={201: COUNTS_SCHEMA, 200: COUNTS_SCHEMA, 400: COUNTS_SCHEMA},
+        responses={
+            201: COUNTS_SCHEMA, 200: COUNTS_SCHEMA, (400, PROBLEM_CONTENT_TYPE): COUNTS_SCHEMA
+        },
     )
     def post(self, request):
         return counts_response(services.ingest_readings(request.user, request.data))
@@ -79,7 +81,9 @@ class EventIngestView(APIView):
 
     @extend_schema(
         request=OpenApiTypes.OBJECT,
-        responses={201: COUNTS_SCHEMA, 200: COUNTS_SCHEMA, 400: COUNTS_SCHEMA},
+        responses={
+            201: COUNTS_SCHEMA, 200: COUNTS_SCHEMA, (400, PROBLEM_CONTENT_TYPE): COUNTS_SCHEMA
+        },
     )
     def post(self, request):
         return counts_response(services.ingest_events(request.user, request.data))
@@ -175,6 +179,35 @@ class SiteStatusView(SiteView):
     def get(self, request, site_id: str):
         site = self.site()
         return Response(services.status_view(site, SiteStatus.objects.filter(site=site).first()))
+
+
+class SiteEventsView(SiteView):
+    """`GET /v1/sites/{site_id}/events?from=&to=&kind=&severity=`: the site's events in the
+    range (default the last hour), newest first, at most ENEXA_TELEMETRY_MAX_POINTS."""
+
+    @extend_schema(
+        parameters=RANGE_PARAMETERS[:2]
+        + [
+            OpenApiParameter("kind", OpenApiTypes.STR),
+            OpenApiParameter("severity", OpenApiTypes.STR),
+        ],
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def get(self, request, site_id: str):
+        site = self.site()
+        rng = queries.parse_range(request.query_params)
+        return Response(
+            {
+                "site_id": site.code,
+                "events": queries.site_events(
+                    site,
+                    rng,
+                    kind=request.query_params.get("kind"),
+                    severity=request.query_params.get("severity"),
+                    limit=settings.ENEXA_TELEMETRY_MAX_POINTS,
+                ),
+            }
+        )
 
 
 class SiteOutagesView(SiteView):

@@ -259,20 +259,19 @@ def test_the_embedded_broker_hands_each_message_over_whole_and_once_while_it_is_
     tmp_path,
 ):
     """A producer process publishing while the consumer drains: every message arrives once and
-    whole, and nothing is left behind in the queue or staging folders."""
+    whole, and nothing is left behind in the queue folder."""
     import subprocess
 
     from kombu import Connection, Queue
 
     from amperio import broker
 
-    folders = {name: tmp_path / name for name in ("queue", "staging", "processed", "control")}
+    folders = {name: tmp_path / name for name in ("queue", "processed", "control")}
     for folder in folders.values():
         folder.mkdir()
     options = {
         "data_folder_in": str(folders["queue"]),
         "data_folder_out": str(folders["queue"]),
-        "staging_folder": str(folders["staging"]),
         "processed_folder": str(folders["processed"]),
         "control_folder": str(folders["control"]),
         "polling_interval": 0.01,
@@ -280,7 +279,7 @@ def test_the_embedded_broker_hands_each_message_over_whole_and_once_while_it_is_
     producer_code = (
         "import json, sys; from kombu import Connection, Queue; import amperio.broker;"
         "q = Queue('amperio.site.T', routing_key='amperio.site.T');"
-        "c = Connection('amperiofs://', transport_options=json.loads(sys.argv[1]));"
+        f"c = Connection('{broker.SCHEME}://', transport_options=json.loads(sys.argv[1]));"
         "p = c.Producer(); [p.publish({'n': i, 'pad': 'x' * 4000}, exchange=q.exchange,"
         " routing_key=q.routing_key, declare=[q]) for i in range(300)]"
     )
@@ -297,4 +296,4 @@ def test_the_embedded_broker_hands_each_message_over_whole_and_once_while_it_is_
     finally:
         producer.wait(timeout=30)
     assert sorted(received) == list(range(300))
-    assert not list(folders["queue"].iterdir()) and not list(folders["staging"].iterdir())
+    assert not list(folders["queue"].iterdir())

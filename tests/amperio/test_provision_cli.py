@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import requests
 
 from amperio.simulator.server import ChargePostSimulator
 from tests.httppeer import HttpPeer
@@ -91,7 +92,7 @@ def test_a_chargepost_on_another_interface_version_fails_the_self_test(sim, tmp_
     activate = peer.requests[-1]
     assert activate["path"] == "/v1/provisioning/activate"
     assert activate["body"]["tests_passed"] is False
-    assert "2.4" in activate["body"]["reason"]
+    assert "2.4" in activate["body"]["detail"]
 
 
 def test_a_wrong_enrollment_secret_stores_no_key(sim, tmp_path):
@@ -100,3 +101,51 @@ def test_a_wrong_enrollment_secret_stores_no_key(sim, tmp_path):
     assert result.returncode == 2
     assert "401" in result.stderr
     assert not (tmp_path / "api_key").exists()
+
+
+@pytest.mark.integration
+def test_provisioning_against_a_live_enexa_activates_a_new_controller(sim, tmp_path):
+    from tests.integration.harness import LiveEnexa, enexa_database
+
+    with enexa_database(tmp_path) as database_url:
+        enexa = LiveEnexa(database_url, tmp_path)
+        try:
+            staff = {"Authorization": f"Bearer {enexa.staff_token()}"}
+            # Staff name the ChargePost's address in the site configuration.
+            site_config = requests.get(f"{enexa.url}/v1/config/SITE001", headers=staff, timeout=10)
+            patched = requests.patch(
+                f"{enexa.url}/v1/config/SITE001",
+                json={"modbus": {"host": "127.0.0.1", "port": sim.port, "device_id": 1}},
+                headers={**staff, "If-Match": site_config.headers["ETag"]},
+                timeout=10,
+            )
+            assert patched.status_code == 200, patched.text
+            issued = requests.post(
+                f"{enexa.url}/v1/sites/SITE001/enrollment-tokens", headers=staff, timeout=10
+            )
+            assert issued.status_code == 201, issued.text
+            result = subprocess.run(
+                [sys.executable, "-m", "amperio", "provision", "--serial", "CP-NEW-0042",
+                 "--site", "SITE001", "--enrollment-secret", issued.json()["secret"],
+                 "--enexa-url", enexa.url],
+                cwd=REPO,
+                env={"PYTHONPATH": str(REPO), "AMPERIO_STATE_DIR": str(tmp_path / "gw"),
+                     "PATH": "/usr/bin"},
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )  # fmt: skip
+            assert result.returncode == 0, result.stdout + result.stderr
+            key = (tmp_path / "gw" / "api_key").read_text().strip()
+            assert stat.S_IMODE((tmp_path / "gw" / "api_key").stat().st_mode) == 0o600
+            summary = json.loads(result.stdout.splitlines()[-1])
+            assert summary["activated"] is True
+            controller = requests.get(
+                f"{enexa.url}/v1/controllers/{summary['controller_id']}",
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=10,
+            )
+            assert controller.status_code == 200, controller.text
+            assert controller.json()["site_id"] == "SITE001"
+        finally:
+            enexa.stop()

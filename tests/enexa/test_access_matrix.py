@@ -8,7 +8,8 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.urls import URLResolver, get_resolver
+from django.test import override_settings
+from django.urls import URLResolver, clear_url_caches, get_resolver
 from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
@@ -160,10 +161,9 @@ def test_an_expired_jwt_and_a_revoked_key_are_refused_everywhere_with_401(world,
         assert response.status_code == 401, (token[:4], response.content)
 
 
-@pytest.mark.parametrize(("route", "method"), ENDPOINTS, ids=[f"{m} {r}" for r, m in ENDPOINTS])
-def test_another_sites_key_or_operator_never_gets_its_data(world, route, method):
-    if route in PUBLIC:
-        pytest.skip("public")
+def assert_no_cross_site_access(world, route: str, method: str) -> None:
+    """Site A's key and operator, calling `route` about site B: 403 or 404 and none of B's data
+    (a collection route must not list B's objects)."""
     path = concrete(route, world["values"])
     names_a_resource = PARAMETER.search(route) is not None
     for client in (bearer(world["key_a"]), jwt_client(world["operator_a"])):
@@ -182,3 +182,23 @@ def test_another_sites_key_or_operator_never_gets_its_data(world, route, method)
         mentioned = {code for code in world["site_b_codes"] if code.encode() in response.content}
         named_in_path = {code for code in world["site_b_codes"] if code in path}
         assert mentioned <= named_in_path, (path, mentioned)
+
+
+@pytest.mark.parametrize(("route", "method"), ENDPOINTS, ids=[f"{m} {r}" for r, m in ENDPOINTS])
+def test_another_sites_key_or_operator_never_gets_its_data(world, route, method):
+    if route in PUBLIC:
+        pytest.skip("public")
+    assert_no_cross_site_access(world, route, method)
+
+
+@override_settings(ROOT_URLCONF="tests.enexa.leaky_urls")
+def test_the_matrix_fails_an_endpoint_added_without_site_scoping(world):
+    clear_url_caches()
+    try:
+        known = {route for route, _ in ENDPOINTS}
+        added = [(route, methods) for route, methods in served_endpoints() if route not in known]
+        assert added == [("v1/leaky/sites/<str:site_id>", ["get"])]
+        with pytest.raises(AssertionError):
+            assert_no_cross_site_access(world, "v1/leaky/sites/<str:site_id>", "get")
+    finally:
+        clear_url_caches()

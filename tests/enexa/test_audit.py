@@ -61,3 +61,35 @@ def test_issued_secrets_never_reach_the_audit_log(staff_client, site):
         assert secret not in dump
         assert secret.split(".", 1)[1] not in dump
     assert "redacted" in dump
+
+
+def test_a_write_without_model_saves_records_the_object_its_url_names(staff_client, site):
+    controller = ControllerFactory(site=site)
+    services.issue_api_key(controller)
+    staff_client.post(f"/v1/controllers/{controller.code}/api-keys/revoke")
+    row = AuditEntry.objects.get(path__endswith="/revoke")
+    assert row.changes == [
+        {"model": "registry.controller", "id": controller.code, "action": "target"}
+    ]
+
+
+def test_entries_past_the_retention_period_are_pruned():
+    from datetime import timedelta
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    old = AuditEntry.objects.create(
+        principal="anonymous",
+        method="GET",
+        path="/v1/health",
+        status_code=200,
+        created_at=timezone.now() - timedelta(days=400),
+    )
+    recent = AuditEntry.objects.create(
+        principal="anonymous", method="GET", path="/v1/health", status_code=200
+    )
+    call_command("prune_audit_log", "--days", "365", stdout=StringIO())
+    assert list(AuditEntry.objects.values_list("pk", flat=True)) == [recent.pk]
+    assert not AuditEntry.objects.filter(pk=old.pk).exists()

@@ -409,3 +409,53 @@ def test_concurrent_changes_never_share_a_version_number():
     assert numbers == list(range(1, len(numbers) + 1))
     assert len(numbers) == 10  # version 1 and nine changes
     assert services.current_version(controller.pk)[0] == 10
+
+
+CALLERS = [
+    "anonymous",
+    "own_controller",
+    "other_controller",
+    "viewer",
+    "operator",
+    "foreign_operator",
+    "staff",
+]
+# (method, path, expected status per caller in CALLERS order)
+MATRIX = [
+    ("get", "/v1/controllers/CTRL001/config", [401, 200, 404, 200, 200, 404, 200]),
+    ("get", "/v1/controllers/CTRL001/config/version", [401, 200, 404, 200, 200, 404, 200]),
+    ("get", "/v1/controllers/CTRL001/config/versions", [401, 200, 404, 200, 200, 404, 200]),
+    ("get", "/v1/config/SITE001", [401, 200, 200, 200, 200, 404, 200]),
+    ("patch", "/v1/controllers/CTRL001/config", [401, 403, 404, 403, 200, 404, 200]),
+    ("patch", "/v1/config/SITE001", [401, 403, 403, 403, 200, 404, 200]),
+    (
+        "post",
+        "/v1/controllers/CTRL001/config/versions/1/restore",
+        [401, 403, 404, 403, 200, 404, 200],
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "expected"), MATRIX)
+def test_access_to_configuration_follows_the_callers_scope(
+    controller, other_site, method, path, expected
+):
+    site = controller.site
+    neighbour = ControllerFactory(site=site, code="CTRL002")
+    viewer, operator, foreign = (UserFactory(username=n) for n in ("v", "o", "f"))
+    MembershipFactory(user=viewer, site=site, role="viewer")
+    MembershipFactory(user=operator, site=site, role="operator")
+    MembershipFactory(user=foreign, site=other_site, role="operator")
+    clients = {
+        "anonymous": APIClient(),
+        "own_controller": controller_client(controller),
+        "other_controller": controller_client(neighbour),
+        "viewer": jwt_client(viewer),
+        "operator": jwt_client(operator),
+        "foreign_operator": jwt_client(foreign),
+        "staff": jwt_client(UserFactory(username="s", is_staff=True)),
+    }
+    body = {"telemetry": {"interval_s": 7}} if method == "patch" else None
+    for caller, status in zip(CALLERS, expected, strict=True):
+        response = getattr(clients[caller], method)(path, body, format="json", HTTP_IF_MATCH="*")
+        assert response.status_code == status, (caller, response.content)

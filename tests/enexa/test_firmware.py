@@ -252,3 +252,35 @@ def test_a_version_shared_by_two_models_needs_the_model_to_be_named(staff_client
     one = staff_client.get("/v1/firmware/3.0.0?model=Other-GW")
     assert one.json()["controller_model"] == "Other-GW"
     assert FirmwareRelease.objects.count() == 2
+
+
+FIRMWARE_MATRIX = [
+    # caller order: anonymous, own controller, other site's controller, operator, staff
+    ("get", "/v1/firmware/latest?controller=CTRL001", [401, 200, 404, 200, 200]),
+    ("get", "/v1/controllers/CTRL001/firmware", [401, 200, 404, 200, 200]),
+    ("post", "/v1/controllers/CTRL001/firmware", [401, 201, 404, 403, 201]),
+    ("get", "/v1/firmware", [401, 403, 403, 403, 200]),
+    ("get", "/v1/firmware/2.1.0/rollout", [401, 403, 403, 403, 200]),
+    ("get", "/v1/firmware/outdated", [401, 403, 403, 200, 200]),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "expected"), FIRMWARE_MATRIX)
+def test_access_to_firmware_follows_the_callers_scope(
+    controller, other_site, operator_client, staff_client, method, path, expected
+):
+    from rest_framework.test import APIClient
+
+    FirmwareReleaseFactory(version="2.1.0")
+    foreign = ControllerFactory(site=other_site, code="CTRL900")
+    clients = [
+        APIClient(),
+        controller_client(controller),
+        controller_client(foreign),
+        operator_client,
+        staff_client,
+    ]
+    body = {"current_version": "2.0.5", "status": "ok"} if method == "post" else None
+    for client, status in zip(clients, expected, strict=True):
+        response = getattr(client, method)(path, body, format="json")
+        assert response.status_code == status, (path, response.content)

@@ -121,3 +121,52 @@ def test_a_controller_key_cannot_rotate_keys(site):
     response = bearer(key).post(f"/v1/controllers/{controller.code}/api-keys/rotate")
     assert response.status_code == 403
     assert ApiKey.objects.count() == 1
+
+
+def test_registration_ignores_fields_the_gateway_may_not_set(site, other_site):
+    _, secret = services.create_enrollment_token(site)
+    response = bearer(secret).post(
+        "/v1/provisioning/register",
+        {
+            "serial": "AGW-9",
+            "site_id": site.code,
+            "controller_id": "CTRL999",
+            "state": "active",
+            "site": other_site.code,
+            "api_key": "enx_chosen.secret",
+            "code": "CTRL999",
+        },
+        format="json",
+    )
+    assert response.status_code == 201
+    controller = Controller.objects.get(serial="AGW-9")
+    assert (controller.site, controller.state) == (site, ControllerState.REGISTERED)
+    assert controller.code != "CTRL999"
+    assert response.json()["api_key"] != "enx_chosen.secret"
+    assert services.authenticate_api_key("enx_chosen.secret") is None
+
+
+def test_activation_and_rotation_ignore_a_state_or_key_the_caller_sends(staff_client, site):
+    controller = ControllerFactory(site=site, state=ControllerState.REGISTERED)
+    _, key = services.issue_api_key(controller)
+    bearer(key).post(
+        "/v1/provisioning/activate",
+        {"status": "ready", "tests_passed": False, "state": "active", "site_id": "SITE002"},
+        format="json",
+    )
+    controller.refresh_from_db()
+    assert controller.state == ControllerState.REGISTERED
+    rotated = staff_client.post(
+        f"/v1/controllers/{controller.code}/api-keys/rotate",
+        {"api_key": "enx_chosen.secret", "secret_hash": "0" * 64},
+        format="json",
+    )
+    assert rotated.json()["api_key"] != "enx_chosen.secret"
+    assert not ApiKey.objects.filter(secret_hash="0" * 64).exists()
+
+
+def test_staff_cannot_set_a_controllers_state_by_patching_it(staff_client, site):
+    controller = ControllerFactory(site=site, state=ControllerState.SUSPENDED)
+    staff_client.patch(f"/v1/controllers/{controller.code}", {"state": "active"}, format="json")
+    controller.refresh_from_db()
+    assert controller.state == ControllerState.SUSPENDED

@@ -7,7 +7,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.test import override_settings
 from django.utils import timezone
+from rest_framework.test import APIClient
 
+from enexa.configs.models import ConfigState
+from enexa.configs.services import ensure_initial_version
+from enexa.provisioning.services import issue_api_key
 from enexa.telemetry import services
 from enexa.telemetry.models import BatteryUnitValue, ChargerValue, Event, TelemetryReading
 from shared.fields import format_timestamp
@@ -16,6 +20,7 @@ from tests.factories import (
     BatterySystemFactory,
     BatteryUnitFactory,
     ChargerFactory,
+    ControllerFactory,
     MembershipFactory,
     UserFactory,
 )
@@ -302,3 +307,74 @@ def test_events_are_stored_once_per_event_id_with_the_same_counts(staff_client, 
     stored = Event.objects.get(event_id="e-1")
     assert (stored.kind, stored.severity, stored.data) == ("alarm", "critical", {"bit": 3})
     assert Event.objects.count() == 2
+
+
+def controller_client(controller):
+    _, key = issue_api_key(controller)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return client
+
+
+@pytest.mark.django_db
+def test_a_controller_key_posts_only_for_its_own_site(equipped_site, other_site):
+    client = controller_client(ControllerFactory(site=equipped_site, code="CTRL001"))
+    body = post(
+        client,
+        {"items": [reading(message_id="own"), reading(message_id="foreign", site_id="SITE002")]},
+    ).json()
+    assert (body["accepted"], body["rejected"]) == (1, 1)
+    assert body["errors"] == [
+        {"index": 1, "message_id": "foreign", "errors": {"site_id": [services.NOT_YOUR_SITE]}}
+    ]
+    assert list(TelemetryReading.objects.values_list("message_id", flat=True)) == ["own"]
+    event = {
+        "site_id": "SITE002",
+        "event_id": "e-x",
+        "timestamp": format_timestamp(T0),
+        "kind": "log",
+    }
+    assert client.post("/v1/events", event, format="json").json()["rejected"] == 1
+    status = {"site_id": "SITE002", "online": True}
+    assert client.post("/v1/status", status, format="json").status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_controllers_status_report_records_the_config_version_it_applied(equipped_site):
+
+    controller = ControllerFactory(site=equipped_site, code="CTRL001")
+    ensure_initial_version(controller)
+    client = controller_client(controller)
+    response = client.post(
+        "/v1/status",
+        {"site_id": "SITE001", "online": True, "config_version": 1, "firmware_version": "2.0.5"},
+        format="json",
+    )
+    assert response.status_code == 200, response.json()
+    assert response.json()["controller_id"] == "CTRL001"
+    assert ConfigState.objects.get(controller=controller).applied_version == 1
+
+
+@pytest.mark.django_db
+def test_a_sites_events_are_read_back_newest_first_and_filtered(staff_client, site):
+    items = [
+        {
+            "site_id": "SITE001",
+            "event_id": f"e-{i}",
+            "kind": kind,
+            "severity": severity,
+            "timestamp": format_timestamp(T0 + timedelta(minutes=i)),
+            "message": f"event {i}",
+        }
+        for i, (kind, severity) in enumerate(
+            [("alarm", "critical"), ("mode_change", "info"), ("log", "info")]
+        )
+    ]
+    staff_client.post("/v1/events", {"items": items}, format="json")
+    window = "from=2024-01-15T09:00:00Z&to=2024-01-15T11:00:00Z"
+    body = staff_client.get(f"/v1/sites/SITE001/events?{window}").json()
+    assert [e["event_id"] for e in body["events"]] == ["e-2", "e-1", "e-0"]
+    alarms = staff_client.get(f"/v1/sites/SITE001/events?{window}&severity=critical").json()
+    assert [(e["event_id"], e["kind"], e["message"]) for e in alarms["events"]] == [
+        ("e-0", "alarm", "event 0")
+    ]

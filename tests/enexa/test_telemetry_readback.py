@@ -188,3 +188,24 @@ def test_retention_rolls_old_readings_into_hourly_aggregates_and_prunes(site, st
     assert aggregate.grid_import_kw_avg == 6
     call_command("prune_telemetry")  # again: nothing changes
     assert HourlyAggregate.objects.get().count == 2
+
+
+@pytest.mark.django_db
+def test_hourly_reads_reach_back_into_the_aggregates_past_raw_retention(site, staff, staff_client):
+    old_hour = (timezone.now() - timedelta(days=100)).replace(minute=0, second=0, microsecond=0)
+    services.ingest_readings(
+        staff, {"items": [reading(old_hour + timedelta(minutes=m), 10 + m, 2) for m in (0, 30)]}
+    )
+    call_command("prune_telemetry")
+    assert not TelemetryReading.objects.exists()
+    services.ingest_readings(staff, reading(old_hour + timedelta(hours=1), 70, 3))
+    window = {
+        "from": format_timestamp(old_hour - timedelta(hours=2)),
+        "to": format_timestamp(old_hour + timedelta(hours=2)),
+    }
+    points = get(staff_client, resolution="1h", **window).json()["points"]
+    assert [(p["timestamp"], p["count"]) for p in points] == [
+        (format_timestamp(old_hour), 2),
+        (format_timestamp(old_hour + timedelta(hours=1)), 1),
+    ]
+    assert points[0]["battery_soc_pct"] == {"avg": 25.0, "min": 10.0, "max": 40.0, "last": 40.0}

@@ -14,7 +14,12 @@ from enexa.telemetry import services
 from enexa.telemetry.models import OutageReport, SiteStatus, SiteStatusTransition
 from shared.fields import format_timestamp
 from tests.conftest import jwt_client
-from tests.factories import ControllerFactory, MembershipFactory, UserFactory
+from tests.factories import (
+    ControllerFactory,
+    MembershipFactory,
+    SiteStatusFactory,
+    UserFactory,
+)
 from tests.httppeer import HttpPeer
 
 
@@ -151,9 +156,7 @@ def test_a_silent_site_goes_offline_once_and_every_transition_is_kept(site, staf
 def test_a_site_reads_as_offline_once_the_silence_has_passed_even_before_detection(
     site, staff_client, settings
 ):
-    SiteStatus.objects.create(
-        site=site, online=True, last_seen_at=timezone.now() - timedelta(seconds=30)
-    )
+    SiteStatusFactory(site=site, last_seen_at=timezone.now() - timedelta(seconds=30))
     assert staff_client.get("/v1/sites/SITE001/status").json()["online"] is True
     settings.ENEXA_OFFLINE_AFTER_S = 20
     assert staff_client.get("/v1/sites/SITE001/status").json()["online"] is False
@@ -162,9 +165,7 @@ def test_a_site_reads_as_offline_once_the_silence_has_passed_even_before_detecti
 
 @pytest.mark.django_db
 def test_detect_offline_command_marks_silent_sites(site, settings):
-    SiteStatus.objects.create(
-        site=site, online=True, last_seen_at=timezone.now() - timedelta(seconds=500)
-    )
+    SiteStatusFactory(site=site, last_seen_at=timezone.now() - timedelta(seconds=500))
     call_command("detect_offline")
     assert transitions(site) == [(False, "silence")]
 

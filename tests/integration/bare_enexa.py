@@ -1,15 +1,16 @@
-"""A live Enexa (gunicorn) on a fresh database holding one site and one staff user: enough for
-ingest tests and benches that do not need the whole demo data."""
+"""A live Enexa (gunicorn) on a fresh database holding a few sites, a staff user and (on request)
+a controller with an API key per site: enough for ingest tests and benches that do not need the
+whole demo data."""
 
 from __future__ import annotations
 
-import sys
+import json
 import uuid
 from pathlib import Path
 
 import requests
 
-from tests.integration.harness import Proc, free_port, run_manage, unthrottled_env, wait_until
+from tests.integration.harness import free_port, run_manage, serve_enexa, unthrottled_env
 
 SEED = """
 from django.contrib.auth import get_user_model
@@ -19,6 +20,18 @@ for code in {codes!r}:
         code=code, defaults={{"name": code, "grid_connection_limit_kw": 400}}
     )
 get_user_model().objects.create_user("bench", password={password!r}, is_staff=True)
+if {controllers!r}:
+    import json
+    from enexa.provisioning.services import issue_api_key
+    from enexa.registry.models import Controller
+    keys = {{}}
+    for n, code in enumerate({codes!r}):
+        controller = Controller.objects.create(
+            code=f"CTRL{{n + 1:03d}}", serial=f"BENCH-{{n + 1}}", site=Site.objects.get(code=code),
+            state="active",
+        )
+        keys[code] = issue_api_key(controller)[1]
+    print("KEYS" + json.dumps(keys))
 """
 
 
@@ -33,6 +46,7 @@ class BareEnexa:
         sites: tuple[str, ...] = ("SITE001",),
         workers: int = 2,
         threads: int = 4,
+        controllers: bool = False,
         extra_env: dict[str, str] | None = None,
     ):
         self.port = free_port()
@@ -48,37 +62,20 @@ class BareEnexa:
             **(extra_env or {}),
         }
         run_manage("migrate", "--noinput", env=self.env)
-        run_manage("shell", "-c", SEED.format(codes=sites, password=self.password), env=self.env)
-        self.proc = Proc(
-            f"enexa-{self.port}",
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "enexa.wsgi",
-                "-b",
-                f"127.0.0.1:{self.port}",
-                "-w",
-                str(workers),
-                "--threads",
-                str(threads),
-                "--keep-alive",
-                "30",
-                "--graceful-timeout",
-                "2",
-                "--log-level",
-                "warning",
-            ],
+        seed = SEED.format(codes=sites, password=self.password, controllers=controllers)
+        out = run_manage("shell", "-c", seed, env=self.env)
+        # One active controller per site with an API key issued by the real service.
+        self.api_keys: dict[str, str] = {}
+        for line in out.splitlines():
+            if line.startswith("KEYS"):
+                self.api_keys = json.loads(line[4:])
+        self.proc = serve_enexa(
+            self.port,
             log_dir,
-            self.env,
+            {**self.env, "GUNICORN_CMD_ARGS": "--log-level warning"},
+            workers=workers,
+            threads=threads,
         )
-        try:
-            wait_until(
-                lambda: requests.get(f"{self.url}/v1/health", timeout=1).ok, 30, what="Enexa health"
-            )
-        except TimeoutError:
-            self.stop()
-            raise
 
     def token(self) -> str:
         response = requests.post(

@@ -63,6 +63,43 @@ def enexa_database(tmp_path: Path) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def serve_enexa(
+    port: int, log_dir: Path, env: dict[str, str], *, workers: int = 2, threads: int = 4
+) -> Proc:
+    """gunicorn serving Enexa on 127.0.0.1:`port`, once its health answers."""
+    proc = Proc(
+        f"enexa-{port}",
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "enexa.wsgi",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            str(workers),
+            "--threads",
+            str(threads),
+            "--keep-alive",
+            "30",
+            "--graceful-timeout",
+            "2",
+        ],
+        log_dir,
+        env,
+    )
+    try:
+        wait_until(
+            lambda: requests.get(f"http://127.0.0.1:{port}/v1/health", timeout=1).ok,
+            30,
+            what="Enexa health",
+        )
+    except TimeoutError:
+        proc.stop()
+        raise
+    return proc
+
+
 class LiveEnexa:
     """A migrated Enexa with the demo data, served by gunicorn on a free port."""
 
@@ -87,28 +124,7 @@ class LiveEnexa:
         self.start()
 
     def start(self) -> None:
-        self.proc = Proc(
-            f"enexa-{self.port}",
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "enexa.wsgi",
-                "-b",
-                f"127.0.0.1:{self.port}",
-                "-w",
-                "2",
-                "--threads",
-                "4",
-                "--graceful-timeout",
-                "2",
-            ],
-            self.log_dir,
-            self.env,
-        )
-        wait_until(
-            lambda: requests.get(f"{self.url}/v1/health", timeout=1).ok, 30, what="Enexa health"
-        )
+        self.proc = serve_enexa(self.port, self.log_dir, self.env)
 
     def stop(self) -> None:
         if self.proc:

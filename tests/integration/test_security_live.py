@@ -19,7 +19,7 @@ from tests.integration.harness import (
     run_manage,
     wait_until,
 )
-from tests.tcpproxy import TcpProxy
+from tests.integration.tcpproxy import TcpProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 REDIS_URL = os.environ.get("ENEXA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -157,6 +157,22 @@ def test_an_allowlist_refuses_other_addresses_and_a_spoofed_forwarded_header(liv
     assert call("GET", path, key).status_code == 200
 
 
+def test_a_rotated_refresh_token_cannot_be_used_again(live, issued_secrets):
+    call = Caller(live.url)
+    tokens = call(
+        "POST", "/v1/auth/token", json={"username": "admin", "password": live.admin_password}
+    ).json()
+    issued_secrets.extend([tokens["access"], tokens["refresh"]])
+    rotated = call("POST", "/v1/auth/token/refresh", json={"refresh": tokens["refresh"]})
+    assert rotated.status_code == 200
+    issued_secrets.extend(rotated.json().values())
+    reused = call("POST", "/v1/auth/token/refresh", json={"refresh": tokens["refresh"]})
+    assert reused.status_code == 401
+    assert reused.headers["Content-Type"] == "application/problem+json"
+    fresh = call("POST", "/v1/auth/token/refresh", json={"refresh": rotated.json()["refresh"]})
+    assert fresh.status_code == 200
+
+
 def test_every_call_leaves_an_audit_row_and_no_issued_secret_is_anywhere(live, issued_secrets):
     call = Caller(live.url)
     gateway = provision(live, call, issued_secrets, f"CP-{uuid.uuid4().hex[:8]}")
@@ -275,7 +291,7 @@ def test_while_the_database_is_down_the_api_answers_503_with_retry_after(tmp_pat
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     info = psycopg.conninfo.conninfo_to_dict(base)
-    proxy = TcpProxy(info.get("host", "127.0.0.1"), int(info.get("port", 5432)))
+    proxy = TcpProxy(int(info.get("port", 5432)))  # PostgreSQL on 127.0.0.1
     user = info.get("user", "postgres")
     password = f":{info['password']}" if info.get("password") else ""
     proxied = f"postgres://{user}{password}@127.0.0.1:{proxy.port}/{name}"
@@ -307,6 +323,6 @@ def test_while_the_database_is_down_the_api_answers_503_with_retry_after(tmp_pat
     finally:
         if enexa is not None:
             enexa.stop()
-        proxy.cut()
+        proxy.stop()
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

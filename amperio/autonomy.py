@@ -1,0 +1,389 @@
+"""Local autonomous mode: what the battery does while Enexa is unreachable.
+
+Normal while Enexa answered within `autonomy.enter_after_s`; then the last valid schedule's slot
+that covers now, until the schedule runs out; then a safe local policy: discharge to keep the
+grid import under the connection limit (with a margin), charge from spare headroom while the
+state of charge is below the reserve, never outside the SOC band. `decide` is pure; `run_cycle`
+is the gateway's glue (write the setpoints, record mode changes as events)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.events import Event
+from shared.fields import parse_timestamp
+
+log = logging.getLogger(__name__)
+
+MODES = ("normal", "schedule", "safe_local")
+DEFAULT_SOC_BAND_PCT = (10.0, 90.0)
+DEFAULT_RESERVE_PCT = 20.0
+DEFAULT_ENTER_AFTER_S = 60.0
+# Used when a unit does not report its allowed power (a ChargePost unit is 110 kW).
+DEFAULT_UNIT_MAX_KW = 110.0
+_UNIT = re.compile(r"^(bat\d+)_soc_pct$")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The mode and the battery power (total, positive = discharge; None = not ours to set)."""
+
+    mode: str
+    battery_power_kw: float | None
+    reason: str
+    unit_power_kw: dict[str, float] = field(default_factory=dict)  # "bat1" -> kW
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "battery_power_kw": self.battery_power_kw,
+            "reason": self.reason,
+            "unit_power_kw": dict(self.unit_power_kw),
+        }
+
+
+def _get(data: Any, path: str) -> Any:
+    for part in path.split("."):
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return None
+    return float(value)
+
+
+@dataclass(frozen=True)
+class AutonomyPolicy:
+    """The numbers the policy works with, from the gateway's configuration."""
+
+    grid_limit_kw: float | None
+    soc_min_pct: float = DEFAULT_SOC_BAND_PCT[0]
+    soc_max_pct: float = DEFAULT_SOC_BAND_PCT[1]
+    reserve_pct: float = DEFAULT_RESERVE_PCT
+    enter_after_s: float = DEFAULT_ENTER_AFTER_S
+    margin_kw: float | None = None
+    follow_schedule: bool = True
+
+    @classmethod
+    def from_config(
+        cls, config: dict[str, Any], snapshot: dict[str, Any] | None = None
+    ) -> AutonomyPolicy:
+        """From the gateway configuration (`{"settings": ..., "limits": ...}`) or its settings
+        alone; the grid limit falls back on the limits, then on the unit's own register."""
+        settings = config.get("settings") if isinstance(config.get("settings"), dict) else config
+        limits = config.get("limits") or {}
+
+        def first(*values: Any, default: float | None = None) -> float | None:
+            return next((v for v in map(_num, values) if v is not None), default)
+
+        return cls(
+            grid_limit_kw=first(
+                _get(settings, "grid.limit_kw"),
+                _get(limits, "grid.limit_kw"),
+                (snapshot or {}).get("site_grid_limit_kw"),
+            ),
+            soc_min_pct=first(
+                _get(settings, "battery.soc_min_pct"),
+                _get(limits, "battery.soc_min_pct"),
+                default=DEFAULT_SOC_BAND_PCT[0],
+            )
+            or 0.0,
+            soc_max_pct=first(
+                _get(settings, "battery.soc_max_pct"),
+                _get(limits, "battery.soc_max_pct"),
+                default=DEFAULT_SOC_BAND_PCT[1],
+            )
+            or 0.0,
+            reserve_pct=first(_get(settings, "battery.reserve_pct"), default=DEFAULT_RESERVE_PCT)
+            or 0.0,
+            enter_after_s=first(
+                _get(settings, "autonomy.enter_after_s"), default=DEFAULT_ENTER_AFTER_S
+            )
+            or 0.0,
+            margin_kw=first(_get(settings, "autonomy.margin_kw")),
+            follow_schedule=_get(settings, "autonomy.mode") != "safe",
+        )
+
+    @property
+    def target_import_kw(self) -> float | None:
+        """The import the policy aims under: the limit less a margin (5 %, at least 2 kW), so
+        a load step between two cycles does not cross the limit itself."""
+        if self.grid_limit_kw is None:
+            return None
+        margin = self.margin_kw if self.margin_kw is not None else max(2.0, self.grid_limit_kw / 20)
+        return self.grid_limit_kw - margin
+
+
+@dataclass(frozen=True)
+class _Unit:
+    name: str
+    soc_pct: float
+    power_kw: float
+    allowed_charge_kw: float
+    allowed_discharge_kw: float
+
+
+def _units(snapshot: dict[str, Any]) -> list[_Unit]:
+    units = []
+    for key in sorted(snapshot):
+        match = _UNIT.match(key)
+        soc = _num(snapshot[key])
+        if not match or soc is None:
+            continue
+        name = match.group(1)
+        charge = _num(snapshot.get(f"{name}_allowed_charge_kw"))
+        discharge = _num(snapshot.get(f"{name}_allowed_discharge_kw"))
+        units.append(
+            _Unit(
+                name=name,
+                soc_pct=soc,
+                power_kw=_num(snapshot.get(f"{name}_power_kw")) or 0.0,
+                allowed_charge_kw=DEFAULT_UNIT_MAX_KW if charge is None else max(0.0, charge),
+                allowed_discharge_kw=DEFAULT_UNIT_MAX_KW
+                if discharge is None
+                else max(0.0, discharge),
+            )
+        )
+    return units
+
+
+def _site_demand_kw(snapshot: dict[str, Any], units: list[_Unit]) -> float | None:
+    """What the site would draw from the grid with the battery idle."""
+    grid_import = _num(snapshot.get("grid_import_kw"))
+    if grid_import is not None:
+        net = grid_import - (_num(snapshot.get("grid_export_kw")) or 0.0)
+        return net + sum(u.power_kw for u in units)
+    load = _num(snapshot.get("site_load_kw"))
+    chargers = [
+        v
+        for k, v in snapshot.items()
+        if re.fullmatch(r"chg\d+_power_kw", k) and _num(v) is not None
+    ]
+    if load is None and not chargers:
+        return None
+    return (load or 0.0) + sum(float(v) for v in chargers)
+
+
+def split_by_soc(total_kw: float, units: list[_Unit], policy: AutonomyPolicy) -> dict[str, float]:
+    """Share a total among the units: a discharge by the energy each holds above the SOC
+    minimum, a charge by the room each has below the maximum; no unit beyond its allowed power
+    or outside the band. The sum may fall short of `total_kw` when the units cannot do it."""
+    discharge = total_kw > 0
+    caps, weights = {}, {}
+    for u in units:
+        if discharge:
+            room, cap = u.soc_pct - policy.soc_min_pct, u.allowed_discharge_kw
+        else:
+            room, cap = policy.soc_max_pct - u.soc_pct, u.allowed_charge_kw
+        caps[u.name] = cap if room > 0 else 0.0
+        weights[u.name] = max(room, 0.0)
+    shares = {u.name: 0.0 for u in units}
+    remaining = abs(total_kw)
+    active = [n for n in shares if caps[n] > 0 and weights[n] > 0]
+    while remaining > 1e-6 and active:
+        weight_sum = sum(weights[n] for n in active)
+        given = 0.0
+        for n in active:
+            give = min(remaining * weights[n] / weight_sum, caps[n] - shares[n])
+            shares[n] += give
+            given += give
+        remaining -= given
+        active = [n for n in active if caps[n] - shares[n] > 1e-6]
+        if given <= 1e-9:
+            break
+    sign = 1.0 if discharge else -1.0
+    return {n: round(sign * s, 2) for n, s in shares.items()}
+
+
+def _when(value: Any) -> datetime | None:
+    """A moment given as an aware datetime or an RFC 3339 string; None otherwise."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else None
+    return parse_timestamp(value)
+
+
+def _slot_now(schedule: list[dict[str, Any]] | None, now: datetime) -> dict[str, Any] | None:
+    for slot in schedule or []:
+        start, end = _when(slot.get("start")), _when(slot.get("end"))
+        power = _num(slot.get("power_kw"))
+        if start is None or end is None or power is None or not start < end:
+            continue  # not a valid slot: skipped, never guessed at
+        if start <= now < end:
+            return {**slot, "power_kw": power}
+    return None
+
+
+def _decision(mode: str, total: float, units: list[_Unit], policy: AutonomyPolicy, reason: str):
+    shares = split_by_soc(total, units, policy) if total else {u.name: 0.0 for u in units}
+    return Decision(mode, round(sum(shares.values()), 2), reason, shares)
+
+
+def decide(
+    now: datetime,
+    snapshot: dict[str, Any],
+    config: dict[str, Any],
+    schedule: list[dict[str, Any]] | None,
+    enexa_last_ok_at: datetime | str | None,
+) -> Decision:
+    """The mode for now and, outside normal mode, the battery power to hold."""
+    policy = AutonomyPolicy.from_config(config, snapshot)
+    last_ok = _when(enexa_last_ok_at)
+    if last_ok is not None and (now - last_ok).total_seconds() <= policy.enter_after_s:
+        return Decision("normal", None, "Enexa reachable: its dispatch holds.")
+
+    units = _units(snapshot)
+    demand = _site_demand_kw(snapshot, units)
+    target = policy.target_import_kw
+    # Discharge the grid limit needs (negative: headroom left for charging).
+    need = demand - target if demand is not None and target is not None else None
+
+    slot = _slot_now(schedule, now) if policy.follow_schedule else None
+    if slot is not None:
+        power = slot["power_kw"]
+        reason = f"Enexa unreachable: following the schedule slot ending {slot['end']}."
+        if need is not None and power < need:
+            # The schedule was planned for another load: the grid limit comes first.
+            power = need
+            reason += f" Raised to {need:.1f} kW to keep the grid import under the limit."
+        return _decision("schedule", power, units, policy, reason)
+
+    if need is None:
+        return _decision(
+            "safe_local", 0.0, units, policy, "Safe local: no grid limit or meter data, idle."
+        )
+    if need > 0:
+        decision = _decision(
+            "safe_local",
+            need,
+            units,
+            policy,
+            f"Safe local: discharging to keep the grid import under {policy.grid_limit_kw:g} kW.",
+        )
+        if decision.battery_power_kw is not None and decision.battery_power_kw < need - 0.01:
+            decision = Decision(
+                decision.mode,
+                decision.battery_power_kw,
+                decision.reason + f" The battery can give {decision.battery_power_kw:.1f} of "
+                f"{need:.1f} kW.",
+                decision.unit_power_kw,
+            )
+        return decision
+    soc = [u.soc_pct for u in units]
+    if soc and sum(soc) / len(soc) < policy.reserve_pct:
+        return _decision(
+            "safe_local",
+            need,  # negative: charge from the headroom only
+            units,
+            policy,
+            f"Safe local: charging towards the {policy.reserve_pct:g} % reserve from spare "
+            "grid headroom.",
+        )
+    return _decision("safe_local", 0.0, units, policy, "Safe local: under the limit, idle.")
+
+
+def snapshot_from_reading(reading: dict[str, Any]) -> dict[str, Any]:
+    """The register-named values `decide` needs, from a wire reading (BAT1 -> bat1_...)."""
+    snapshot: dict[str, Any] = {}
+    grid = reading.get("grid") or {}
+    snapshot["grid_import_kw"] = grid.get("import_kw")
+    snapshot["grid_export_kw"] = grid.get("export_kw")
+    for unit in _get(reading, "battery.units") or []:
+        name = str(unit.get("id", "")).lower()
+        for key in ("soc_pct", "power_kw", "allowed_charge_kw", "allowed_discharge_kw"):
+            snapshot[f"{name}_{key}"] = unit.get(key)
+    for charger in reading.get("chargers") or []:
+        snapshot[f"{str(charger.get('id', '')).lower()}_power_kw"] = charger.get("power_kw")
+    return snapshot
+
+
+class ModeTracker:
+    """Remembers the mode in the gateway state; a change becomes a `mode_change` event."""
+
+    KEY = "autonomy_mode"
+
+    def __init__(self, state: Any, site_id: str | None = None):
+        self.state = state
+        self.site_id = site_id
+
+    @property
+    def mode(self) -> str:
+        return self.state.get(self.KEY) or "normal"
+
+    def observe(self, decision: Decision, now: datetime) -> dict[str, Any] | None:
+        """Record the decision's mode; the event dict when it changed, else None."""
+        previous = self.mode
+        if decision.mode == previous:
+            return None
+        self.state.update({self.KEY: decision.mode, "autonomy_mode_since": now.isoformat()})
+        site_id = self.site_id
+        if site_id is None:
+            from amperio.settings import get_settings
+
+            site_id = get_settings().site_id
+        event = Event(
+            site_id=site_id,
+            event_id=uuid.uuid4().hex,
+            timestamp=now,
+            kind="mode_change",
+            severity="info" if decision.mode == "normal" else "warning",
+            message=f"Mode {previous} -> {decision.mode}: {decision.reason}",
+            data={"from": previous, "to": decision.mode, **decision.to_dict()},
+        )
+        return event.to_dict()
+
+
+def run_cycle(
+    *,
+    client: Any,
+    state: Any,
+    config: dict[str, Any],
+    reading: dict[str, Any],
+    outbox: Any,
+    settings: Any,
+    enexa_unreachable_for_s: float,
+    now: datetime,
+    schedule: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """One control cycle's autonomy step: decide, write the unit setpoints when the gateway is
+    in charge, and queue a mode change event. Returns the decision as a dict."""
+    last_ok = now - timedelta(seconds=enexa_unreachable_for_s) if enexa_unreachable_for_s else now
+    if schedule is None:
+        schedule = _stored_schedule(settings, now)
+    snapshot = snapshot_from_reading(reading)
+    decision = decide(now, snapshot, config, schedule, last_ok)
+    tracker = ModeTracker(state, getattr(settings, "site_id", None))
+    previous = tracker.mode
+    writes: dict[str, float] = {}
+    if decision.mode != "normal":
+        # Enexa is away: the gateway is in charge of the battery (written after the lease
+        # re-assertion of the same cycle, so this is what holds).
+        writes = {f"{u}_power_setpoint_kw": p for u, p in decision.unit_power_kw.items()}
+    elif previous == "safe_local":
+        # Hand back: the units idle until Enexa re-dispatches.
+        writes = {f"{u.name}_power_setpoint_kw": 0.0 for u in _units(snapshot)}
+    if writes:
+        try:
+            client.write_many(writes)
+        except Exception:  # the next cycle tries again; the decision is still recorded
+            log.exception("Autonomy setpoint write failed: %s", writes)
+    event = tracker.observe(decision, now)
+    if event is not None:
+        outbox.add_event(event)
+    return {**decision.to_dict(), "written": writes}
+
+
+def _stored_schedule(settings: Any, now: datetime) -> list[dict[str, Any]]:
+    try:
+        from amperio.commands import CommandStore
+
+        return CommandStore(settings.commands_path).active_schedule(now)
+    except Exception:  # no command store yet: no schedule to follow
+        log.debug("No stored schedule", exc_info=True)
+        return []

@@ -1,0 +1,260 @@
+"""While Enexa is away the gateway follows the schedule, then keeps the grid limit on its own."""
+
+from datetime import UTC, datetime, timedelta
+
+from amperio.autonomy import ModeTracker, decide, snapshot_from_reading
+from amperio.state import GatewayState
+from shared.events import Event
+
+NOW = datetime(2026, 1, 15, 18, 0, tzinfo=UTC)
+CONFIG = {
+    "settings": {
+        "grid": {"limit_kw": 400.0},
+        "battery": {"soc_min_pct": 10.0, "soc_max_pct": 90.0, "reserve_pct": 30.0},
+        "autonomy": {"enter_after_s": 60},
+    }
+}
+AWAY = NOW - timedelta(minutes=10)
+
+
+def snapshot(load_kw=20.0, charger_kw=0.0, soc=(50.0, 50.0), battery_kw=(0.0, 0.0)):
+    """What the ChargePost reports: the meter sees load + charger - battery discharge."""
+    net = load_kw + charger_kw - sum(battery_kw)
+    snap = {
+        "grid_import_kw": max(net, 0.0),
+        "grid_export_kw": max(-net, 0.0),
+        "site_load_kw": load_kw,
+        "chg1_power_kw": charger_kw,
+        "site_grid_limit_kw": 400.0,
+    }
+    for n, (s, p) in enumerate(zip(soc, battery_kw, strict=True), start=1):
+        snap.update(
+            {
+                f"bat{n}_soc_pct": s,
+                f"bat{n}_power_kw": p,
+                f"bat{n}_allowed_charge_kw": 110.0,
+                f"bat{n}_allowed_discharge_kw": 110.0,
+            }
+        )
+    return snap
+
+
+def grid_after(snap, decision):
+    return snap["site_load_kw"] + snap["chg1_power_kw"] - decision.battery_power_kw
+
+
+def test_while_enexa_answers_the_gateway_leaves_the_battery_to_its_dispatch():
+    decision = decide(NOW, snapshot(charger_kw=500), CONFIG, None, NOW - timedelta(seconds=30))
+    assert decision.mode == "normal"
+    assert decision.battery_power_kw is None
+
+
+def test_past_the_configured_time_the_gateway_follows_the_schedule_slot_covering_now():
+    schedule = [
+        {"start": "2026-01-15T17:00:00Z", "end": "2026-01-15T17:59:59Z", "power_kw": 50},
+        {"start": "2026-01-15T18:00:00Z", "end": "2026-01-15T19:00:00Z", "power_kw": -40},
+    ]
+    decision = decide(NOW, snapshot(), CONFIG, schedule, NOW - timedelta(seconds=61))
+    assert decision.mode == "schedule"
+    assert decision.battery_power_kw == -40
+    assert sum(decision.unit_power_kw.values()) == -40
+
+
+def test_a_schedule_slot_that_would_break_the_grid_limit_is_raised_to_keep_it():
+    schedule = [{"start": NOW - timedelta(hours=1), "end": NOW + timedelta(hours=1), "power_kw": 0}]
+    snap = snapshot(load_kw=20, charger_kw=450)
+    decision = decide(NOW, snap, CONFIG, schedule, AWAY)
+    assert decision.mode == "schedule"
+    assert grid_after(snap, decision) < 400
+
+
+def test_when_the_schedule_has_run_out_the_safe_local_policy_takes_over():
+    schedule = [{"start": "2026-01-15T16:00:00Z", "end": "2026-01-15T17:00:00Z", "power_kw": 80}]
+    decision = decide(NOW, snapshot(), CONFIG, schedule, AWAY)
+    assert decision.mode == "safe_local"
+
+
+def test_invalid_schedule_slots_are_ignored_rather_than_guessed_at():
+    schedule = [
+        {"start": "not a time", "end": "2026-01-15T19:00:00Z", "power_kw": 80},
+        {"start": "2026-01-15T19:00:00Z", "end": "2026-01-15T17:00:00Z", "power_kw": 80},
+        {"start": "2026-01-15T17:00:00Z", "end": "2026-01-15T19:00:00Z", "power_kw": "lots"},
+    ]
+    assert decide(NOW, snapshot(), CONFIG, schedule, AWAY).mode == "safe_local"
+
+
+def test_safe_local_discharges_to_keep_the_grid_import_under_the_limit_with_a_margin():
+    snap = snapshot(load_kw=30, charger_kw=450)
+    decision = decide(NOW, snap, CONFIG, None, AWAY)
+    assert decision.mode == "safe_local"
+    assert 80 <= decision.battery_power_kw <= 110
+    assert grid_after(snap, decision) <= 400 - 20  # 5 % margin
+
+
+def test_safe_local_counts_the_battery_power_already_flowing():
+    # The meter shows 320 kW because the battery already gives 160 kW: keep giving it.
+    snap = snapshot(load_kw=30, charger_kw=450, battery_kw=(80.0, 80.0))
+    decision = decide(NOW, snap, CONFIG, None, AWAY)
+    assert grid_after(snap, decision) <= 380
+
+
+def test_safe_local_splits_the_discharge_by_the_energy_each_unit_holds_above_the_minimum():
+    decision = decide(
+        NOW, snapshot(load_kw=30, charger_kw=450, soc=(70.0, 40.0)), CONFIG, None, AWAY
+    )
+    bat1, bat2 = decision.unit_power_kw["bat1"], decision.unit_power_kw["bat2"]
+    assert bat1 > bat2 > 0
+    assert abs(bat1 / bat2 - (70 - 10) / (40 - 10)) < 0.01
+
+
+def test_a_unit_at_its_soc_minimum_gives_nothing_and_the_other_takes_over():
+    decision = decide(
+        NOW, snapshot(load_kw=30, charger_kw=450, soc=(10.0, 60.0)), CONFIG, None, AWAY
+    )
+    assert decision.unit_power_kw == {"bat1": 0.0, "bat2": 100.0}
+
+
+def test_below_the_reserve_the_battery_charges_from_spare_headroom_only():
+    snap = snapshot(load_kw=20, charger_kw=300, soc=(20.0, 20.0))
+    decision = decide(NOW, snap, CONFIG, None, AWAY)
+    assert decision.battery_power_kw < 0, "charging"
+    assert grid_after(snap, decision) <= 380, "never over the limit to charge"
+    assert decision.battery_power_kw == -60
+
+
+def test_above_the_reserve_and_under_the_limit_the_battery_idles():
+    decision = decide(
+        NOW, snapshot(load_kw=20, charger_kw=100, soc=(60.0, 60.0)), CONFIG, None, AWAY
+    )
+    assert decision.battery_power_kw == 0
+
+
+def test_no_unit_is_charged_above_the_soc_maximum():
+    schedule = [{"start": NOW, "end": NOW + timedelta(hours=1), "power_kw": -200}]
+    decision = decide(NOW, snapshot(soc=(90.0, 50.0)), CONFIG, schedule, AWAY)
+    assert decision.unit_power_kw["bat1"] == 0
+    assert decision.unit_power_kw["bat2"] == -110
+
+
+def test_a_unit_is_never_asked_for_more_than_it_allows():
+    snap = snapshot(load_kw=30, charger_kw=900)
+    snap["bat1_allowed_discharge_kw"] = 40.0
+    decision = decide(NOW, snap, CONFIG, None, AWAY)
+    assert decision.unit_power_kw == {"bat1": 40.0, "bat2": 110.0}
+    assert "can give 150.0" in decision.reason
+
+
+def test_the_snapshot_can_come_from_the_wire_reading():
+    reading = {
+        "site_id": "SITE001",
+        "timestamp": "2026-01-15T18:00:00Z",
+        "battery": {
+            "units": [
+                {"id": "BAT1", "soc_pct": 50, "power_kw": 0, "allowed_discharge_kw": 110},
+                {"id": "BAT2", "soc_pct": 50, "power_kw": 0, "allowed_discharge_kw": 110},
+            ]
+        },
+        "grid": {"import_kw": 480, "export_kw": 0},
+        "chargers": [{"id": "CHG1", "power_kw": 450}],
+    }
+    decision = decide(NOW, snapshot_from_reading(reading), CONFIG, None, AWAY)
+    assert decision.battery_power_kw >= 100
+
+
+def test_each_mode_change_is_an_event_once_and_the_mode_survives_a_restart(tmp_path):
+    state = GatewayState(tmp_path / "state.sqlite3")
+    tracker = ModeTracker(state, site_id="SITE001")
+    safe = decide(NOW, snapshot(charger_kw=450), CONFIG, None, AWAY)
+    normal = decide(NOW, snapshot(), CONFIG, None, NOW)
+
+    assert tracker.observe(normal, NOW) is None
+    event = tracker.observe(safe, NOW)
+    parsed = Event.from_dict(event)
+    assert (parsed.kind, parsed.data["from"], parsed.data["to"]) == (
+        "mode_change",
+        "normal",
+        "safe_local",
+    )
+    assert tracker.observe(safe, NOW) is None
+    assert ModeTracker(state, site_id="SITE001").observe(safe, NOW) is None
+    back = ModeTracker(state, site_id="SITE001").observe(normal, NOW + timedelta(minutes=5))
+    assert Event.from_dict(back).data["to"] == "normal"
+
+
+def test_the_safe_policy_keeps_the_simulators_grid_import_under_the_limit_during_a_300_kw_session(
+    tmp_path,
+):
+    from amperio.autonomy import run_cycle
+    from amperio.collector import build_reading
+    from amperio.modbus.client import ChargePostClient
+    from amperio.outbox import Outbox
+    from amperio.simulator.physics import Vehicle
+    from amperio.simulator.server import ChargePostSimulator
+
+    limit_kw = 250.0
+    config = {
+        "settings": {
+            "grid": {"limit_kw": limit_kw},
+            "battery": {"soc_min_pct": 10.0, "soc_max_pct": 90.0, "reserve_pct": 30.0},
+            # Above the charger's ramp within one control cycle (25 kW/s, cycles of 1 s).
+            "autonomy": {"enter_after_s": 60, "margin_kw": 30.0},
+        }
+    }
+    state = GatewayState(tmp_path / "state.sqlite3")
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    settings = type("S", (), {"site_id": "SITE001", "commands_path": tmp_path / "c.sqlite3"})
+    simulator = ChargePostSimulator(speed=0, seed=5).start()
+    try:
+        with simulator.state.lock:
+            simulator.state.mean_arrival_s = 0  # only the session the test starts
+        vehicle = Vehicle(capacity_kwh=300.0, soc_pct=10.0, target_soc_pct=95.0, max_power_kw=300.0)
+        client = ChargePostClient("127.0.0.1", simulator.port)
+        imports, charger, modes = [], [], []
+        start = NOW
+        for second in range(900):  # 15 simulated minutes, one control cycle per second
+            now = start + timedelta(seconds=second)
+            if second == 90:  # a vehicle arrives while the gateway is on its own
+                with simulator.state.lock:
+                    simulator.state.chargers[0].plug_in(vehicle)
+            client.write("watchdog_heartbeat", second % 60000)
+            snap = client.read_snapshot()
+            imports.append(snap["grid_import_kw"])
+            charger.append(snap["chg1_power_kw"])
+            reading = build_reading("SITE001", [snap], now)
+            # Enexa unreachable from the start (autonomy after the configured 60 s), back at 800 s.
+            result = run_cycle(
+                client=client,
+                state=state,
+                config=config,
+                reading=reading,
+                outbox=outbox,
+                settings=settings,
+                enexa_unreachable_for_s=float(second) if second < 800 else 0.0,
+                now=now,
+                schedule=[],
+            )
+            modes.append(result["mode"])
+            simulator.step(1.0)
+        client.close()
+    finally:
+        simulator.stop()
+
+    # From the first reading after the first autonomous write to Enexa's return.
+    autonomous = imports[62:801]
+    socs = (snap["bat1_soc_pct"], snap["bat2_soc_pct"])
+    print(
+        f"300 kW session, limit {limit_kw:g} kW: charger peak {max(charger):.0f} kW, grid import "
+        f"peak {max(autonomous):.1f} kW in autonomy, SOC at the end {socs}"
+    )
+    assert max(charger) >= 299, "the session ran at 300 kW"
+    assert max(autonomous) <= limit_kw
+    assert modes[:61] == ["normal"] * 61
+    assert set(modes[61:800]) == {"safe_local"}
+    assert set(modes[800:]) == {"normal"}
+    assert all(s >= 10.0 for s in socs)
+    assert (snap["bat1_power_kw"], snap["bat2_power_kw"]) == (0, 0), "handed back idle"
+    events = [i.payload for i in outbox.next_batch("event", 10)]
+    assert [e["data"]["to"] for e in events if e["kind"] == "mode_change"] == [
+        "safe_local",
+        "normal",
+    ]

@@ -1,0 +1,73 @@
+"""The production profile: refuses development defaults and turns on HTTPS-only settings."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+PRINT = (
+    "import json, django; from django.conf import settings; django.setup(); print(json.dumps("
+    "{k: getattr(settings, k) for k in ['DEBUG', 'SECURE_SSL_REDIRECT', 'SESSION_COOKIE_SECURE',"
+    " 'CSRF_COOKIE_SECURE', 'SECURE_HSTS_SECONDS', 'SECURE_HSTS_INCLUDE_SUBDOMAINS',"
+    " 'SECURE_PROXY_SSL_HEADER', 'SECURE_CONTENT_TYPE_NOSNIFF']}))"
+)
+
+
+def run_production(env: dict[str, str], code: str = PRINT) -> subprocess.CompletedProcess:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"SECRET_KEY", "DATABASE_URL", "ALLOWED_HOSTS", "DEBUG"}
+    }
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **clean,
+            "PYTHONPATH": str(REPO),
+            "DJANGO_SETTINGS_MODULE": "enexa.settings.production",
+            **env,
+        },
+    )
+
+
+def test_production_refuses_to_start_on_development_defaults():
+    result = run_production({})
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr and "DATABASE_URL" in result.stderr
+
+
+def test_production_is_https_only():
+    result = run_production(
+        {
+            "SECRET_KEY": "x" * 64,
+            "DATABASE_URL": "postgres://enexa@127.0.0.1:5432/enexa",
+            "ALLOWED_HOSTS": "api.enexa.io",
+        }
+    )
+    assert result.returncode == 0, result.stderr
+    values = json.loads(result.stdout)
+    assert values == {
+        "DEBUG": False,
+        "SECURE_SSL_REDIRECT": True,
+        "SESSION_COOKIE_SECURE": True,
+        "CSRF_COOKIE_SECURE": True,
+        "SECURE_HSTS_SECONDS": 31536000,
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS": True,
+        "SECURE_PROXY_SSL_HEADER": ["HTTP_X_FORWARDED_PROTO", "https"],
+        "SECURE_CONTENT_TYPE_NOSNIFF": True,
+    }
+
+
+def test_the_reverse_proxy_terminates_tls_1_3_only_and_overwrites_x_forwarded_for():
+    conf = (REPO / "infra" / "nginx" / "enexa.conf").read_text()
+    protocols = [
+        line.split()[1:] for line in conf.splitlines() if line.strip().startswith("ssl_protocols")
+    ]
+    assert protocols == [["TLSv1.3;"]]
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in conf

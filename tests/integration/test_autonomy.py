@@ -1,0 +1,75 @@
+"""Local autonomous mode with both sides running: Enexa goes away while a 300 kW session runs
+over a tight grid limit; the gateway takes the battery, the simulator's grid import stays under
+the limit, and the gateway hands back when Enexa returns. Mode changes reach Enexa as events."""
+
+import time
+
+import pytest
+
+from amperio.simulator.physics import Vehicle
+from tests.integration.system import FAST, SITE, System, set_site_config, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+GRID_LIMIT_KW = 200.0
+
+
+def autonomy(system: System) -> str:
+    return system.amperio_health()["sites"][SITE]["autonomy"]
+
+
+def test_autonomous_mode_keeps_the_grid_limit_while_enexa_is_away_and_hands_back(tmp_path, figures):
+    system = System(tmp_path)
+    system.before_provisioning = lambda: set_site_config(
+        system,
+        {
+            **FAST,
+            "grid": {"limit_kw": GRID_LIMIT_KW},
+            "autonomy": {"enter_after_s": 5, "margin_kw": 30},
+        },
+    )
+    with system:
+        wait_until(system.latest_reading, 60, 0.5, what="first reading")
+        with system.simulator.state.lock:
+            system.simulator.state.mean_arrival_s = 0  # no random vehicles: only ours
+            system.simulator.state.chargers[0].auto_leave = False
+            system.simulator.state.chargers[0].plug_in(
+                Vehicle(capacity_kwh=400, soc_pct=10, max_power_kw=300)
+            )
+        wait_until(
+            lambda: system.simulator_values()["chg1_power_kw"] >= 290, 60, 0.5, what="full power"
+        )
+        import_normal = system.simulator_values()["grid_import_kw"]
+        system.enexa.stop()
+        try:
+            wait_until(lambda: autonomy(system) == "safe_local", 60, 0.5, what="safe_local")
+            imports = []
+            for _ in range(30):  # 15 s of samples while the gateway is in charge
+                time.sleep(0.5)
+                imports.append(system.simulator_values()["grid_import_kw"])
+            discharge = sum(system.simulator_values()[f"bat{n}_power_kw"] for n in (1, 2))
+        finally:
+            system.enexa.start()
+        wait_until(lambda: autonomy(system) == "normal", 60, 0.5, what="back to normal")
+
+        def mode_changes():
+            response = system.enexa_api(
+                "GET", f"/v1/sites/{SITE}/events", params={"kind": "mode_change"}
+            )
+            found = response.json()["events"]
+            return found if len(found) >= 2 else None
+
+        events = wait_until(mode_changes, 60, 0.5, what="both mode changes in Enexa")
+        modes = sorted((e["data"]["from"], e["data"]["mode"]) for e in events)
+        figures.update(
+            {
+                "grid_limit_kw": GRID_LIMIT_KW,
+                "import_before_kw": round(import_normal, 1),
+                "max_import_in_autonomy_kw": round(max(imports), 1),
+                "battery_kw_in_autonomy": round(discharge, 1),
+                "mode_changes": modes,
+            }
+        )
+        assert import_normal > GRID_LIMIT_KW  # the situation really needed the battery
+        assert max(imports) <= GRID_LIMIT_KW, imports
+        assert modes == [("normal", "safe_local"), ("safe_local", "normal")]
