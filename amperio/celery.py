@@ -2,7 +2,7 @@
 
 The broker is `CELERY_BROKER_URL` (Redis where many gateways share one), else an embedded broker
 with no server: kombu's filesystem transport in the state directory. Results are not kept: the
-command table and the gateway state are the record. Start (see docs/operations.md):
+command table and the gateway state are the record. Start (see docs/gateway.md):
 
     celery -A amperio.celery worker -Q amperio.site.SITE001 -n site@%h   (threads, 8)
     celery -A amperio.celery worker -Q amperio.watchdog -P solo -n watchdog@%h

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import inspect
 import logging
 import os
 from collections.abc import Callable
@@ -174,6 +175,9 @@ def _reassert_leases(
 def _autonomy(
     gw: Gateway, client: Any, config: dict[str, Any], reading: dict[str, Any], now: datetime
 ) -> Any:
+    """`amperio.autonomy.run_cycle(...)` every cycle (it decides whether Enexa has been away
+    long enough to act), given any of: client, state, config, reading, outbox, settings,
+    enexa_unreachable_for_s, now."""
     try:
         from amperio import autonomy
     except ImportError:
@@ -181,17 +185,21 @@ def _autonomy(
     run = getattr(autonomy, "run_cycle", None)
     if run is None:
         return None
+    offered = {
+        "client": client,
+        "state": gw.state,
+        "config": config,
+        "reading": reading,
+        "outbox": gw.outbox(),
+        "settings": gw.settings,
+        "enexa_unreachable_for_s": status.enexa_unreachable_for_s(gw.state, now),
+        "now": now,
+    }
+    # Pass what the policy asks for, by name: the two modules can evolve apart.
+    params = inspect.signature(run).parameters
+    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     try:
-        return run(
-            client=client,
-            state=gw.state,
-            config=config,
-            reading=reading,
-            outbox=gw.outbox(),
-            settings=gw.settings,
-            enexa_unreachable_for_s=status.enexa_unreachable_for_s(gw.state, now),
-            now=now,
-        )
+        return run(**{k: v for k, v in offered.items() if takes_all or k in params})
     except Exception:
         log.exception("Autonomy decision failed (site %s)", gw.settings.site_id)
         return None

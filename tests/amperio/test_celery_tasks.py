@@ -253,3 +253,47 @@ def test_the_watchdog_worker_keeps_the_unit_alive_only_while_the_site_worker_con
                 proc.stop()
             sim.stop()
             print("\n".join(p.log()[-2000:] for p in procs))
+
+
+def test_the_embedded_broker_hands_each_message_over_whole_and_once_while_it_is_being_written(
+    tmp_path,
+):
+    """A producer process publishing while the consumer drains: every message arrives once and
+    whole, and nothing is left behind in the queue folder."""
+    import subprocess
+
+    from kombu import Connection, Queue
+
+    from amperio import broker
+
+    folders = {name: tmp_path / name for name in ("queue", "processed", "control")}
+    for folder in folders.values():
+        folder.mkdir()
+    options = {
+        "data_folder_in": str(folders["queue"]),
+        "data_folder_out": str(folders["queue"]),
+        "processed_folder": str(folders["processed"]),
+        "control_folder": str(folders["control"]),
+        "polling_interval": 0.01,
+    }
+    producer_code = (
+        "import json, sys; from kombu import Connection, Queue; import amperio.broker;"
+        "q = Queue('amperio.site.T', routing_key='amperio.site.T');"
+        f"c = Connection('{broker.SCHEME}://', transport_options=json.loads(sys.argv[1]));"
+        "p = c.Producer(); [p.publish({'n': i, 'pad': 'x' * 4000}, exchange=q.exchange,"
+        " routing_key=q.routing_key, declare=[q]) for i in range(300)]"
+    )
+    producer = subprocess.Popen([sys.executable, "-c", producer_code, json.dumps(options)])
+    received = []
+    try:
+        with Connection(f"{broker.SCHEME}://", transport_options=options) as conn:
+            queue = Queue("amperio.site.T", routing_key="amperio.site.T")
+            with conn.SimpleQueue(queue) as simple:
+                while len(received) < 300:
+                    message = simple.get(timeout=30)
+                    received.append(message.payload["n"])
+                    message.ack()
+    finally:
+        producer.wait(timeout=30)
+    assert sorted(received) == list(range(300))
+    assert not list(folders["queue"].iterdir())

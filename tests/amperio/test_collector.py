@@ -103,3 +103,37 @@ def test_the_control_cycle_task_body_reads_into_the_outbox(gateway):
     result = run_control_cycle(gw, NOW)
     assert result["read"] is True
     assert gw.outbox().depth()["readings"] == 1
+
+
+def test_readings_reach_enexa_through_the_outbox_and_stay_while_enexa_is_down(gateway, tmp_path):
+    pytest.importorskip("amperio.flusher")
+    from amperio.gateway import flush_outbox
+    from tests.httppeer import HttpPeer
+
+    settings, *_ = gateway
+    enexa_up = {"value": False}
+
+    def enexa(method, path, headers, body):
+        if not enexa_up["value"]:
+            return 503, {"detail": "down"}
+        items = body["items"]
+        return 200, {"accepted": len(items), "duplicate": 0, "rejected": 0, "errors": []}
+
+    with HttpPeer(enexa) as peer:
+        (tmp_path / "api_key").write_text("enx_test.key")
+        gw = Gateway(replace(settings, enexa_url=peer.url, key_file=tmp_path / "api_key"))
+        run_control_cycle(gw, NOW)
+        flush_outbox(gw, NOW + timedelta(seconds=1))
+        assert gw.outbox().depth()["readings"] == 1
+        assert gw.state.get("enexa_unreachable_since") == "2026-01-15T10:00:01Z"
+        enexa_up["value"] = True
+        gw.flusher().jitter_s = (0.0, 0.0)
+        run_control_cycle(gw, NOW + timedelta(seconds=2))
+        for second in range(3, 6):
+            flush_outbox(gw, NOW + timedelta(seconds=second))
+    posted = [i for r in peer.requests if r["path"] == "/v1/telemetry" for i in r["body"]["items"]]
+    stored = {i["message_id"] for i in posted}
+    assert len(stored) == 2
+    assert gw.outbox().depth()["readings"] == 0
+    assert gw.state.get("enexa_reachable") is True
+    assert gw.state.get("buffer_depth") == 0
