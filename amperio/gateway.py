@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import fcntl
 import functools
-import inspect
 import logging
 import os
 from collections.abc import Callable
@@ -154,6 +153,7 @@ def run_control_cycle(gw: Gateway | None = None, now: datetime | None = None) ->
     if reading is None:
         return result
     result["leases"] = _reassert_leases(gw, clients[0], config, now)
+    result["grid_limit_written"] = _configured_grid_limit(gw, clients[0], config)
     result["autonomy"] = _autonomy(gw, clients[0], config, reading, now)
     return result
 
@@ -162,11 +162,7 @@ def _reassert_leases(
     gw: Gateway, client: Any, config: dict[str, Any], now: datetime
 ) -> list[dict[str, Any]]:
     try:
-        store = gw.commands()
-    except ImportError:  # the command store ships separately; nothing to re-assert without it
-        return []
-    try:
-        return store.reassert_leases(client, now=now, config=config)
+        return gw.commands().reassert_leases(client, now=now, config=config)
     except Exception:  # a lease failure must not cost the reading or the watchdog
         log.exception("Re-asserting setpoint leases failed (site %s)", gw.settings.site_id)
         return []
@@ -174,34 +170,41 @@ def _reassert_leases(
 
 def _autonomy(
     gw: Gateway, client: Any, config: dict[str, Any], reading: dict[str, Any], now: datetime
-) -> Any:
-    """`amperio.autonomy.run_cycle(...)` every cycle (it decides whether Enexa has been away
-    long enough to act), given any of: client, state, config, reading, outbox, settings,
-    enexa_unreachable_for_s, now."""
+) -> dict[str, Any] | None:
+    """The autonomy step of every cycle (it decides whether Enexa has been away long enough)."""
+    from amperio import autonomy
+
     try:
-        from amperio import autonomy
-    except ImportError:
-        return None
-    run = getattr(autonomy, "run_cycle", None)
-    if run is None:
-        return None
-    offered = {
-        "client": client,
-        "state": gw.state,
-        "config": config,
-        "reading": reading,
-        "outbox": gw.outbox(),
-        "settings": gw.settings,
-        "enexa_unreachable_for_s": status.enexa_unreachable_for_s(gw.state, now),
-        "now": now,
-    }
-    # Pass what the policy asks for, by name: the two modules can evolve apart.
-    params = inspect.signature(run).parameters
-    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    try:
-        return run(**{k: v for k, v in offered.items() if takes_all or k in params})
-    except Exception:
+        return autonomy.run_cycle(
+            client=client,
+            state=gw.state,
+            config=config,
+            reading=reading,
+            outbox=gw.outbox(),
+            settings=gw.settings,
+            enexa_unreachable_for_s=status.enexa_unreachable_for_s(gw.state, now),
+            now=now,
+        )
+    except Exception:  # the decision is retried next cycle; the reading is already kept
         log.exception("Autonomy decision failed (site %s)", gw.settings.site_id)
+        return None
+
+
+def _configured_grid_limit(gw: Gateway, client: Any, config: dict[str, Any]) -> float | None:
+    """Write the configured grid limit to the unit when it differs and no `set_grid_limit`
+    lease holds the register, so a configuration change reaches the hardware."""
+    limit = config["settings"].get("grid", {}).get("limit_kw")
+    if limit is None or any(
+        lease.get("register") == "site_grid_limit_kw" for lease in gw.commands().leases()
+    ):
+        return None
+    current = client.read(["site_grid_limit_kw"])["site_grid_limit_kw"]
+    if current is not None and abs(current - float(limit)) < 0.05:
+        return None
+    try:
+        return client.write("site_grid_limit_kw", float(limit))
+    except Exception:  # tried again next cycle
+        log.exception("Writing the configured grid limit failed (site %s)", gw.settings.site_id)
         return None
 
 

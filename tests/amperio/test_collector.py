@@ -137,3 +137,38 @@ def test_readings_reach_enexa_through_the_outbox_and_stay_while_enexa_is_down(ga
     assert gw.outbox().depth()["readings"] == 0
     assert gw.state.get("enexa_reachable") is True
     assert gw.state.get("buffer_depth") == 0
+
+
+def test_a_configured_grid_limit_reaches_the_unit_unless_a_dispatched_one_holds(
+    gateway, simulator
+):
+    from amperio import configsync
+
+    settings, state, *_ = gateway
+    gw = Gateway(settings)
+    config = configsync.load_config(settings)
+    config["settings"]["grid"] = {"limit_kw": 320.0}
+    config["limits"] = {
+        "grid": {"limit_kw": 400.0},
+        "battery": {"max_charge_kw": 220.0, "max_discharge_kw": 220.0, "units": {}},
+        "chargers": {"CHG1": {"max_power_kw": 300.0}},
+    }
+    configsync.apply_config(settings, state, config, NOW)
+    run_control_cycle(gw, NOW)
+    assert simulator.state.site_grid_limit_kw == pytest.approx(320.0)
+
+    gw.commands().submit(
+        {
+            "site_id": settings.site_id,
+            "command": "set_grid_limit",
+            "params": {"limit_kw": 250},
+            "timestamp": NOW.isoformat(),
+            "command_id": "grid-250",
+            "valid_until": (NOW + timedelta(minutes=10)).isoformat(),
+        },
+        config["limits"],
+        NOW,
+    )
+    gw.commands().execute("grid-250", gw.chargeposts(config)[0], config, NOW)
+    run_control_cycle(gw, NOW + timedelta(seconds=5))
+    assert simulator.state.site_grid_limit_kw == pytest.approx(250.0)
