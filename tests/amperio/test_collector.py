@@ -139,9 +139,7 @@ def test_readings_reach_enexa_through_the_outbox_and_stay_while_enexa_is_down(ga
     assert gw.state.get("buffer_depth") == 0
 
 
-def test_a_configured_grid_limit_reaches_the_unit_unless_a_dispatched_one_holds(
-    gateway, simulator
-):
+def test_a_configured_grid_limit_reaches_the_unit_unless_a_dispatched_one_holds(gateway, simulator):
     from amperio import configsync
 
     settings, state, *_ = gateway

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
@@ -15,22 +14,10 @@ import requests
 from amperio.flusher import Flusher, SendResult, result_from_response
 from amperio.outbox import Outbox
 from shared.events import Event
+from tests.amperio.wall import Wall
 from tests.httppeer import HttpPeer
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-class Wall:
-    """A settable wall clock (what the outbox stamps items with)."""
-
-    def __init__(self):
-        self.now = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += timedelta(seconds=seconds)
 
 
 class Clock:

@@ -8,25 +8,12 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from amperio.outbox import Outbox
+from tests.amperio.wall import Wall
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-class Wall:
-    """A settable wall clock for the outbox."""
-
-    def __init__(self):
-        self.now = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += timedelta(seconds=seconds)
 
 
 def reading(i, site="SITE001"):
