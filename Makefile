@@ -32,6 +32,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m mypy
 
 format: $(STAMP)
 	$(PYTHON) -m ruff format .

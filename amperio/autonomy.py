@@ -220,7 +220,9 @@ def _slot_now(schedule: list[dict[str, Any]] | None, now: datetime) -> dict[str,
     return None
 
 
-def _decision(mode: str, total: float, units: list[_Unit], policy: AutonomyPolicy, reason: str):
+def _decision(
+    mode: str, total: float, units: list[_Unit], policy: AutonomyPolicy, reason: str
+) -> Decision:
     shares = split_by_soc(total, units, policy) if total else {u.name: 0.0 for u in units}
     return Decision(mode, round(sum(shares.values()), 2), reason, shares)
 

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 from queue import Empty
 from time import monotonic
+from typing import Any
 
 from kombu.transport import TRANSPORT_ALIASES, filesystem
 from kombu.utils.encoding import bytes_to_str, str_to_bytes
@@ -23,7 +24,8 @@ SCHEME = "filesystem"
 class Channel(filesystem.Channel):
     """Atomic put and claim; otherwise kombu's filesystem channel."""
 
-    def _put(self, queue, payload, **kwargs):
+    # kombu's own base classes disagree on this signature; this one matches filesystem.Channel.
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
         name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
         # A leading dot never matches a queue name, so no worker claims the file half-written.
         partial = os.path.join(self.data_folder_out, f".{name}.partial")
@@ -31,7 +33,7 @@ class Channel(filesystem.Channel):
             f.write(str_to_bytes(dumps(payload)))
         os.replace(partial, os.path.join(self.data_folder_out, name))
 
-    def _get(self, queue):
+    def _get(self, queue: str, timeout: float | None = None) -> Any:
         wanted = f"{queue}.msg"
         for name in sorted(os.listdir(self.data_folder_in)):
             if name.partition(".")[2] != wanted:

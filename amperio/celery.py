@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery, beat
-from kombu import Queue
+from kombu.entity import Queue
 
 from amperio import broker
 from amperio.configsync import load_config

@@ -58,7 +58,8 @@ def build_reading(
 ) -> dict[str, Any]:
     """One wire reading from the snapshots of the site's ChargePosts (units numbered across
     them: ChargePost k holds BAT(2k-1), BAT(2k) and CHG(k))."""
-    units, chargers = [], []
+    units: list[dict[str, Any]] = []
+    chargers: list[dict[str, Any]] = []
     for k, snap in enumerate(snapshots):
         for b in (1, 2):
             units.append(

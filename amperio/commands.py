@@ -28,6 +28,7 @@ from amperio.modbus.errors import ModbusError, RegisterRangeError
 from shared.dispatch import (
     ApplySchedule,
     DispatchCommand,
+    ScheduleSlot,
     SetBatteryPower,
     SetChargerPowerLimit,
     SetGridLimit,
@@ -378,11 +379,12 @@ class CommandStore:
         return record
 
     def _row(self, command_id: str) -> sqlite3.Row | None:
-        return (
+        row: sqlite3.Row | None = (
             self._conn()
             .execute("SELECT * FROM commands WHERE command_id = ?", (command_id,))
             .fetchone()
         )
+        return row
 
     @staticmethod
     def _record(row: sqlite3.Row) -> CommandRecord:
@@ -466,7 +468,7 @@ class CommandStore:
         applying late.
         """
         clock: Callable[[], datetime] = (
-            (lambda: now) if isinstance(now, datetime) else (now or _now)  # type: ignore[assignment]
+            (lambda: now) if isinstance(now, datetime) else (now or _now)
         )
         record = self.get(command_id)
         if record.status in FINAL or not self._claim(command_id, clock(), stale_after_s):
@@ -892,7 +894,7 @@ def split_battery_power(
     return shares
 
 
-def _slot_at(schedule: ApplySchedule, now: datetime):
+def _slot_at(schedule: ApplySchedule, now: datetime) -> ScheduleSlot | None:
     return next((s for s in schedule.slots if s.start <= now < s.end), None)
 
 
@@ -905,7 +907,7 @@ def _battery_unit_of(register: str) -> str | None:
 def _same(expected: Any, actual: Any) -> bool:
     if isinstance(expected, (int, float)) and isinstance(actual, (int, float)):
         return abs(float(expected) - float(actual)) <= READBACK_TOLERANCE
-    return expected == actual
+    return bool(expected == actual)
 
 
 # -- entry points for the gateway's tasks (this process's handles from amperio.gateway) -------

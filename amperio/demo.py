@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -89,7 +90,7 @@ class Demo:
             raise RuntimeError(f"{' '.join(args)} failed:\n{result.stdout}{result.stderr}")
         return result.stdout
 
-    def api(self, method: str, path: str, **kwargs) -> requests.Response:
+    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         return requests.request(
             method, f"{self.enexa_url}{path}", headers=headers, timeout=10, **kwargs
@@ -172,7 +173,7 @@ class Demo:
         self.start("amperio", ["-m", "amperio", "run"], env)
 
     def show_telemetry(self) -> None:
-        def latest():
+        def latest() -> dict[str, Any] | None:
             response = self.api("GET", f"/v1/sites/{SITE}/telemetry/latest")
             return response.json()["reading"] if response.ok else None
 
@@ -191,20 +192,22 @@ class Demo:
         response.raise_for_status()
         command_id = response.json()["command_id"]
 
-        def applied():
+        def applied() -> dict[str, Any] | None:
             body = self.api("GET", f"/v1/commands/{command_id}").json()
             return body if body.get("status") in {"applied", "rejected", "failed"} else None
 
         result = wait_until(applied, 30, 0.3, what="command applied")
         say(f"command {command_id}: {result['status']} {result.get('detail', '')}".rstrip())
         client = ChargePostClient("127.0.0.1", int(self.amperio_env["AMPERIO_MODBUS_PORT"]))
+
+        def charging_at_50_kw() -> dict[str, Any] | None:
+            v = client.read(["bat1_power_kw", "bat2_power_kw"])
+            total = float(v["bat1_power_kw"] or 0) + float(v["bat2_power_kw"] or 0)
+            return v if abs(total + 50) < 1 else None
+
         try:
             values = wait_until(
-                lambda: (
-                    (v := client.read(["bat1_power_kw", "bat2_power_kw"]))
-                    and abs((v["bat1_power_kw"] or 0) + (v["bat2_power_kw"] or 0) + 50) < 1
-                    and v
-                ),
+                charging_at_50_kw,
                 30,
                 0.5,
                 what="simulator battery power",
@@ -228,7 +231,7 @@ class Demo:
                 say(f"latest: {_summary(response.json()['reading'])}")
 
 
-def _summary(reading: dict) -> str:
+def _summary(reading: dict[str, Any]) -> str:
     battery = reading.get("battery") or {}
     grid = reading.get("grid") or {}
     chargers = reading.get("chargers") or []

@@ -162,7 +162,8 @@ def _reassert_leases(
     gw: Gateway, client: Any, config: dict[str, Any], now: datetime
 ) -> list[dict[str, Any]]:
     try:
-        return gw.commands().reassert_leases(client, now=now, config=config)
+        leases: list[dict[str, Any]] = gw.commands().reassert_leases(client, now=now, config=config)
+        return leases
     except Exception:  # a lease failure must not cost the reading or the watchdog
         log.exception("Re-asserting setpoint leases failed (site %s)", gw.settings.site_id)
         return []
@@ -202,7 +203,8 @@ def _configured_grid_limit(gw: Gateway, client: Any, config: dict[str, Any]) -> 
     if current is not None and abs(current - float(limit)) < 0.05:
         return None
     try:
-        return client.write("site_grid_limit_kw", float(limit))
+        written = client.write("site_grid_limit_kw", float(limit))
+        return float(written) if written is not None else None
     except Exception:  # tried again next cycle
         log.exception("Writing the configured grid limit failed (site %s)", gw.settings.site_id)
         return None
@@ -220,7 +222,7 @@ def flush_outbox(gw: Gateway | None = None, now: datetime | None = None) -> dict
     elif stats.get("sent"):
         status.note_enexa_reachable(gw.state, now)
     gw.state.set("buffer_depth", _depth(gw))
-    return stats
+    return dict(stats)
 
 
 def _depth(gw: Gateway) -> int:

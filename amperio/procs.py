@@ -11,7 +11,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 
@@ -20,7 +20,8 @@ def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def wait_until(
@@ -28,7 +29,7 @@ def wait_until(
     timeout_s: float,
     interval_s: float = 0.1,
     what: str = "condition",
-):
+) -> Any:
     """Poll `predicate` until it returns something truthy; raise TimeoutError after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     last_error: Exception | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -103,15 +104,16 @@ class ApplySchedule:
         return cls(slots=tuple(slots))
 
 
-PARAMS = {
-    "set_battery_power": SetBatteryPower,
-    "set_charger_power_limit": SetChargerPowerLimit,
-    "set_grid_limit": SetGridLimit,
-    "set_mode": SetMode,
-    "apply_schedule": ApplySchedule,
+Params = SetBatteryPower | SetChargerPowerLimit | SetGridLimit | SetMode | ApplySchedule
+# Each command's parameter reader (the classmethod `read` of its parameter class).
+PARAMS: dict[str, Callable[[Reader], Params]] = {
+    "set_battery_power": SetBatteryPower.read,
+    "set_charger_power_limit": SetChargerPowerLimit.read,
+    "set_grid_limit": SetGridLimit.read,
+    "set_mode": SetMode.read,
+    "apply_schedule": ApplySchedule.read,
 }
 COMMANDS = tuple(PARAMS)
-Params = SetBatteryPower | SetChargerPowerLimit | SetGridLimit | SetMode | ApplySchedule
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,7 @@ class DispatchCommand:
         if timestamp and valid_until and valid_until <= timestamp:
             r.error("valid_until", "Must be after timestamp.")
         params_reader = r.child("params", required=True)
-        params = PARAMS[command].read(params_reader) if command and params_reader else None
+        params = PARAMS[command](params_reader) if command and params_reader else None
         command_id = r.string("command_id", max_length=64)
         r.raise_if_errors()
         assert params is not None and timestamp is not None and command is not None
@@ -165,6 +167,6 @@ def parse_params(command: str, params: Any) -> Params:
     if command not in PARAMS:
         raise SchemaError({"command": ["Must be one of: " + ", ".join(COMMANDS) + "."]})
     r = Reader(params, "params")
-    parsed = PARAMS[command].read(r)
+    parsed = PARAMS[command](r)
     r.raise_if_errors()
     return parsed

@@ -149,12 +149,14 @@ class ChargePostSimulator:
         if server is None or loop is None:
             return
 
+        done = threading.Event()
+
         def drop() -> None:
             for connection in list(server.active_connections.values()):
                 connection.close()
+            done.set()
 
-        done = threading.Event()
-        loop.call_soon_threadsafe(lambda: (drop(), done.set()))
+        loop.call_soon_threadsafe(drop)
         done.wait(timeout=5)
 
     # -- the Modbus datastore ------------------------------------------------------------------
@@ -191,7 +193,7 @@ class ChargePostSimulator:
         if any(r.name in self.faults.exception_for for r in touched):
             return ExcCodes.DEVICE_FAILURE
         if writing:
-            return self._write(address, [int(v) for v in set_values])
+            return self._write(address, [int(v) for v in set_values or ()])
         self._catch_up()
         values = self.state.values()
         for register in touched:
