@@ -11,6 +11,8 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from enexa.api.sql import run_prepared
+
 from .models import AuditEntry
 
 logger = logging.getLogger(__name__)
@@ -109,7 +111,7 @@ def record_call(
     duration_ms: int,
 ) -> bool:
     """Write one entry; a failure (database down) is logged, never raised into the response."""
-    sql = _INSERT_SQL.format(
+    statement = _INSERT_SQL.format(
         table=AuditEntry._meta.db_table,
         json="%s::jsonb" if connection.vendor == "postgresql" else "%s",
     )
@@ -125,8 +127,7 @@ def record_call(
         duration_ms,
     ]
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+        run_prepared(statement, params)
         return True
     except Exception as exc:  # noqa: BLE001 - the response matters more than its audit row
         logger.warning("audit entry for %s %s not written: %s", method, path, type(exc).__name__)

@@ -10,12 +10,13 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from enexa.api.errors import ConflictError, ForbiddenError, InvalidCredentials, InvalidInput
 from enexa.api.principals import ControllerPrincipal
+from enexa.api.sql import run_prepared
 from enexa.registry.choices import ControllerState
 from enexa.registry.models import Controller, Site
 
@@ -119,12 +120,12 @@ def authenticate_api_key(raw_key: str, client_ip: str | None = None) -> Controll
         return None
     lookup, secret = parts
     now = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(_key_lookup_sql(), [now, now - LAST_USED_RESOLUTION, lookup])
-        row = cursor.fetchone()
-    if row is None:
+    rows = run_prepared(_key_lookup_sql(), [now, now - LAST_USED_RESOLUTION, lookup], fetch=True)
+    if not rows:
         return None
-    key_pk, secret_hash, usable, stale, controller_pk, code, state, site_pk, site_code, allow = row
+    key_pk, secret_hash, usable, stale, controller_pk, code, state, site_pk, site_code, allow = (
+        rows[0]
+    )
     if not _matches(secret, secret_hash) or not usable or state in BLOCKED_STATES:
         return None
     if isinstance(allow, str):  # SQLite hands JSON back as text

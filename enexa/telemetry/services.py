@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -27,6 +26,7 @@ from django.utils.dateparse import parse_datetime
 
 from enexa.api.errors import InvalidInput, NotFoundError
 from enexa.api.principals import is_controller, is_staff_user
+from enexa.api.sql import run_prepared
 from enexa.registry.choices import EquipmentKind, MemberRole
 from enexa.registry.models import Controller, Equipment, Site, SiteMembership
 from shared.errors import SchemaError
@@ -450,12 +450,8 @@ def _store_readings_postgresql(
         units.extend((*identity, *v) for v in _unit_values(reading))
         chargers.extend((*identity, *v) for v in _charger_values(reading))
     params = [json.dumps(part, default=_json_default) for part in (rows, units, chargers)]
-    # A server-side prepared statement: Django's client-side-binding cursor would have
-    # PostgreSQL plan this statement on every request (about 60% of its cost for one reading).
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(_insert_readings_sql(), params, prepare=True)
-        returned = cursor.fetchall()
+    # Prepared: planning this statement was about 60% of its cost for one reading.
+    returned = run_prepared(_insert_readings_sql(), params, fetch=True)
     return [
         _reading_key(site_pk, message_id, None if message_id else as_utc(ts))
         for site_pk, message_id, ts in returned
