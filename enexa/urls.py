@@ -18,7 +18,6 @@ v1_patterns = [
     path("", include("enexa.configs.urls")),
     path("", include("enexa.firmware.urls")),
     path("", include("enexa.telemetry.urls")),
-    path("", include("enexa.audit.urls")),
     path("", include("enexa.dispatch.urls")),
 ]
 

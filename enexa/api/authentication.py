@@ -3,6 +3,7 @@
 from rest_framework import authentication, exceptions
 from rest_framework_simplejwt.authentication import JWTAuthentication as SimpleJWTAuthentication
 
+# A controller key is `enx_<lookup>.<secret>` (issued by enexa.provisioning.services).
 API_KEY_PREFIX = "enx_"
 
 

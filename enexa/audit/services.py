@@ -1,6 +1,7 @@
 """Recording API calls: which objects a request changed, masking, and writing the entry."""
 
 import contextvars
+import functools
 import json
 import logging
 import re
@@ -99,6 +100,13 @@ _INSERT_SQL = (
 )
 
 
+@functools.cache
+def _insert_sql(vendor: str) -> str:
+    return _INSERT_SQL.format(
+        table=AuditEntry._meta.db_table, json="%s::jsonb" if vendor == "postgresql" else "%s"
+    )
+
+
 def record_call(
     *,
     principal: str,
@@ -111,10 +119,7 @@ def record_call(
     duration_ms: int,
 ) -> bool:
     """Write one entry; a failure (database down) is logged, never raised into the response."""
-    statement = _INSERT_SQL.format(
-        table=AuditEntry._meta.db_table,
-        json="%s::jsonb" if connection.vendor == "postgresql" else "%s",
-    )
+    statement = _insert_sql(connection.vendor)
     params = [
         connection.ops.adapt_datetimefield_value(timezone.now()),
         principal[:200],

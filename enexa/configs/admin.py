@@ -5,94 +5,94 @@ from django import forms
 from django.contrib import admin
 
 from enexa.api.errors import DomainError
+from enexa.api.principals import principal_label
 
 from . import services
 from .models import ConfigState, ConfigVersion, ControllerConfig, SiteConfig
 
 
-def admin_label(request) -> str:
-    return f"user:{request.user.get_username()}"
+class ConfigDocumentForm(forms.ModelForm):
+    """A configuration level's document, validated by the service before it is saved."""
+
+    owner = doc = ""  # the owner field (site or controller) and the document field
+
+    def validate(self, owner, document: dict) -> dict:
+        raise NotImplementedError
+
+    def clean(self):
+        data = super().clean()
+        if data.get(self.owner) is not None and self.doc in data:
+            for field, messages in self.validate(data[self.owner], data[self.doc] or {}).items():
+                self.add_error(self.doc, [f"{field}: {m}" for m in messages])
+        return data
 
 
-class SiteConfigForm(forms.ModelForm):
+class ConfigDocumentAdmin(admin.ModelAdmin):
+    """Saves through the service, so an admin edit is validated and versioned like the API's."""
+
+    form: type[ConfigDocumentForm]
+
+    def update(self, owner, document: dict, by: str) -> None:
+        raise NotImplementedError
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.readonly_fields, self.form.owner] if obj else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        owner = getattr(obj, self.form.owner)
+        try:
+            self.update(owner, getattr(obj, self.form.doc) or {}, principal_label(request.user))
+        except DomainError as exc:  # validated in the form; only a race lands here
+            self.message_user(request, f"Not saved: {exc.detail} {exc.errors}", level="error")
+        # The service saved (or created) the row: the admin goes on with the stored one.
+        stored = type(obj).objects.filter(**{self.form.owner: owner}).first()
+        if stored is not None:
+            obj.pk = stored.pk
+            obj.refresh_from_db()
+
+
+class SiteConfigForm(ConfigDocumentForm):
+    owner, doc = "site", "settings"
+
     class Meta:
         model = SiteConfig
         fields = ["site", "settings"]
 
-    def clean(self):
-        data = super().clean()
-        if data.get("site") is not None and "settings" in data:
-            for field, messages in services.validate_site_config(
-                data["site"], data["settings"] or {}
-            ).items():
-                self.add_error("settings", [f"{field}: {m}" for m in messages])
-        return data
+    def validate(self, owner, document):
+        return services.validate_site_config(owner, document)
 
 
 @admin.register(SiteConfig)
-class SiteConfigAdmin(admin.ModelAdmin):
+class SiteConfigAdmin(ConfigDocumentAdmin):
     form = SiteConfigForm
     list_display = ["site", "revision", "updated_at", "updated_by"]
     search_fields = ["site__code", "site__name"]
     readonly_fields = ["revision", "updated_at", "updated_by"]
 
-    def get_readonly_fields(self, request, obj=None):
-        return [*self.readonly_fields, "site"] if obj else self.readonly_fields
-
-    def save_model(self, request, obj, form, change):
-        try:
-            services.update_site_config(
-                obj.site, obj.settings or {}, if_match=None, by=admin_label(request), replace=True
-            )
-        except DomainError as exc:  # validated in the form; only a race lands here
-            self.message_user(request, f"Not saved: {exc.detail} {exc.errors}", level="error")
-        # The service saved (or created) the row: the admin goes on with the stored one.
-        stored = SiteConfig.objects.filter(site=obj.site).first()
-        if stored is not None:
-            obj.pk = stored.pk
-            obj.refresh_from_db()
+    def update(self, owner, document, by):
+        services.update_site_config(owner, document, if_match=None, by=by, replace=True)
 
 
-class ControllerConfigForm(forms.ModelForm):
+class ControllerConfigForm(ConfigDocumentForm):
+    owner, doc = "controller", "overrides"
+
     class Meta:
         model = ControllerConfig
         fields = ["controller", "overrides"]
 
-    def clean(self):
-        data = super().clean()
-        if data.get("controller") is not None and "overrides" in data:
-            for field, messages in services.validate_controller_config(
-                data["controller"], data["overrides"] or {}
-            ).items():
-                self.add_error("overrides", [f"{field}: {m}" for m in messages])
-        return data
+    def validate(self, owner, document):
+        return services.validate_controller_config(owner, document)
 
 
 @admin.register(ControllerConfig)
-class ControllerConfigAdmin(admin.ModelAdmin):
+class ControllerConfigAdmin(ConfigDocumentAdmin):
     form = ControllerConfigForm
     list_display = ["controller", "updated_at", "updated_by"]
     search_fields = ["controller__code", "controller__site__code"]
     readonly_fields = ["updated_at", "updated_by"]
 
-    def get_readonly_fields(self, request, obj=None):
-        return [*self.readonly_fields, "controller"] if obj else self.readonly_fields
-
-    def save_model(self, request, obj, form, change):
-        try:
-            services.update_controller_config(
-                obj.controller,
-                obj.overrides or {},
-                if_match=None,
-                by=admin_label(request),
-                replace=True,
-            )
-        except DomainError as exc:
-            self.message_user(request, f"Not saved: {exc.detail} {exc.errors}", level="error")
-        stored = ControllerConfig.objects.filter(controller=obj.controller).first()
-        if stored is not None:
-            obj.pk = stored.pk
-            obj.refresh_from_db()
+    def update(self, owner, document, by):
+        services.update_controller_config(owner, document, if_match=None, by=by, replace=True)
 
 
 class DriftFilter(admin.SimpleListFilter):

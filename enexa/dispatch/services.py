@@ -31,17 +31,36 @@ class CommandIdReused(DomainError):
     title = "Command id reused"
 
 
-def _payload(command: Command) -> dict:
+def _wire(
+    site_code: str,
+    command: str,
+    params: dict,
+    issued_at: datetime,
+    command_id: str,
+    valid_until: datetime | None,
+) -> dict:
+    """The `POST /v1/dispatch` body (validated by shared.dispatch.DispatchCommand)."""
     body = {
-        "site_id": command.site.code,
-        "command": command.command,
-        "params": command.params,
-        "timestamp": format_timestamp(command.issued_at),
-        "command_id": command.command_id,
+        "site_id": site_code,
+        "command": command,
+        "params": params,
+        "timestamp": format_timestamp(issued_at),
+        "command_id": command_id,
     }
-    if command.valid_until:
-        body["valid_until"] = format_timestamp(command.valid_until)
+    if valid_until is not None:
+        body["valid_until"] = format_timestamp(valid_until)
     return body
+
+
+def _payload(command: Command) -> dict:
+    return _wire(
+        command.site.code,
+        command.command,
+        command.params,
+        command.issued_at,
+        command.command_id,
+        command.valid_until,
+    )
 
 
 def issue_command(
@@ -60,15 +79,7 @@ def issue_command(
     it is refused, never applied."""
     now = now or timezone.now()
     command_id = command_id or uuid.uuid4().hex
-    raw = {
-        "site_id": site.code,
-        "command": command,
-        "params": params,
-        "timestamp": format_timestamp(now),
-        "command_id": command_id,
-    }
-    if valid_until is not None:
-        raw["valid_until"] = format_timestamp(valid_until)
+    raw = _wire(site.code, command, params, now, command_id, valid_until)
     try:
         parsed = DispatchCommand.from_dict(raw)
     except SchemaError as exc:

@@ -26,7 +26,7 @@ def may_command(user, site: Site) -> bool:
     return SiteMembership.objects.filter(user=user, site=site, role=MemberRole.OPERATOR).exists()
 
 
-class SiteCommandsView(SiteScopedMixin, generics.ListCreateAPIView):
+class SiteCommandsView(generics.ListCreateAPIView):
     """`GET`/`POST /v1/sites/{site_id}/commands`."""
 
     serializer_class = CommandSerializer

@@ -4,6 +4,8 @@ reports read-only, and the controllers that run outdated firmware."""
 from django.contrib import admin
 from django.db import models
 
+from enexa.api.principals import principal_label
+
 from . import services
 from .models import ControllerFirmware, FirmwareRelease, FirmwareReport
 
@@ -45,7 +47,7 @@ class FirmwareReleaseAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if not change:
-            obj.created_by = f"user:{request.user.get_username()}"
+            obj.created_by = principal_label(request.user)
         super().save_model(request, obj, form, change)
 
     @admin.action(description="Publish the selected releases")

@@ -39,10 +39,6 @@ class ApiKey(models.Model):
     def __str__(self) -> str:
         return f"enx_{self.lookup}… ({self.controller.code})"
 
-    def is_usable(self, now=None) -> bool:
-        now = now or timezone.now()
-        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
-
 
 class EnrollmentToken(models.Model):
     """A site's enrollment secret: registers up to `uses_left` controllers until `expires_at`."""

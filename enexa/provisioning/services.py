@@ -1,11 +1,11 @@
 """Provisioning services: enrollment, API keys and the controller lifecycle."""
 
+import functools
 import hashlib
 import hmac
 import ipaddress
 import json
 import logging
-import re
 import secrets
 from datetime import timedelta
 
@@ -14,22 +14,22 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from enexa.api.authentication import API_KEY_PREFIX
 from enexa.api.errors import ConflictError, ForbiddenError, InvalidCredentials, InvalidInput
 from enexa.api.principals import ControllerPrincipal
 from enexa.api.sql import run_prepared
 from enexa.registry.choices import ControllerState
 from enexa.registry.models import Controller, Site
+from enexa.registry.services import next_controller_code
 
 from .models import ApiKey, ControllerAccess, EnrollmentToken
 
 logger = logging.getLogger(__name__)
 
-API_KEY_PREFIX = "enx_"
 ENROLLMENT_PREFIX = "enr_"
 # A key's last_used_at is written at most this often, so each call does not cost a write.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 BLOCKED_STATES = {ControllerState.SUSPENDED, ControllerState.DECOMMISSIONED}
-CONTROLLER_CODE = re.compile(r"^CTRL(\d+)$")
 
 # Staff moves: target state -> states it may be reached from. "pending" is the reset that
 # lets the serial register again.
@@ -102,6 +102,7 @@ WHERE k.lookup = %s
 """
 
 
+@functools.cache
 def _key_lookup_sql() -> str:
     return _KEY_LOOKUP_SQL.format(
         key=ApiKey._meta.db_table,
@@ -240,17 +241,6 @@ def _enrollment_token_for(secret_token: str, site_code: str) -> EnrollmentToken:
     ):
         raise refused
     return token
-
-
-def next_controller_code() -> str:
-    numbers = [
-        int(match.group(1))
-        for code in Controller.objects.filter(code__regex=r"^CTRL[0-9]+$").values_list(
-            "code", flat=True
-        )
-        if (match := CONTROLLER_CODE.match(code))
-    ]
-    return f"CTRL{max(numbers, default=0) + 1:03d}"
 
 
 def _bindable(controller: Controller, site_pk: int) -> bool:

@@ -363,7 +363,6 @@ def ingest_readings(user: Any, payload: Any, *, now: datetime | None = None) -> 
         result.duplicate += len(valid) - len(inserted)
         _after_contact({pk for _, _, pk in valid.values()}, now, TransitionReason.TELEMETRY)
         _reconcile_backfill([valid[k] for k in inserted], now)
-    result.errors.sort(key=lambda e: e["index"])
     return result
 
 
@@ -542,7 +541,6 @@ def ingest_events(user: Any, payload: Any, *, now: datetime | None = None) -> In
         result.accepted = len(inserted)
         result.duplicate += len(valid) - len(inserted)
         _after_contact({pk for pk, _ in valid}, now, TransitionReason.EVENT)
-    result.errors.sort(key=lambda e: e["index"])
     return result
 
 
@@ -630,10 +628,8 @@ def _record_controller_versions(controller: Controller, report: StatusReport) ->
         ).update(firmware_version=report.firmware_version)
     if report.config_version is None:
         return
-    try:  # the configs app records which version each gateway has applied, where it has that
-        from enexa.configs.services import record_applied_version
-    except ImportError:
-        return
+    from enexa.configs.services import record_applied_version
+
     record_applied_version(controller.pk, report.config_version)
 
 

@@ -13,14 +13,14 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from enexa.api.errors import PROBLEM_BASE, PROBLEM_CONTENT_TYPE
+from enexa.api.errors import PROBLEM_CONTENT_TYPE, problem_body
 from enexa.api.scoping import scope_to_caller
 from enexa.registry.models import Site
 from shared.fields import format_timestamp
 
 from . import queries, services
 from .choices import Resolution
-from .models import OutageReport, SiteStatus
+from .models import OutageReport
 
 COUNTS_SCHEMA = {
     "type": "object",
@@ -51,10 +51,12 @@ def counts_response(result: services.IngestResult) -> Response:
     body = result.as_dict()
     if result.all_rejected:
         body.update(
-            type=PROBLEM_BASE + "invalid",
-            title="Invalid input",
-            status=400,
-            detail=f"All {result.rejected} item(s) were rejected; see errors.",
+            problem_body(
+                400,
+                "Invalid input",
+                f"All {result.rejected} item(s) were rejected; see errors.",
+                "invalid",
+            )
         )
         response = Response(body, status=status.HTTP_400_BAD_REQUEST)
         response.content_type = PROBLEM_CONTENT_TYPE
@@ -163,7 +165,7 @@ class SiteTelemetryLatestView(SiteView):
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request, site_id: str):
         site = self.site()
-        state = SiteStatus.objects.filter(site=site).first()
+        state = services.site_status(site)
         return Response(
             {
                 "site_id": site.code,
@@ -182,7 +184,7 @@ class SiteStatusView(SiteView):
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request, site_id: str):
         site = self.site()
-        return Response(services.status_view(site, SiteStatus.objects.filter(site=site).first()))
+        return Response(services.status_view(site, services.site_status(site)))
 
 
 class SiteEventsView(SiteView):

@@ -76,3 +76,15 @@ def test_an_invalid_setting_in_the_admin_is_refused_without_a_version(admin_clie
     assert response.status_code == 200
     assert "watchdog.interval_s" in response.content.decode()
     assert services.current_version(controller.pk)[0] == 1
+
+
+def test_a_controller_override_saved_in_the_admin_creates_a_version(admin_client, controller):
+    response = admin_client.post(
+        "/admin/configs/controllerconfig/add/",
+        {"controller": controller.pk, "overrides": json.dumps({"watchdog": {"interval_s": 5}})},
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    config = services.effective_config_for(controller)
+    assert config["version"] == 2
+    assert config["settings"]["watchdog"]["interval_s"] == 5
+    assert ConfigVersion.objects.get(controller=controller, number=2).created_by == "user:root"

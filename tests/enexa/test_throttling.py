@@ -6,12 +6,19 @@ import pytest
 from django.test import override_settings
 from rest_framework.test import APIClient
 
-from enexa.api.throttling import parse_rate, reset_counters
+from enexa.api.throttling import key_prefix, parse_rate, redis_client, reset_counters
 from enexa.provisioning import services
 from tests.factories import ControllerFactory
 
 pytestmark = pytest.mark.django_db
 REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def assert_counted_where_configured(redis_url: str) -> None:
+    """With Redis configured the count must live there (a silent local fallback would not be
+    shared between server processes)."""
+    if redis_url:
+        assert any(redis_client().scan_iter(match=f"{key_prefix()}:*"))
 
 
 def key_client(site) -> APIClient:
@@ -52,6 +59,7 @@ def test_past_the_limit_a_controller_gets_429_with_retry_after(site, redis_url):
         assert refused.status_code == 429
         assert 1 <= int(refused["Retry-After"]) <= 60
         assert refused["Content-Type"] == "application/problem+json"
+        assert_counted_where_configured(redis_url)
         reset_counters()
 
 
@@ -78,6 +86,7 @@ def test_a_batch_counts_its_items_so_batching_cannot_bypass_the_limit(site, redi
         assert second.status_code == 429
         # the refused batch was not counted: one more single call still fits
         assert client.post("/v1/provisioning/activate", {}, format="json").status_code == 400
+        assert_counted_where_configured(redis_url)
         reset_counters()
 
 
