@@ -28,6 +28,15 @@ class SiteScopedViewSet(SiteScopedMixin, viewsets.ModelViewSet):
     lookup_field = "code"
 
 
+def caller_site(request, site_id: str):
+    """The site `site_id` if the caller may see it (else 404)."""
+    from django.shortcuts import get_object_or_404
+
+    from enexa.registry.models import Site
+
+    return get_object_or_404(scope_to_caller(Site.objects.all(), request.user, ""), code=site_id)
+
+
 def caller_controller(request, controller_id: str):
     """The controller `controller_id` if the caller may see it (else 404): staff any, users
     their sites', a controller key only itself (not its site's other controllers)."""

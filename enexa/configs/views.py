@@ -1,7 +1,6 @@
 """Configuration endpoints: a controller's config (ETag, cheap version poll), the site's
 config, writes with If-Match, history, diff and rollback."""
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import generics, serializers
@@ -12,7 +11,7 @@ from rest_framework.views import APIView
 from enexa.api.etags import etag, none_match, required_if_match
 from enexa.api.pagination import envelope
 from enexa.api.principals import is_controller, principal_label, visible_site_pks
-from enexa.api.scoping import caller_controller, scope_to_caller
+from enexa.api.scoping import caller_controller, caller_site
 from enexa.registry.choices import MemberRole
 from enexa.registry.models import Site, SiteMembership
 
@@ -48,10 +47,6 @@ DIFF = inline_serializer(
         "changes": serializers.ListField(child=serializers.DictField()),
     },
 )
-
-
-def caller_site(request, site_id: str) -> Site:
-    return get_object_or_404(scope_to_caller(Site.objects.all(), request.user, ""), code=site_id)
 
 
 def check_may_configure(user, site: Site) -> None:

@@ -1,6 +1,5 @@
 """Dispatch endpoints: issue a command for a site, list a site's commands, follow one."""
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import PermissionDenied
@@ -8,7 +7,7 @@ from rest_framework.response import Response
 
 from enexa.api.pagination import envelope
 from enexa.api.principals import is_controller, principal_label
-from enexa.api.scoping import SiteScopedMixin, scope_to_caller
+from enexa.api.scoping import SiteScopedMixin, caller_site
 from enexa.registry.choices import MemberRole
 from enexa.registry.models import Site, SiteMembership
 
@@ -34,8 +33,7 @@ class SiteCommandsView(generics.ListCreateAPIView):
     queryset = Command.objects.select_related("site")
 
     def site(self) -> Site:
-        sites = scope_to_caller(Site.objects.all(), self.request.user, "")
-        return get_object_or_404(sites, code=self.kwargs["site_id"])
+        return caller_site(self.request, self.kwargs["site_id"])
 
     def get_queryset(self):
         return super().get_queryset().filter(site=self.site())

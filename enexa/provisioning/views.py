@@ -19,8 +19,8 @@ from enexa.api.authentication import bearer_token
 from enexa.api.errors import PROBLEM_CONTENT_TYPE, InvalidCredentials
 from enexa.api.permissions import IsController, IsStaff
 from enexa.api.schema import ProblemAutoSchema, ProblemSerializer
-from enexa.api.scoping import scope_to_caller
-from enexa.registry.models import Controller, Site
+from enexa.api.scoping import caller_site, scope_to_caller
+from enexa.registry.models import Controller
 
 from . import services
 from .serializers import (
@@ -154,9 +154,7 @@ class EnrollmentTokenView(ProvisioningView):
         responses={201: EnrollmentTokenSerializer},
     )
     def post(self, request, site_id: str):
-        site = get_object_or_404(
-            scope_to_caller(Site.objects.all(), request.user, ""), code=site_id
-        )
+        site = caller_site(request, site_id)
         body = EnrollmentTokenRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         token, secret = services.create_enrollment_token(

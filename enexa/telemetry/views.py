@@ -5,7 +5,6 @@ item and the service writes a batch with one statement (see services.py)."""
 
 from django.conf import settings
 from django.http import StreamingHttpResponse
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -14,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from enexa.api.errors import PROBLEM_CONTENT_TYPE, problem_body
-from enexa.api.scoping import scope_to_caller
+from enexa.api.scoping import caller_site
 from enexa.registry.models import Site
 from shared.fields import format_timestamp
 
@@ -117,8 +116,7 @@ class SiteView(APIView):
     """Base of the per-site read views: the site, if the caller may see it (else 404)."""
 
     def site(self) -> Site:
-        sites = scope_to_caller(Site.objects.all(), self.request.user, "")
-        return get_object_or_404(sites, code=self.kwargs["site_id"])
+        return caller_site(self.request, self.kwargs["site_id"])
 
 
 RANGE_PARAMETERS = [
