@@ -290,21 +290,6 @@ def decide(
     return _decision("safe_local", 0.0, units, policy, "Safe local: under the limit, idle.")
 
 
-def snapshot_from_reading(reading: dict[str, Any]) -> dict[str, Any]:
-    """The register-named values `decide` needs, from a wire reading (BAT1 -> bat1_...)."""
-    snapshot: dict[str, Any] = {}
-    grid = reading.get("grid") or {}
-    snapshot["grid_import_kw"] = grid.get("import_kw")
-    snapshot["grid_export_kw"] = grid.get("export_kw")
-    for unit in _get(reading, "battery.units") or []:
-        name = str(unit.get("id", "")).lower()
-        for key in ("soc_pct", "power_kw", "allowed_charge_kw", "allowed_discharge_kw"):
-            snapshot[f"{name}_{key}"] = unit.get(key)
-    for charger in reading.get("chargers") or []:
-        snapshot[f"{str(charger.get('id', '')).lower()}_power_kw"] = charger.get("power_kw")
-    return snapshot
-
-
 class ModeTracker:
     """Remembers the mode in the gateway state; a change becomes a `mode_change` event."""
 
@@ -346,19 +331,17 @@ def run_cycle(
     client: Any,
     state: Any,
     config: dict[str, Any],
-    reading: dict[str, Any],
+    snapshot: dict[str, Any],
     outbox: Any,
     settings: Any,
     enexa_unreachable_for_s: float,
     now: datetime,
-    schedule: list[dict[str, Any]] | None = None,
+    schedule: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """One control cycle's autonomy step: decide, write the unit setpoints when the gateway is
-    in charge, and queue a mode change event. Returns the decision as a dict."""
+    """One control cycle's autonomy step for the ChargePost `client` talks to, from the
+    snapshot just read from it: decide, write its unit setpoints when the gateway is in charge,
+    and queue a mode change event. Returns the decision as a dict."""
     last_ok = now - timedelta(seconds=enexa_unreachable_for_s) if enexa_unreachable_for_s else now
-    if schedule is None:
-        schedule = _stored_schedule(settings, now)
-    snapshot = snapshot_from_reading(reading)
     decision = decide(now, snapshot, config, schedule, last_ok)
     tracker = ModeTracker(state, getattr(settings, "site_id", None))
     previous = tracker.mode
@@ -379,13 +362,3 @@ def run_cycle(
     if event is not None:
         outbox.add_event(event)
     return {**decision.to_dict(), "written": writes}
-
-
-def _stored_schedule(settings: Any, now: datetime) -> list[dict[str, Any]]:
-    try:
-        from amperio.commands import CommandStore
-
-        return CommandStore(settings.commands_path).active_schedule(now)
-    except Exception:  # no command store yet: no schedule to follow
-        log.debug("No stored schedule", exc_info=True)
-        return []

@@ -33,11 +33,6 @@ FIRMWARE_INTERVAL_S = 3600.0
 FILESYSTEM_POLL_S = 0.05
 
 
-def queue_for_site(site_id: str) -> str:
-    """The queue a site's gateway worker consumes (commands for that site go there)."""
-    return f"amperio.site.{site_id}"
-
-
 def filesystem_folder(settings: Settings) -> Path | None:
     """The embedded broker's folder, or None when the broker is a server."""
     url = settings.broker_url

@@ -82,7 +82,7 @@ def build_reading(
                 "energy_kwh": snap.get("chg1_session_energy_kwh"),
             }
         )
-    voltages = [v for s in snapshots for v in _values([s], "grid_voltage_l1_v")]
+    voltages = _values(snapshots, "grid_voltage_l1_v")
     timestamp = format_timestamp(now.replace(microsecond=now.microsecond // 1000 * 1000))
     data = {
         "site_id": site_id,
@@ -210,11 +210,13 @@ def collect(
     outbox: Any,
     clients: Sequence[Any],
     now: datetime,
-) -> dict[str, Any] | None:
+) -> tuple[dict[str, Any] | None, list[dict[str, Any] | None]]:
     """Read every ChargePost, queue one reading (and any events) in the outbox; returns the
-    reading, or None when no ChargePost answered. The cycle counts as good (the watchdog's
-    signal) only when every ChargePost answered."""
+    reading (None when no ChargePost answered) and each ChargePost's register snapshot (None
+    for one that did not answer), for the rest of the cycle to act on without reading again.
+    The cycle counts as good (the watchdog's signal) only when every ChargePost answered."""
     snapshots: list[dict[str, Any]] = []
+    by_client: list[dict[str, Any] | None] = []
     errors: list[str] = []
     events: list[dict[str, Any]] = []
     old_alarms = state.get("alarm_bits") or {}
@@ -224,8 +226,10 @@ def collect(
             snap = client.read_snapshot()
         except ModbusError as exc:
             errors.append(f"ChargePost {index + 1}: {exc}")
+            by_client.append(None)
             continue
         snapshots.append(snap)
+        by_client.append(snap)
         bits = snap.get("alarm_bits")
         events += _alarm_events(settings.site_id, index, old_alarms.get(str(index)), bits, now)
         if bits is not None:
@@ -240,4 +244,4 @@ def collect(
     if not errors:
         changes["control_cycle_ok_at"] = format_timestamp(now)
     state.update(changes)
-    return reading
+    return reading, by_client

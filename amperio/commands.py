@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
@@ -604,7 +603,8 @@ class CommandStore:
             )
             return _Plan(writes=[(name, params.limit_kw)], leases={name: float(default)})
         if isinstance(params, SetGridLimit):
-            default = (limits.get("grid") or {}).get("limit_kw", params.limit_kw)
+            default = configured_grid_limit_kw(config)
+            default = params.limit_kw if default is None else default
             return _Plan(
                 writes=[("site_grid_limit_kw", params.limit_kw)],
                 leases={"site_grid_limit_kw": float(default)},
@@ -675,8 +675,15 @@ class CommandStore:
         client: RegisterClient,
         now: datetime | None = None,
         config: dict[str, Any] | None = None,
+        *,
+        snapshot: dict[str, Any] | None = None,
+        battery_held_elsewhere: bool = False,
     ) -> list[dict[str, Any]]:
         """Re-write and read back every live setpoint; return ended ones to their default.
+
+        `snapshot` is what the unit answered this cycle (saves reading the registers again).
+        With `battery_held_elsewhere` (autonomy is in charge while Enexa is away) live battery
+        setpoints are left to it, so the unit never sees two values in one cycle.
 
         Returns one entry per register touched: `action` is `reasserted`, `corrected` (the unit
         had lost or reverted it), `released` (lease over, default written) or `failed`.
@@ -693,6 +700,8 @@ class CommandStore:
             if now >= parse_timestamp(row["valid_until"])  # type: ignore[operator]
         }
         live = [row for row in rows if row["register"] not in ended]
+        if battery_held_elsewhere:
+            live = [row for row in live if not _battery_unit_of(row["register"])]
         writes: dict[str, Any] = dict(ended)
         for row in live:
             if row["reversion_timeout_register"]:
@@ -702,7 +711,11 @@ class CommandStore:
                 writes[row["reversion_timeout_register"]] = timeout_s
             writes[row["register"]] = row["value"]
         try:
-            before = client.read([row["register"] for row in live]) if live else {}
+            names = [row["register"] for row in live]
+            if snapshot is not None:
+                before = {name: snapshot.get(name) for name in names}
+            else:
+                before = client.read(names) if names else {}
             readback = client.write_many(writes)
         except ModbusError as exc:  # the link is down; the next cycle tries again
             logger.warning("leases not re-asserted: %s", exc)
@@ -750,8 +763,8 @@ class CommandStore:
         """The unit's default for a register, from the current config where it names one."""
         limits = (config or {}).get("limits") or {}
         if name == "site_grid_limit_kw":
-            value = (limits.get("grid") or {}).get("limit_kw")
-            return float(value) if value is not None else stored
+            value = configured_grid_limit_kw(config or {})
+            return value if value is not None else stored
         if name.endswith("_power_limit_kw") and name.startswith("chg"):
             charger = name.split("_", 1)[0].upper()
             value = (limits.get("chargers") or {}).get(charger, {}).get("max_power_kw")
@@ -904,6 +917,16 @@ def _battery_unit_of(register: str) -> str | None:
     return None
 
 
+def configured_grid_limit_kw(config: dict[str, Any]) -> float | None:
+    """The grid limit the unit holds when no dispatch does: the configured one (which Enexa
+    keeps within the connection limit), else the connection limit itself."""
+    for section in ("settings", "limits"):
+        value = ((config.get(section) or {}).get("grid") or {}).get("limit_kw")
+        if value is not None:
+            return float(value)
+    return None
+
+
 def _same(expected: Any, actual: Any) -> bool:
     if isinstance(expected, (int, float)) and isinstance(actual, (int, float)):
         return abs(float(expected) - float(actual)) <= READBACK_TOLERANCE
@@ -922,36 +945,17 @@ def _gateway() -> tuple[Any, RegisterClient, dict[str, Any]]:
     return gw, gw.chargeposts(config)[0], config
 
 
-_default: tuple[int, CommandStore] | None = None
-
-
-def default_store() -> CommandStore:
-    """This process's store of this gateway's commands (a new one after a fork)."""
-    global _default
-    if _default is None or _default[0] != os.getpid():
-        from amperio.settings import get_settings
-
-        _default = (os.getpid(), CommandStore(get_settings().commands_path))
-    return _default[1]
-
-
 def execute(command_id: str, store: CommandStore | None = None) -> CommandRecord:
     """Run one queued command against this gateway's ChargePost (the `apply_command` task)."""
-    store = store or default_store()
     gw, client, config = _gateway()
+    store = store or gw.commands()
     record = store.execute(command_id, client, config)
     if record.command == "set_mode" and record.status == APPLIED:
         gw.state.set("mode", store.current_mode())
     return record
 
 
-def reassert_leases(store: CommandStore | None = None) -> list[dict[str, Any]]:
-    """Re-assert this gateway's setpoint leases (one call per control cycle)."""
-    _, client, config = _gateway()
-    return (store or default_store()).reassert_leases(client, config=config)
-
-
 def recover_lost(store: CommandStore | None = None) -> list[CommandRecord]:
     """Finish or expire this gateway's commands whose task was lost."""
-    _, client, config = _gateway()
-    return (store or default_store()).recover_lost(client=client, config=config)
+    gw, client, config = _gateway()
+    return (store or gw.commands()).recover_lost(client=client, config=config)

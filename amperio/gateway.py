@@ -148,21 +148,27 @@ def run_control_cycle(gw: Gateway | None = None, now: datetime | None = None) ->
     now = now or _now()
     config = gw.config()
     clients = gw.chargeposts(config)
-    reading = collector.collect(gw.settings, gw.state, gw.outbox(), clients, now)
+    reading, snapshots = collector.collect(gw.settings, gw.state, gw.outbox(), clients, now)
     result: dict[str, Any] = {"read": reading is not None, "leases": [], "autonomy": None}
-    if reading is None:
+    # Setpoints, leases and autonomy act on the first ChargePost, with what it just answered.
+    client, snapshot = clients[0], snapshots[0]
+    if snapshot is None:
         return result
-    result["leases"] = _reassert_leases(gw, clients[0], config, now)
-    result["grid_limit_written"] = _configured_grid_limit(gw, clients[0], config)
-    result["autonomy"] = _autonomy(gw, clients[0], config, reading, now)
+    result["leases"] = _reassert_leases(gw, client, config, snapshot, now)
+    result["grid_limit_written"] = _configured_grid_limit(gw, client, config, snapshot)
+    result["autonomy"] = _autonomy(gw, client, config, snapshot, now)
     return result
 
 
 def _reassert_leases(
-    gw: Gateway, client: Any, config: dict[str, Any], now: datetime
+    gw: Gateway, client: Any, config: dict[str, Any], snapshot: dict[str, Any], now: datetime
 ) -> list[dict[str, Any]]:
+    # While Enexa is away autonomy writes the battery (after this step), so leases leave it be.
+    autonomous = gw.state.get("autonomy_mode") not in (None, "normal")
     try:
-        leases: list[dict[str, Any]] = gw.commands().reassert_leases(client, now=now, config=config)
+        leases: list[dict[str, Any]] = gw.commands().reassert_leases(
+            client, now=now, config=config, snapshot=snapshot, battery_held_elsewhere=autonomous
+        )
         return leases
     except Exception:  # a lease failure must not cost the reading or the watchdog
         log.exception("Re-asserting setpoint leases failed (site %s)", gw.settings.site_id)
@@ -170,7 +176,7 @@ def _reassert_leases(
 
 
 def _autonomy(
-    gw: Gateway, client: Any, config: dict[str, Any], reading: dict[str, Any], now: datetime
+    gw: Gateway, client: Any, config: dict[str, Any], snapshot: dict[str, Any], now: datetime
 ) -> dict[str, Any] | None:
     """The autonomy step of every cycle (it decides whether Enexa has been away long enough)."""
     from amperio import autonomy
@@ -180,30 +186,34 @@ def _autonomy(
             client=client,
             state=gw.state,
             config=config,
-            reading=reading,
+            snapshot=snapshot,
             outbox=gw.outbox(),
             settings=gw.settings,
             enexa_unreachable_for_s=status.enexa_unreachable_for_s(gw.state, now),
             now=now,
+            schedule=gw.commands().active_schedule(now),
         )
     except Exception:  # the decision is retried next cycle; the reading is already kept
         log.exception("Autonomy decision failed (site %s)", gw.settings.site_id)
         return None
 
 
-def _configured_grid_limit(gw: Gateway, client: Any, config: dict[str, Any]) -> float | None:
-    """Write the configured grid limit to the unit when it differs and no `set_grid_limit`
-    lease holds the register, so a configuration change reaches the hardware."""
-    limit = config["settings"].get("grid", {}).get("limit_kw")
-    if limit is None or any(
-        lease.get("register") == "site_grid_limit_kw" for lease in gw.commands().leases()
-    ):
-        return None
-    current = client.read(["site_grid_limit_kw"])["site_grid_limit_kw"]
-    if current is not None and abs(current - float(limit)) < 0.05:
+def _configured_grid_limit(
+    gw: Gateway, client: Any, config: dict[str, Any], snapshot: dict[str, Any]
+) -> float | None:
+    """Write the configured grid limit to the unit when it differs from what the unit holds and
+    no `set_grid_limit` lease holds the register, so a configuration change reaches the
+    hardware."""
+    from amperio.commands import configured_grid_limit_kw
+
+    limit = configured_grid_limit_kw(config)
+    current = snapshot.get("site_grid_limit_kw")
+    if limit is None or (current is not None and abs(current - limit) < 0.05):
         return None
     try:
-        written = client.write("site_grid_limit_kw", float(limit))
+        if any(lease["register"] == "site_grid_limit_kw" for lease in gw.commands().leases()):
+            return None
+        written = client.write("site_grid_limit_kw", limit)
         return float(written) if written is not None else None
     except Exception:  # tried again next cycle
         log.exception("Writing the configured grid limit failed (site %s)", gw.settings.site_id)

@@ -87,9 +87,6 @@ class ChargePostClient:
                 raise RegisterRangeError(f"{name} is write-only")
         return self._read_blocks(self.map.read_plan(names))
 
-    def read_one(self, name: str) -> Value | None:
-        return self.read([name])[name]
-
     def _read_blocks(self, blocks: list[ReadBlock]) -> dict[str, Value | None]:
         values: dict[str, Value | None] = {}
         with self._lock:

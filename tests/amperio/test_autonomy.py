@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from amperio.autonomy import ModeTracker, decide, snapshot_from_reading
+from amperio.autonomy import ModeTracker, decide
 from amperio.state import GatewayState
 from shared.events import Event
 
@@ -144,23 +144,6 @@ def test_a_unit_is_never_asked_for_more_than_it_allows():
     assert "can give 150.0" in decision.reason
 
 
-def test_the_snapshot_can_come_from_the_wire_reading():
-    reading = {
-        "site_id": "SITE001",
-        "timestamp": "2026-01-15T18:00:00Z",
-        "battery": {
-            "units": [
-                {"id": "BAT1", "soc_pct": 50, "power_kw": 0, "allowed_discharge_kw": 110},
-                {"id": "BAT2", "soc_pct": 50, "power_kw": 0, "allowed_discharge_kw": 110},
-            ]
-        },
-        "grid": {"import_kw": 480, "export_kw": 0},
-        "chargers": [{"id": "CHG1", "power_kw": 450}],
-    }
-    decision = decide(NOW, snapshot_from_reading(reading), CONFIG, None, AWAY)
-    assert decision.battery_power_kw >= 100
-
-
 def test_each_mode_change_is_an_event_once_and_the_mode_survives_a_restart(tmp_path):
     state = GatewayState(tmp_path / "state.sqlite3")
     tracker = ModeTracker(state, site_id="SITE001")
@@ -185,7 +168,6 @@ def test_the_safe_policy_keeps_the_simulators_grid_import_under_the_limit_during
     tmp_path,
 ):
     from amperio.autonomy import run_cycle
-    from amperio.collector import build_reading
     from amperio.modbus.client import ChargePostClient
     from amperio.outbox import Outbox
     from amperio.simulator.physics import Vehicle
@@ -220,13 +202,12 @@ def test_the_safe_policy_keeps_the_simulators_grid_import_under_the_limit_during
             snap = client.read_snapshot()
             imports.append(snap["grid_import_kw"])
             charger.append(snap["chg1_power_kw"])
-            reading = build_reading("SITE001", [snap], now)
             # Enexa unreachable from the start (autonomy after the configured 60 s), back at 800 s.
             result = run_cycle(
                 client=client,
                 state=state,
                 config=config,
-                reading=reading,
+                snapshot=snap,
                 outbox=outbox,
                 settings=settings,
                 enexa_unreachable_for_s=float(second) if second < 800 else 0.0,

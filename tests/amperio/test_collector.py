@@ -44,7 +44,7 @@ def queued(box, kind):
 
 def test_a_snapshot_becomes_one_valid_shared_reading_in_the_outbox(gateway, simulator):
     settings, state, box, client = gateway
-    reading = collect(settings, state, box, [client], NOW)
+    reading, snapshots = collect(settings, state, box, [client], NOW)
     assert reading is not None
     parsed = TelemetryReading.from_dict(reading, now=NOW)
     assert parsed.site_id == settings.site_id and parsed.message_id
@@ -55,6 +55,8 @@ def test_a_snapshot_becomes_one_valid_shared_reading_in_the_outbox(gateway, simu
     assert parsed.battery.soc_pct == pytest.approx(expected_soc, abs=0.1)
     assert parsed.grid.import_kw is not None
     assert queued(box, "reading") == [reading]
+    # The register snapshot comes back too, for the rest of the cycle to act on.
+    assert snapshots[0]["bat1_soc_pct"] == pytest.approx(parsed.battery.units[0].soc_pct)
     assert state.get("modbus_link_up") is True
     assert state.get("control_cycle_ok_at") == "2026-01-15T10:00:00Z"
 
@@ -64,13 +66,13 @@ def test_a_lost_link_is_recorded_and_its_gap_reported_when_it_comes_back(gateway
     collect(settings, state, box, [client], NOW)
     port = simulator.port
     simulator.stop()
-    assert collect(settings, state, box, [client], NOW + timedelta(seconds=5)) is None
+    assert collect(settings, state, box, [client], NOW + timedelta(seconds=5)) == (None, [None])
     assert state.get("modbus_link_up") is False
     # The cycle did not count as good: the watchdog will stop beating.
     assert state.get("control_cycle_ok_at") == "2026-01-15T10:00:00Z"
     revived = ChargePostSimulator(port=port, speed=0, seed=1).start()
     try:
-        assert collect(settings, state, box, [client], NOW + timedelta(seconds=35)) is not None
+        assert collect(settings, state, box, [client], NOW + timedelta(seconds=35))[0] is not None
     finally:
         revived.stop()
     events = [Event.from_dict(e) for e in queued(box, "event")]
@@ -170,3 +172,35 @@ def test_a_configured_grid_limit_reaches_the_unit_unless_a_dispatched_one_holds(
     gw.commands().execute("grid-250", gw.chargeposts(config)[0], config, NOW)
     run_control_cycle(gw, NOW + timedelta(seconds=5))
     assert simulator.state.site_grid_limit_kw == pytest.approx(250.0)
+
+
+def test_with_two_chargeposts_autonomy_drives_the_first_ones_batteries(tmp_path, monkeypatch):
+    """The reading numbers units across ChargePosts (BAT3, BAT4 on the second); autonomy acts
+    on the first ChargePost's own registers, not on names it does not have."""
+    from amperio import configsync
+    from amperio.simulator.physics import Vehicle
+
+    first = ChargePostSimulator(port=0, speed=0, seed=1).start()
+    second = ChargePostSimulator(port=0, speed=0, seed=2).start()
+    try:
+        settings = replace(load(), state_dir=tmp_path)
+        state = GatewayState(settings.state_path)
+        config = configsync.load_config(settings)
+        config["settings"]["modbus"] = [
+            {"host": "127.0.0.1", "port": first.port},
+            {"host": "127.0.0.1", "port": second.port},
+        ]
+        config["settings"]["grid"] = {"limit_kw": 100.0}
+        configsync.apply_config(settings, state, config, NOW)
+        with first.state.lock:  # a vehicle drawing far more than the grid limit
+            first.state.chargers[0].plug_in(Vehicle(capacity_kwh=400, max_power_kw=300))
+        first.step(60)
+        state.set("enexa_unreachable_since", "2026-01-15T09:00:00Z")  # Enexa away for an hour
+        result = run_control_cycle(Gateway(settings), NOW)
+        assert result["autonomy"]["mode"] == "safe_local"
+        setpoints = [b.setpoint_kw for b in first.state.batteries]
+        assert sum(setpoints) > 0, result  # the first ChargePost's batteries discharge
+        assert [b.setpoint_kw for b in second.state.batteries] == [0.0, 0.0]
+    finally:
+        first.stop()
+        second.stop()

@@ -180,6 +180,28 @@ def test_a_lease_is_reasserted_after_the_unit_reverts_the_setpoint(sim, client, 
     assert {r["action"] for r in again} == {"reasserted"}
 
 
+def test_while_autonomy_holds_the_battery_a_lease_leaves_it_and_keeps_the_rest(sim, client, store):
+    store.submit(command(), LIMITS, T0)
+    store.execute("cmd-1", client, CONFIG, T0)
+    store.submit(
+        command("cmd-2", "set_charger_power_limit", {"charger_id": "CHG1", "limit_kw": 80}),
+        LIMITS,
+        T0,
+    )
+    store.execute("cmd-2", client, CONFIG, T0)
+    with sim.state.lock:  # what autonomy wrote this cycle, and a charger limit the unit lost
+        for battery in sim.state.batteries:
+            battery.setpoint_kw = 40.0
+        sim.state.chargers[0].power_limit_kw = 300.0
+    results = store.reassert_leases(
+        client, T0 + timedelta(seconds=2), CONFIG, battery_held_elsewhere=True
+    )
+    assert setpoints(sim) == [40.0, 40.0]
+    assert [r["register"] for r in results] == ["chg1_power_limit_kw"]
+    with sim.state.lock:
+        assert sim.state.chargers[0].power_limit_kw == 80.0
+
+
 def test_a_lost_setpoint_after_a_reconnect_is_written_again(sim, client, store):
     store.submit(
         command(name="set_charger_power_limit", params={"charger_id": "CHG1", "limit_kw": 80}),
