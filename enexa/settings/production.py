@@ -3,7 +3,14 @@
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import ALLOWED_HOSTS, DATABASE_URL, DEFAULT_DATABASE_URL, SECRET_KEY_FROM_ENV
+from .base import (
+    ALLOWED_HOSTS,
+    DATABASE_URL,
+    DEFAULT_DATABASE_URL,
+    ENEXA_RATE_LIMITS,
+    REDIS_URL,
+    SECRET_KEY_FROM_ENV,
+)
 from .env import env_bool, env_int, env_list
 
 DEBUG = False
@@ -15,6 +22,10 @@ if DATABASE_URL == DEFAULT_DATABASE_URL:
     _missing.append("DATABASE_URL")
 if not env_list("ALLOWED_HOSTS"):
     _missing.append("ALLOWED_HOSTS")
+# Without Redis each gunicorn worker counts alone, so every limit would be multiplied by the
+# number of workers.
+if any(ENEXA_RATE_LIMITS.values()) and not REDIS_URL:
+    _missing.append("REDIS_URL (rate limits are counted per process without it)")
 if env_bool("DEBUG", False):
     _missing.append("DEBUG must be off")
 if _missing:

@@ -19,7 +19,7 @@ def run_production(env: dict[str, str], code: str = PRINT) -> subprocess.Complet
     clean = {
         k: v
         for k, v in os.environ.items()
-        if k not in {"SECRET_KEY", "DATABASE_URL", "ALLOWED_HOSTS", "DEBUG"}
+        if k not in {"SECRET_KEY", "DATABASE_URL", "ALLOWED_HOSTS", "DEBUG", "REDIS_URL"}
     }
     return subprocess.run(
         [sys.executable, "-c", code],
@@ -40,6 +40,20 @@ def test_production_refuses_to_start_on_development_defaults():
     result = run_production({})
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr and "DATABASE_URL" in result.stderr
+    assert "REDIS_URL" in result.stderr
+
+
+def test_production_needs_redis_for_rate_limits_unless_every_limit_is_off():
+    base = {
+        "SECRET_KEY": "x" * 64,
+        "DATABASE_URL": "postgres://enexa@127.0.0.1:5432/enexa",
+        "ALLOWED_HOSTS": "api.enexa.io",
+    }
+    refused = run_production(base)
+    assert refused.returncode != 0
+    assert "REDIS_URL (rate limits are counted per process without it)" in refused.stderr
+    all_off = "controller=none,user=none,anon=none,login=none,register=none"
+    assert run_production({**base, "ENEXA_RATE_LIMITS": all_off}).returncode == 0
 
 
 def test_production_is_https_only():
@@ -48,6 +62,7 @@ def test_production_is_https_only():
             "SECRET_KEY": "x" * 64,
             "DATABASE_URL": "postgres://enexa@127.0.0.1:5432/enexa",
             "ALLOWED_HOSTS": "api.enexa.io",
+            "REDIS_URL": "redis://127.0.0.1:6379/0",
         }
     )
     assert result.returncode == 0, result.stderr
