@@ -12,6 +12,8 @@ def _networks(entries: tuple[str, ...]) -> tuple:
 
 
 def _trusted(ip: str) -> bool:
+    if not settings.TRUSTED_PROXIES:
+        return False
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
@@ -21,13 +23,25 @@ def _trusted(ip: str) -> bool:
 
 def client_ip(request) -> str | None:
     """REMOTE_ADDR, unless it is a trusted proxy: then the right-most X-Forwarded-For entry
-    that is not itself a trusted proxy (entries left of it are client-supplied, so unproven)."""
-    remote = request.META.get("REMOTE_ADDR") or None
+    that is not itself a trusted proxy (entries left of it are client-supplied, so unproven).
+
+    Worked out once per request (authentication, throttling and the audit row all ask), and
+    kept on the Django request, which a DRF request wraps."""
+    request = getattr(request, "_request", request)
+    try:
+        return request.enexa_client_ip
+    except AttributeError:
+        request.enexa_client_ip = _client_ip(request.META)
+        return request.enexa_client_ip
+
+
+def _client_ip(meta) -> str | None:
+    remote = meta.get("REMOTE_ADDR") or None
     if remote is None or not _trusted(remote):
         return remote
     forwarded = [
         hop.strip()
-        for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
+        for hop in meta.get("HTTP_X_FORWARDED_FOR", "").split(",")
         if hop.strip()
     ]
     for hop in reversed(forwarded):

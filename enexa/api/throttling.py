@@ -47,6 +47,7 @@ return {1, ttl}
 """
 
 
+@lru_cache(maxsize=32)
 def parse_rate(rate: str) -> tuple[int, int]:
     """'100/min' -> (100, 60); '10/5m' -> (10, 300)."""
     match = RATE.match(rate or "")
