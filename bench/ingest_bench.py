@@ -33,8 +33,8 @@ BATCH_CLIENTS = int(os.environ.get("BENCH_BATCH_CLIENTS", "2"))
 BATCHES_PER_ROUND = int(os.environ.get("BENCH_BATCHES_PER_ROUND", "10"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 BATCH_SIZE = 1000
-# Sync workers beat threads here: the work is CPU-bound Python, and the GIL only adds switches.
-WORKERS = int(os.environ.get("BENCH_WORKERS", "4"))
+# What infra/systemd/enexa.service ships: (2 x cores) + 1 sync workers.
+WORKERS = int(os.environ.get("BENCH_WORKERS", str(2 * (os.cpu_count() or 1) + 1)))
 THREADS = int(os.environ.get("BENCH_THREADS", "1"))
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
