@@ -40,9 +40,7 @@ def _client_ip(meta) -> str | None:
     if remote is None or not _trusted(remote):
         return remote
     forwarded = [
-        hop.strip()
-        for hop in meta.get("HTTP_X_FORWARDED_FOR", "").split(",")
-        if hop.strip()
+        hop.strip() for hop in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()
     ]
     for hop in reversed(forwarded):
         if not _trusted(hop):

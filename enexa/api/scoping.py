@@ -2,7 +2,7 @@
 
 from rest_framework import viewsets
 
-from .principals import visible_site_pks
+from .principals import is_controller, is_staff_user, visible_site_pks
 
 
 def scope_to_caller(queryset, user, site_field: str):
@@ -52,3 +52,22 @@ def caller_controller(request, controller_id: str):
         raise NotFound()
     controllers = scope_to_caller(Controller.objects.select_related("site"), user, "site")
     return get_object_or_404(controllers, code=controller_id)
+
+
+def may_operate(user, site_pk: int, *, controller_own_site: bool = False) -> bool:
+    """Whether `user` may act on the site (dispatch, configure, post telemetry): staff, or an
+    operator of the site (a viewer only reads). A controller key may only when
+    `controller_own_site` and it is its own site: a gateway posts its site's telemetry, but
+    commands and configuration are a person's decision."""
+    if is_controller(user):
+        return controller_own_site and user.site_pk == site_pk
+    if is_staff_user(user):
+        return True
+    if not getattr(user, "is_authenticated", False):
+        return False
+    from enexa.registry.choices import MemberRole
+    from enexa.registry.models import SiteMembership
+
+    return SiteMembership.objects.filter(
+        user=user, site_id=site_pk, role=MemberRole.OPERATOR
+    ).exists()

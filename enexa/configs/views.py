@@ -11,9 +11,8 @@ from rest_framework.views import APIView
 from enexa.api.etags import etag, none_match, required_if_match
 from enexa.api.pagination import envelope
 from enexa.api.principals import is_controller, principal_label, visible_site_pks
-from enexa.api.scoping import caller_controller, caller_site
-from enexa.registry.choices import MemberRole
-from enexa.registry.models import Site, SiteMembership
+from enexa.api.scoping import caller_controller, caller_site, may_operate
+from enexa.registry.models import Site
 
 from . import services
 from .models import ConfigState, ConfigVersion
@@ -51,10 +50,7 @@ DIFF = inline_serializer(
 
 def check_may_configure(user, site: Site) -> None:
     """Staff and the site's operators write configuration; controllers and viewers read it."""
-    if is_controller(user) or not (
-        user.is_staff
-        or SiteMembership.objects.filter(user=user, site=site, role=MemberRole.OPERATOR).exists()
-    ):
+    if not may_operate(user, site.pk):
         raise PermissionDenied("Only staff and the site's operators may change configuration.")
 
 

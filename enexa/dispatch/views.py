@@ -6,23 +6,13 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
 from enexa.api.pagination import envelope
-from enexa.api.principals import is_controller, principal_label
-from enexa.api.scoping import SiteScopedMixin, caller_site
-from enexa.registry.choices import MemberRole
-from enexa.registry.models import Site, SiteMembership
+from enexa.api.principals import principal_label
+from enexa.api.scoping import SiteScopedMixin, caller_site, may_operate
+from enexa.registry.models import Site
 
 from . import services
 from .models import Command
 from .serializers import CommandSerializer, IssueCommandSerializer
-
-
-def may_command(user, site: Site) -> bool:
-    """Staff, and operators of the site; never a controller key or a viewer."""
-    if is_controller(user):
-        return False
-    if user.is_staff:
-        return True
-    return SiteMembership.objects.filter(user=user, site=site, role=MemberRole.OPERATOR).exists()
 
 
 class SiteCommandsView(generics.ListCreateAPIView):
@@ -43,7 +33,7 @@ class SiteCommandsView(generics.ListCreateAPIView):
     )
     def post(self, request, site_id: str):
         site = self.site()
-        if not may_command(request.user, site):
+        if not may_operate(request.user, site.pk):
             raise PermissionDenied("Only staff and the site's operators may dispatch commands.")
         body = IssueCommandSerializer(data=request.data)
         body.is_valid(raise_exception=True)

@@ -107,14 +107,22 @@ class ControllerFirmwareAdmin(admin.ModelAdmin):
     fields = ["code", "site", "model", "firmware_version"]
     readonly_fields = fields
 
+    @staticmethod
+    def _latest(obj):
+        # Two columns of the row show it and latest_for reads the config and the releases:
+        # once per row is enough.
+        if not hasattr(obj, "_latest_release"):
+            obj._latest_release = services.latest_for(obj)
+        return obj._latest_release
+
     @admin.display(description="latest offered")
     def latest_offered(self, obj):
-        release = services.latest_for(obj)
+        release = self._latest(obj)
         return release.version if release else "-"
 
     @admin.display(boolean=True, description="up to date")
     def up_to_date(self, obj):
-        release = services.latest_for(obj)
+        release = self._latest(obj)
         return release is None or release.version == obj.firmware_version
 
     @admin.display(description="last report")

@@ -130,7 +130,7 @@ class ProvisionedControllerAdmin(admin.ModelAdmin):
     @admin.action(description="Rotate the API key (new key shown once; old one in grace)")
     def rotate_key(self, request, queryset):
         for controller in queryset:
-            key = services.rotate_api_key(controller)
+            key, _ = services.rotate_api_key(controller)
             self.message_user(
                 request, f"New API key of {controller.code} (shown once): {key}", messages.WARNING
             )

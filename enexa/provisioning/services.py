@@ -7,7 +7,7 @@ import ipaddress
 import json
 import logging
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -147,9 +147,10 @@ def authenticate_api_key(raw_key: str, client_ip: str | None = None) -> Controll
     )
 
 
-def rotate_api_key(controller: Controller, grace_s: int | None = None) -> str:
+def rotate_api_key(controller: Controller, grace_s: int | None = None) -> tuple[str, datetime]:
     """Issue a new key; the current ones keep working for `grace_s` seconds (default
-    ENEXA_API_KEY_ROTATION_GRACE_S), so a gateway can switch without downtime."""
+    ENEXA_API_KEY_ROTATION_GRACE_S), so a gateway can switch without downtime. Returns the new
+    key and the deadline stored on the current ones."""
     if grace_s is None:
         grace_s = settings.ENEXA_API_KEY_ROTATION_GRACE_S
     if grace_s < 0:
@@ -162,7 +163,7 @@ def rotate_api_key(controller: Controller, grace_s: int | None = None) -> str:
         )
         _, plaintext = issue_api_key(controller)
     logger.info("rotated API key of controller %s (grace %s s)", controller.code, grace_s)
-    return plaintext
+    return plaintext, deadline
 
 
 def revoke_api_keys(controller: Controller) -> int:

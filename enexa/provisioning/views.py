@@ -1,12 +1,8 @@
 """Provisioning endpoints: a gateway registers, fetches its first config and activates; staff
 issue enrollment secrets, rotate and revoke keys and move controllers through their lifecycle."""
 
-from datetime import timedelta
-
-from django.conf import settings
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -187,15 +183,12 @@ class RotateApiKeyView(ProvisioningView):
         controller = staff_controller(request, controller_id)
         body = RotateRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        grace_s = body.validated_data.get("grace_s")
-        started = timezone.now()
-        api_key = services.rotate_api_key(controller, grace_s)
-        grace = grace_s if grace_s is not None else settings.ENEXA_API_KEY_ROTATION_GRACE_S
+        api_key, deadline = services.rotate_api_key(controller, body.validated_data.get("grace_s"))
         return Response(
             {
                 "controller_id": controller.code,
                 "api_key": api_key,
-                "previous_keys_expire_at": started + timedelta(seconds=grace),
+                "previous_keys_expire_at": deadline,
             }
         )
 

@@ -118,6 +118,9 @@ class SiteStatus(models.Model):
     reported_at = models.DateTimeField(null=True, blank=True)
     controller_code = models.CharField(max_length=32, blank=True)
     mode = models.CharField(max_length=16, blank=True)
+    # What the newest status report said, not copies: the per-controller
+    # ConfigState.applied_version and Controller.firmware_version take these values only when
+    # the report names a controller, and firmware reports also move the latter.
     config_version = models.PositiveIntegerField(null=True, blank=True)
     firmware_version = models.CharField(max_length=40, blank=True)
     modbus_link_up = models.BooleanField(null=True, blank=True)

@@ -25,10 +25,11 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from enexa.api.errors import InvalidInput, NotFoundError
-from enexa.api.principals import is_controller, is_staff_user
+from enexa.api.principals import is_controller
+from enexa.api.scoping import may_operate
 from enexa.api.sql import run_prepared
-from enexa.registry.choices import EquipmentKind, MemberRole
-from enexa.registry.models import Controller, Equipment, Site, SiteMembership
+from enexa.registry.choices import EquipmentKind
+from enexa.registry.models import Controller, Equipment, Site
 from shared.errors import SchemaError
 from shared.events import Event as EventSchema
 from shared.fields import format_timestamp, split_batch
@@ -147,24 +148,17 @@ def site_ratings(code: str) -> SiteRatings | None:
 
 
 class PostingScope:
-    """Which sites a caller may post readings, status and events for."""
+    """Which sites a caller may post readings, status and events for: those it may operate,
+    and a controller key its own site. A batch asks once per site, not once per item."""
 
     def __init__(self, user: Any):
         self.user = user
-        self._member_sites: set[int] | None = None
+        self._allowed: dict[int, bool] = {}
 
     def allows(self, site: SiteRatings) -> bool:
-        if is_controller(self.user):
-            return self.user.site_pk == site.pk
-        if is_staff_user(self.user):
-            return True
-        if self._member_sites is None:
-            self._member_sites = set(
-                SiteMembership.objects.filter(user=self.user, role=MemberRole.OPERATOR).values_list(
-                    "site_id", flat=True
-                )
-            )
-        return site.pk in self._member_sites
+        if site.pk not in self._allowed:
+            self._allowed[site.pk] = may_operate(self.user, site.pk, controller_own_site=True)
+        return self._allowed[site.pk]
 
     def site(self, code: str) -> SiteRatings | None:
         """The site when the caller may post for it; None for unknown and foreign sites alike."""

@@ -63,7 +63,7 @@ def test_a_resumed_controller_may_use_its_key_again():
 def test_rotation_keeps_the_old_key_for_the_grace_period_and_then_drops_it():
     controller = ControllerFactory()
     _, old = services.issue_api_key(controller)
-    new = services.rotate_api_key(controller, grace_s=3600)
+    new, _ = services.rotate_api_key(controller, grace_s=3600)
     assert services.authenticate_api_key(old) is not None
     assert services.authenticate_api_key(new) is not None
     ApiKey.objects.filter(expires_at__isnull=False).update(

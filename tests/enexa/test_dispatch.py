@@ -4,12 +4,14 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from enexa.dispatch import services
 from enexa.dispatch.choices import CommandStatus
 from enexa.dispatch.models import Command
+from enexa.provisioning.services import issue_api_key
 from tests.conftest import jwt_client
-from tests.factories import MembershipFactory, UserFactory
+from tests.factories import ControllerFactory, MembershipFactory, UserFactory
 from tests.httppeer import HttpPeer
 
 
@@ -153,6 +155,15 @@ def test_only_staff_and_the_sites_operators_dispatch(site, other_site, amperio):
     operator = UserFactory(username="op")
     MembershipFactory(user=operator, site=site, role="operator")
     assert post_command(jwt_client(operator)).status_code == 202
+
+
+@pytest.mark.django_db
+def test_a_controller_key_cannot_dispatch_even_to_its_own_site(site, amperio):
+    _, key = issue_api_key(ControllerFactory(site=site))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert post_command(client).status_code == 403
+    assert amperio.requests == [] and Command.objects.count() == 0
 
 
 @pytest.mark.django_db

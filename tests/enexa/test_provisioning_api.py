@@ -1,6 +1,7 @@
 """Provisioning endpoints through the API: register, initial config, activate, staff actions."""
 
 import pytest
+from django.utils.dateparse import parse_datetime
 from rest_framework.test import APIClient
 
 from enexa.provisioning import services
@@ -87,6 +88,9 @@ def test_staff_rotate_a_key_and_both_work_during_the_grace_period(staff_client, 
     new = response.json()["api_key"]
     for key in (old, new):
         assert bearer(key).get("/v1/provisioning/initial-config").status_code == 200
+    # The deadline the response announces is the one the old key is held to.
+    announced = parse_datetime(response.json()["previous_keys_expire_at"])
+    assert announced == ApiKey.objects.get(expires_at__isnull=False).expires_at
 
 
 def test_staff_revoke_keys_and_the_key_is_refused_at_once(staff_client, site):
