@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from amperio.sqlite import Connections
+from shared.fields import format_timestamp
 
 KINDS = ("reading", "event")
 # Over the bound, thin down to this fraction of it, so thinning runs now and then on a long
@@ -207,7 +208,7 @@ class Outbox:
         )
         conn.execute(
             "INSERT OR IGNORE INTO meta (name, value) VALUES ('report_since', ?)",
-            (self.clock().isoformat(),),
+            (format_timestamp(self.clock()),),
         )
 
     # -- taking out --------------------------------------------------------------------------
@@ -308,7 +309,7 @@ class Outbox:
             "events": counts.get("event", 0),
             "readings_added": int(added) if added else 0,
             "dead_letter": dead,
-            "oldest_at": _dt(oldest).isoformat() if oldest is not None else None,
+            "oldest_at": format_timestamp(_dt(oldest)) if oldest is not None else None,
         }
 
     def backlog_count(self, kind: str, before: datetime) -> int:
@@ -339,7 +340,7 @@ class Outbox:
                 "payload": json.loads(payload),
                 "attempts": attempts,
                 "errors": json.loads(errors),
-                "dead_at": _dt(dead_at).isoformat(),
+                "dead_at": format_timestamp(_dt(dead_at)),
             }
             for key, kind, payload, attempts, errors, dead_at in rows
         ]
@@ -361,7 +362,7 @@ class Outbox:
             "thinned": counts.get("thinned", 0),
             "dropped_expired": counts.get("dropped_expired", 0),
             "since": meta.get("report_since"),
-            "until": self.clock().isoformat(),
+            "until": format_timestamp(self.clock()),
             "site_id": meta.get("report_site_id"),
             "max_readings": self.max_readings,
             "max_age_s": self.max_age_s,
