@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.events import Event
+from shared.events import new_event
 from shared.fields import parse_timestamp
 
 log = logging.getLogger(__name__)
@@ -314,16 +313,14 @@ class ModeTracker:
             from amperio.settings import get_settings
 
             site_id = get_settings().site_id
-        event = Event(
-            site_id=site_id,
-            event_id=uuid.uuid4().hex,
-            timestamp=now,
-            kind="mode_change",
-            severity="info" if decision.mode == "normal" else "warning",
-            message=f"Mode {previous} -> {decision.mode}: {decision.reason}",
-            data={"from": previous, "to": decision.mode, **decision.to_dict()},
+        return new_event(
+            site_id,
+            "mode_change",
+            f"Mode {previous} -> {decision.mode}: {decision.reason}",
+            now,
+            "info" if decision.mode == "normal" else "warning",
+            {"from": previous, "to": decision.mode, **decision.to_dict()},
         )
-        return event.to_dict()
 
 
 def run_cycle(

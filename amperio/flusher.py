@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 import random
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from shared.events import new_event
 from shared.fields import format_timestamp, parse_timestamp
 
 from .outbox import Outbox, OutboxItem
@@ -65,18 +65,15 @@ def thinning_event(
     report: dict[str, Any], now: datetime, site_id: str | None = None
 ) -> dict[str, Any]:
     """The `buffer` event telling Enexa what the outbox thinned or dropped."""
-    return {
-        "site_id": site_id or report.get("site_id") or "",
-        "event_id": uuid.uuid4().hex,
-        "timestamp": format_timestamp(now),
-        "kind": "buffer",
-        "severity": "warning",
-        "message": (
-            f"Outbox over its bound: {report['thinned']} readings thinned, "
-            f"{report['dropped_expired']} dropped for age."
-        ),
-        "data": {k: v for k, v in report.items() if k != "site_id"},
-    }
+    return new_event(
+        site_id or report.get("site_id") or "",
+        "buffer",
+        f"Outbox over its bound: {report['thinned']} readings thinned, "
+        f"{report['dropped_expired']} dropped for age.",
+        now,
+        "warning",
+        {k: v for k, v in report.items() if k != "site_id"},
+    )
 
 
 class Flusher:
