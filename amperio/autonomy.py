@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.events import new_event
-from shared.fields import parse_timestamp
+from shared.fields import format_timestamp, parse_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +307,7 @@ class ModeTracker:
         previous = self.mode
         if decision.mode == previous:
             return None
-        self.state.update({self.KEY: decision.mode, "autonomy_mode_since": now.isoformat()})
+        self.state.update({self.KEY: decision.mode, "autonomy_mode_since": format_timestamp(now)})
         site_id = self.site_id
         if site_id is None:
             from amperio.settings import get_settings
