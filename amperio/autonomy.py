@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.events import Event
-from shared.fields import parse_timestamp
+from shared.events import new_event
+from shared.fields import format_timestamp, parse_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -308,22 +307,20 @@ class ModeTracker:
         previous = self.mode
         if decision.mode == previous:
             return None
-        self.state.update({self.KEY: decision.mode, "autonomy_mode_since": now.isoformat()})
+        self.state.update({self.KEY: decision.mode, "autonomy_mode_since": format_timestamp(now)})
         site_id = self.site_id
         if site_id is None:
             from amperio.settings import get_settings
 
             site_id = get_settings().site_id
-        event = Event(
-            site_id=site_id,
-            event_id=uuid.uuid4().hex,
-            timestamp=now,
-            kind="mode_change",
-            severity="info" if decision.mode == "normal" else "warning",
-            message=f"Mode {previous} -> {decision.mode}: {decision.reason}",
-            data={"from": previous, "to": decision.mode, **decision.to_dict()},
+        return new_event(
+            site_id,
+            "mode_change",
+            f"Mode {previous} -> {decision.mode}: {decision.reason}",
+            now,
+            "info" if decision.mode == "normal" else "warning",
+            {"from": previous, "to": decision.mode, **decision.to_dict()},
         )
-        return event.to_dict()
 
 
 def run_cycle(

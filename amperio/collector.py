@@ -17,7 +17,7 @@ from amperio.modbus.errors import ModbusError
 from amperio.settings import Settings
 from amperio.state import GatewayState
 from shared.errors import SchemaError
-from shared.events import Event
+from shared.events import new_event
 from shared.fields import format_timestamp, parse_timestamp
 from shared.telemetry import TelemetryReading
 
@@ -26,19 +26,6 @@ log = logging.getLogger(__name__)
 CHARGER_STATUS = {0: "available", 1: "preparing", 2: "charging", 3: "finishing", 4: "faulted"}
 ALARM_BITS = {0: "watchdog_fallback", 1: "setpoint_clamped"}
 KEEP_GAPS = 20
-
-
-def new_event(
-    site_id: str,
-    kind: str,
-    message: str,
-    now: datetime,
-    severity: str = "info",
-    data: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """An event in wire form with a fresh id (checked against the shared schema)."""
-    event = Event(site_id, str(uuid.uuid4()), now, kind, severity, message, data or {})
-    return Event.from_dict(event.to_dict()).to_dict()
 
 
 def _values(snapshots: Sequence[dict[str, Any]], name: str) -> list[float]:

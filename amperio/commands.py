@@ -16,7 +16,6 @@ import json
 import logging
 import math
 import sqlite3
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from amperio.modbus.errors import ModbusError, RegisterRangeError
+from amperio.sqlite import Connections
 from shared.dispatch import (
     ApplySchedule,
     DispatchCommand,
@@ -275,26 +275,17 @@ class CommandStore:
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
+        # FULL: an accepted command must survive a power cut, it is what Enexa was told.
+        self._connections = Connections(
+            self.path, timeout_s=10, synchronous="FULL", row_factory=sqlite3.Row
+        )
         self._conn().executescript(_SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            # An accepted command must survive a power cut: it is what Enexa was told.
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA busy_timeout=10000")
-            self._local.conn = conn
-        return conn
+        return self._connections.get()
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self._connections.close()
 
     # -- the command table ------------------------------------------------------------------
 

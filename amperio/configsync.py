@@ -1,7 +1,8 @@
 """The gateway's configuration from Enexa: version poll, fetch on change, validate, keep on disk.
 
 The applied configuration lives in `Settings.config_path` (written atomically), so a restarted
-gateway works with it before Enexa answers; every module reads it through `load_config()`.
+gateway works with it before Enexa answers; every module reads it through `load_config()`, or
+the gateway's cycles through a `ConfigFile`, which parses it again only when it changed.
 Syncing never touches the outbox: a configuration change must not wipe buffered readings."""
 
 from __future__ import annotations
@@ -120,16 +121,43 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     return full
 
 
+class ConfigFile:
+    """The applied configuration file, for a process that asks for it every cycle: parsed
+    again only when the file changed. `write_config` replaces it by rename, so each new version
+    is a new inode; modification time and size catch a file edited in place."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._key: tuple[int, int, int] | None = None
+        self._config: dict[str, Any] = {}
+
+    def load(self) -> dict[str, Any]:
+        """The configuration (`version`, `settings`, `limits`), or the defaults when the file
+        is missing or unreadable. Unchanged, it is the same dict: callers must not change it."""
+        try:
+            with self.path.open("rb") as f:
+                # The identity of the file this very handle reads, so a rename between looking
+                # and reading cannot pair one version's key with another's content.
+                st = os.fstat(f.fileno())
+                key: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
+                if key == self._key:
+                    return self._config
+                text = f.read()
+        except FileNotFoundError:
+            stored, key = {}, None
+        else:
+            try:
+                stored = json.loads(text)
+            except ValueError:
+                log.error("Configuration file %s is unreadable; using defaults", self.path)
+                stored, key = {}, None  # not kept: read (and reported) again next time
+        self._key, self._config = key, with_defaults(stored)
+        return self._config
+
+
 def load_config(settings: Settings) -> dict[str, Any]:
     """The applied configuration (`version`, `settings`, `limits`), or the defaults."""
-    try:
-        stored = json.loads(settings.config_path.read_text())
-    except FileNotFoundError:
-        stored = {}
-    except ValueError:
-        log.error("Configuration file %s is unreadable; using defaults", settings.config_path)
-        stored = {}
-    return with_defaults(stored)
+    return ConfigFile(settings.config_path).load()
 
 
 def write_config(path: Path, config: dict[str, Any]) -> None:

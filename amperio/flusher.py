@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 import random
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from shared.events import new_event
+from shared.fields import format_timestamp, parse_timestamp
 
 from .outbox import Outbox, OutboxItem
 
@@ -63,18 +65,15 @@ def thinning_event(
     report: dict[str, Any], now: datetime, site_id: str | None = None
 ) -> dict[str, Any]:
     """The `buffer` event telling Enexa what the outbox thinned or dropped."""
-    return {
-        "site_id": site_id or report.get("site_id") or "",
-        "event_id": uuid.uuid4().hex,
-        "timestamp": now.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        "kind": "buffer",
-        "severity": "warning",
-        "message": (
-            f"Outbox over its bound: {report['thinned']} readings thinned, "
-            f"{report['dropped_expired']} dropped for age."
-        ),
-        "data": {k: v for k, v in report.items() if k != "site_id"},
-    }
+    return new_event(
+        site_id or report.get("site_id") or "",
+        "buffer",
+        f"Outbox over its bound: {report['thinned']} readings thinned, "
+        f"{report['dropped_expired']} dropped for age.",
+        now,
+        "warning",
+        {k: v for k, v in report.items() if k != "site_id"},
+    )
 
 
 class Flusher:
@@ -118,29 +117,29 @@ class Flusher:
 
     # -- connection state --------------------------------------------------------------------
 
+    # Stored as RFC 3339 (format_timestamp); parse_timestamp also reads the "+00:00" form
+    # earlier versions stored, so an outage spanning an upgrade is still known.
     @property
     def lost_since(self) -> datetime | None:
-        value = self.box.get_meta(LOST_SINCE)
-        return datetime.fromisoformat(value) if value else None
+        return parse_timestamp(self.box.get_meta(LOST_SINCE))
 
     @property
     def live_since(self) -> datetime | None:
-        value = self.box.get_meta(LIVE_SINCE)
-        return datetime.fromisoformat(value) if value else None
+        return parse_timestamp(self.box.get_meta(LIVE_SINCE))
 
     def on_connection_lost(self, now: datetime | None = None) -> None:
         """Enexa is unreachable: hold the data, probe now and then with a small batch."""
         if self.lost_since is None:
             now = now or self.wall()
             log.warning("Enexa unreachable since %s: buffering", now.isoformat())
-            self.box.set_meta(LOST_SINCE, now.isoformat())
+            self.box.set_meta(LOST_SINCE, format_timestamp(now))
 
     def on_connection_restored(self, now: datetime | None = None) -> None:
         """Enexa answers again: live data goes at once, the backlog after a random delay."""
         if self.lost_since is None:
             return
         now = now or self.wall()
-        self.box.set_meta(LIVE_SINCE, now.isoformat())
+        self.box.set_meta(LIVE_SINCE, format_timestamp(now))
         self.box.set_meta(LOST_SINCE, None)
         self._start_jitter()
         log.info("Enexa reachable again at %s: backlog in %.1f s", now.isoformat(), self.delay_s)

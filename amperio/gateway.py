@@ -34,6 +34,7 @@ class Gateway:
         self.settings = settings
         self.pid = os.getpid()
         self.state = GatewayState(settings.state_path)
+        self._config_file = configsync.ConfigFile(settings.config_path)
         self._outbox: Any = None
         self._flusher: Any = None
         self._commands: Any = None
@@ -41,7 +42,9 @@ class Gateway:
         self._clients: dict[Endpoint, Any] = {}
 
     def config(self) -> dict[str, Any]:
-        return configsync.load_config(self.settings)
+        """The applied configuration, parsed again only after the config sync replaced it (so
+        a new version holds from the next cycle on); shared by every caller: do not change it."""
+        return self._config_file.load()
 
     def outbox(self) -> Any:
         if self._outbox is None:

@@ -9,15 +9,16 @@ data. Events are never thinned. What was thinned or dropped is counted for a rep
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from amperio.sqlite import Connections
+from shared.fields import format_timestamp
 
 KINDS = ("reading", "event")
 # Over the bound, thin down to this fraction of it, so thinning runs now and then on a long
@@ -100,24 +101,14 @@ class Outbox:
         self.lease_s = lease_s
         self.clock = clock
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
+        # FULL: the WAL is fsynced at every commit, so a committed add survives power loss.
+        self._connections = Connections(self.path, timeout_s=30, synchronous="FULL")
         self._connect().executescript(_SCHEMA)
 
     # -- connections -------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        # One connection per thread and process: a connection inherited through fork (Celery
-        # prefork) must not be used in the child.
-        conn = getattr(self._local, "conn", None)
-        if conn is None or self._local.pid != os.getpid():
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            # FULL: the WAL is fsynced at every commit, so a committed add survives power loss.
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            self._local.conn = conn
-            self._local.pid = os.getpid()
-        return conn
+        return self._connections.get()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -133,10 +124,7 @@ class Outbox:
         conn.execute("COMMIT")
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self._connections.close()
 
     # -- adding ------------------------------------------------------------------------------
 
@@ -220,7 +208,7 @@ class Outbox:
         )
         conn.execute(
             "INSERT OR IGNORE INTO meta (name, value) VALUES ('report_since', ?)",
-            (self.clock().isoformat(),),
+            (format_timestamp(self.clock()),),
         )
 
     # -- taking out --------------------------------------------------------------------------
@@ -321,7 +309,7 @@ class Outbox:
             "events": counts.get("event", 0),
             "readings_added": int(added) if added else 0,
             "dead_letter": dead,
-            "oldest_at": _dt(oldest).isoformat() if oldest is not None else None,
+            "oldest_at": format_timestamp(_dt(oldest)) if oldest is not None else None,
         }
 
     def backlog_count(self, kind: str, before: datetime) -> int:
@@ -352,7 +340,7 @@ class Outbox:
                 "payload": json.loads(payload),
                 "attempts": attempts,
                 "errors": json.loads(errors),
-                "dead_at": _dt(dead_at).isoformat(),
+                "dead_at": format_timestamp(_dt(dead_at)),
             }
             for key, kind, payload, attempts, errors, dead_at in rows
         ]
@@ -374,7 +362,7 @@ class Outbox:
             "thinned": counts.get("thinned", 0),
             "dropped_expired": counts.get("dropped_expired", 0),
             "since": meta.get("report_since"),
-            "until": self.clock().isoformat(),
+            "until": format_timestamp(self.clock()),
             "site_id": meta.get("report_site_id"),
             "max_readings": self.max_readings,
             "max_age_s": self.max_age_s,

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from pathlib import Path
 from typing import Any
+
+from amperio.sqlite import Connections
 
 
 class GatewayState:
@@ -18,20 +19,14 @@ class GatewayState:
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
+        self._connections = Connections(self.path, timeout_s=10)
         with self._connect() as conn:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
             )
 
     def _connect(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA busy_timeout=10000")
-            self._local.conn = conn
-        return conn
+        return self._connections.get()
 
     def set(self, key: str, value: Any) -> None:
         self.update({key: value})

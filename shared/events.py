@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -60,3 +61,17 @@ class Event:
         if self.data:
             out["data"] = self.data
         return out
+
+
+def new_event(
+    site_id: str,
+    kind: str,
+    message: str,
+    timestamp: datetime,
+    severity: str = "info",
+    data: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A new event in wire form with a fresh `event_id`, checked as Enexa checks it: raises
+    SchemaError for one it would refuse, so the mistake shows where the event is made."""
+    event = Event(site_id, str(uuid.uuid4()), timestamp, kind, severity, message, data or {})
+    return Event.from_dict(event.to_dict()).to_dict()

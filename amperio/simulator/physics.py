@@ -15,6 +15,19 @@ BAT_STANDBY, BAT_CHARGING, BAT_DISCHARGING = 1, 2, 3
 CHG_IDLE, CHG_PREPARING, CHG_CHARGING, CHG_FINISHING = 0, 1, 2, 3
 MAX_STEP_S = 1.0  # physics integrates in steps of at most one simulated second
 
+# The writable registers of a battery and a charger, by name after the unit's prefix: the
+# attribute a write sets and, for the setpoint, the attribute stamped with the time of the write.
+_BATTERY_WRITES: dict[str, tuple[str, str | None]] = {
+    "power_setpoint_kw": ("setpoint_kw", "last_setpoint_at"),
+    "setpoint_reversion_timeout_s": ("reversion_timeout_s", None),
+    "setpoint_reversion_kw": ("reversion_kw", None),
+}
+_CHARGER_WRITES: dict[str, tuple[str, str | None]] = {
+    "power_limit_kw": ("power_limit_kw", "last_limit_at"),
+    "fallback_limit_kw": ("fallback_limit_kw", None),
+    "timeout_s": ("timeout_s", None),
+}
+
 
 @dataclass
 class BatteryUnit:
@@ -350,38 +363,27 @@ class ChargePostState:
                 self.watchdog_timeout_s = number
             elif name == "site_grid_limit_kw":
                 self.site_grid_limit_kw = number
-            elif name.startswith("bat"):
-                self._write_battery(name, number)
-            elif name.startswith("chg"):
-                self._write_charger(name, number)
+            elif name.startswith(("bat", "chg")):
+                self._write_unit(name, number)
             else:
                 raise KeyError(f"{name} is not writable on this unit")
             self._maybe_leave_safe_state()
 
-    def _write_battery(self, name: str, number: float) -> None:
+    def _write_unit(self, name: str, number: float) -> None:
+        """A battery or charger register: `bat2_power_setpoint_kw` is battery 2's setpoint."""
         unit, _, field_name = name.partition("_")
-        battery = self.batteries[int(unit[3:]) - 1]
-        if field_name == "power_setpoint_kw":
-            battery.setpoint_kw = number
-            battery.last_setpoint_at = self.now_s
-            self.setpoint_since_safe = self.setpoint_since_safe or self.safe
-        elif field_name == "setpoint_reversion_timeout_s":
-            battery.reversion_timeout_s = number
-        elif field_name == "setpoint_reversion_kw":
-            battery.reversion_kw = number
-        else:
+        devices, writable = (
+            (self.batteries, _BATTERY_WRITES)
+            if unit.startswith("bat")
+            else (self.chargers, _CHARGER_WRITES)
+        )
+        if field_name not in writable:
             raise KeyError(f"{name} is not writable on this unit")
-
-    def _write_charger(self, name: str, number: float) -> None:
-        unit, _, field_name = name.partition("_")
-        charger = self.chargers[int(unit[3:]) - 1]
-        if field_name == "power_limit_kw":
-            charger.power_limit_kw = number
-            charger.last_limit_at = self.now_s
+        device = devices[int(unit[3:]) - 1]
+        attribute, written_at = writable[field_name]
+        setattr(device, attribute, number)
+        if written_at is not None:
+            # The setpoint itself: its own timeout restarts, and it counts towards leaving
+            # the safe state.
+            setattr(device, written_at, self.now_s)
             self.setpoint_since_safe = self.setpoint_since_safe or self.safe
-        elif field_name == "fallback_limit_kw":
-            charger.fallback_limit_kw = number
-        elif field_name == "timeout_s":
-            charger.timeout_s = number
-        else:
-            raise KeyError(f"{name} is not writable on this unit")

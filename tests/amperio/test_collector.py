@@ -174,6 +174,19 @@ def test_a_configured_grid_limit_reaches_the_unit_unless_a_dispatched_one_holds(
     assert simulator.state.site_grid_limit_kw == pytest.approx(250.0)
 
 
+def test_a_running_gateway_acts_on_a_new_configuration_from_the_next_cycle(gateway, simulator):
+    from amperio import configsync
+
+    settings, state, *_ = gateway
+    gw = Gateway(settings)
+    config = configsync.load_config(settings)
+    for cycle, limit_kw in enumerate((320.0, 280.0)):
+        config["settings"]["grid"] = {"limit_kw": limit_kw}
+        configsync.apply_config(settings, state, config, NOW)  # what the config sync does
+        run_control_cycle(gw, NOW + timedelta(seconds=5 * cycle))
+        assert simulator.state.site_grid_limit_kw == pytest.approx(limit_kw)
+
+
 def test_with_two_chargeposts_autonomy_drives_the_first_ones_batteries(tmp_path, monkeypatch):
     """The reading numbers units across ChargePosts (BAT3, BAT4 on the second); autonomy acts
     on the first ChargePost's own registers, not on names it does not have."""

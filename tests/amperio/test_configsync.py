@@ -11,8 +11,10 @@ from amperio.configsync import (
     load_config,
     sync_config,
     validate_config,
+    with_defaults,
 )
 from amperio.enexa_client import EnexaClient, EnexaUnavailable
+from amperio.gateway import Gateway
 from amperio.settings import load
 from amperio.state import GatewayState
 from tests.httppeer import HttpPeer
@@ -124,6 +126,28 @@ def test_a_gateway_never_configured_runs_on_defaults(gateway):
     config = load_config(settings)
     assert config["version"] is None
     assert 2 <= config["settings"]["watchdog"]["interval_s"] <= 60
+
+
+def test_the_gateway_sees_each_applied_config_and_a_spoiled_or_missing_file_as_defaults(
+    gateway, caplog
+):
+    """The gateway keeps the parsed file between cycles, never past a change to it."""
+    settings, state = gateway
+    gw = Gateway(settings)
+    assert gw.config()["version"] is None
+    apply_config(settings, state, config_v(3), NOW)
+    assert gw.config()["version"] == 3
+    apply_config(settings, state, config_v(4), NOW)  # a file of the same size
+    assert gw.config()["version"] == 4
+    settings.config_path.write_text('{"version": 5, "sett')  # spoiled in place
+    for _ in range(2):  # the defaults, and the error logged at every read, as ever
+        caplog.clear()
+        assert gw.config() == with_defaults({})
+        assert "unreadable" in caplog.text
+    apply_config(settings, state, config_v(6), NOW)
+    assert gw.config()["version"] == 6
+    settings.config_path.unlink()
+    assert gw.config() == with_defaults({})
 
 
 def test_syncing_the_config_leaves_the_outbox_alone(gateway):

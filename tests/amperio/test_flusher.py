@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from amperio.flusher import Flusher, SendResult, result_from_response
+from amperio.flusher import LOST_SINCE, Flusher, SendResult, result_from_response
 from amperio.outbox import Outbox
 from shared.events import Event
 from tests.amperio.wall import Wall
@@ -142,6 +142,17 @@ def test_after_a_restore_live_readings_go_at_once_and_the_backlog_after_the_rand
     assert all(send.stored[f"m{i}"]["backfilled"] is True for i in range(6))
     assert box.depth()["readings"] == 0
     assert flusher.live_since is None, "the outage is caught up"
+
+
+def test_an_outage_recorded_before_an_upgrade_is_still_known_after_it(tmp_path):
+    """Earlier versions stored the outage's start with a "+00:00" offset, not "Z"."""
+    send = Recorder()
+    box, flusher, wall, clock = make(tmp_path, readings=send)
+    box.set_meta(LOST_SINCE, "2026-01-15T09:58:00+00:00")
+    box.add_reading(reading(0))
+    flusher.run_once()
+    assert send.stored["m0"]["backfilled"] is True, "sent as part of the outage's backlog"
+    assert flusher.live_since == wall()
 
 
 def test_the_randomised_delay_spreads_gateways_over_the_whole_range(tmp_path):
@@ -298,7 +309,7 @@ def test_an_outage_of_a_real_enexa_server_stores_every_reading_exactly_once(tmp_
 FLUSH_WORKER = """
 import sys, random, requests
 from amperio.outbox import Outbox
-from amperio.flusher import Flusher, SendResult, result_from_response
+from amperio.flusher import LOST_SINCE, Flusher, SendResult, result_from_response
 url, path, prefix = sys.argv[1], sys.argv[2], sys.argv[3]
 def send(payloads):
     response = requests.post(url, json={"items": payloads}, timeout=5)

@@ -7,7 +7,7 @@ import pytest
 
 from shared.dispatch import ApplySchedule, DispatchCommand, SetBatteryPower
 from shared.errors import SchemaError
-from shared.events import Event
+from shared.events import Event, new_event
 from shared.fields import split_batch
 from shared.status import StatusReport
 from shared.telemetry import TelemetryReading
@@ -115,6 +115,25 @@ def test_an_event_needs_its_id_kind_and_time():
     with pytest.raises(SchemaError) as caught:
         Event.from_dict({"site_id": "SITE001", "kind": "party"})
     assert {"event_id", "timestamp", "kind"} <= caught.value.errors.keys()
+
+
+def test_a_new_event_has_the_wire_shape_enexa_accepts_with_a_fresh_id():
+    at = datetime(2026, 1, 15, 10, 0, 0, 250000, tzinfo=UTC)
+    event = new_event("SITE001", "alarm", "Alarm raised", at, "warning", {"alarm_bits": 1})
+    assert event == {
+        "site_id": "SITE001",
+        "event_id": event["event_id"],
+        "timestamp": "2026-01-15T10:00:00.250000Z",
+        "kind": "alarm",
+        "severity": "warning",
+        "message": "Alarm raised",
+        "data": {"alarm_bits": 1},
+    }
+    assert Event.from_dict(event).to_dict() == event  # what Enexa's ingest parses it with
+    assert new_event("SITE001", "alarm", "Alarm raised", at)["event_id"] != event["event_id"]
+    with pytest.raises(SchemaError) as caught:  # one Enexa would refuse fails where it is made
+        new_event("SITE001", "party", "Not a kind", at)
+    assert caught.value.errors.keys() == {"kind"}
 
 
 def test_the_seed_dispatch_example_parses():
