@@ -3,8 +3,9 @@
 Normal while Enexa answered within `autonomy.enter_after_s`; then the last valid schedule's slot
 that covers now, until the schedule runs out; then a safe local policy: discharge to keep the
 grid import under the connection limit (with a margin), charge from spare headroom while the
-state of charge is below the reserve, never outside the SOC band. `decide` is pure; `run_cycle`
-is the gateway's glue (write the setpoints, record mode changes as events)."""
+state of charge is below the reserve, never outside the SOC band. Where the battery cannot give
+enough, the chargers are capped so the grid limit still holds. `decide` is pure; `run_cycle` is
+the gateway's glue (write the setpoints and caps, record mode changes as events)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,10 @@ DEFAULT_RESERVE_PCT = 20.0
 DEFAULT_ENTER_AFTER_S = 60.0
 # Used when a unit does not report its allowed power (a ChargePost unit is 110 kW).
 DEFAULT_UNIT_MAX_KW = 110.0
+# A charger's power when the configuration names no maximum (the ChargePost's 300 kW).
+DEFAULT_CHARGER_MAX_KW = 300.0
 _UNIT = re.compile(r"^(bat\d+)_soc_pct$")
+_CHARGER = re.compile(r"^(chg\d+)_power_kw$")
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class Decision:
     battery_power_kw: float | None
     reason: str
     unit_power_kw: dict[str, float] = field(default_factory=dict)  # "bat1" -> kW
+    charger_limit_kw: dict[str, float] = field(default_factory=dict)  # "chg1" -> kW; {} = uncapped
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -43,6 +48,7 @@ class Decision:
             "battery_power_kw": self.battery_power_kw,
             "reason": self.reason,
             "unit_power_kw": dict(self.unit_power_kw),
+            "charger_limit_kw": dict(self.charger_limit_kw),
         }
 
 
@@ -153,6 +159,51 @@ def _units(snapshot: dict[str, Any]) -> list[_Unit]:
     return units
 
 
+@dataclass(frozen=True)
+class _Charger:
+    name: str
+    power_kw: float
+    max_kw: float
+    occupied: bool  # a vehicle is plugged in (or power flows)
+
+
+def _chargers(snapshot: dict[str, Any], config: dict[str, Any]) -> list[_Charger]:
+    configured = (config.get("limits") or {}).get("chargers") or {}
+    chargers = []
+    for key in sorted(snapshot):
+        match = _CHARGER.match(key)
+        power = _num(snapshot[key])
+        if not match or power is None:
+            continue
+        name = match.group(1)
+        max_kw = _num((configured.get(name.upper()) or {}).get("max_power_kw"))
+        plugged = _num(snapshot.get(f"{name}_connector_state"))
+        chargers.append(
+            _Charger(
+                name=name,
+                power_kw=power,
+                max_kw=DEFAULT_CHARGER_MAX_KW if max_kw is None else max_kw,
+                occupied=power > 0.5 or plugged == 1,
+            )
+        )
+    return chargers
+
+
+def charger_caps(budget_kw: float, chargers: list[_Charger]) -> dict[str, float]:
+    """Share what the chargers may draw together: chargers with a vehicle first, in proportion
+    to their maximum, and what they leave to the idle ones (so a vehicle arriving is not held
+    at zero). Every charger gets a cap, none above its maximum nor below zero."""
+    caps: dict[str, float] = {}
+    left = max(budget_kw, 0.0)
+    for group in ([c for c in chargers if c.occupied], [c for c in chargers if not c.occupied]):
+        total_max = sum(c.max_kw for c in group)
+        fraction = min(1.0, left / total_max) if total_max > 0 else 0.0
+        for c in group:
+            caps[c.name] = round(c.max_kw * fraction, 1)
+        left -= sum(caps[c.name] for c in group)
+    return caps
+
+
 def _site_demand_kw(snapshot: dict[str, Any], units: list[_Unit]) -> float | None:
     """What the site would draw from the grid with the battery idle."""
     grid_import = _num(snapshot.get("grid_import_kw"))
@@ -233,13 +284,55 @@ def decide(
     schedule: list[dict[str, Any]] | None,
     enexa_last_ok_at: datetime | str | None,
 ) -> Decision:
-    """The mode for now and, outside normal mode, the battery power to hold."""
+    """The mode for now and, outside normal mode, the battery power to hold and the chargers'
+    caps where the battery cannot keep the grid import under the limit on its own."""
     policy = AutonomyPolicy.from_config(config, snapshot)
     last_ok = _when(enexa_last_ok_at)
     if last_ok is not None and (now - last_ok).total_seconds() <= policy.enter_after_s:
         return Decision("normal", None, "Enexa reachable: its dispatch holds.")
-
     units = _units(snapshot)
+    decision = _battery_decision(now, snapshot, policy, units, schedule)
+    return _with_charger_caps(decision, snapshot, config, policy, units)
+
+
+def _with_charger_caps(
+    decision: Decision,
+    snapshot: dict[str, Any],
+    config: dict[str, Any],
+    policy: AutonomyPolicy,
+    units: list[_Unit],
+) -> Decision:
+    """Cap the chargers when the site's other load and all the battery can give leave them less
+    than their maxima under the target. The budget does not depend on what the chargers draw
+    now (a capped charger draws its cap), so the caps hold steady from cycle to cycle."""
+    chargers = _chargers(snapshot, config)
+    demand = _site_demand_kw(snapshot, units)
+    target = policy.target_import_kw
+    if not chargers or demand is None or target is None:
+        return decision
+    other_load = demand - sum(c.power_kw for c in chargers)
+    battery_can_give = sum(split_by_soc(1e9, units, policy).values())
+    budget = target - other_load + battery_can_give
+    if budget >= sum(c.max_kw for c in chargers):
+        return decision
+    caps = charger_caps(budget, chargers)
+    return Decision(
+        decision.mode,
+        decision.battery_power_kw,
+        decision.reason + f" Chargers capped at {sum(caps.values()):.1f} kW in all: the "
+        "battery cannot cover more.",
+        decision.unit_power_kw,
+        caps,
+    )
+
+
+def _battery_decision(
+    now: datetime,
+    snapshot: dict[str, Any],
+    policy: AutonomyPolicy,
+    units: list[_Unit],
+    schedule: list[dict[str, Any]] | None,
+) -> Decision:
     demand = _site_demand_kw(snapshot, units)
     target = policy.target_import_kw
     # Discharge the grid limit needs (negative: headroom left for charging).
@@ -323,6 +416,10 @@ class ModeTracker:
         )
 
 
+# The chargers autonomy capped, in the gateway state: their limits go back when it stops.
+CAPPED_KEY = "autonomy_capped_chargers"
+
+
 def run_cycle(
     *,
     client: Any,
@@ -334,10 +431,13 @@ def run_cycle(
     enexa_unreachable_for_s: float,
     now: datetime,
     schedule: list[dict[str, Any]],
+    leases: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """One control cycle's autonomy step for the ChargePost `client` talks to, from the
-    snapshot just read from it: decide, write its unit setpoints when the gateway is in charge,
-    and queue a mode change event. Returns the decision as a dict."""
+    snapshot just read from it: decide, write its unit setpoints and charger caps when the
+    gateway is in charge, and queue a mode change event. `leases` are the command table's
+    (a cap never raises a charger limit a dispatched command set lower). Returns the decision
+    as a dict."""
     last_ok = now - timedelta(seconds=enexa_unreachable_for_s) if enexa_unreachable_for_s else now
     decision = decide(now, snapshot, config, schedule, last_ok)
     tracker = ModeTracker(state, getattr(settings, "site_id", None))
@@ -350,12 +450,47 @@ def run_cycle(
     elif previous == "safe_local":
         # Hand back: the units idle until Enexa re-dispatches.
         writes = {f"{u.name}_power_setpoint_kw": 0.0 for u in _units(snapshot)}
+    capped = _charger_limit_writes(decision, state, config, snapshot, leases or [], now)
+    writes.update(capped)
     if writes:
         try:
             client.write_many(writes)
         except Exception:  # the next cycle tries again; the decision is still recorded
             log.exception("Autonomy setpoint write failed: %s", writes)
+        else:
+            # Remembered only once written, so a failed release is tried again next cycle.
+            capped_now = sorted(decision.charger_limit_kw)
+            if capped_now != (state.get(CAPPED_KEY) or []):
+                state.update({CAPPED_KEY: capped_now})
     event = tracker.observe(decision, now)
     if event is not None:
         outbox.add_event(event)
     return {**decision.to_dict(), "written": writes}
+
+
+def _charger_limit_writes(
+    decision: Decision,
+    state: Any,
+    config: dict[str, Any],
+    snapshot: dict[str, Any],
+    leases: list[dict[str, Any]],
+    now: datetime,
+) -> dict[str, float]:
+    """The charger limit registers to write: this decision's caps (never above a live lease),
+    and, for chargers capped before but not now, their limit back: the lease's value where one
+    holds, else the charger's maximum."""
+    held = {
+        row["register"]: float(row["value"])
+        for row in leases
+        if (until := _when(row.get("valid_until"))) is not None and until > now
+    }
+    writes = {}
+    for name, cap in decision.charger_limit_kw.items():
+        register = f"{name}_power_limit_kw"
+        writes[register] = min(cap, held.get(register, cap))
+    maxima = {c.name: c.max_kw for c in _chargers(snapshot, config)}
+    for name in state.get(CAPPED_KEY) or []:
+        register = f"{name}_power_limit_kw"
+        if name not in decision.charger_limit_kw:
+            writes[register] = held.get(register, maxima.get(name, DEFAULT_CHARGER_MAX_KW))
+    return writes

@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -669,12 +669,15 @@ class CommandStore:
         *,
         snapshot: dict[str, Any] | None = None,
         battery_held_elsewhere: bool = False,
+        limits_held_elsewhere: Collection[str] = (),
     ) -> list[dict[str, Any]]:
         """Re-write and read back every live setpoint; return ended ones to their default.
 
         `snapshot` is what the unit answered this cycle (saves reading the registers again).
         With `battery_held_elsewhere` (autonomy is in charge while Enexa is away) live battery
-        setpoints are left to it, so the unit never sees two values in one cycle.
+        setpoints are left to it, and so are the registers in `limits_held_elsewhere` (charger
+        limits autonomy caps, never above a lease), so the unit never sees two values in one
+        cycle.
 
         Returns one entry per register touched: `action` is `reasserted`, `corrected` (the unit
         had lost or reverted it), `released` (lease over, default written) or `failed`.
@@ -693,7 +696,8 @@ class CommandStore:
         live = [row for row in rows if row["register"] not in ended]
         if battery_held_elsewhere:
             live = [row for row in live if not _battery_unit_of(row["register"])]
-        writes: dict[str, Any] = dict(ended)
+        live = [row for row in live if row["register"] not in limits_held_elsewhere]
+        writes: dict[str, Any] = {k: v for k, v in ended.items() if k not in limits_held_elsewhere}
         for row in live:
             if row["reversion_timeout_register"]:
                 valid_until = parse_timestamp(row["valid_until"])

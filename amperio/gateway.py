@@ -166,11 +166,20 @@ def run_control_cycle(gw: Gateway | None = None, now: datetime | None = None) ->
 def _reassert_leases(
     gw: Gateway, client: Any, config: dict[str, Any], snapshot: dict[str, Any], now: datetime
 ) -> list[dict[str, Any]]:
-    # While Enexa is away autonomy writes the battery (after this step), so leases leave it be.
+    from amperio.autonomy import CAPPED_KEY
+
+    # While Enexa is away autonomy writes the battery and caps chargers (after this step), so
+    # leases leave those registers be.
     autonomous = gw.state.get("autonomy_mode") not in (None, "normal")
+    capped = {f"{name}_power_limit_kw" for name in gw.state.get(CAPPED_KEY) or []}
     try:
         leases: list[dict[str, Any]] = gw.commands().reassert_leases(
-            client, now=now, config=config, snapshot=snapshot, battery_held_elsewhere=autonomous
+            client,
+            now=now,
+            config=config,
+            snapshot=snapshot,
+            battery_held_elsewhere=autonomous,
+            limits_held_elsewhere=capped,
         )
         return leases
     except Exception:  # a lease failure must not cost the reading or the watchdog
@@ -195,6 +204,7 @@ def _autonomy(
             enexa_unreachable_for_s=status.enexa_unreachable_for_s(gw.state, now),
             now=now,
             schedule=gw.commands().active_schedule(now),
+            leases=gw.commands().leases(),
         )
     except Exception:  # the decision is retried next cycle; the reading is already kept
         log.exception("Autonomy decision failed (site %s)", gw.settings.site_id)

@@ -180,7 +180,8 @@ def test_a_lease_is_reasserted_after_the_unit_reverts_the_setpoint(sim, client, 
     assert {r["action"] for r in again} == {"reasserted"}
 
 
-def test_while_autonomy_holds_the_battery_a_lease_leaves_it_and_keeps_the_rest(sim, client, store):
+def lease_battery_and_charger(store, client) -> None:
+    """Two live leases: the battery setpoint (cmd-1) and an 80 kW limit on CHG1 (cmd-2)."""
     store.submit(command(), LIMITS, T0)
     store.execute("cmd-1", client, CONFIG, T0)
     store.submit(
@@ -189,6 +190,10 @@ def test_while_autonomy_holds_the_battery_a_lease_leaves_it_and_keeps_the_rest(s
         T0,
     )
     store.execute("cmd-2", client, CONFIG, T0)
+
+
+def test_while_autonomy_holds_the_battery_a_lease_leaves_it_and_keeps_the_rest(sim, client, store):
+    lease_battery_and_charger(store, client)
     with sim.state.lock:  # what autonomy wrote this cycle, and a charger limit the unit lost
         for battery in sim.state.batteries:
             battery.setpoint_kw = 40.0
@@ -200,6 +205,22 @@ def test_while_autonomy_holds_the_battery_a_lease_leaves_it_and_keeps_the_rest(s
     assert [r["register"] for r in results] == ["chg1_power_limit_kw"]
     with sim.state.lock:
         assert sim.state.chargers[0].power_limit_kw == 80.0
+
+
+def test_a_charger_limit_autonomy_caps_is_left_to_it_while_the_battery_lease_holds(
+    sim, client, store
+):
+    lease_battery_and_charger(store, client)
+    with sim.state.lock:  # autonomy's cap of this cycle
+        sim.state.chargers[0].power_limit_kw = 45.0
+    results = store.reassert_leases(
+        client, T0 + timedelta(seconds=2), CONFIG, limits_held_elsewhere={"chg1_power_limit_kw"}
+    )
+    assert "chg1_power_limit_kw" not in [r["register"] for r in results]
+    assert setpoints(sim) == [-12.5, -12.5]
+    with sim.state.lock:
+        assert sim.state.chargers[0].power_limit_kw == 45.0
+    assert [lease["register"] for lease in store.leases()].count("chg1_power_limit_kw") == 1
 
 
 def test_a_lost_setpoint_after_a_reconnect_is_written_again(sim, client, store):

@@ -1,6 +1,7 @@
 """Local autonomous mode with both sides running: Enexa goes away while a 300 kW session runs
-over a tight grid limit; the gateway takes the battery, the simulator's grid import stays under
-the limit, and the gateway hands back when Enexa returns. Mode changes reach Enexa as events."""
+over a tight grid limit; the gateway takes the battery (or, with the battery at its minimum,
+caps the charger), the simulator's grid import stays under the limit, and the gateway hands
+back when Enexa returns. Mode changes reach Enexa as events."""
 
 import time
 
@@ -18,7 +19,11 @@ def autonomy(system: System) -> str:
     return system.amperio_health()["sites"][SITE]["autonomy"]
 
 
-def test_autonomous_mode_keeps_the_grid_limit_while_enexa_is_away_and_hands_back(tmp_path, figures):
+@pytest.mark.parametrize("battery", ["charged", "at_its_minimum"])
+def test_autonomous_mode_keeps_the_grid_limit_while_enexa_is_away_and_hands_back(
+    tmp_path, figures, battery
+):
+    empty = battery == "at_its_minimum"
     system = System(tmp_path)
     system.before_provisioning = lambda: set_site_config(
         system,
@@ -26,12 +31,17 @@ def test_autonomous_mode_keeps_the_grid_limit_while_enexa_is_away_and_hands_back
             **FAST,
             "grid": {"limit_kw": GRID_LIMIT_KW},
             "autonomy": {"enter_after_s": 5, "margin_kw": 30},
+            # At the minimum with no reserve to charge towards, the battery cannot help.
+            **({"battery": {"soc_min_pct": 10, "reserve_pct": 10}} if empty else {}),
         },
     )
     with system:
         wait_until(system.latest_reading, 60, 0.5, what="first reading")
         with system.simulator.state.lock:
             system.simulator.state.mean_arrival_s = 0  # no random vehicles: only ours
+            if empty:
+                for unit in system.simulator.state.batteries:
+                    unit.soc_pct = 10.0
             system.simulator.state.chargers[0].auto_leave = False
             system.simulator.state.chargers[0].plug_in(
                 Vehicle(capacity_kwh=400, soc_pct=10, max_power_kw=300)
@@ -51,9 +61,16 @@ def test_autonomous_mode_keeps_the_grid_limit_while_enexa_is_away_and_hands_back
                 time.sleep(0.5)
                 imports.append(system.simulator_values()["grid_import_kw"])
             discharge = sum(system.simulator_values()[f"bat{n}_power_kw"] for n in (1, 2))
+            charger_cap = system.simulator_values()["chg1_power_limit_kw"]
         finally:
             system.enexa.start()
         wait_until(lambda: autonomy(system) == "normal", 60, 0.5, what="back to normal")
+        wait_until(
+            lambda: system.simulator_values()["chg1_power_limit_kw"] == 300,
+            30,
+            0.5,
+            what="the charger's limit given back",
+        )
 
         def mode_changes():
             response = system.enexa_api(
@@ -66,6 +83,8 @@ def test_autonomous_mode_keeps_the_grid_limit_while_enexa_is_away_and_hands_back
         modes = sorted((e["data"]["from"], e["data"]["mode"]) for e in events)
         figures.update(
             {
+                "battery": battery,
+                "charger_cap_in_autonomy_kw": charger_cap,
                 "grid_limit_kw": GRID_LIMIT_KW,
                 "import_before_kw": round(import_normal, 1),
                 "max_import_in_autonomy_kw": round(max(imports), 1),
@@ -73,6 +92,10 @@ def test_autonomous_mode_keeps_the_grid_limit_while_enexa_is_away_and_hands_back
                 "mode_changes": modes,
             }
         )
-        assert import_normal > GRID_LIMIT_KW  # the situation really needed the battery
+        assert import_normal > GRID_LIMIT_KW  # the situation really needed the gateway
         assert max(imports) <= GRID_LIMIT_KW, imports
+        if empty:
+            assert discharge == 0 and charger_cap < 300  # the charger gave way, not the battery
+        else:
+            assert discharge > 0 and charger_cap == 300
         assert modes == [("normal", "safe_local"), ("safe_local", "normal")]
