@@ -177,20 +177,30 @@ def refresh_status(command: Command) -> Command:
     return _apply_remote(command, _json(response))
 
 
-def redeliver_undelivered(site: Site, *, now: datetime | None = None) -> dict[str, int]:
-    """After a site is back: deliver what is still valid, expire what is not."""
+def redeliver_undelivered(
+    site: Site | None = None, *, now: datetime | None = None
+) -> dict[str, int]:
+    """Deliver what is still valid of the site's undelivered commands (every site's when
+    `site` is None), oldest first; expire what is not. Once Amperio does not take one, the
+    rest wait for the next attempt rather than each waiting out its own timeout: this runs
+    inline in the request that brings a site back, and from `manage.py redeliver_commands`."""
     now = now or timezone.now()
     counts = {"delivered": 0, "expired": 0, "still_undelivered": 0}
-    for command in (
-        Command.objects.filter(site=site, status=CommandStatus.UNDELIVERED)
-        .order_by("issued_at")
-        .select_related("site")
-    ):
+    pending = Command.objects.filter(status=CommandStatus.UNDELIVERED)
+    if site is not None:
+        pending = pending.filter(site=site)
+    amperio_took_the_last = True
+    for command in pending.order_by("issued_at").select_related("site"):
+        stale = command.valid_until is not None and command.valid_until <= now
+        if not amperio_took_the_last and not stale:
+            counts["still_undelivered"] += 1
+            continue
         result = deliver(command, now=now)
         if result.status == CommandStatus.EXPIRED:
             counts["expired"] += 1
         elif result.status == CommandStatus.UNDELIVERED:
             counts["still_undelivered"] += 1
+            amperio_took_the_last = False
         else:
             counts["delivered"] += 1
     return counts

@@ -101,6 +101,20 @@ def test_amperio_rejecting_a_command_records_why(staff_client, site, amperio):
     assert "220 kW" in response.json()["detail"]
 
 
+def undelivered(site, command_id, now, valid_for=timedelta(minutes=30)):
+    command, _ = services.issue_command(
+        site=site,
+        command="set_grid_limit",
+        params={"limit_kw": 300},
+        created_by="test",
+        command_id=command_id,
+        valid_until=now + valid_for,
+        now=now,
+    )
+    assert command.status == CommandStatus.UNDELIVERED
+    return command
+
+
 @pytest.mark.django_db
 def test_an_unreachable_amperio_leaves_the_command_undelivered_for_redelivery(
     staff_client, site, settings
@@ -121,19 +135,45 @@ def test_a_command_whose_validity_ran_out_while_undelivered_expires(site, settin
     settings.ENEXA_AMPERIO_URL = "http://127.0.0.1:9"
     settings.ENEXA_AMPERIO_TOKEN = "svc-token"
     now = timezone.now()
-    command, _ = services.issue_command(
-        site=site,
-        command="set_grid_limit",
-        params={"limit_kw": 300},
-        created_by="test",
-        valid_until=now + timedelta(minutes=5),
-        now=now,
-    )
-    assert command.status == CommandStatus.UNDELIVERED
+    command = undelivered(site, "late-2", now, valid_for=timedelta(minutes=5))
     counts = services.redeliver_undelivered(site, now=now + timedelta(minutes=6))
     assert counts["expired"] == 1
     command.refresh_from_db()
     assert command.status == CommandStatus.EXPIRED
+
+
+@pytest.mark.django_db
+def test_the_periodic_redelivery_waits_one_timeout_at_most_and_delivers_once_amperio_answers(
+    site, other_site, settings
+):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    settings.ENEXA_AMPERIO_URL = "http://127.0.0.1:9"  # discard port: nothing listens
+    settings.ENEXA_AMPERIO_TOKEN = "svc-token"
+    now = timezone.now()
+    first = undelivered(site, "c-1", now)
+    second = undelivered(other_site, "c-2", now + timedelta(seconds=1))
+    stale = undelivered(site, "c-3", now + timedelta(seconds=2), valid_for=timedelta(minutes=1))
+
+    counts = services.redeliver_undelivered(now=now + timedelta(minutes=2))
+    assert counts == {"delivered": 0, "expired": 1, "still_undelivered": 2}
+    attempts = {c.command_id: c.delivery_attempts for c in Command.objects.all()}
+    # One more try for the oldest; the next waits without its own timeout; the stale expires.
+    assert attempts == {"c-1": 2, "c-2": 1, "c-3": 1}
+    stale.refresh_from_db()
+    assert stale.status == CommandStatus.EXPIRED
+
+    with HttpPeer(lambda m, p, h, body: (202, {"command_id": body["command_id"]})) as peer:
+        settings.ENEXA_AMPERIO_URL = peer.url
+        out = StringIO()
+        call_command("redeliver_commands", stdout=out)
+    assert "delivered 2, expired 0, still undelivered 0" in out.getvalue()
+    assert sorted(r["body"]["command_id"] for r in peer.requests) == ["c-1", "c-2"]
+    for command in (first, second):
+        command.refresh_from_db()
+        assert command.status == CommandStatus.QUEUED
 
 
 @pytest.mark.django_db
