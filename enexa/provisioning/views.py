@@ -1,7 +1,6 @@
 """Provisioning endpoints: a gateway registers, fetches its first config and activates; staff
 issue enrollment secrets, rotate and revoke keys and move controllers through their lifecycle."""
 
-from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import extend_schema
@@ -15,8 +14,7 @@ from enexa.api.authentication import bearer_token
 from enexa.api.errors import PROBLEM_CONTENT_TYPE, InvalidCredentials
 from enexa.api.permissions import IsController, IsStaff
 from enexa.api.schema import ProblemAutoSchema, ProblemSerializer
-from enexa.api.scoping import caller_site, scope_to_caller
-from enexa.registry.models import Controller
+from enexa.api.scoping import caller_controller, caller_site
 
 from . import services
 from .serializers import (
@@ -134,13 +132,6 @@ class ActivateView(ProvisioningView):
         return Response(result)
 
 
-def staff_controller(request, controller_id: str) -> Controller:
-    return get_object_or_404(
-        scope_to_caller(Controller.objects.select_related("site"), request.user, "site"),
-        code=controller_id,
-    )
-
-
 class EnrollmentTokenView(ProvisioningView):
     permission_classes = [IsStaff]
 
@@ -180,7 +171,7 @@ class RotateApiKeyView(ProvisioningView):
         responses=RotateResponseSerializer,
     )
     def post(self, request, controller_id: str):
-        controller = staff_controller(request, controller_id)
+        controller = caller_controller(request, controller_id)
         body = RotateRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         api_key, deadline = services.rotate_api_key(controller, body.validated_data.get("grace_s"))
@@ -202,7 +193,7 @@ class RevokeApiKeysView(ProvisioningView):
         responses=RevokeResponseSerializer,
     )
     def post(self, request, controller_id: str):
-        controller = staff_controller(request, controller_id)
+        controller = caller_controller(request, controller_id)
         return Response(
             {"controller_id": controller.code, "revoked": services.revoke_api_keys(controller)}
         )
@@ -217,7 +208,7 @@ class ControllerStateView(ProvisioningView):
         responses={200: ControllerStateResponseSerializer, **problems(409)},
     )
     def post(self, request, controller_id: str):
-        controller = staff_controller(request, controller_id)
+        controller = caller_controller(request, controller_id)
         body = ControllerStateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         controller = services.set_controller_state(controller, body.validated_data["state"])
@@ -232,7 +223,7 @@ class ControllerAccessView(ProvisioningView):
         responses={200: ControllerAccessSerializer, **problems(403)},
     )
     def get(self, request, controller_id: str):
-        controller = staff_controller(request, controller_id)
+        controller = caller_controller(request, controller_id)
         return Response({"ip_allowlist": services.ip_allowlist_of(controller)})
 
     @extend_schema(
@@ -241,7 +232,7 @@ class ControllerAccessView(ProvisioningView):
         responses=ControllerAccessSerializer,
     )
     def put(self, request, controller_id: str):
-        controller = staff_controller(request, controller_id)
+        controller = caller_controller(request, controller_id)
         body = ControllerAccessSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         allowlist = services.set_ip_allowlist(controller, body.validated_data["ip_allowlist"])
