@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from enexa.api.authentication import bearer_token
 from enexa.api.errors import PROBLEM_CONTENT_TYPE, InvalidCredentials
 from enexa.api.permissions import IsController, IsStaff
-from enexa.api.schema import ProblemAutoSchema, ProblemSerializer
+from enexa.api.schema import ProblemSerializer
 from enexa.api.scoping import caller_controller, caller_site
 
 from . import services
@@ -63,11 +63,7 @@ def problems(*codes: int) -> dict:
     return {(code, PROBLEM_CONTENT_TYPE): ProblemSerializer for code in codes}
 
 
-class ProvisioningView(APIView):
-    schema = ProblemAutoSchema()
-
-
-class RegisterView(ProvisioningView):
+class RegisterView(APIView):
     authentication_classes = [EnrollmentSecretAuthentication]
     permission_classes = [AllowAny]
     throttle_scope = "register"
@@ -96,7 +92,7 @@ class RegisterView(ProvisioningView):
         )
 
 
-class InitialConfigView(ProvisioningView):
+class InitialConfigView(APIView):
     permission_classes = [IsController]
 
     @extend_schema(
@@ -107,7 +103,7 @@ class InitialConfigView(ProvisioningView):
         return Response(services.initial_config(request.user.controller_pk))
 
 
-class ActivateView(ProvisioningView):
+class ActivateView(APIView):
     permission_classes = [IsController]
 
     @extend_schema(
@@ -132,7 +128,7 @@ class ActivateView(ProvisioningView):
         return Response(result)
 
 
-class EnrollmentTokenView(ProvisioningView):
+class EnrollmentTokenView(APIView):
     permission_classes = [IsStaff]
 
     @extend_schema(
@@ -162,7 +158,7 @@ class EnrollmentTokenView(ProvisioningView):
         )
 
 
-class RotateApiKeyView(ProvisioningView):
+class RotateApiKeyView(APIView):
     permission_classes = [IsStaff]
 
     @extend_schema(
@@ -184,7 +180,7 @@ class RotateApiKeyView(ProvisioningView):
         )
 
 
-class RevokeApiKeysView(ProvisioningView):
+class RevokeApiKeysView(APIView):
     permission_classes = [IsStaff]
 
     @extend_schema(
@@ -199,7 +195,7 @@ class RevokeApiKeysView(ProvisioningView):
         )
 
 
-class ControllerStateView(ProvisioningView):
+class ControllerStateView(APIView):
     permission_classes = [IsStaff]
 
     @extend_schema(
@@ -215,7 +211,7 @@ class ControllerStateView(ProvisioningView):
         return Response({"id": controller.code, "state": controller.state})
 
 
-class ControllerAccessView(ProvisioningView):
+class ControllerAccessView(APIView):
     permission_classes = [IsStaff]
 
     @extend_schema(

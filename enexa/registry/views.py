@@ -9,7 +9,6 @@ from rest_framework.response import Response
 
 from enexa.api.pagination import envelope
 from enexa.api.permissions import IsStaffOrReadOnly
-from enexa.api.schema import ProblemAutoSchema
 from enexa.api.scoping import SiteScopedViewSet
 
 from .choices import EquipmentKind
@@ -36,7 +35,6 @@ class RegistryViewSet(SiteScopedViewSet):
 
     permission_classes = [IsStaffOrReadOnly]
     parser_classes = [JSONParser]
-    schema = ProblemAutoSchema()
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def perform_destroy(self, instance):
