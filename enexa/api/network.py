@@ -1,24 +1,32 @@
 """The caller's address: X-Forwarded-For is believed only from TRUSTED_PROXIES."""
 
 import ipaddress
+from collections.abc import Iterable
 from functools import lru_cache
 
 from django.conf import settings
 
 
-@lru_cache(maxsize=8)
+# One entry per distinct list: the trusted proxies and each controller's IP allowlist.
+@lru_cache(maxsize=1024)
 def _networks(entries: tuple[str, ...]) -> tuple:
     return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
 
 
-def _trusted(ip: str) -> bool:
-    if not settings.TRUSTED_PROXIES:
+def ip_in(ip: str | None, networks: Iterable) -> bool:
+    """Whether `ip` lies in one of `networks` (CIDR strings, parsed once per distinct list);
+    False when `ip` is missing or not an address."""
+    if not ip:
         return False
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
         return False
-    return any(address in net for net in _networks(tuple(settings.TRUSTED_PROXIES)))
+    return any(address in net for net in _networks(tuple(str(entry) for entry in networks)))
+
+
+def _trusted(ip: str) -> bool:
+    return bool(settings.TRUSTED_PROXIES) and ip_in(ip, settings.TRUSTED_PROXIES)
 
 
 def client_ip(request) -> str | None:

@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from enexa.api.network import ip_in
 from enexa.registry.models import Controller, Site
 
 
@@ -91,17 +92,7 @@ class ControllerAccess(models.Model):
         return f"access of {self.controller.code}"
 
     def allows(self, ip: str | None) -> bool:
-        if not self.ip_allowlist:
-            return True
-        if not ip:
-            return False
-        try:
-            address = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        return any(
-            address in ipaddress.ip_network(str(net), strict=False) for net in self.ip_allowlist
-        )
+        return not self.ip_allowlist or ip_in(ip, self.ip_allowlist)
 
 
 class ProvisionedController(Controller):

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from enexa.api.authentication import API_KEY_PREFIX
 from enexa.api.errors import ConflictError, ForbiddenError, InvalidCredentials, InvalidInput
+from enexa.api.network import ip_in
 from enexa.api.principals import ControllerPrincipal
 from enexa.api.sql import run_prepared
 from enexa.registry.choices import ControllerState
@@ -131,7 +132,7 @@ def authenticate_api_key(raw_key: str, client_ip: str | None = None) -> Controll
         return None
     if isinstance(allow, str):  # SQLite hands JSON back as text
         allow = json.loads(allow)
-    if allow and not ControllerAccess(ip_allowlist=allow).allows(client_ip):
+    if allow and not ip_in(client_ip, allow):
         logger.warning("controller %s refused from %s (not in its allowlist)", code, client_ip)
         raise ForbiddenError("This address may not use this controller's key.")
     if stale:
