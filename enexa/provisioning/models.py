@@ -11,14 +11,22 @@ from enexa.api.network import ip_in
 from enexa.registry.models import Controller, Site
 
 
-def validate_cidr_list(value) -> None:
+def cidr_networks(value) -> list[str]:
+    """`value`, a list of networks in CIDR notation, normalised (192.0.2.7 -> 192.0.2.7/32);
+    raises ValidationError for anything else."""
     if not isinstance(value, list):
         raise ValidationError("Must be a list of networks in CIDR notation (e.g. 203.0.113.0/24).")
+    networks = []
     for item in value:
         try:
-            ipaddress.ip_network(str(item), strict=False)
+            networks.append(str(ipaddress.ip_network(str(item), strict=False)))
         except ValueError as exc:
             raise ValidationError(f"'{item}' is not a network in CIDR notation.") from exc
+    return networks
+
+
+def validate_cidr_list(value) -> None:
+    cidr_networks(value)
 
 
 class ApiKey(models.Model):

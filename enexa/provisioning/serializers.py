@@ -112,12 +112,12 @@ class ControllerAccessSerializer(serializers.Serializer):
     )
 
     def validate_ip_allowlist(self, value):
+        """The networks normalised (the child fields already stripped them)."""
         from django.core.exceptions import ValidationError
 
-        from .models import validate_cidr_list
+        from .models import cidr_networks
 
         try:
-            validate_cidr_list(value)
+            return cidr_networks(value)
         except ValidationError as exc:
             raise serializers.ValidationError(exc.messages) from exc
-        return value

@@ -3,7 +3,6 @@
 import functools
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import secrets
@@ -185,13 +184,13 @@ def ip_allowlist_of(controller: Controller) -> list[str]:
 
 
 def set_ip_allowlist(controller: Controller, networks: list[str]) -> list[str]:
-    """Replace the networks (CIDR) `controller`'s key may be used from; [] allows any."""
-    cleaned = [str(ipaddress.ip_network(net.strip(), strict=False)) for net in networks]
+    """Replace the networks (CIDR, as models.cidr_networks normalised them) `controller`'s key
+    may be used from; [] allows any."""
     ControllerAccess.objects.update_or_create(
-        controller=controller, defaults={"ip_allowlist": cleaned}
+        controller=controller, defaults={"ip_allowlist": networks}
     )
-    logger.info("IP allowlist of controller %s set to %s", controller.code, cleaned)
-    return cleaned
+    logger.info("IP allowlist of controller %s set to %s", controller.code, networks)
+    return networks
 
 
 # Enrollment
