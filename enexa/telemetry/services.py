@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -231,6 +232,13 @@ def as_utc(value: Any) -> datetime:
     return value.astimezone(UTC)
 
 
+def _jsonb_select(types: Iterable[str], offset: int = 0) -> str:
+    """`(e->>i)::type, ... FROM jsonb_array_elements(%s::jsonb) AS e`: the columns of the rows
+    sent as one JSON array parameter, each element's items from index `offset` on."""
+    values = ", ".join(f"(e->>{i})::{t}" for i, t in enumerate(types, offset))
+    return f"{values} FROM jsonb_array_elements(%s::jsonb) AS e"
+
+
 def insert_ignoring_duplicates(
     model, columns: dict[str, str], rows: list[tuple], returning: tuple[str, ...] = ()
 ) -> list[tuple]:
@@ -246,8 +254,7 @@ def insert_ignoring_duplicates(
     names = tuple(columns)
     sql = f"INSERT INTO {_table(model)} ({_columns(names)}) "
     if connection.vendor == "postgresql":
-        values = ", ".join(f"(e->>{i})::{t}" for i, t in enumerate(columns.values()))
-        sql += f"SELECT {values} FROM jsonb_array_elements(%s::jsonb) AS e"
+        sql += f"SELECT {_jsonb_select(columns.values())}"
         params: list = [json.dumps(rows, default=_json_default)]
     else:
         placeholder = "(" + ", ".join(["%s"] * len(names)) + ")"
@@ -299,6 +306,12 @@ CHARGER_COLUMNS = {
 def _reading_key(site_pk: int, message_id: str | None, ts: datetime) -> tuple:
     """What makes a reading unique: (site, message_id), else (site, timestamp)."""
     return (site_pk, "m", message_id) if message_id else (site_pk, "t", ts)
+
+
+def _returned_key(site_pk: int, message_id: str | None, ts: Any) -> tuple:
+    """_reading_key of a reading the INSERT returned (its timestamp only counts without a
+    message_id)."""
+    return _reading_key(site_pk, message_id, None if message_id else as_utc(ts))
 
 
 def _reading_row(site_pk: int, r: ReadingSchema, received_at: Any) -> tuple:
@@ -410,7 +423,7 @@ def _store_readings(valid: list[tuple[int, ReadingSchema, int]], now: datetime) 
         unit_rows: list[tuple] = []
         charger_rows: list[tuple] = []
         for reading_id, site_pk, message_id, ts in returned:
-            key = _reading_key(site_pk, message_id, as_utc(ts) if not message_id else None)
+            key = _returned_key(site_pk, message_id, ts)
             keys.append(key)
             reading = by_key[key]
             unit_rows.extend((reading_id, *v) for v in _unit_values(reading))
@@ -445,25 +458,18 @@ def _store_readings_postgresql(
     params = [json.dumps(part, default=_json_default) for part in (rows, units, chargers)]
     # Prepared: planning this statement was about 60% of its cost for one reading.
     returned = run_prepared(_insert_readings_sql(), params, fetch=True)
-    return [
-        _reading_key(site_pk, message_id, None if message_id else as_utc(ts))
-        for site_pk, message_id, ts in returned
-    ]
+    return [_returned_key(site_pk, message_id, ts) for site_pk, message_id, ts in returned]
 
 
 @functools.cache
 def _insert_readings_sql() -> str:
     """The PostgreSQL statement of _store_readings_postgresql (built once per process)."""
-    values = ", ".join(f"(e->>{i})::{t}" for i, t in enumerate(READING_COLUMNS.values()))
     child_identity = _pg_identity("(e->>1)", "(e->>2)::timestamptz")
 
     def child(model, columns: dict[str, str]) -> str:
-        child_values = ", ".join(
-            f"(e->>{i + 3})::{t}" for i, t in enumerate(list(columns.values())[1:])
-        )
         return (
             f"INSERT INTO {_table(model)} ({_columns(tuple(columns))}) "
-            f"SELECT new.id, {child_values} FROM jsonb_array_elements(%s::jsonb) AS e "
+            f"SELECT new.id, {_jsonb_select(list(columns.values())[1:], offset=3)} "
             f"JOIN new ON new.site_id = (e->>0)::bigint AND new.identity = {child_identity} "
             "ON CONFLICT DO NOTHING"
         )
@@ -471,7 +477,7 @@ def _insert_readings_sql() -> str:
     return (
         f"WITH ins AS (INSERT INTO {_table(TelemetryReading)} "
         f"({_columns(tuple(READING_COLUMNS))}) "
-        f"SELECT {values} FROM jsonb_array_elements(%s::jsonb) AS e "
+        f"SELECT {_jsonb_select(READING_COLUMNS.values())} "
         "ON CONFLICT DO NOTHING RETURNING id, site_id, message_id, timestamp), "
         f"new AS (SELECT *, {_pg_identity('message_id', 'timestamp')} AS identity FROM ins), "
         f"units AS ({child(BatteryUnitValue, UNIT_COLUMNS)}), "
