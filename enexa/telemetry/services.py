@@ -534,10 +534,7 @@ def ingest_events(user: Any, payload: Any, *, now: datetime | None = None) -> In
             json.dumps(event.data),
         )
     if valid:
-        with transaction.atomic():
-            inserted = insert_ignoring_duplicates(
-                Event, EVENT_COLUMNS, list(valid.values()), ("id",)
-            )
+        inserted = insert_ignoring_duplicates(Event, EVENT_COLUMNS, list(valid.values()), ("id",))
         result.accepted = len(inserted)
         result.duplicate += len(valid) - len(inserted)
         _after_contact({pk for pk, _ in valid}, now, TransitionReason.EVENT)
