@@ -45,8 +45,6 @@ def caller_controller(request, controller_id: str):
 
     from enexa.registry.models import Controller
 
-    from .principals import is_controller
-
     user = request.user
     if is_controller(user) and user.controller_code != controller_id:
         raise NotFound()
