@@ -53,7 +53,7 @@ def _contains_nul(value) -> bool:
 
 def request_has_nul(request) -> bool:
     """Whether the path, query or body of an API request carries a NUL character."""
-    if "\x00" in request.path or "%00" in request.META.get("QUERY_STRING", "").lower():
+    if "\x00" in request.path or "%00" in request.META.get("QUERY_STRING", ""):
         return True
     content_type = request.META.get("CONTENT_TYPE", "")
     try:
@@ -66,7 +66,7 @@ def request_has_nul(request) -> bool:
         except ValueError:
             return False  # malformed JSON: the parser answers 400 itself
     if "x-www-form-urlencoded" in content_type:
-        return b"%00" in body.lower()
+        return b"%00" in body
     return "multipart" in content_type and b"\x00" in body
 
 
