@@ -117,7 +117,7 @@ def record_call(
     status_code: int,
     changes: list[dict],
     duration_ms: int,
-) -> bool:
+) -> None:
     """Write one entry; a failure (database down) is logged, never raised into the response."""
     statement = _insert_sql(connection.vendor)
     params = [
@@ -133,10 +133,8 @@ def record_call(
     ]
     try:
         run_prepared(statement, params)
-        return True
     except Exception as exc:  # noqa: BLE001 - the response matters more than its audit row
         logger.warning("audit entry for %s %s not written: %s", method, path, type(exc).__name__)
-        return False
 
 
 def prune_audit_entries(older_than_days: int | None = None) -> int:
