@@ -36,6 +36,8 @@ from .services import _adapt_ts, _table, as_utc
 
 DEFAULT_RANGE = timedelta(hours=1)
 STATS = ("avg", "min", "max", "last")
+# HourlyAggregate's statistics columns, in the order aggregate_sql selects them.
+STAT_COLUMNS = tuple(f"{m}_{s}" for m in METRICS for s in STATS)
 
 
 @dataclass(frozen=True)
@@ -232,10 +234,9 @@ def aggregated_points(site: Site, rng: Range) -> list[dict]:
     for row in aggregated_rows(site, rng):
         points[row[0]] = _point(row[0], row[1], row[2:])
     if rng.resolution == Resolution.HOUR:
-        columns = [f"{m}_{s}" for m in METRICS for s in STATS]
         archived = HourlyAggregate.objects.filter(
             site=site, hour__gte=rng.start, hour__lt=rng.end
-        ).values_list("hour", "count", *columns)
+        ).values_list("hour", "count", *STAT_COLUMNS)
         for hour, count, *values in archived:
             points.setdefault(hour, _point(hour, count, values))
     return [points[ts] for ts in sorted(points)]
@@ -272,7 +273,7 @@ def csv_lines(site: Site, rng: Range) -> Iterator[str]:
                 [format_timestamp(ts), message_id or "", int(backfilled), *_cells(values)]
             )
         return
-    yield writer.writerow(["timestamp", "count", *(f"{m}_{s}" for m in METRICS for s in STATS)])
+    yield writer.writerow(["timestamp", "count", *STAT_COLUMNS])
     for ts, count, *values in aggregated_rows(site, rng):
         yield writer.writerow([format_timestamp(ts), count, *_cells(values)])
 
@@ -296,7 +297,7 @@ def prune_telemetry(*, now: datetime | None = None) -> dict[str, int]:
     agg_cutoff = now - timedelta(days=settings.ENEXA_TELEMETRY_AGGREGATE_RETENTION_DAYS)
     reading_table = _table(TelemetryReading)
     old = f"SELECT id FROM {reading_table} WHERE timestamp < %s"
-    columns = ["site_id", "hour", "count"] + [f"{m}_{s}" for m in METRICS for s in STATS]
+    columns = ["site_id", "hour", "count", *STAT_COLUMNS]
     select, params = aggregate_sql(3600, "timestamp < %s", by_site=True)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
