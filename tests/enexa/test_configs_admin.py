@@ -4,19 +4,11 @@ drift are read-only, outdated controllers show up."""
 import json
 
 import pytest
-from django.test import Client
 
 from enexa.configs import services
 from enexa.configs.models import ConfigVersion, SiteConfig
 from enexa.firmware import services as firmware_services
-from tests.factories import ControllerFactory, FirmwareReleaseFactory, StaffFactory
-
-
-@pytest.fixture
-def admin_client(db) -> Client:
-    client = Client()
-    client.force_login(StaffFactory(username="root", is_superuser=True))
-    return client
+from tests.factories import ControllerFactory, FirmwareReleaseFactory
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import pytest
 from enexa.configs import services as config_services
 from enexa.firmware import semver, services
 from enexa.firmware.models import FirmwareRelease, FirmwareReport
-from tests.enexa.test_configs import controller_client
+from tests.conftest import controller_client
 from tests.factories import ControllerFactory, FirmwareReleaseFactory
 
 SHA = "ab" * 32
