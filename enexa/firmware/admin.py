@@ -127,7 +127,7 @@ class ControllerFirmwareAdmin(admin.ModelAdmin):
 
     @admin.display(description="last report")
     def last_report(self, obj):
-        report = obj.firmware_reports.order_by("-reported_at", "-pk").first()
+        report = obj.firmware_reports.first()  # Meta.ordering: newest first
         return (
             f"{report.status} {report.current_version} ({report.reported_at:%Y-%m-%d %H:%M})"
             if report

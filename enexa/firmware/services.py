@@ -204,7 +204,7 @@ def rollout_status(release: FirmwareRelease, site_pks: set[int] | None = None) -
     rows = []
     counts = {state: 0 for state in RolloutState.values}
     for controller in rollout_controllers(release, site_pks):
-        last = controller.firmware_reports.order_by("-reported_at", "-pk").first()
+        last = controller.firmware_reports.first()  # Meta.ordering: newest first
         state = _rollout_state(controller, last, release)
         counts[state] += 1
         rows.append(
