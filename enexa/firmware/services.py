@@ -14,7 +14,7 @@ from django.db.models import Q
 
 from enexa.api.errors import ConflictError, InvalidInput, NotFoundError
 from enexa.configs.services import effective_config_for
-from enexa.registry.models import Controller
+from enexa.registry.models import Controller, Site
 
 from . import semver
 from .choices import Channel, ReportStatus, RolloutState
@@ -184,14 +184,12 @@ def _rollout_state(
     return RolloutState.PENDING
 
 
-def rollout_controllers(release: FirmwareRelease, site_pks: set[int] | None = None):
-    """The controllers a release is meant for (model and targeting; channel per controller)."""
+def rollout_controllers(release: FirmwareRelease, target_sites: list[Site]):
+    """The controllers a release is meant for: its model, at its `target_sites` (none: every
+    site), and its channel per controller."""
     controllers = Controller.objects.filter(model=release.controller_model).select_related("site")
-    target_pks = set(release.target_sites.values_list("pk", flat=True))
-    if target_pks:
-        controllers = controllers.filter(site_id__in=target_pks)
-    if site_pks is not None:
-        controllers = controllers.filter(site_id__in=site_pks)
+    if target_sites:
+        controllers = controllers.filter(site__in=target_sites)
     return [
         c
         for c in controllers
@@ -199,11 +197,12 @@ def rollout_controllers(release: FirmwareRelease, site_pks: set[int] | None = No
     ]
 
 
-def rollout_status(release: FirmwareRelease, site_pks: set[int] | None = None) -> dict:
+def rollout_status(release: FirmwareRelease) -> dict:
     """How a release is going: counts per state and one line per controller."""
+    target_sites = list(release.target_sites.all())
     rows = []
     counts = {state: 0 for state in RolloutState.values}
-    for controller in rollout_controllers(release, site_pks):
+    for controller in rollout_controllers(release, target_sites):
         last = controller.firmware_reports.first()  # Meta.ordering: newest first
         state = _rollout_state(controller, last, release)
         counts[state] += 1
@@ -224,7 +223,7 @@ def rollout_status(release: FirmwareRelease, site_pks: set[int] | None = None) -
         "channel": release.channel,
         "published": release.published,
         "yanked": release.yanked,
-        "target_sites": sorted(release.target_sites.values_list("code", flat=True)),
+        "target_sites": sorted(site.code for site in target_sites),
         "counts": counts,
         "controllers": rows,
     }
