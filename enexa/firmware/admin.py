@@ -30,9 +30,9 @@ class FirmwareReleaseAdmin(admin.ModelAdmin):
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def get_readonly_fields(self, request, obj=None):
-        # The image of a registered release never changes: register a new version instead.
-        fixed = ["version", "controller_model", "url", "sha256", "size_bytes"]
-        return [*self.readonly_fields, *fixed] if obj else self.readonly_fields
+        if obj is None:
+            return self.readonly_fields
+        return [*self.readonly_fields, *FirmwareRelease.IMMUTABLE_FIELDS]
 
     @admin.display(description="target sites")
     def targets(self, obj):

@@ -44,11 +44,7 @@ class FirmwareReleaseUpdateSerializer(FirmwareReleaseSerializer):
     class Meta(FirmwareReleaseSerializer.Meta):
         read_only_fields = [
             *FirmwareReleaseSerializer.Meta.read_only_fields,
-            "version",
-            "controller_model",
-            "url",
-            "sha256",
-            "size_bytes",
+            *FirmwareRelease.IMMUTABLE_FIELDS,
         ]
 
 
