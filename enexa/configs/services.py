@@ -68,12 +68,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from enexa.api.errors import InvalidInput, NotFoundError, PreconditionFailed
+from enexa.firmware.choices import Channel
 from enexa.registry.choices import EquipmentKind
 from enexa.registry.models import Controller, Site
 
 from .models import ConfigState, ConfigVersion, ControllerConfig, SiteConfig
 
-FIRMWARE_CHANNELS = ("stable", "beta")
+FIRMWARE_CHANNELS = tuple(Channel.values)
 # What the gateway does while Enexa is away (amperio.autonomy): follow the last schedule, then
 # the safe local policy; or go to the safe local policy at once.
 AUTONOMY_MODES = ("follow_schedule_then_safe", "safe")
