@@ -122,8 +122,7 @@ class ControllerFirmwareAdmin(admin.ModelAdmin):
 
     @admin.display(boolean=True, description="up to date")
     def up_to_date(self, obj):
-        release = self._latest(obj)
-        return release is None or release.version == obj.firmware_version
+        return not services.is_outdated(obj, self._latest(obj))
 
     @admin.display(description="last report")
     def last_report(self, obj):

@@ -61,6 +61,15 @@ def latest_for(controller: Controller) -> FirmwareRelease | None:
     return best
 
 
+def is_outdated(controller: Controller, latest: FirmwareRelease | None) -> bool:
+    """Whether `latest` (the release offered to `controller`) is newer than what it runs, by
+    semantic version: build metadata does not count; an unknown running version is outdated."""
+    if latest is None:
+        return False
+    running = semver.parse(controller.firmware_version)
+    return running is None or running < latest.parsed_version
+
+
 def latest_for_model(controller_model: str, channel: str = Channel.STABLE):
     """The newest release of a model for every site (no controller to target)."""
     return newest(offered_releases(controller_model, channel, None))
@@ -237,8 +246,7 @@ def outdated_controllers(site_pks: set[int] | None = None) -> list[dict]:
     out = []
     for controller in controllers:
         latest = latest_for(controller)
-        running = semver.parse(controller.firmware_version)
-        if latest is not None and (running is None or running < latest.parsed_version):
+        if is_outdated(controller, latest):
             out.append(
                 {
                     "id": controller.code,

@@ -4,10 +4,13 @@ drift are read-only, outdated controllers show up."""
 import json
 
 import pytest
+from django.contrib import admin as django_admin
 
 from enexa.configs import services
 from enexa.configs.models import ConfigVersion, SiteConfig
 from enexa.firmware import services as firmware_services
+from enexa.firmware.admin import ControllerFirmwareAdmin
+from enexa.firmware.models import ControllerFirmware
 from tests.factories import ControllerFactory, FirmwareReleaseFactory
 
 
@@ -46,6 +49,17 @@ def test_every_configuration_and_firmware_admin_page_renders(admin_client, contr
     assert "CTRL001" in drift.content.decode()
     outdated = admin_client.get("/admin/firmware/controllerfirmware/?outdated=yes")
     assert "2.1.0" in outdated.content.decode()
+
+
+def test_build_metadata_alone_does_not_make_firmware_outdated(site):
+    # 2.1.0+b1 and 2.1.0 are the same version (semver ignores build metadata): the admin's
+    # "up to date" column and the outdated list agree on it.
+    controller = ControllerFactory(site=site, code="CTRL002", firmware_version="2.1.0+b1")
+    release = FirmwareReleaseFactory(version="2.1.0")
+    assert firmware_services.latest_for(controller) == release
+    assert firmware_services.is_outdated(controller, release) is False
+    assert firmware_services.outdated_controllers() == []
+    assert ControllerFirmwareAdmin(ControllerFirmware, django_admin.site).up_to_date(controller)
 
 
 def test_a_site_setting_saved_in_the_admin_creates_a_version(admin_client, controller):
