@@ -65,6 +65,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from enexa.api.errors import InvalidInput, NotFoundError, PreconditionFailed
@@ -483,6 +484,22 @@ def effective_config_for(controller: Controller) -> dict:
         state = ConfigState.objects.get(pk=controller.pk)
     version = ConfigVersion.objects.get(controller_id=controller.pk, number=state.version)
     return {"version": version.number, "settings": version.settings, "limits": version.limits}
+
+
+def current_settings(controllers: list[Controller]) -> dict[int, dict]:
+    """The settings of each controller's current version (as `effective_config_for` has them),
+    by primary key, in one read; a controller that missed its version 1 gets it."""
+    found = dict(
+        ConfigVersion.objects.filter(
+            controller__in=controllers, number=F("controller__config_state__version")
+        )
+        .order_by()
+        .values_list("controller_id", "settings")
+    )
+    return {
+        c.pk: found[c.pk] if c.pk in found else effective_config_for(c)["settings"]
+        for c in controllers
+    }
 
 
 def record_applied_version(controller_pk: int, version: int, *, at: datetime | None = None) -> None:

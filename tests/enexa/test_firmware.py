@@ -232,6 +232,32 @@ def test_staff_and_operators_see_which_controllers_run_outdated_firmware(
     assert [r["id"] for r in mine] == ["CTRL001"]
 
 
+def test_the_outdated_list_offers_each_controller_what_latest_for_offers_it(controller, other_site):
+    # One pass over several controllers: channels, sites and models differ between them.
+    beta = ControllerFactory(site=controller.site, code="CTRL002", firmware_version="2.0.5")
+    config_services.update_controller_config(
+        beta, {"firmware": {"channel": "beta"}}, if_match=None, by="test"
+    )
+    elsewhere = ControllerFactory(site=other_site, code="CTRL900", firmware_version="2.0.5")
+    other_model = ControllerFactory(
+        site=other_site, code="CTRL901", model="Other-GW", firmware_version="1.0.0"
+    )
+    FirmwareReleaseFactory(version="2.1.0")
+    FirmwareReleaseFactory(version="2.2.0", target_sites=[controller.site])
+    FirmwareReleaseFactory(version="2.4.0-beta.1", channel="beta")
+    FirmwareReleaseFactory(version="2.5.0-beta.1", channel="beta", target_sites=[other_site])
+    FirmwareReleaseFactory(version="1.1.0", controller_model="Other-GW")
+    rows = {r["id"]: r["latest_version"] for r in services.outdated_controllers()}
+    assert rows == {
+        "CTRL001": "2.2.0",
+        "CTRL002": "2.4.0-beta.1",
+        "CTRL900": "2.1.0",
+        "CTRL901": "1.1.0",
+    }
+    each = (controller, beta, elsewhere, other_model)
+    assert rows == {c.code: services.latest_for(c).version for c in each}
+
+
 def test_a_version_shared_by_two_models_needs_the_model_to_be_named(staff_client, db):
     FirmwareReleaseFactory(version="3.0.0")
     FirmwareReleaseFactory(version="3.0.0", controller_model="Other-GW")
