@@ -341,7 +341,7 @@ def limits_for_controller(controller: Controller, site_equipment: list | None = 
     with its units, a unit with its system), or the whole site when none are assigned."""
     site = controller.site
     equipment = site_equipment if site_equipment is not None else list(site.equipment.all())
-    assigned = set(controller.assets.values_list("pk", flat=True))
+    assigned = {asset.pk for asset in controller.assets.all()}  # prefetched by callers in loops
     if not assigned:
         return _limits_from(site, equipment)
     chosen = {e.pk for e in equipment if e.pk in assigned or e.parent_id in assigned}
@@ -539,7 +539,7 @@ def _site_effects(site: Site, doc: dict) -> tuple[dict[str, list[str]], list, di
     equipment = list(site.equipment.all())
     limits = _limits_from(site, equipment)
     errors = validate_document(doc) or validate_effective(_fill(_layered(doc), limits), limits)
-    controllers = list(site.controllers.select_related("site"))
+    controllers = list(site.controllers.select_related("site").prefetch_related("assets"))
     if errors:
         return errors, controllers, {}
     overrides = {
@@ -717,7 +717,9 @@ def sync_site_versions(
 ) -> int:
     """After a registry change: version every controller of the site whose effective config
     (its limits, or settings filled from them) changed. Returns how many got a new version."""
-    controllers = list(Controller.objects.filter(site_id=site_pk).select_related("site"))
+    controllers = list(
+        Controller.objects.filter(site_id=site_pk).select_related("site").prefetch_related("assets")
+    )
     if not controllers:
         return 0
     site = controllers[0].site
