@@ -171,6 +171,28 @@ def test_a_failed_report_needs_its_error_and_versions_must_be_semantic(controlle
     assert bad.status_code == 400 and "current_version" in bad.json()["errors"]
 
 
+def test_a_reported_version_must_fit_the_controllers_firmware_version(controller):
+    # Semantic and within the report's own 64 characters, but the version a controller runs
+    # is stored in Controller.firmware_version (40): a 400, not a database error.
+    client = controller_client(controller)
+    too_long = client.post(
+        "/v1/controllers/CTRL001/firmware",
+        {"current_version": "2.1.0+" + "b" * 35, "status": "ok"},
+        format="json",
+    )
+    assert too_long.status_code == 400 and "current_version" in too_long.json()["errors"]
+    assert FirmwareReport.objects.count() == 0
+    longest = "2.1.0+" + "b" * 34
+    fits = client.post(
+        "/v1/controllers/CTRL001/firmware",
+        {"current_version": longest, "status": "ok"},
+        format="json",
+    )
+    assert fits.status_code == 201, fits.json()
+    controller.refresh_from_db()
+    assert controller.firmware_version == longest
+
+
 def test_a_controller_reports_only_for_itself(controller, site):
     ControllerFactory(site=site, code="CTRL002")
     response = controller_client(controller).post(
