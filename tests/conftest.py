@@ -1,15 +1,34 @@
-"""Fixtures shared by every test: API clients for staff, operators and anonymous callers."""
+"""Fixtures shared by every test: API clients for staff, operators, controllers and anonymous
+callers, and a logged-in client of the web admin."""
 
 import pytest
+from django.test import Client
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from enexa.provisioning.services import issue_api_key
 from tests.factories import MembershipFactory, SiteFactory, StaffFactory, UserFactory
 
 
 def jwt_client(user) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}")
+    return client
+
+
+def controller_client(controller) -> APIClient:
+    """A client presenting a real API key of `controller`, issued by provisioning."""
+    _, api_key = issue_api_key(controller)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key}")
+    return client
+
+
+@pytest.fixture
+def admin_client(db) -> Client:
+    """A superuser logged in to the web admin (instead of pytest-django's `admin_client`)."""
+    client = Client()
+    client.force_login(StaffFactory(username="root", is_superuser=True))
     return client
 
 

@@ -65,15 +65,17 @@ from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from enexa.api.errors import InvalidInput, NotFoundError, PreconditionFailed
+from enexa.firmware.choices import Channel
 from enexa.registry.choices import EquipmentKind
 from enexa.registry.models import Controller, Site
 
 from .models import ConfigState, ConfigVersion, ControllerConfig, SiteConfig
 
-FIRMWARE_CHANNELS = ("stable", "beta")
+FIRMWARE_CHANNELS = tuple(Channel.values)
 # What the gateway does while Enexa is away (amperio.autonomy): follow the last schedule, then
 # the safe local policy; or go to the safe local policy at once.
 AUTONOMY_MODES = ("follow_schedule_then_safe", "safe")
@@ -339,7 +341,7 @@ def limits_for_controller(controller: Controller, site_equipment: list | None = 
     with its units, a unit with its system), or the whole site when none are assigned."""
     site = controller.site
     equipment = site_equipment if site_equipment is not None else list(site.equipment.all())
-    assigned = set(controller.assets.values_list("pk", flat=True))
+    assigned = {asset.pk for asset in controller.assets.all()}  # prefetched by callers in loops
     if not assigned:
         return _limits_from(site, equipment)
     chosen = {e.pk for e in equipment if e.pk in assigned or e.parent_id in assigned}
@@ -484,6 +486,22 @@ def effective_config_for(controller: Controller) -> dict:
     return {"version": version.number, "settings": version.settings, "limits": version.limits}
 
 
+def current_settings(controllers: list[Controller]) -> dict[int, dict]:
+    """The settings of each controller's current version (as `effective_config_for` has them),
+    by primary key, in one read; a controller that missed its version 1 gets it."""
+    found = dict(
+        ConfigVersion.objects.filter(
+            controller__in=controllers, number=F("controller__config_state__version")
+        )
+        .order_by()
+        .values_list("controller_id", "settings")
+    )
+    return {
+        c.pk: found[c.pk] if c.pk in found else effective_config_for(c)["settings"]
+        for c in controllers
+    }
+
+
 def record_applied_version(controller_pk: int, version: int, *, at: datetime | None = None) -> None:
     """The gateway reports the version it runs (status report); a repeat writes nothing."""
     ConfigState.objects.filter(pk=controller_pk).exclude(applied_version=version).update(
@@ -521,7 +539,7 @@ def _site_effects(site: Site, doc: dict) -> tuple[dict[str, list[str]], list, di
     equipment = list(site.equipment.all())
     limits = _limits_from(site, equipment)
     errors = validate_document(doc) or validate_effective(_fill(_layered(doc), limits), limits)
-    controllers = list(site.controllers.select_related("site"))
+    controllers = list(site.controllers.select_related("site").prefetch_related("assets"))
     if errors:
         return errors, controllers, {}
     overrides = {
@@ -699,7 +717,9 @@ def sync_site_versions(
 ) -> int:
     """After a registry change: version every controller of the site whose effective config
     (its limits, or settings filled from them) changed. Returns how many got a new version."""
-    controllers = list(Controller.objects.filter(site_id=site_pk).select_related("site"))
+    controllers = list(
+        Controller.objects.filter(site_id=site_pk).select_related("site").prefetch_related("assets")
+    )
     if not controllers:
         return 0
     site = controllers[0].site

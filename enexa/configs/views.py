@@ -70,13 +70,14 @@ class ControllerConfigView(APIView):
         user = request.user
         if is_controller(user) and user.controller_code == controller_id:
             # The gateway's conditional GET: one read decides 304 before anything is loaded.
-            current = services.current_version(user.controller_pk)
-            if current is not None and none_match(request, current[0]):
-                return Response(status=304, headers={"ETag": etag(current[0])})
-        controller = caller_controller(request, controller_id)
-        current = services.current_version(controller.pk)
+            controller, pk = None, user.controller_pk
+        else:
+            controller = caller_controller(request, controller_id)  # 404 before 304
+            pk = controller.pk
+        current = services.current_version(pk)
         if current is not None and none_match(request, current[0]):
             return Response(status=304, headers={"ETag": etag(current[0])})
+        controller = controller or caller_controller(request, controller_id)
         return config_response(services.effective_config_for(controller))
 
     @extend_schema(

@@ -114,10 +114,15 @@ def _replay(existing: Command, site: Site, parsed: DispatchCommand) -> Command:
     return existing
 
 
+def _expired(command: Command, now: datetime) -> bool:
+    """Past its valid_until: never to be delivered any more."""
+    return command.valid_until is not None and command.valid_until <= now
+
+
 def deliver(command: Command, *, now: datetime | None = None) -> Command:
     """POST the command to Amperio; unreachable leaves it undelivered for a later attempt."""
     now = now or timezone.now()
-    if command.valid_until and command.valid_until <= now:
+    if _expired(command, now):
         return _set(command, CommandStatus.EXPIRED, "Not delivered before valid_until.")
     token = settings.ENEXA_AMPERIO_TOKEN
     if not token:
@@ -191,8 +196,7 @@ def redeliver_undelivered(
         pending = pending.filter(site=site)
     amperio_took_the_last = True
     for command in pending.order_by("issued_at").select_related("site"):
-        stale = command.valid_until is not None and command.valid_until <= now
-        if not amperio_took_the_last and not stale:
+        if not amperio_took_the_last and not _expired(command, now):
             counts["still_undelivered"] += 1
             continue
         result = deliver(command, now=now)

@@ -2,6 +2,7 @@
 reports read-only, and the controllers that run outdated firmware."""
 
 from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
 from django.db import models
 
 from enexa.api.principals import principal_label
@@ -29,10 +30,14 @@ class FirmwareReleaseAdmin(admin.ModelAdmin):
     actions = ["publish", "yank"]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
+    def get_queryset(self, request):
+        # The targets column and each row's rollout read the target sites.
+        return super().get_queryset(request).prefetch_related("target_sites")
+
     def get_readonly_fields(self, request, obj=None):
-        # The image of a registered release never changes: register a new version instead.
-        fixed = ["version", "controller_model", "url", "sha256", "size_bytes"]
-        return [*self.readonly_fields, *fixed] if obj else self.readonly_fields
+        if obj is None:
+            return self.readonly_fields
+        return [*self.readonly_fields, *FirmwareRelease.IMMUTABLE_FIELDS]
 
     @admin.display(description="target sites")
     def targets(self, obj):
@@ -88,6 +93,20 @@ class OutdatedFilter(admin.SimpleListFilter):
         return queryset
 
 
+class ControllerFirmwareChangeList(ChangeList):
+    """Reads the latest release and the last report of a page's controllers together, in a
+    few queries, rather than once per row."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        self.result_list = controllers = list(self.result_list)
+        latest = services.latest_for_each(controllers)
+        reports = services.last_reports(controllers)
+        for controller in controllers:
+            controller.latest_release = latest[controller.pk]
+            controller.last_firmware_report = reports.get(controller.pk)
+
+
 @admin.register(ControllerFirmware)
 class ControllerFirmwareAdmin(admin.ModelAdmin):
     """Which firmware each controller runs, and whether a newer release is offered to it."""
@@ -107,27 +126,21 @@ class ControllerFirmwareAdmin(admin.ModelAdmin):
     fields = ["code", "site", "model", "firmware_version"]
     readonly_fields = fields
 
-    @staticmethod
-    def _latest(obj):
-        # Two columns of the row show it and latest_for reads the config and the releases:
-        # once per row is enough.
-        if not hasattr(obj, "_latest_release"):
-            obj._latest_release = services.latest_for(obj)
-        return obj._latest_release
+    def get_changelist(self, request, **kwargs):
+        return ControllerFirmwareChangeList
 
     @admin.display(description="latest offered")
     def latest_offered(self, obj):
-        release = self._latest(obj)
+        release = obj.latest_release
         return release.version if release else "-"
 
     @admin.display(boolean=True, description="up to date")
     def up_to_date(self, obj):
-        release = self._latest(obj)
-        return release is None or release.version == obj.firmware_version
+        return not services.is_outdated(obj, obj.latest_release)
 
     @admin.display(description="last report")
     def last_report(self, obj):
-        report = obj.firmware_reports.order_by("-reported_at", "-pk").first()
+        report = obj.last_firmware_report
         return (
             f"{report.status} {report.current_version} ({report.reported_at:%Y-%m-%d %H:%M})"
             if report

@@ -20,6 +20,10 @@ def validate_semver(value: str) -> None:
 class FirmwareRelease(models.Model):
     """A firmware image for one controller model; offered once published, never once yanked."""
 
+    # What identifies a registered release and its image: never changed afterwards (a new
+    # image is a new version), by the API nor the admin.
+    IMMUTABLE_FIELDS = ("version", "controller_model", "url", "sha256", "size_bytes")
+
     version = models.CharField(max_length=64, validators=[validate_semver])
     controller_model = models.CharField(max_length=100, default="Amperio-GW")
     url = models.URLField(max_length=500)

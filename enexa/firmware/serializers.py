@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from enexa.registry.models import Site
+from enexa.registry.models import Controller, Site
 
 from .choices import ReportStatus
 from .models import FirmwareRelease, FirmwareReport
@@ -44,11 +44,7 @@ class FirmwareReleaseUpdateSerializer(FirmwareReleaseSerializer):
     class Meta(FirmwareReleaseSerializer.Meta):
         read_only_fields = [
             *FirmwareReleaseSerializer.Meta.read_only_fields,
-            "version",
-            "controller_model",
-            "url",
-            "sha256",
-            "size_bytes",
+            *FirmwareRelease.IMMUTABLE_FIELDS,
         ]
 
 
@@ -59,6 +55,9 @@ class LatestFirmwareSerializer(serializers.ModelSerializer):
         model = FirmwareRelease
         fields = ["version", "url", "sha256", "size_bytes", "channel", "notes"]
         read_only_fields = fields
+
+
+RUNNING_VERSION_MAX_LENGTH = Controller._meta.get_field("firmware_version").max_length
 
 
 class FirmwareReportSerializer(serializers.ModelSerializer):
@@ -78,6 +77,8 @@ class FirmwareReportSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["controller_id", "reported_at"]
         extra_kwargs = {
+            # It becomes the version the controller runs: no longer than the controller keeps.
+            "current_version": {"max_length": RUNNING_VERSION_MAX_LENGTH},
             "message_id": {"required": False},
             "error": {"required": False},
             "target_version": {"required": False},

@@ -9,12 +9,14 @@ running the release's version, i.e. after its restart."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import OuterRef, Subquery
 
 from enexa.api.errors import ConflictError, InvalidInput, NotFoundError
-from enexa.configs.services import effective_config_for
-from enexa.registry.models import Controller
+from enexa.configs.services import current_settings
+from enexa.registry.models import Controller, Site
 
 from . import semver
 from .choices import Channel, ReportStatus, RolloutState
@@ -25,9 +27,12 @@ def channels_for(channel: str) -> list[str]:
     return [Channel.STABLE, Channel.BETA] if channel == Channel.BETA else [Channel.STABLE]
 
 
-def controller_channel(controller: Controller) -> str:
-    settings = effective_config_for(controller)["settings"]
-    return settings.get("firmware", {}).get("channel", Channel.STABLE)
+def controller_channels(controllers: list[Controller]) -> dict[int, str]:
+    """Each controller's channel (the setting `firmware.channel`), by primary key."""
+    return {
+        pk: settings.get("firmware", {}).get("channel", Channel.STABLE)
+        for pk, settings in current_settings(controllers).items()
+    }
 
 
 def newest(releases) -> FirmwareRelease | None:
@@ -36,34 +41,64 @@ def newest(releases) -> FirmwareRelease | None:
     return max(valid, key=lambda r: r.parsed_version, default=None)
 
 
-def offered_releases(controller_model: str, channel: str, site_pk: int | None):
-    """Releases that may be offered: published, not yanked, model, channel and targeting
-    (site_pk None: only releases for every site)."""
+def published_releases(controller_models: Iterable[str]) -> list[FirmwareRelease]:
+    """The releases of these models that may be offered (published, not yanked), with their
+    target sites: two reads, whatever the number of controllers they are matched to."""
     releases = FirmwareRelease.objects.filter(
-        controller_model=controller_model,
-        published=True,
-        yanked=False,
-        channel__in=channels_for(channel),
+        controller_model__in=controller_models, published=True, yanked=False
     )
-    everywhere = Q(target_sites__isnull=True)
-    targeted = everywhere if site_pk is None else everywhere | Q(target_sites=site_pk)
-    return releases.filter(targeted).distinct()
+    return list(releases.prefetch_related("target_sites"))
+
+
+def is_offered(
+    release: FirmwareRelease, controller_model: str, channel: str, site_pk: int | None
+) -> bool:
+    """Whether a published, not yanked release is offered to a controller of this model,
+    channel and site (site_pk None: only releases for every site)."""
+    targets = {site.pk for site in release.target_sites.all()}
+    return (
+        release.controller_model == controller_model
+        and release.channel in channels_for(channel)
+        and (not targets or site_pk in targets)
+    )
+
+
+def latest_for_each(controllers: list[Controller]) -> dict[int, FirmwareRelease | None]:
+    """`latest_for` of each controller, by primary key, in a fixed number of reads."""
+    releases = published_releases({c.model for c in controllers})
+    channels = controller_channels(controllers)
+    latest = {}
+    for controller in controllers:
+        best = newest(
+            r
+            for r in releases
+            if is_offered(r, controller.model, channels[controller.pk], controller.site_id)
+        )
+        running = semver.parse(controller.firmware_version)
+        if best is not None and running is not None and best.parsed_version < running:
+            best = None
+        latest[controller.pk] = best
+    return latest
 
 
 def latest_for(controller: Controller) -> FirmwareRelease | None:
     """The newest release offered to `controller`, or None; never older than what it runs."""
-    best = newest(
-        offered_releases(controller.model, controller_channel(controller), controller.site_id)
-    )
+    return latest_for_each([controller])[controller.pk]
+
+
+def is_outdated(controller: Controller, latest: FirmwareRelease | None) -> bool:
+    """Whether `latest` (the release offered to `controller`) is newer than what it runs, by
+    semantic version: build metadata does not count; an unknown running version is outdated."""
+    if latest is None:
+        return False
     running = semver.parse(controller.firmware_version)
-    if best is None or (running is not None and best.parsed_version < running):
-        return None
-    return best
+    return running is None or running < latest.parsed_version
 
 
 def latest_for_model(controller_model: str, channel: str = Channel.STABLE):
     """The newest release of a model for every site (no controller to target)."""
-    return newest(offered_releases(controller_model, channel, None))
+    releases = published_releases([controller_model])
+    return newest(r for r in releases if is_offered(r, controller_model, channel, None))
 
 
 def create_release(*, data: dict, target_sites=(), by: str) -> FirmwareRelease:
@@ -184,27 +219,40 @@ def _rollout_state(
     return RolloutState.PENDING
 
 
-def rollout_controllers(release: FirmwareRelease, site_pks: set[int] | None = None):
-    """The controllers a release is meant for (model and targeting; channel per controller)."""
-    controllers = Controller.objects.filter(model=release.controller_model).select_related("site")
-    target_pks = set(release.target_sites.values_list("pk", flat=True))
-    if target_pks:
-        controllers = controllers.filter(site_id__in=target_pks)
-    if site_pks is not None:
-        controllers = controllers.filter(site_id__in=site_pks)
-    return [
-        c
-        for c in controllers
-        if release.channel == Channel.STABLE or controller_channel(c) == Channel.BETA
-    ]
+def rollout_controllers(release: FirmwareRelease, target_sites: list[Site]) -> list[Controller]:
+    """The controllers a release is meant for: its model, at its `target_sites` (none: every
+    site), and its channel per controller."""
+    of_model = Controller.objects.filter(model=release.controller_model).select_related("site")
+    if target_sites:
+        of_model = of_model.filter(site__in=target_sites)
+    controllers = list(of_model)
+    if release.channel == Channel.STABLE:
+        return controllers
+    channels = controller_channels(controllers)
+    return [c for c in controllers if channels[c.pk] == Channel.BETA]
 
 
-def rollout_status(release: FirmwareRelease, site_pks: set[int] | None = None) -> dict:
+def last_reports(controllers: list[Controller]) -> dict[int, FirmwareReport]:
+    """Each controller's newest report (Meta.ordering), by primary key, in one read; a
+    controller that never reported is left out."""
+    newest_report = FirmwareReport.objects.filter(controller=OuterRef("controller"))
+    return {
+        report.controller_id: report
+        for report in FirmwareReport.objects.filter(
+            controller__in=controllers, pk=Subquery(newest_report.values("pk")[:1])
+        )
+    }
+
+
+def rollout_status(release: FirmwareRelease) -> dict:
     """How a release is going: counts per state and one line per controller."""
+    target_sites = list(release.target_sites.all())
+    controllers = rollout_controllers(release, target_sites)
+    reports = last_reports(controllers)
     rows = []
     counts = {state: 0 for state in RolloutState.values}
-    for controller in rollout_controllers(release, site_pks):
-        last = controller.firmware_reports.order_by("-reported_at", "-pk").first()
+    for controller in controllers:
+        last = reports.get(controller.pk)
         state = _rollout_state(controller, last, release)
         counts[state] += 1
         rows.append(
@@ -224,7 +272,7 @@ def rollout_status(release: FirmwareRelease, site_pks: set[int] | None = None) -
         "channel": release.channel,
         "published": release.published,
         "yanked": release.yanked,
-        "target_sites": sorted(release.target_sites.values_list("code", flat=True)),
+        "target_sites": sorted(site.code for site in target_sites),
         "counts": counts,
         "controllers": rows,
     }
@@ -232,14 +280,15 @@ def rollout_status(release: FirmwareRelease, site_pks: set[int] | None = None) -
 
 def outdated_controllers(site_pks: set[int] | None = None) -> list[dict]:
     """Controllers for which a newer release is offered than the one they run."""
-    controllers = Controller.objects.select_related("site").order_by("code")
+    visible = Controller.objects.select_related("site").order_by("code")
     if site_pks is not None:
-        controllers = controllers.filter(site_id__in=site_pks)
+        visible = visible.filter(site_id__in=site_pks)
+    controllers = list(visible)
+    latest_releases = latest_for_each(controllers)
     out = []
     for controller in controllers:
-        latest = latest_for(controller)
-        running = semver.parse(controller.firmware_version)
-        if latest is not None and (running is None or running < latest.parsed_version):
+        latest = latest_releases[controller.pk]
+        if latest is not None and is_outdated(controller, latest):
             out.append(
                 {
                     "id": controller.code,

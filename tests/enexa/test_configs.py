@@ -6,8 +6,7 @@ from rest_framework.test import APIClient
 
 from enexa.configs import services
 from enexa.configs.models import ConfigVersion
-from enexa.provisioning.services import issue_api_key
-from tests.conftest import jwt_client
+from tests.conftest import controller_client, jwt_client
 from tests.factories import (
     BatteryUnitFactory,
     ChargerFactory,
@@ -30,14 +29,6 @@ def equipped_site(site):
 @pytest.fixture
 def controller(equipped_site):
     return ControllerFactory(site=equipped_site, code="CTRL001")
-
-
-def controller_client(controller) -> APIClient:
-    """A client presenting a real API key of `controller`, issued by provisioning."""
-    _, api_key = issue_api_key(controller)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key}")
-    return client
 
 
 def versions_of(controller) -> list[int]:

@@ -4,19 +4,11 @@ drift are read-only, outdated controllers show up."""
 import json
 
 import pytest
-from django.test import Client
 
 from enexa.configs import services
 from enexa.configs.models import ConfigVersion, SiteConfig
 from enexa.firmware import services as firmware_services
-from tests.factories import ControllerFactory, FirmwareReleaseFactory, StaffFactory
-
-
-@pytest.fixture
-def admin_client(db) -> Client:
-    client = Client()
-    client.force_login(StaffFactory(username="root", is_superuser=True))
-    return client
+from tests.factories import ControllerFactory, FirmwareReleaseFactory
 
 
 @pytest.fixture
@@ -54,6 +46,40 @@ def test_every_configuration_and_firmware_admin_page_renders(admin_client, contr
     assert "CTRL001" in drift.content.decode()
     outdated = admin_client.get("/admin/firmware/controllerfirmware/?outdated=yes")
     assert "2.1.0" in outdated.content.decode()
+
+
+def test_build_metadata_alone_does_not_make_firmware_outdated(admin_client, site):
+    # 2.1.0+b1 and 2.1.0 are the same version (semver ignores build metadata): the admin's
+    # "up to date" column and the outdated list agree on it.
+    controller = ControllerFactory(site=site, code="CTRL002", firmware_version="2.1.0+b1")
+    release = FirmwareReleaseFactory(version="2.1.0")
+    assert firmware_services.latest_for(controller) == release
+    assert firmware_services.is_outdated(controller, release) is False
+    assert firmware_services.outdated_controllers() == []
+    page = admin_client.get("/admin/firmware/controllerfirmware/").content.decode()
+    assert 'alt="True"' in page and 'alt="False"' not in page  # the "up to date" column
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        "/admin/firmware/controllerfirmware/",
+        "/admin/firmware/controllerfirmware/?outdated=yes",
+        "/admin/firmware/firmwarerelease/",
+    ],
+)
+def test_the_firmware_lists_do_not_query_per_controller(
+    admin_client, site, other_site, page, django_assert_max_num_queries
+):
+    FirmwareReleaseFactory(version="2.1.0")
+    FirmwareReleaseFactory(version="2.2.0", target_sites=[site])
+    FirmwareReleaseFactory(version="2.3.0-beta.1", channel="beta")
+    for n in range(10):
+        controller = ControllerFactory(site=(site, other_site)[n % 2], firmware_version="2.0.0")
+        firmware_services.record_report(controller, current_version="2.0.0", status="ok")
+    # About a dozen queries whatever the number of controllers (per row: 40 and more).
+    with django_assert_max_num_queries(20):
+        assert admin_client.get(page).status_code == 200
 
 
 def test_a_site_setting_saved_in_the_admin_creates_a_version(admin_client, controller):

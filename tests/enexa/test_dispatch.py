@@ -4,13 +4,11 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from enexa.dispatch import services
 from enexa.dispatch.choices import CommandStatus
 from enexa.dispatch.models import Command
-from enexa.provisioning.services import issue_api_key
-from tests.conftest import jwt_client
+from tests.conftest import controller_client, jwt_client
 from tests.factories import ControllerFactory, MembershipFactory, UserFactory
 from tests.httppeer import HttpPeer
 
@@ -199,10 +197,7 @@ def test_only_staff_and_the_sites_operators_dispatch(site, other_site, amperio):
 
 @pytest.mark.django_db
 def test_a_controller_key_cannot_dispatch_even_to_its_own_site(site, amperio):
-    _, key = issue_api_key(ControllerFactory(site=site))
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-    assert post_command(client).status_code == 403
+    assert post_command(controller_client(ControllerFactory(site=site))).status_code == 403
     assert amperio.requests == [] and Command.objects.count() == 0
 
 

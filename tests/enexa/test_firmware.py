@@ -6,7 +6,7 @@ import pytest
 from enexa.configs import services as config_services
 from enexa.firmware import semver, services
 from enexa.firmware.models import FirmwareRelease, FirmwareReport
-from tests.enexa.test_configs import controller_client
+from tests.conftest import controller_client
 from tests.factories import ControllerFactory, FirmwareReleaseFactory
 
 SHA = "ab" * 32
@@ -76,13 +76,12 @@ def test_a_targeted_release_reaches_only_its_sites_until_it_goes_to_all(
 ):
     elsewhere = ControllerFactory(site=other_site, code="CTRL900", firmware_version="2.0.5")
     FirmwareReleaseFactory(version="2.1.0")
-    pilot = FirmwareReleaseFactory(version="2.2.0", target_sites=[controller.site])
+    FirmwareReleaseFactory(version="2.2.0", target_sites=[controller.site])
     assert latest(staff_client, controller="CTRL001").json()["version"] == "2.2.0"
     assert latest(staff_client, controller=elsewhere.code).json()["version"] == "2.1.0"
     assert latest(staff_client, model="Amperio-GW").json()["version"] == "2.1.0"
     response = staff_client.patch("/v1/firmware/2.2.0", {"target_sites": []}, format="json")
     assert response.status_code == 200, response.json()
-    pilot.refresh_from_db()
     assert latest(staff_client, controller=elsewhere.code).json()["version"] == "2.2.0"
 
 
@@ -133,28 +132,16 @@ def test_only_staff_manage_the_catalogue(operator_client, controller):
 
 def test_a_report_is_stored_and_updates_the_version_the_controller_runs(controller):
     client = controller_client(controller)
-    response = client.post(
-        "/v1/controllers/CTRL001/firmware",
-        {
-            "current_version": "2.0.5",
-            "status": "downloading",
-            "target_version": "2.1.0",
-            "message_id": "fw-1",
-        },
-        format="json",
-    )
+    downloading = {
+        "current_version": "2.0.5",
+        "status": "downloading",
+        "target_version": "2.1.0",
+        "message_id": "fw-1",
+    }
+    response = client.post("/v1/controllers/CTRL001/firmware", downloading, format="json")
     assert response.status_code == 201, response.json()
     assert response.json()["status"] == "downloading"
-    replay = client.post(
-        "/v1/controllers/CTRL001/firmware",
-        {
-            "current_version": "2.0.5",
-            "status": "downloading",
-            "target_version": "2.1.0",
-            "message_id": "fw-1",
-        },
-        format="json",
-    )
+    replay = client.post("/v1/controllers/CTRL001/firmware", downloading, format="json")
     assert replay.status_code == 200
     client.post(
         "/v1/controllers/CTRL001/firmware",
@@ -182,6 +169,28 @@ def test_a_failed_report_needs_its_error_and_versions_must_be_semantic(controlle
         format="json",
     )
     assert bad.status_code == 400 and "current_version" in bad.json()["errors"]
+
+
+def test_a_reported_version_must_fit_the_controllers_firmware_version(controller):
+    # Semantic and within the report's own 64 characters, but the version a controller runs
+    # is stored in Controller.firmware_version (40): a 400, not a database error.
+    client = controller_client(controller)
+    too_long = client.post(
+        "/v1/controllers/CTRL001/firmware",
+        {"current_version": "2.1.0+" + "b" * 35, "status": "ok"},
+        format="json",
+    )
+    assert too_long.status_code == 400 and "current_version" in too_long.json()["errors"]
+    assert FirmwareReport.objects.count() == 0
+    longest = "2.1.0+" + "b" * 34
+    fits = client.post(
+        "/v1/controllers/CTRL001/firmware",
+        {"current_version": longest, "status": "ok"},
+        format="json",
+    )
+    assert fits.status_code == 201, fits.json()
+    controller.refresh_from_db()
+    assert controller.firmware_version == longest
 
 
 def test_a_controller_reports_only_for_itself(controller, site):
@@ -243,6 +252,32 @@ def test_staff_and_operators_see_which_controllers_run_outdated_firmware(
     assert {r["id"]: r["latest_version"] for r in rows} == {"CTRL001": "2.1.0", "CTRL900": "2.1.0"}
     mine = operator_client.get("/v1/firmware/outdated").json()["controllers"]
     assert [r["id"] for r in mine] == ["CTRL001"]
+
+
+def test_the_outdated_list_offers_each_controller_what_latest_for_offers_it(controller, other_site):
+    # One pass over several controllers: channels, sites and models differ between them.
+    beta = ControllerFactory(site=controller.site, code="CTRL002", firmware_version="2.0.5")
+    config_services.update_controller_config(
+        beta, {"firmware": {"channel": "beta"}}, if_match=None, by="test"
+    )
+    elsewhere = ControllerFactory(site=other_site, code="CTRL900", firmware_version="2.0.5")
+    other_model = ControllerFactory(
+        site=other_site, code="CTRL901", model="Other-GW", firmware_version="1.0.0"
+    )
+    FirmwareReleaseFactory(version="2.1.0")
+    FirmwareReleaseFactory(version="2.2.0", target_sites=[controller.site])
+    FirmwareReleaseFactory(version="2.4.0-beta.1", channel="beta")
+    FirmwareReleaseFactory(version="2.5.0-beta.1", channel="beta", target_sites=[other_site])
+    FirmwareReleaseFactory(version="1.1.0", controller_model="Other-GW")
+    rows = {r["id"]: r["latest_version"] for r in services.outdated_controllers()}
+    assert rows == {
+        "CTRL001": "2.2.0",
+        "CTRL002": "2.4.0-beta.1",
+        "CTRL900": "2.1.0",
+        "CTRL901": "1.1.0",
+    }
+    each = (controller, beta, elsewhere, other_model)
+    assert rows == {c.code: services.latest_for(c).version for c in each}
 
 
 def test_a_version_shared_by_two_models_needs_the_model_to_be_named(staff_client, db):

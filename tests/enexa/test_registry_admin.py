@@ -1,7 +1,6 @@
 """The web admin of the registry: every list, add and change page renders and saves."""
 
 import pytest
-from django.test import Client
 
 from enexa.registry.choices import ControllerState, EquipmentKind
 from enexa.registry.models import Controller, Equipment, Site, SiteMembership
@@ -12,18 +11,10 @@ from tests.factories import (
     ControllerFactory,
     EquipmentFactory,
     MembershipFactory,
-    StaffFactory,
     UserFactory,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def admin_client(db) -> Client:
-    client = Client()
-    client.force_login(StaffFactory(username="root", is_superuser=True))
-    return client
 
 
 @pytest.fixture

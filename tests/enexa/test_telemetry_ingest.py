@@ -7,15 +7,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.test import override_settings
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from enexa.configs.models import ConfigState
 from enexa.configs.services import ensure_initial_version
-from enexa.provisioning.services import issue_api_key
 from enexa.telemetry import services
 from enexa.telemetry.models import BatteryUnitValue, ChargerValue, Event, TelemetryReading
 from shared.fields import format_timestamp
-from tests.conftest import jwt_client
+from tests.conftest import controller_client, jwt_client
 from tests.factories import (
     BatterySystemFactory,
     BatteryUnitFactory,
@@ -307,13 +305,6 @@ def test_events_are_stored_once_per_event_id_with_the_same_counts(staff_client, 
     stored = Event.objects.get(event_id="e-1")
     assert (stored.kind, stored.severity, stored.data) == ("alarm", "critical", {"bit": 3})
     assert Event.objects.count() == 2
-
-
-def controller_client(controller):
-    _, key = issue_api_key(controller)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-    return client
 
 
 @pytest.mark.django_db
