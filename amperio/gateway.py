@@ -166,11 +166,11 @@ def run_control_cycle(gw: Gateway | None = None, now: datetime | None = None) ->
 def _reassert_leases(
     gw: Gateway, client: Any, config: dict[str, Any], snapshot: dict[str, Any], now: datetime
 ) -> list[dict[str, Any]]:
-    from amperio.autonomy import CAPPED_KEY
+    from amperio.autonomy import CAPPED_KEY, ModeTracker
 
     # While Enexa is away autonomy writes the battery and caps chargers (after this step), so
     # leases leave those registers be.
-    autonomous = gw.state.get("autonomy_mode") not in (None, "normal")
+    autonomous = ModeTracker.stored_mode(gw.state) != "normal"
     capped = {f"{name}_power_limit_kw" for name in gw.state.get(CAPPED_KEY) or []}
     try:
         leases: list[dict[str, Any]] = gw.commands().reassert_leases(
