@@ -448,7 +448,7 @@ def run_cycle(
     writes.update(capped)
     if writes:
         try:
-            client.write_many(writes)
+            client.write_many(writes, read_back=False)  # nothing here uses what the unit holds
         except Exception:  # the next cycle tries again; the decision is still recorded
             log.exception("Autonomy setpoint write failed: %s", writes)
         else:
