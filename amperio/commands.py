@@ -668,19 +668,19 @@ class CommandStore:
         config: dict[str, Any] | None = None,
         *,
         snapshot: dict[str, Any] | None = None,
-        battery_held_elsewhere: bool = False,
-        limits_held_elsewhere: Collection[str] = (),
+        held_elsewhere: Collection[str] = (),
     ) -> list[dict[str, Any]]:
         """Re-write and read back every live setpoint; return ended ones to their default.
 
         `snapshot` is what the unit answered this cycle (saves reading the registers again).
-        With `battery_held_elsewhere` (autonomy is in charge while Enexa is away) live battery
-        setpoints are left to it, and so are the registers in `limits_held_elsewhere` (charger
-        limits autonomy caps, never above a lease), so the unit never sees two values in one
-        cycle.
+        The registers in `held_elsewhere` are written by someone else this cycle (autonomy's
+        battery setpoints while Enexa is away, the charger limits it caps, never above a
+        lease): their leases, live or ended, write nothing (nor a reversion timeout), so the
+        unit never sees two values in one cycle; an ended one is still released.
 
         Returns one entry per register touched: `action` is `reasserted`, `corrected` (the unit
-        had lost or reverted it), `released` (lease over, default written) or `failed`.
+        had lost or reverted it), `released` (lease over, default written unless held elsewhere)
+        or `failed`.
         """
         now = now or _now()
         self._lease_from_schedule(client, now, config)
@@ -693,11 +693,9 @@ class CommandStore:
             for row in rows
             if now >= parse_timestamp(row["valid_until"])  # type: ignore[operator]
         }
+        writes: dict[str, Any] = {k: v for k, v in ended.items() if k not in held_elsewhere}
         live = [row for row in rows if row["register"] not in ended]
-        if battery_held_elsewhere:
-            live = [row for row in live if not _battery_unit_of(row["register"])]
-        live = [row for row in live if row["register"] not in limits_held_elsewhere]
-        writes: dict[str, Any] = {k: v for k, v in ended.items() if k not in limits_held_elsewhere}
+        live = [row for row in live if row["register"] not in held_elsewhere]
         for row in live:
             if row["reversion_timeout_register"]:
                 valid_until = parse_timestamp(row["valid_until"])
@@ -910,6 +908,12 @@ def _battery_unit_of(register: str) -> str | None:
     if register.endswith("_power_setpoint_kw") and register.startswith("bat"):
         return register.split("_", 1)[0]
     return None
+
+
+def battery_setpoint_registers(names: Iterable[str]) -> set[str]:
+    """The battery units' power setpoint registers among `names` (a lease on one also arms its
+    unit's reversion timeout)."""
+    return {name for name in names if _battery_unit_of(name)}
 
 
 def configured_grid_limit_kw(config: dict[str, Any]) -> float | None:

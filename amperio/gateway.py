@@ -167,19 +167,16 @@ def _reassert_leases(
     gw: Gateway, client: Any, config: dict[str, Any], snapshot: dict[str, Any], now: datetime
 ) -> list[dict[str, Any]]:
     from amperio.autonomy import CAPPED_KEY, ModeTracker
+    from amperio.commands import battery_setpoint_registers
 
     # While Enexa is away autonomy writes the battery and caps chargers (after this step), so
     # leases leave those registers be.
-    autonomous = ModeTracker.stored_mode(gw.state) != "normal"
-    capped = {f"{name}_power_limit_kw" for name in gw.state.get(CAPPED_KEY) or []}
+    held = {f"{name}_power_limit_kw" for name in gw.state.get(CAPPED_KEY) or []}
+    if ModeTracker.stored_mode(gw.state) != "normal":
+        held |= battery_setpoint_registers(snapshot)
     try:
         leases: list[dict[str, Any]] = gw.commands().reassert_leases(
-            client,
-            now=now,
-            config=config,
-            snapshot=snapshot,
-            battery_held_elsewhere=autonomous,
-            limits_held_elsewhere=capped,
+            client, now=now, config=config, snapshot=snapshot, held_elsewhere=held
         )
         return leases
     except Exception:  # a lease failure must not cost the reading or the watchdog
