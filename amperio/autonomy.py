@@ -381,18 +381,16 @@ class ModeTracker:
 
     KEY = "autonomy_mode"
 
-    def __init__(self, state: Any, site_id: str):
+    def __init__(self, state: Any, site_id: str, mode: str | None = None):
+        """`mode`: the stored mode where the caller has just read it (else read here)."""
         self.state = state
         self.site_id = site_id
+        self.mode = self.stored_mode(state) if mode is None else mode
 
     @classmethod
     def stored_mode(cls, state: Any) -> str:
         """The mode recorded in `state` (the gateway state or a snapshot of it)."""
         return state.get(cls.KEY) or "normal"
-
-    @property
-    def mode(self) -> str:
-        return self.stored_mode(self.state)
 
     def observe(self, decision: Decision, now: datetime) -> dict[str, Any] | None:
         """Record the decision's mode; the event dict when it changed, else None."""
@@ -400,6 +398,7 @@ class ModeTracker:
         if decision.mode == previous:
             return None
         self.state.update({self.KEY: decision.mode, "autonomy_mode_since": format_timestamp(now)})
+        self.mode = decision.mode
         return new_event(
             self.site_id,
             "mode_change",
@@ -426,16 +425,19 @@ def run_cycle(
     now: datetime,
     schedule: list[dict[str, Any]],
     leases: list[dict[str, Any]] | None = None,
+    mode: str | None = None,
+    capped: list[str] | None = None,
 ) -> dict[str, Any]:
     """One control cycle's autonomy step for the ChargePost `client` talks to, from the
     snapshot just read from it: decide, write its unit setpoints and charger caps when the
     gateway is in charge, and queue a mode change event. `leases` are the command table's
-    (a cap never raises a charger limit a dispatched command set lower). Returns the decision
-    as a dict."""
+    (a cap never raises a charger limit a dispatched command set lower); `mode` and `capped`
+    what `state` holds (read from it where not given). Returns the decision as a dict."""
     last_ok = now - timedelta(seconds=enexa_unreachable_for_s) if enexa_unreachable_for_s else now
     decision = decide(now, snapshot, config, schedule, last_ok)
-    tracker = ModeTracker(state, settings.site_id)
+    tracker = ModeTracker(state, settings.site_id, mode)
     previous = tracker.mode
+    capped_before: list[str] = (state.get(CAPPED_KEY) or []) if capped is None else capped
     writes: dict[str, float] = {}
     if decision.mode != "normal":
         # Enexa is away: the gateway is in charge of the battery (written after the lease
@@ -444,8 +446,10 @@ def run_cycle(
     elif previous == "safe_local":
         # Hand back: the units idle until Enexa re-dispatches.
         writes = {f"{u.name}_power_setpoint_kw": 0.0 for u in _units(snapshot)}
-    capped = _charger_limit_writes(decision, state, config, snapshot, leases or [], now)
-    writes.update(capped)
+    if decision.charger_limit_kw or capped_before:
+        writes.update(
+            _charger_limit_writes(decision, capped_before, config, snapshot, leases or [], now)
+        )
     if writes:
         try:
             client.write_many(writes, read_back=False)  # nothing here uses what the unit holds
@@ -454,7 +458,7 @@ def run_cycle(
         else:
             # Remembered only once written, so a failed release is tried again next cycle.
             capped_now = sorted(decision.charger_limit_kw)
-            if capped_now != (state.get(CAPPED_KEY) or []):
+            if capped_now != capped_before:
                 state.update({CAPPED_KEY: capped_now})
     event = tracker.observe(decision, now)
     if event is not None:
@@ -464,7 +468,7 @@ def run_cycle(
 
 def _charger_limit_writes(
     decision: Decision,
-    state: Any,
+    capped_before: list[str],
     config: dict[str, Any],
     snapshot: dict[str, Any],
     leases: list[dict[str, Any]],
@@ -483,7 +487,7 @@ def _charger_limit_writes(
         register = f"{name}_power_limit_kw"
         writes[register] = min(cap, held.get(register, cap))
     maxima = {c.name: c.max_kw for c in _chargers(snapshot, config)}
-    for name in state.get(CAPPED_KEY) or []:
+    for name in capped_before:
         register = f"{name}_power_limit_kw"
         if name not in decision.charger_limit_kw:
             writes[register] = held.get(register, maxima.get(name, DEFAULT_CHARGER_MAX_KW))

@@ -648,8 +648,10 @@ class CommandStore:
                     ),
                 )
 
+    def _lease_rows(self) -> list[sqlite3.Row]:
+        return self._conn().execute("SELECT * FROM leases ORDER BY register").fetchall()
+
     def leases(self) -> list[dict[str, Any]]:
-        rows = self._conn().execute("SELECT * FROM leases ORDER BY register").fetchall()
         return [
             {
                 "register": row["register"],
@@ -658,7 +660,7 @@ class CommandStore:
                 "valid_until": row["valid_until"],
                 "command_id": row["command_id"],
             }
-            for row in rows
+            for row in self._lease_rows()
         ]
 
     def reassert_leases(
@@ -683,8 +685,9 @@ class CommandStore:
         or `failed`.
         """
         now = now or _now()
-        self._lease_from_schedule(client, now, config)
-        rows = self._conn().execute("SELECT * FROM leases ORDER BY register").fetchall()
+        rows = self._lease_rows()
+        if self._lease_from_schedule(client, now, config, rows):
+            rows = self._lease_rows()
         if not rows:
             return []
         ids = {row["register"]: row["command_id"] for row in rows}
@@ -765,32 +768,38 @@ class CommandStore:
         return stored
 
     def _lease_from_schedule(
-        self, client: RegisterClient, now: datetime, config: dict[str, Any] | None
-    ) -> None:
-        """Where no explicit battery setpoint holds, the active schedule's slot becomes one."""
+        self,
+        client: RegisterClient,
+        now: datetime,
+        config: dict[str, Any] | None,
+        rows: list[sqlite3.Row],
+    ) -> bool:
+        """Where no explicit battery setpoint holds (among the lease `rows`), the active
+        schedule's slot becomes one; True when it did."""
         held = {
             row["register"]
-            for row in self._conn().execute("SELECT register, valid_until FROM leases")
+            for row in rows
             if parse_timestamp(row["valid_until"]) > now  # type: ignore[operator]
         }
         if any(name.startswith("bat") for name in held) or self.current_mode() != "auto":
-            return
+            return False
         slot = next((s for s in self.active_schedule(now) if s["start"] <= now), None)
         if slot is None:
-            return
+            return False
         command_id = slot["command_id"]
         limits = (config or {}).get("limits") or {}
         try:
             shares = split_battery_power(slot["power_kw"], client, limits)
         except ModbusError as exc:  # the link is down; the next cycle tries again
             logger.warning("schedule slot not started: %s", exc)
-            return
+            return False
         plan = _Plan()
         for unit, share in shares.items():
             name = f"{unit.lower()}_power_setpoint_kw"
             plan.writes.append((name, share))
             plan.leases[name] = 0.0
         self._start_leases(command_id, plan, slot["end"])
+        return True
 
     def current_mode(self) -> str:
         """The gateway mode from the last applied set_mode (auto until one is)."""
