@@ -7,22 +7,9 @@ import pytest
 from amperio.commands import CommandConflict, CommandError, CommandStore, LimitsUnknown
 from amperio.modbus.client import ChargePostClient
 from amperio.simulator.server import ChargePostSimulator
+from tests.amperio.limits import LIMITS
 
 T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
-LIMITS = {
-    "battery": {
-        "max_charge_kw": 220,
-        "max_discharge_kw": 220,
-        "soc_min_pct": 10,
-        "soc_max_pct": 90,
-        "units": {
-            "BAT1": {"max_charge_kw": 110, "max_discharge_kw": 110},
-            "BAT2": {"max_charge_kw": 110, "max_discharge_kw": 110},
-        },
-    },
-    "chargers": {"CHG1": {"max_power_kw": 300}},
-    "grid": {"limit_kw": 400},
-}
 CONFIG = {"version": 1, "settings": {"setpoint_validity_s": 300}, "limits": LIMITS}
 BATTERY_SETPOINTS = {"bat1_power_setpoint_kw", "bat2_power_setpoint_kw"}
 
