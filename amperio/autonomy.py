@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,7 +20,6 @@ from shared.fields import format_timestamp, parse_timestamp
 
 log = logging.getLogger(__name__)
 
-MODES = ("normal", "schedule", "safe_local")
 DEFAULT_SOC_BAND_PCT = (10.0, 90.0)
 DEFAULT_RESERVE_PCT = 20.0
 DEFAULT_ENTER_AFTER_S = 60.0
@@ -211,11 +210,7 @@ def _site_demand_kw(snapshot: dict[str, Any], units: list[_Unit]) -> float | Non
         net = grid_import - (_num(snapshot.get("grid_export_kw")) or 0.0)
         return net + sum(u.power_kw for u in units)
     load = _num(snapshot.get("site_load_kw"))
-    chargers = [
-        v
-        for k, v in snapshot.items()
-        if re.fullmatch(r"chg\d+_power_kw", k) and _num(v) is not None
-    ]
+    chargers = [v for k, v in snapshot.items() if _CHARGER.match(k) and _num(v) is not None]
     if load is None and not chargers:
         return None
     return (load or 0.0) + sum(float(v) for v in chargers)
@@ -291,50 +286,51 @@ def decide(
     if last_ok is not None and (now - last_ok).total_seconds() <= policy.enter_after_s:
         return Decision("normal", None, "Enexa reachable: its dispatch holds.")
     units = _units(snapshot)
-    decision = _battery_decision(now, snapshot, policy, units, schedule)
-    return _with_charger_caps(decision, snapshot, config, policy, units)
+    demand = _site_demand_kw(snapshot, units)
+    target = policy.target_import_kw
+    decision = _battery_decision(now, policy, units, schedule, demand, target)
+    chargers = _chargers(snapshot, config)
+    return _with_charger_caps(decision, chargers, policy, units, demand, target)
 
 
 def _with_charger_caps(
     decision: Decision,
-    snapshot: dict[str, Any],
-    config: dict[str, Any],
+    chargers: list[_Charger],
     policy: AutonomyPolicy,
     units: list[_Unit],
+    demand: float | None,
+    target: float | None,
 ) -> Decision:
     """Cap the chargers when the site's other load and all the battery can give leave them less
     than their maxima under the target. The budget does not depend on what the chargers draw
     now (a capped charger draws its cap), so the caps hold steady from cycle to cycle."""
-    chargers = _chargers(snapshot, config)
-    demand = _site_demand_kw(snapshot, units)
-    target = policy.target_import_kw
     if not chargers or demand is None or target is None:
         return decision
     other_load = demand - sum(c.power_kw for c in chargers)
-    battery_can_give = sum(split_by_soc(1e9, units, policy).values())
+    # Every unit above the SOC minimum at its allowed discharge.
+    battery_can_give = sum(u.allowed_discharge_kw for u in units if u.soc_pct > policy.soc_min_pct)
     budget = target - other_load + battery_can_give
     if budget >= sum(c.max_kw for c in chargers):
         return decision
     caps = charger_caps(budget, chargers)
-    return Decision(
-        decision.mode,
-        decision.battery_power_kw,
-        decision.reason + f" Chargers capped at {sum(caps.values()):.1f} kW in all: the "
+    return replace(
+        decision,
+        reason=decision.reason + f" Chargers capped at {sum(caps.values()):.1f} kW in all: the "
         "battery cannot cover more.",
-        decision.unit_power_kw,
-        caps,
+        charger_limit_kw=caps,
     )
 
 
 def _battery_decision(
     now: datetime,
-    snapshot: dict[str, Any],
     policy: AutonomyPolicy,
     units: list[_Unit],
     schedule: list[dict[str, Any]] | None,
+    demand: float | None,
+    target: float | None,
 ) -> Decision:
-    demand = _site_demand_kw(snapshot, units)
-    target = policy.target_import_kw
+    """The battery's part of the decision; `demand` is the site's draw with the battery idle,
+    `target` the import to stay under (None where unknown)."""
     # Discharge the grid limit needs (negative: headroom left for charging).
     need = demand - target if demand is not None and target is not None else None
 
@@ -361,12 +357,10 @@ def _battery_decision(
             f"Safe local: discharging to keep the grid import under {policy.grid_limit_kw:g} kW.",
         )
         if decision.battery_power_kw is not None and decision.battery_power_kw < need - 0.01:
-            decision = Decision(
-                decision.mode,
-                decision.battery_power_kw,
-                decision.reason + f" The battery can give {decision.battery_power_kw:.1f} of "
-                f"{need:.1f} kW.",
-                decision.unit_power_kw,
+            decision = replace(
+                decision,
+                reason=decision.reason + f" The battery can give {decision.battery_power_kw:.1f} "
+                f"of {need:.1f} kW.",
             )
         return decision
     soc = [u.soc_pct for u in units]
@@ -387,13 +381,16 @@ class ModeTracker:
 
     KEY = "autonomy_mode"
 
-    def __init__(self, state: Any, site_id: str | None = None):
+    def __init__(self, state: Any, site_id: str, mode: str | None = None):
+        """`mode`: the stored mode where the caller has just read it (else read here)."""
         self.state = state
         self.site_id = site_id
+        self.mode = self.stored_mode(state) if mode is None else mode
 
-    @property
-    def mode(self) -> str:
-        return self.state.get(self.KEY) or "normal"
+    @classmethod
+    def stored_mode(cls, state: Any) -> str:
+        """The mode recorded in `state` (the gateway state or a snapshot of it)."""
+        return state.get(cls.KEY) or "normal"
 
     def observe(self, decision: Decision, now: datetime) -> dict[str, Any] | None:
         """Record the decision's mode; the event dict when it changed, else None."""
@@ -401,13 +398,9 @@ class ModeTracker:
         if decision.mode == previous:
             return None
         self.state.update({self.KEY: decision.mode, "autonomy_mode_since": format_timestamp(now)})
-        site_id = self.site_id
-        if site_id is None:
-            from amperio.settings import get_settings
-
-            site_id = get_settings().site_id
+        self.mode = decision.mode
         return new_event(
-            site_id,
+            self.site_id,
             "mode_change",
             f"Mode {previous} -> {decision.mode}: {decision.reason}",
             now,
@@ -432,16 +425,19 @@ def run_cycle(
     now: datetime,
     schedule: list[dict[str, Any]],
     leases: list[dict[str, Any]] | None = None,
+    mode: str | None = None,
+    capped: list[str] | None = None,
 ) -> dict[str, Any]:
     """One control cycle's autonomy step for the ChargePost `client` talks to, from the
     snapshot just read from it: decide, write its unit setpoints and charger caps when the
     gateway is in charge, and queue a mode change event. `leases` are the command table's
-    (a cap never raises a charger limit a dispatched command set lower). Returns the decision
-    as a dict."""
+    (a cap never raises a charger limit a dispatched command set lower); `mode` and `capped`
+    what `state` holds (read from it where not given). Returns the decision as a dict."""
     last_ok = now - timedelta(seconds=enexa_unreachable_for_s) if enexa_unreachable_for_s else now
     decision = decide(now, snapshot, config, schedule, last_ok)
-    tracker = ModeTracker(state, getattr(settings, "site_id", None))
+    tracker = ModeTracker(state, settings.site_id, mode)
     previous = tracker.mode
+    capped_before: list[str] = (state.get(CAPPED_KEY) or []) if capped is None else capped
     writes: dict[str, float] = {}
     if decision.mode != "normal":
         # Enexa is away: the gateway is in charge of the battery (written after the lease
@@ -450,17 +446,19 @@ def run_cycle(
     elif previous == "safe_local":
         # Hand back: the units idle until Enexa re-dispatches.
         writes = {f"{u.name}_power_setpoint_kw": 0.0 for u in _units(snapshot)}
-    capped = _charger_limit_writes(decision, state, config, snapshot, leases or [], now)
-    writes.update(capped)
+    if decision.charger_limit_kw or capped_before:
+        writes.update(
+            _charger_limit_writes(decision, capped_before, config, snapshot, leases or [], now)
+        )
     if writes:
         try:
-            client.write_many(writes)
+            client.write_many(writes, read_back=False)  # nothing here uses what the unit holds
         except Exception:  # the next cycle tries again; the decision is still recorded
             log.exception("Autonomy setpoint write failed: %s", writes)
         else:
             # Remembered only once written, so a failed release is tried again next cycle.
             capped_now = sorted(decision.charger_limit_kw)
-            if capped_now != (state.get(CAPPED_KEY) or []):
+            if capped_now != capped_before:
                 state.update({CAPPED_KEY: capped_now})
     event = tracker.observe(decision, now)
     if event is not None:
@@ -470,7 +468,7 @@ def run_cycle(
 
 def _charger_limit_writes(
     decision: Decision,
-    state: Any,
+    capped_before: list[str],
     config: dict[str, Any],
     snapshot: dict[str, Any],
     leases: list[dict[str, Any]],
@@ -489,7 +487,7 @@ def _charger_limit_writes(
         register = f"{name}_power_limit_kw"
         writes[register] = min(cap, held.get(register, cap))
     maxima = {c.name: c.max_kw for c in _chargers(snapshot, config)}
-    for name in state.get(CAPPED_KEY) or []:
+    for name in capped_before:
         register = f"{name}_power_limit_kw"
         if name not in decision.charger_limit_kw:
             writes[register] = held.get(register, maxima.get(name, DEFAULT_CHARGER_MAX_KW))

@@ -76,7 +76,7 @@ class UnknownCommand(CommandError):
 class RegisterClient(Protocol):
     """What the store needs from `amperio.modbus.client.ChargePostClient`."""
 
-    def write_many(self, values: dict[str, Any]) -> dict[str, Any]: ...
+    def write_many(self, values: dict[str, Any], read_back: bool = True) -> dict[str, Any]: ...
 
     def read(self, names: Iterable[str]) -> dict[str, Any]: ...
 
@@ -648,8 +648,10 @@ class CommandStore:
                     ),
                 )
 
+    def _lease_rows(self) -> list[sqlite3.Row]:
+        return self._conn().execute("SELECT * FROM leases ORDER BY register").fetchall()
+
     def leases(self) -> list[dict[str, Any]]:
-        rows = self._conn().execute("SELECT * FROM leases ORDER BY register").fetchall()
         return [
             {
                 "register": row["register"],
@@ -658,7 +660,7 @@ class CommandStore:
                 "valid_until": row["valid_until"],
                 "command_id": row["command_id"],
             }
-            for row in rows
+            for row in self._lease_rows()
         ]
 
     def reassert_leases(
@@ -668,23 +670,24 @@ class CommandStore:
         config: dict[str, Any] | None = None,
         *,
         snapshot: dict[str, Any] | None = None,
-        battery_held_elsewhere: bool = False,
-        limits_held_elsewhere: Collection[str] = (),
+        held_elsewhere: Collection[str] = (),
     ) -> list[dict[str, Any]]:
         """Re-write and read back every live setpoint; return ended ones to their default.
 
         `snapshot` is what the unit answered this cycle (saves reading the registers again).
-        With `battery_held_elsewhere` (autonomy is in charge while Enexa is away) live battery
-        setpoints are left to it, and so are the registers in `limits_held_elsewhere` (charger
-        limits autonomy caps, never above a lease), so the unit never sees two values in one
-        cycle.
+        The registers in `held_elsewhere` are written by someone else this cycle (autonomy's
+        battery setpoints while Enexa is away, the charger limits it caps, never above a
+        lease): their leases, live or ended, write nothing (nor a reversion timeout), so the
+        unit never sees two values in one cycle; an ended one is still released.
 
         Returns one entry per register touched: `action` is `reasserted`, `corrected` (the unit
-        had lost or reverted it), `released` (lease over, default written) or `failed`.
+        had lost or reverted it), `released` (lease over, default written unless held elsewhere)
+        or `failed`.
         """
         now = now or _now()
-        self._lease_from_schedule(client, now, config)
-        rows = self._conn().execute("SELECT * FROM leases ORDER BY register").fetchall()
+        rows = self._lease_rows()
+        if self._lease_from_schedule(client, now, config, rows):
+            rows = self._lease_rows()
         if not rows:
             return []
         ids = {row["register"]: row["command_id"] for row in rows}
@@ -693,11 +696,9 @@ class CommandStore:
             for row in rows
             if now >= parse_timestamp(row["valid_until"])  # type: ignore[operator]
         }
+        writes: dict[str, Any] = {k: v for k, v in ended.items() if k not in held_elsewhere}
         live = [row for row in rows if row["register"] not in ended]
-        if battery_held_elsewhere:
-            live = [row for row in live if not _battery_unit_of(row["register"])]
-        live = [row for row in live if row["register"] not in limits_held_elsewhere]
-        writes: dict[str, Any] = {k: v for k, v in ended.items() if k not in limits_held_elsewhere}
+        live = [row for row in live if row["register"] not in held_elsewhere]
         for row in live:
             if row["reversion_timeout_register"]:
                 valid_until = parse_timestamp(row["valid_until"])
@@ -767,32 +768,38 @@ class CommandStore:
         return stored
 
     def _lease_from_schedule(
-        self, client: RegisterClient, now: datetime, config: dict[str, Any] | None
-    ) -> None:
-        """Where no explicit battery setpoint holds, the active schedule's slot becomes one."""
+        self,
+        client: RegisterClient,
+        now: datetime,
+        config: dict[str, Any] | None,
+        rows: list[sqlite3.Row],
+    ) -> bool:
+        """Where no explicit battery setpoint holds (among the lease `rows`), the active
+        schedule's slot becomes one; True when it did."""
         held = {
             row["register"]
-            for row in self._conn().execute("SELECT register, valid_until FROM leases")
+            for row in rows
             if parse_timestamp(row["valid_until"]) > now  # type: ignore[operator]
         }
         if any(name.startswith("bat") for name in held) or self.current_mode() != "auto":
-            return
+            return False
         slot = next((s for s in self.active_schedule(now) if s["start"] <= now), None)
         if slot is None:
-            return
+            return False
         command_id = slot["command_id"]
         limits = (config or {}).get("limits") or {}
         try:
             shares = split_battery_power(slot["power_kw"], client, limits)
         except ModbusError as exc:  # the link is down; the next cycle tries again
             logger.warning("schedule slot not started: %s", exc)
-            return
+            return False
         plan = _Plan()
         for unit, share in shares.items():
             name = f"{unit.lower()}_power_setpoint_kw"
             plan.writes.append((name, share))
             plan.leases[name] = 0.0
         self._start_leases(command_id, plan, slot["end"])
+        return True
 
     def current_mode(self) -> str:
         """The gateway mode from the last applied set_mode (auto until one is)."""
@@ -910,6 +917,12 @@ def _battery_unit_of(register: str) -> str | None:
     if register.endswith("_power_setpoint_kw") and register.startswith("bat"):
         return register.split("_", 1)[0]
     return None
+
+
+def battery_setpoint_registers(names: Iterable[str]) -> set[str]:
+    """The battery units' power setpoint registers among `names` (a lease on one also arms its
+    unit's reversion timeout)."""
+    return {name for name in names if _battery_unit_of(name)}
 
 
 def configured_grid_limit_kw(config: dict[str, Any]) -> float | None:

@@ -146,6 +146,7 @@ def run_control_cycle(gw: Gateway | None = None, now: datetime | None = None) ->
     """Read the ChargePosts into the outbox, re-assert setpoint leases, and follow the local
     autonomous policy while Enexa is unreachable."""
     from amperio import collector  # the Modbus stack loads in the processes that use it
+    from amperio.autonomy import CAPPED_KEY, ModeTracker
 
     gw = gw or get_gateway()
     now = now or _now()
@@ -157,29 +158,41 @@ def run_control_cycle(gw: Gateway | None = None, now: datetime | None = None) ->
     client, snapshot = clients[0], snapshots[0]
     if snapshot is None:
         return result
-    result["leases"] = _reassert_leases(gw, client, config, snapshot, now)
-    result["grid_limit_written"] = _configured_grid_limit(gw, client, config, snapshot)
-    result["autonomy"] = _autonomy(gw, client, config, snapshot, now)
+    # Autonomy's mode and the chargers it capped, as the last cycle left them: read once for
+    # the lease and autonomy steps.
+    mode = ModeTracker.stored_mode(gw.state)
+    capped: list[str] = gw.state.get(CAPPED_KEY) or []
+    result["leases"] = _reassert_leases(gw, client, config, snapshot, now, mode, capped)
+    try:  # the leases as re-asserted, for the grid limit and autonomy steps
+        leases: list[dict[str, Any]] = gw.commands().leases()
+    except Exception:  # both steps are tried again next cycle; the reading is already kept
+        log.exception("Reading the setpoint leases failed (site %s)", gw.settings.site_id)
+        result["grid_limit_written"] = None
+        return result
+    result["grid_limit_written"] = _configured_grid_limit(gw, client, config, snapshot, leases)
+    result["autonomy"] = _autonomy(gw, client, config, snapshot, now, mode, capped, leases)
     return result
 
 
 def _reassert_leases(
-    gw: Gateway, client: Any, config: dict[str, Any], snapshot: dict[str, Any], now: datetime
+    gw: Gateway,
+    client: Any,
+    config: dict[str, Any],
+    snapshot: dict[str, Any],
+    now: datetime,
+    mode: str,
+    capped: list[str],
 ) -> list[dict[str, Any]]:
-    from amperio.autonomy import CAPPED_KEY
+    from amperio.commands import battery_setpoint_registers
 
     # While Enexa is away autonomy writes the battery and caps chargers (after this step), so
     # leases leave those registers be.
-    autonomous = gw.state.get("autonomy_mode") not in (None, "normal")
-    capped = {f"{name}_power_limit_kw" for name in gw.state.get(CAPPED_KEY) or []}
+    held = {f"{name}_power_limit_kw" for name in capped}
+    if mode != "normal":
+        held |= battery_setpoint_registers(snapshot)
     try:
         leases: list[dict[str, Any]] = gw.commands().reassert_leases(
-            client,
-            now=now,
-            config=config,
-            snapshot=snapshot,
-            battery_held_elsewhere=autonomous,
-            limits_held_elsewhere=capped,
+            client, now=now, config=config, snapshot=snapshot, held_elsewhere=held
         )
         return leases
     except Exception:  # a lease failure must not cost the reading or the watchdog
@@ -188,9 +201,17 @@ def _reassert_leases(
 
 
 def _autonomy(
-    gw: Gateway, client: Any, config: dict[str, Any], snapshot: dict[str, Any], now: datetime
+    gw: Gateway,
+    client: Any,
+    config: dict[str, Any],
+    snapshot: dict[str, Any],
+    now: datetime,
+    mode: str,
+    capped: list[str],
+    leases: list[dict[str, Any]],
 ) -> dict[str, Any] | None:
-    """The autonomy step of every cycle (it decides whether Enexa has been away long enough)."""
+    """The autonomy step of every cycle (it decides whether Enexa has been away long enough);
+    `mode` and `capped` are what the state held at the start of the cycle."""
     from amperio import autonomy
 
     try:
@@ -204,7 +225,9 @@ def _autonomy(
             enexa_unreachable_for_s=status.enexa_unreachable_for_s(gw.state, now),
             now=now,
             schedule=gw.commands().active_schedule(now),
-            leases=gw.commands().leases(),
+            leases=leases,
+            mode=mode,
+            capped=capped,
         )
     except Exception:  # the decision is retried next cycle; the reading is already kept
         log.exception("Autonomy decision failed (site %s)", gw.settings.site_id)
@@ -212,7 +235,11 @@ def _autonomy(
 
 
 def _configured_grid_limit(
-    gw: Gateway, client: Any, config: dict[str, Any], snapshot: dict[str, Any]
+    gw: Gateway,
+    client: Any,
+    config: dict[str, Any],
+    snapshot: dict[str, Any],
+    leases: list[dict[str, Any]],
 ) -> float | None:
     """Write the configured grid limit to the unit when it differs from what the unit holds and
     no `set_grid_limit` lease holds the register, so a configuration change reaches the
@@ -223,9 +250,9 @@ def _configured_grid_limit(
     current = snapshot.get("site_grid_limit_kw")
     if limit is None or (current is not None and abs(current - limit) < 0.05):
         return None
+    if any(lease["register"] == "site_grid_limit_kw" for lease in leases):
+        return None
     try:
-        if any(lease["register"] == "site_grid_limit_kw" for lease in gw.commands().leases()):
-            return None
         written = client.write("site_grid_limit_kw", limit)
         return float(written) if written is not None else None
     except Exception:  # tried again next cycle

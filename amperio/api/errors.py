@@ -11,6 +11,20 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://amperio.io/problems/"
 
 
+def _problem_body(
+    status: int, title: str, detail: str, code: str, errors: dict[str, list[str]] | None = None
+) -> dict[str, object]:
+    body: dict[str, object] = {
+        "type": PROBLEM_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if errors:
+        body["errors"] = errors
+    return body
+
+
 def problem(
     status: int,
     title: str,
@@ -19,9 +33,7 @@ def problem(
     errors: dict[str, list[str]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    body = {"type": PROBLEM_BASE + code, "title": title, "status": status, "detail": detail}
-    if errors:
-        body["errors"] = errors
+    body = _problem_body(status, title, detail, code, errors)
     return Response(body, status=status, content_type=PROBLEM_CONTENT_TYPE, headers=headers)
 
 
@@ -36,40 +48,24 @@ def problem_exception_handler(exc, context):
     if isinstance(exc, exceptions.ValidationError):
         errors = {"non_field_errors": [str(exc.detail)]}
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-    response.data = {
-        "type": PROBLEM_BASE + getattr(exc, "default_code", "error"),
-        "title": str(getattr(exc, "default_detail", "Error")),
-        "status": response.status_code,
-        "detail": str(detail),
-        **({"errors": errors} if errors else {}),
-    }
+    response.data = _problem_body(
+        response.status_code,
+        str(getattr(exc, "default_detail", "Error")),
+        str(detail),
+        getattr(exc, "default_code", "error"),
+        errors,
+    )
     response.content_type = PROBLEM_CONTENT_TYPE
     return response
 
 
 def not_found_view(request, exception=None):
     """handler404: problem details, never Django's HTML page."""
-    return JsonResponse(
-        {
-            "type": PROBLEM_BASE + "not_found",
-            "title": "Not found",
-            "status": 404,
-            "detail": "Not found.",
-        },
-        status=404,
-        content_type=PROBLEM_CONTENT_TYPE,
-    )
+    body = _problem_body(404, "Not found", "Not found.", "not_found")
+    return JsonResponse(body, status=404, content_type=PROBLEM_CONTENT_TYPE)
 
 
 def server_error_view(request):
     """handler500: never a stack trace."""
-    return JsonResponse(
-        {
-            "type": PROBLEM_BASE + "server_error",
-            "title": "Server error",
-            "status": 500,
-            "detail": "An internal error occurred.",
-        },
-        status=500,
-        content_type=PROBLEM_CONTENT_TYPE,
-    )
+    body = _problem_body(500, "Server error", "An internal error occurred.", "server_error")
+    return JsonResponse(body, status=500, content_type=PROBLEM_CONTENT_TYPE)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from amperio.autonomy import ModeTracker
 from amperio.commands import QUEUED, CommandRecord, CommandStore
 from amperio.settings import Settings
 from amperio.state import GatewayState
@@ -107,7 +108,7 @@ def gateway_health(settings: Settings, now: datetime | None = None) -> dict[str,
         "buffer": {"depth": depth.get("readings", 0) + depth.get("events", 0), **depth},
         "mode": state.get("mode") or "auto",
         # normal, schedule (following the last schedule) or safe_local, while Enexa is away.
-        "autonomy": state.get("autonomy_mode") or "normal",
+        "autonomy": ModeTracker.stored_mode(state),
         "config_version": state.get("config_version"),
         "firmware_version": state.get("firmware_version"),
         "commands": {"queued": len(command_store(settings).open_commands())},

@@ -138,17 +138,21 @@ class ChargePostClient:
         """Write one register (06 for one word, 16 for more) and return the value read back."""
         return self.write_many({name: value})[name]
 
-    def write_many(self, values: Mapping[str, Value]) -> dict[str, Value | None]:
-        """Write several registers, all checked before the first is sent; return them read back."""
+    def write_many(
+        self, values: Mapping[str, Value], read_back: bool = True
+    ) -> dict[str, Value | None]:
+        """Write several registers, all checked before the first is sent; return them read back
+        (as given where a register cannot be read, or with `read_back=False`, which saves the
+        read request when the caller has no use for it)."""
         encoded = [
             (register, encode(register, value)) for register, value in self._writable(values)
         ]
         with self._lock:
             for register, words in encoded:
                 self._write_words(register, words)
-            readable = [r.name for r, _ in encoded if r.readable]
-            read_back = self.read(readable) if readable else {}
-        return {r.name: read_back.get(r.name, values[r.name]) for r, _ in encoded}
+            readable = [r.name for r, _ in encoded if r.readable and read_back]
+            answered = self.read(readable) if readable else {}
+        return {r.name: answered.get(r.name, values[r.name]) for r, _ in encoded}
 
     def _writable(self, values: Mapping[str, Value]) -> list[tuple[Register, Value]]:
         checked = []

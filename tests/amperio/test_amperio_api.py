@@ -11,23 +11,10 @@ import requests
 from amperio.simulator.server import ChargePostSimulator
 from amperio.state import GatewayState
 from shared.fields import format_timestamp
+from tests.amperio.limits import LIMITS
 from tests.integration.harness import Proc, free_port, wait_until
 
 OLD_TOKEN, NEW_TOKEN = "svc-old-" + uuid.uuid4().hex, "svc-new-" + uuid.uuid4().hex
-LIMITS = {
-    "battery": {
-        "max_charge_kw": 220,
-        "max_discharge_kw": 220,
-        "soc_min_pct": 10,
-        "soc_max_pct": 90,
-        "units": {
-            "BAT1": {"max_charge_kw": 110, "max_discharge_kw": 110},
-            "BAT2": {"max_charge_kw": 110, "max_discharge_kw": 110},
-        },
-    },
-    "chargers": {"CHG1": {"max_power_kw": 300}},
-    "grid": {"limit_kw": 400},
-}
 
 
 class AmperioApi:

@@ -108,7 +108,6 @@ def test_the_control_cycle_task_body_reads_into_the_outbox(gateway):
 
 
 def test_readings_reach_enexa_through_the_outbox_and_stay_while_enexa_is_down(gateway, tmp_path):
-    pytest.importorskip("amperio.flusher")
     from amperio.gateway import flush_outbox
     from tests.httppeer import HttpPeer
 

@@ -7,23 +7,11 @@ import pytest
 from amperio.commands import CommandConflict, CommandError, CommandStore, LimitsUnknown
 from amperio.modbus.client import ChargePostClient
 from amperio.simulator.server import ChargePostSimulator
+from tests.amperio.limits import LIMITS
 
 T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
-LIMITS = {
-    "battery": {
-        "max_charge_kw": 220,
-        "max_discharge_kw": 220,
-        "soc_min_pct": 10,
-        "soc_max_pct": 90,
-        "units": {
-            "BAT1": {"max_charge_kw": 110, "max_discharge_kw": 110},
-            "BAT2": {"max_charge_kw": 110, "max_discharge_kw": 110},
-        },
-    },
-    "chargers": {"CHG1": {"max_power_kw": 300}},
-    "grid": {"limit_kw": 400},
-}
 CONFIG = {"version": 1, "settings": {"setpoint_validity_s": 300}, "limits": LIMITS}
+BATTERY_SETPOINTS = {"bat1_power_setpoint_kw", "bat2_power_setpoint_kw"}
 
 
 def command(command_id="cmd-1", name="set_battery_power", params=None, **extra):
@@ -199,7 +187,7 @@ def test_while_autonomy_holds_the_battery_a_lease_leaves_it_and_keeps_the_rest(s
             battery.setpoint_kw = 40.0
         sim.state.chargers[0].power_limit_kw = 300.0
     results = store.reassert_leases(
-        client, T0 + timedelta(seconds=2), CONFIG, battery_held_elsewhere=True
+        client, T0 + timedelta(seconds=2), CONFIG, held_elsewhere=BATTERY_SETPOINTS
     )
     assert setpoints(sim) == [40.0, 40.0]
     assert [r["register"] for r in results] == ["chg1_power_limit_kw"]
@@ -214,13 +202,29 @@ def test_a_charger_limit_autonomy_caps_is_left_to_it_while_the_battery_lease_hol
     with sim.state.lock:  # autonomy's cap of this cycle
         sim.state.chargers[0].power_limit_kw = 45.0
     results = store.reassert_leases(
-        client, T0 + timedelta(seconds=2), CONFIG, limits_held_elsewhere={"chg1_power_limit_kw"}
+        client, T0 + timedelta(seconds=2), CONFIG, held_elsewhere={"chg1_power_limit_kw"}
     )
     assert "chg1_power_limit_kw" not in [r["register"] for r in results]
     assert setpoints(sim) == [-12.5, -12.5]
     with sim.state.lock:
         assert sim.state.chargers[0].power_limit_kw == 45.0
     assert [lease["register"] for lease in store.leases()].count("chg1_power_limit_kw") == 1
+
+
+def test_an_ended_battery_lease_leaves_the_setpoint_autonomy_writes_and_is_released(
+    sim, client, store
+):
+    store.submit(command(valid_until="2026-01-15T10:01:00Z"), LIMITS, T0)
+    store.execute("cmd-1", client, CONFIG, T0)
+    with sim.state.lock:  # what autonomy wrote this cycle
+        for battery in sim.state.batteries:
+            battery.setpoint_kw = 40.0
+    results = store.reassert_leases(
+        client, T0 + timedelta(seconds=61), CONFIG, held_elsewhere=BATTERY_SETPOINTS
+    )
+    assert {r["action"] for r in results} == {"released"}
+    assert setpoints(sim) == [40.0, 40.0]
+    assert store.leases() == []
 
 
 def test_a_lost_setpoint_after_a_reconnect_is_written_again(sim, client, store):

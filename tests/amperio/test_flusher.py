@@ -1,23 +1,16 @@
 """The flusher empties the outbox into Enexa exactly once, live first, at a bounded rate."""
 
-import os
 import random
-import signal
-import subprocess
-import sys
 import threading
-import time
-from pathlib import Path
 
 import requests
 
 from amperio.flusher import LOST_SINCE, Flusher, SendResult, result_from_response
 from amperio.outbox import Outbox
 from shared.events import Event
+from tests.amperio.kill9 import kill_at_random_moment
 from tests.amperio.wall import Wall
 from tests.httppeer import HttpPeer
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 class Clock:
@@ -339,27 +332,12 @@ def test_a_worker_killed_during_flushes_loses_nothing_and_enexa_stores_each_read
     path = tmp_path / "outbox.sqlite3"
     rng = random.Random(88)
     reported: set[str] = set()
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
     trials = 12
     with HttpPeer(handler) as peer:
         for trial in range(trials):
-            proc = subprocess.Popen(
-                [sys.executable, "-c", FLUSH_WORKER, peer.url, str(path), f"t{trial}"],
-                stdout=subprocess.PIPE,
-                text=True,
-                env=env,
-            )
-            lines: list[str] = []
-            reader = threading.Thread(target=lambda p=proc, out=lines: out.extend(p.stdout))
-            reader.start()
-            deadline = time.monotonic() + 20
-            while not lines and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert lines, f"trial {trial}: the worker never started"
-            time.sleep(rng.uniform(0.0, 0.4))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=10)
-            reader.join(timeout=10)
+            args = [peer.url, str(path), f"t{trial}"]
+            what = f"trial {trial}: the worker"
+            lines = kill_at_random_moment(FLUSH_WORKER, args, rng, 0.4, what)
             reported |= {m for line in lines for m in line.split()}
 
         def send(payloads):

@@ -63,6 +63,13 @@ def test_write_many_checks_every_value_before_writing_any(sim, client):
     assert result == {"bat1_power_setpoint_kw": 10.0, "bat2_power_setpoint_kw": -10.0}
 
 
+def test_write_many_without_read_back_sends_only_the_writes(sim, client):
+    values = {"bat1_power_setpoint_kw": 10, "bat2_power_setpoint_kw": -10}
+    assert client.write_many(values, read_back=False) == values
+    assert client.requests_sent == 2
+    assert [b.setpoint_kw for b in sim.state.batteries] == [10.0, -10.0]
+
+
 def test_an_out_of_range_write_is_refused_before_sending_and_leaves_the_register_untouched(
     sim, client
 ):

@@ -2,18 +2,14 @@
 
 import os
 import random
-import signal
 import sqlite3
 import subprocess
 import sys
-import threading
-import time
-from pathlib import Path
 
 from amperio.outbox import Outbox
+from amperio.procs import REPO_DIR
+from tests.amperio.kill9 import kill_at_random_moment
 from tests.amperio.wall import Wall
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def reading(i, site="SITE001"):
@@ -67,24 +63,10 @@ def test_every_reading_reported_as_added_survives_kill_9_at_random_moments(tmp_p
     trials = 20
     for trial in range(trials):
         batch = rng.choice([1, 1, 7, 50])
-        proc = subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(path), str(next_id), str(batch)],
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+        # Once the writer reported a reading, killed at a seeded moment.
+        lines = kill_at_random_moment(
+            WRITER, [str(path), str(next_id), str(batch)], rng, 0.3, f"trial {trial}: the writer"
         )
-        lines: list[str] = []
-        reader = threading.Thread(target=lambda p=proc, out=lines: out.extend(p.stdout))
-        reader.start()
-        # Wait for the writer to be well into its loop, then kill it at a seeded moment.
-        deadline = time.monotonic() + 20
-        while not lines and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert lines, f"trial {trial}: the writer never reported a reading"
-        time.sleep(rng.uniform(0.0, 0.3))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-        reader.join(timeout=10)
         reported |= {f"m{line.strip()}" for line in lines if line.strip()}
         next_id += 1_000_000
 
@@ -244,6 +226,6 @@ def test_two_processes_share_one_outbox(tmp_path):
         [sys.executable, "-c", code],
         check=True,
         timeout=30,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(REPO_DIR)},
     )
     assert ids(box.next_batch("reading", 10)) == ["m1", "x0", "x1", "x2"]

@@ -239,6 +239,19 @@ class System:
     def command_status(self, command_id: str) -> dict:
         return self.enexa_api("GET", f"/v1/commands/{command_id}").json()
 
+    def wait_for_command(
+        self, command_id: str, *statuses: str, timeout_s: float = 30, interval_s: float = 0.3
+    ) -> dict:
+        """The command's status once it is one of `statuses`; TimeoutError after `timeout_s`."""
+
+        def reached() -> dict | None:
+            status = self.command_status(command_id)
+            return status if status["status"] in statuses else None
+
+        what = f"command {command_id} {' or '.join(statuses)}"
+        result: dict = wait_until(reached, timeout_s, interval_s, what=what)
+        return result
+
     def in_safe_state(self) -> bool:
         values = self.simulator_values()
         return bool(int(values["alarm_bits"] or 0) & 1)

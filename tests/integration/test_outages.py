@@ -120,13 +120,8 @@ def test_a_site_cut_off_from_enexa_is_recovered_when_it_is_back(system, figures)
     finally:
         system.enexa_link.restore()
         system.amperio_link.restore()
-    applied = wait_until(
-        lambda: (s := system.command_status(command["command_id"]))["status"] == "applied" and s,
-        90,
-        0.5,
-        what="the undelivered command re-dispatched and applied",
-    )
-    assert applied["status"] == "applied"
+    # The undelivered command re-dispatched and applied.
+    system.wait_for_command(command["command_id"], "applied", timeout_s=90, interval_s=0.5)
     assert system.simulator_values()["bat1_power_setpoint_kw"] == pytest.approx(20, abs=0.5)
 
     def outage_closed():

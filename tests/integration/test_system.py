@@ -41,13 +41,7 @@ def test_telemetry_read_from_the_simulator_is_stored_in_enexa(system):
 
 def test_a_command_from_enexa_is_written_to_the_simulators_registers(system):
     command = system.dispatch("set_battery_power", {"power_kw": -60})
-    result = wait_until(
-        lambda: (s := system.command_status(command["command_id"]))["status"] == "applied" and s,
-        30,
-        0.3,
-        what="command applied",
-    )
-    assert result["status"] == "applied"
+    system.wait_for_command(command["command_id"], "applied")
     values = system.simulator_values()
     assert values["bat1_power_setpoint_kw"] + values["bat2_power_setpoint_kw"] == pytest.approx(
         -60, abs=0.5
@@ -57,15 +51,7 @@ def test_a_command_from_enexa_is_written_to_the_simulators_registers(system):
 def test_a_command_beyond_the_battery_limits_is_refused_and_nothing_is_written(system):
     before = system.simulator_values()["bat1_power_setpoint_kw"]
     command = system.dispatch("set_battery_power", {"power_kw": 500})
-    result = wait_until(
-        lambda: (
-            (s := system.command_status(command["command_id"]))["status"] in {"rejected", "failed"}
-            and s
-        ),
-        30,
-        0.3,
-        what="command refused",
-    )
+    result = system.wait_for_command(command["command_id"], "rejected", "failed")
     assert result["status"] == "rejected"
     assert "220" in result["detail"]
     assert system.simulator_values()["bat1_power_setpoint_kw"] == before
@@ -75,9 +61,7 @@ def test_the_same_dispatch_sent_twice_is_applied_once(system):
     first = system.dispatch("set_grid_limit", {"limit_kw": 350}, command_id="grid-once-1")
     second = system.dispatch("set_grid_limit", {"limit_kw": 350}, command_id="grid-once-1")
     assert first["command_id"] == second["command_id"]
-    wait_until(
-        lambda: system.command_status("grid-once-1")["status"] == "applied", 30, what="applied"
-    )
+    system.wait_for_command("grid-once-1", "applied")
     health = system.amperio_health()
     assert health["sites"][SITE]["modbus"]["link_up"] is True
     assert system.simulator_values()["site_grid_limit_kw"] == pytest.approx(350)
