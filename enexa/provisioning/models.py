@@ -7,7 +7,6 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from enexa.api.network import ip_in
 from enexa.registry.models import Controller, Site
 
 
@@ -98,9 +97,6 @@ class ControllerAccess(models.Model):
 
     def __str__(self) -> str:
         return f"access of {self.controller.code}"
-
-    def allows(self, ip: str | None) -> bool:
-        return not self.ip_allowlist or ip_in(ip, self.ip_allowlist)
 
 
 class ProvisionedController(Controller):
