@@ -18,6 +18,8 @@ def system(tmp_path_factory):
     sys_ = System(tmp)
     sys_.before_provisioning = lambda: set_site_config(sys_, FAST)
     with sys_:
+        # Each test starts from a gateway that is reading its ChargePost, whichever runs first.
+        wait_until(sys_.latest_reading, 60, 0.5, what="the first reading in Enexa")
         yield sys_
 
 
