@@ -49,6 +49,9 @@ DEFAULT_SETPOINT_VALIDITY_S = 900.0
 DEFAULT_REVERSION_TIMEOUT_S = 60
 # A queued command without a result after this long lost its task (e.g. a killed worker).
 DEFAULT_STALE_AFTER_S = 30.0
+# Still queued this long after its last try: recovery (every 15 s, after DEFAULT_STALE_AFTER_S)
+# has had several rounds to finish it, so something keeps it from running; health says so.
+STUCK_AFTER_S = 120.0
 READBACK_TOLERANCE = 0.051  # registers hold kW at 0.1 resolution
 
 
@@ -170,7 +173,12 @@ def _now() -> datetime:
 
 def _ts(value: datetime | None) -> str | None:
     """Stored timestamps: fixed width (microseconds always), so SQL compares them as text."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value else None
+    if value is None:
+        return None
+    # isoformat, not strftime: %Y drops the leading zeros of a year before 1000, and such a
+    # row would read back without a timestamp.
+    text = value.astimezone(UTC).isoformat(timespec="microseconds")
+    return text.replace("+00:00", "Z")
 
 
 def _fingerprint(cmd: DispatchCommand) -> str:
@@ -194,6 +202,30 @@ def setpoint_validity_s(config: dict[str, Any] | None) -> float:
         if isinstance(value, (int, float)) and value > 0
         else (DEFAULT_SETPOINT_VALIDITY_S)
     )
+
+
+def validity_end(
+    timestamp: datetime, valid_until: datetime | None, config: dict[str, Any] | None
+) -> datetime:
+    """When a command's setpoint stops holding: its valid_until, else its timestamp plus the
+    configured validity.
+
+    Raises CommandError when that moment is past the end of the calendar (a timestamp in the
+    last minutes of year 9999). Refused rather than capped at datetime.max: a capped lease would
+    hold the setpoint until something replaced it, the opposite of a lease, and no real
+    sender's clock reads year 9999, so the command is refused with the reason and writes
+    nothing."""
+    if valid_until is not None:
+        return valid_until
+    validity_s = setpoint_validity_s(config)
+    try:
+        return timestamp + timedelta(seconds=validity_s)
+    except OverflowError:
+        raise CommandError(
+            f"Its timestamp {format_timestamp(timestamp)} plus the setpoint validity of "
+            f"{validity_s:g} s is past the end of the calendar; no lease can end then.",
+            {"timestamp": ["Too far in the future for its validity to end."]},
+        ) from None
 
 
 def reversion_timeout_s(config: dict[str, Any] | None) -> int:
@@ -441,6 +473,20 @@ class CommandStore:
         logger.info("command %s %s %s", command_id, status, detail)
         return self.get(command_id)
 
+    def _fail_unforeseen(self, command_id: str, reason: str, now: datetime) -> CommandRecord | None:
+        """Mark a still-queued command failed after an error nobody planned for; None when even
+        that fails (the error is logged, the record stays queued and health counts it)."""
+        try:
+            self._conn().execute(
+                "UPDATE commands SET status = ?, detail = ?, finished_at = ?"
+                " WHERE command_id = ? AND status = ?",
+                (FAILED, reason[:500], _ts(now), command_id, QUEUED),
+            )
+            return self.get(command_id)
+        except Exception:  # noqa: BLE001 - the caller goes on with the next command
+            logger.exception("command %s could not be marked failed", command_id)
+            return None
+
     # -- execution --------------------------------------------------------------------------
 
     def execute(
@@ -455,11 +501,33 @@ class CommandStore:
 
         `now` is the clock at the register write: a datetime (tests), a callable, or None for
         the wall clock. Validity is checked at that moment, so a late task expires instead of
-        applying late.
+        applying late. An error nobody planned for marks the command failed with the reason
+        (and logs it): a command never stays queued because its task crashed.
         """
         clock: Callable[[], datetime] = (
             (lambda: now) if isinstance(now, datetime) else (now or _now)
         )
+        try:
+            return self._execute(command_id, client, config, clock, stale_after_s)
+        except UnknownCommand:
+            raise  # no record to mark
+        except Exception as exc:  # noqa: BLE001 - a command must end with a status, not a crash
+            logger.exception("command %s could not be executed; marking it failed", command_id)
+            failed = self._fail_unforeseen(
+                command_id, f"It could not be executed: {type(exc).__name__}: {exc}", clock()
+            )
+            if failed is None:
+                raise  # not even recorded: the task fails loudly, health counts it as stuck
+            return failed
+
+    def _execute(
+        self,
+        command_id: str,
+        client: RegisterClient,
+        config: dict[str, Any] | None,
+        clock: Callable[[], datetime],
+        stale_after_s: float,
+    ) -> CommandRecord:
         record = self.get(command_id)
         if record.status in FINAL or not self._claim(command_id, clock(), stale_after_s):
             return self.get(command_id)
@@ -487,10 +555,8 @@ class CommandStore:
             return self._finish(
                 command_id, REJECTED, "The gateway is in safe mode; set_mode first.", clock()
             )
-        lease_until = cmd.valid_until or cmd.timestamp + timedelta(
-            seconds=setpoint_validity_s(config)
-        )
         try:
+            lease_until = validity_end(cmd.timestamp, cmd.valid_until, config)
             plan = self._plan(cmd, client, config or {}, clock())
         except CommandError as exc:
             return self._finish(command_id, REJECTED, exc.detail, clock())
@@ -855,31 +921,95 @@ class CommandStore:
         """Find queued commands whose task is lost (no result after `stale_after_s`).
 
         Those past their validity are expired. The rest are executed now when a `client` is
-        given; otherwise they are returned still queued for the caller to enqueue again."""
+        given; otherwise they are returned still queued for the caller to enqueue again.
+        One record that cannot be handled is marked failed and logged; the others go on."""
         now = now or _now()
         stale = now - timedelta(seconds=stale_after_s)
         out: list[CommandRecord] = []
-        for record in self.open_commands():
-            last_try = record.started_at or record.received_at
-            if last_try > stale:
-                continue
-            validity_end = record.valid_until or record.timestamp + timedelta(
-                seconds=setpoint_validity_s(config)
-            )
-            if now >= validity_end:
-                out.append(
-                    self._finish(
-                        record.command_id,
-                        EXPIRED,
-                        "Its task was lost and the validity ended before it could be re-run.",
-                        now,
-                    )
-                )
-            elif client is not None:
-                out.append(self.execute(record.command_id, client, config, now, stale_after_s))
-            else:
+        for command_id in self._open_ids():
+            try:
+                record = self._recover(command_id, now, stale, client, config, stale_after_s)
+            except Exception as exc:  # noqa: BLE001 - one bad record must not block the rest
+                logger.exception("recovery of command %s failed; marking it failed", command_id)
+                reason = f"Recovery could not finish it: {type(exc).__name__}: {exc}"
+                record = self._fail_unforeseen(command_id, reason, now)
+            if record is not None:
                 out.append(record)
         return out
+
+    def _open_ids(self) -> list[str]:
+        rows = self._conn().execute(
+            "SELECT command_id FROM commands WHERE status = ? ORDER BY received_at", (QUEUED,)
+        )
+        return [row["command_id"] for row in rows]
+
+    def _recover(
+        self,
+        command_id: str,
+        now: datetime,
+        stale: datetime,
+        client: RegisterClient | None,
+        config: dict[str, Any] | None,
+        stale_after_s: float,
+    ) -> CommandRecord | None:
+        """One queued command in `recover_lost`: None while its task may still be running."""
+        record = self.get(command_id)
+        last_try = record.started_at or record.received_at
+        if record.status != QUEUED or last_try > stale:
+            return None
+        try:
+            end = validity_end(record.timestamp, record.valid_until, config)
+        except CommandError as exc:
+            return self._finish(command_id, REJECTED, exc.detail, now)
+        if now >= end:
+            return self._finish(
+                command_id,
+                EXPIRED,
+                "Its task was lost and the validity ended before it could be re-run.",
+                now,
+            )
+        if client is not None:
+            return self.execute(command_id, client, config, now, stale_after_s)
+        return record
+
+    def health(self, now: datetime | None = None) -> dict[str, Any]:
+        """For `GET /v1/health`: queued commands, those stuck (still queued `STUCK_AFTER_S`
+        after their last try, so recovery cannot finish them), failed ones and the last failure.
+
+        Counted in SQL, never by reading the records: a record that cannot be read must not
+        take health down with it. The last failure names the command and when; its reason is
+        in `GET /v1/dispatch/{id}`, behind the service token (health is open)."""
+        now = now or _now()
+        conn = self._conn()
+        counts = conn.execute(
+            "SELECT COUNT(*) FILTER (WHERE status = :queued) AS queued,"
+            " COUNT(*) FILTER (WHERE status = :queued"
+            "  AND COALESCE(started_at, received_at) < :stuck) AS stuck,"
+            " COUNT(*) FILTER (WHERE status = :failed) AS failed FROM commands",
+            {
+                "queued": QUEUED,
+                "failed": FAILED,
+                "stuck": _ts(now - timedelta(seconds=STUCK_AFTER_S)),
+            },
+        ).fetchone()
+        last = conn.execute(
+            "SELECT command_id, finished_at FROM commands WHERE status = ?"
+            " ORDER BY finished_at DESC LIMIT 1",
+            (FAILED,),
+        ).fetchone()
+        last_failure = None
+        if last is not None:
+            at = parse_timestamp(last["finished_at"])
+            last_failure = {
+                "command_id": last["command_id"],
+                "at": format_timestamp(at) if at else None,
+            }
+        return {
+            "queued": counts["queued"],
+            "stuck": counts["stuck"],
+            "failed": counts["failed"],
+            "last_failure": last_failure,
+        }
 
 
 def split_battery_power(

@@ -29,6 +29,11 @@ def control_stale_after_s(config: dict[str, Any]) -> float:
     return min(timeout_s, max(timeout_s / 2, 2 * cycle_s))
 
 
+def _next(counter: Any) -> int:
+    """The heartbeat after `counter`: 1 … HEARTBEAT_MAX, wrapping round."""
+    return int(counter or 0) % HEARTBEAT_MAX + 1
+
+
 def _withhold(state: GatewayState, reason: str) -> bool:
     if state.get("watchdog_withheld") != reason:
         log.warning("Watchdog heartbeat withheld: %s", reason)
@@ -48,10 +53,15 @@ def beat(client: Any, state: GatewayState, config: dict[str, Any], now: datetime
         return _withhold(state, f"control cycle stale ({age_s:.0f} s)")
     if not state.get("modbus_link_up"):
         return _withhold(state, "Modbus link down")
-    counter = int(state.get("watchdog_counter") or 0) % HEARTBEAT_MAX + 1
+    counter = _next(state.get("watchdog_counter"))
     try:
-        if client.read(["watchdog_timeout_s"]).get("watchdog_timeout_s") != timeout_s:
+        held = client.read(["watchdog_timeout_s", "watchdog_heartbeat"])  # adjacent: one request
+        if held.get("watchdog_timeout_s") != timeout_s:
             client.write("watchdog_timeout_s", timeout_s)
+        if counter == held.get("watchdog_heartbeat"):
+            # The unit counts only a changed value; after a lost state the counter may restart
+            # on the value it holds.
+            counter = _next(counter)
         client.write("watchdog_heartbeat", counter)
     except ModbusError as exc:
         return _withhold(state, f"heartbeat write failed: {exc}")

@@ -111,9 +111,11 @@ def gateway_health(settings: Settings, now: datetime | None = None) -> dict[str,
         "autonomy": ModeTracker.stored_mode(state),
         "config_version": state.get("config_version"),
         "firmware_version": state.get("firmware_version"),
-        "commands": {"queued": len(command_store(settings).open_commands())},
+        # queued, stuck (recovery cannot finish them), failed, last_failure
+        "commands": command_store(settings).health(now),
     }
-    ok = link_up and watchdog_ok and enexa_reachable
+    stuck = site["commands"]["stuck"] > 0
+    ok = link_up and watchdog_ok and enexa_reachable and not stuck
     return {
         "status": "ok" if ok else "degraded",
         "sites": {settings.site_id: site},

@@ -31,7 +31,9 @@ public SunSpec conventions** and will be replaced by the vendor's v2.6 map when 
 Conventions:
 
 - Modbus/TCP, port 502, unit id 1; function codes 03 (holding), 04 (input), 06 (one register)
-  and 16 (several registers). Addresses are 0-based protocol addresses.
+  and 16 (several registers). Addresses are 0-based protocol addresses. Any other function
+  code (coils 01/05/15, mask write 22, read/write 23, …) is answered with exception 01
+  (illegal function) and changes nothing.
 - Bytes within a word are big-endian; 32-bit values are sent most significant word first
   unless `word_order` says `little`. Strings are ASCII, two characters a word, padded with NUL.
 - Value = raw × scale. Power is positive for discharge and import, negative for charge and export.
@@ -41,7 +43,8 @@ Conventions:
   exception 03); writes to RO registers are refused with exception 02.
 - Watchdog: write `watchdog_heartbeat` within `watchdog_timeout_s`, or the unit falls back to
   its safe state (battery setpoints 0, charger limit = `chg1_fallback_limit_kw`, `alarm_bits`
-  bit0, `operating_mode` 2) until a fresh heartbeat **and** a new setpoint arrive.
+  bit0, `operating_mode` 2) until a fresh heartbeat **and** a new setpoint arrive. Only a
+  value different from the last one written is a heartbeat: repeating it does not count.
 - A full telemetry snapshot takes {requests} read requests ({plan}).
 """
 

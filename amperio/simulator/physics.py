@@ -355,10 +355,13 @@ class ChargePostState:
         with self.lock:
             number = float(value) if not isinstance(value, str) else 0.0
             if name == "watchdog_heartbeat":
+                # Only a changed value is a heartbeat (the map and the vendor doc say so): a
+                # controller stuck repeating its last write must let the watchdog run out.
+                if int(number) != self.heartbeat:
+                    self.last_heartbeat_at = self.now_s
+                    if self.safe:
+                        self.heartbeat_since_safe = True
                 self.heartbeat = int(number)
-                self.last_heartbeat_at = self.now_s
-                if self.safe:
-                    self.heartbeat_since_safe = True
             elif name == "watchdog_timeout_s":
                 self.watchdog_timeout_s = number
             elif name == "site_grid_limit_kw":

@@ -11,7 +11,9 @@ from collections import Counter
 from collections.abc import Sequence
 
 from pymodbus.constants import ExcCodes
+from pymodbus.pdu import ExceptionResponse
 from pymodbus.server import ModbusTcpServer
+from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from amperio.modbus.codec import check_range, decode, encode
@@ -23,6 +25,36 @@ from amperio.simulator.physics import ChargePostState
 log = logging.getLogger(__name__)
 TICK_S = 1.0  # real seconds between physics updates when nobody is polling
 MIN_CATCH_UP_S = 0.05
+# The function codes the register map speaks of: read holding, read input, write one, write many.
+SUPPORTED_FUNCTIONS = frozenset({3, 4, 6, 16})
+
+
+class _MapFunctionsOnly(ServerRequestHandler):
+    """Answers exception 01 (illegal function) to any function code outside the map.
+
+    pymodbus would otherwise acknowledge coils (05, 15), mask write (22) and read/write (23)
+    against its own memory without the unit applying them; a controller tested against that
+    would believe in writes the real unit refuses."""
+
+    async def handle_request(self) -> None:
+        pdu = self.last_pdu
+        if pdu is not None and pdu.function_code not in SUPPORTED_FUNCTIONS:
+            refusal = ExceptionResponse(
+                pdu.function_code,
+                ExcCodes.ILLEGAL_FUNCTION,
+                device_id=pdu.dev_id,
+                transaction=pdu.transaction_id,
+            )
+            self.server_send(refusal, self.last_addr)
+            return
+        await super().handle_request()
+
+
+class _MapServer(ModbusTcpServer):
+    """pymodbus' TCP server with each connection handled by `_MapFunctionsOnly`."""
+
+    def callback_new_connection(self) -> ServerRequestHandler:
+        return _MapFunctionsOnly(self, self.trace_packet, self.trace_pdu, self.trace_connect)
 
 
 class ChargePostSimulator:
@@ -54,7 +86,7 @@ class ChargePostSimulator:
         self._sim_offset_s = 0.0
         self._real_start = time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: ModbusTcpServer | None = None
+        self._server: _MapServer | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -127,7 +159,7 @@ class ChargePostSimulator:
         loop.close()
 
     async def _listen(self) -> None:
-        self._server = ModbusTcpServer(self._device(), address=(self.host, self.port))
+        self._server = _MapServer(self._device(), address=(self.host, self.port))
         await self._server.serve_forever(background=True)
         sockets = getattr(self._server.transport, "sockets", None)
         if sockets:

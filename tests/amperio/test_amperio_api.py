@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
+from amperio.commands import CommandStore
 from amperio.simulator.server import ChargePostSimulator
 from amperio.state import GatewayState
 from shared.fields import format_timestamp
@@ -192,6 +193,32 @@ def test_health_reports_each_site_and_enexa(api):
     assert health["enexa"] == {"reachable": True, "last_ok_at": format_timestamp(now)}
     GatewayState(api.state_dir / "state.sqlite3").set("modbus_link_up", False)
     assert requests.get(f"{api.url}/v1/health", timeout=10).json()["status"] == "degraded"
+
+
+def test_health_is_degraded_while_a_command_is_stuck_and_counts_the_failed_ones(api):
+    now = datetime.now(UTC)
+    GatewayState(api.state_dir / "state.sqlite3").update(
+        {
+            "modbus_link_up": True,
+            "watchdog_last_beat_at": format_timestamp(now),
+            "enexa_reachable": True,
+        }
+    )
+    store = CommandStore(api.state_dir / "commands.sqlite3")
+    # queued ten minutes ago and never finished: recovery has been failing on it
+    store.submit(dispatch("cmd-stuck"), LIMITS, now - timedelta(minutes=10))
+    health = requests.get(f"{api.url}/v1/health", timeout=10).json()
+    assert health["status"] == "degraded"
+    assert health["sites"]["SITE001"]["commands"]["stuck"] == 1
+    # it finally runs, without a configuration to check it against
+    assert store.execute("cmd-stuck", client=None, config={}).status == "failed"
+    health = requests.get(f"{api.url}/v1/health", timeout=10).json()
+    assert health["status"] == "ok"
+    commands = health["sites"]["SITE001"]["commands"]
+    assert commands["stuck"] == 0 and commands["failed"] >= 1
+    assert commands["last_failure"]["command_id"] == "cmd-stuck"
+    assert "limits unknown" in api.status("cmd-stuck").json()["detail"]
+    store.close()
 
 
 def test_the_openapi_schema_and_docs_are_served(api):

@@ -279,6 +279,86 @@ def test_a_command_whose_task_was_lost_is_run_by_recovery(sim, client, store):
     assert setpoints(sim) == [-12.5, -12.5]
 
 
+def test_a_command_dated_at_the_end_of_the_calendar_is_refused_and_recovery_goes_on(
+    sim, client, store
+):
+    # No valid_until: its lease would end at timestamp + validity, past year 9999.
+    store.submit(command("cmd-far", timestamp="9999-12-31T23:59:59Z"), LIMITS, T0)
+    far = store.execute("cmd-far", client, CONFIG, T0)  # its task: refused, not a crash
+    assert far.status == "rejected"
+    assert "end of the calendar" in far.detail
+    # the same command whose task was lost, then an ordinary one lost after it
+    store.submit(command("cmd-far-lost", timestamp="9999-12-31T23:59:59Z"), LIMITS, T0)
+    store.submit(command("cmd-1"), LIMITS, T0 + timedelta(seconds=1))
+    recovered = store.recover_lost(T0 + timedelta(seconds=40), client=client, config=CONFIG)
+    assert {r.command_id: r.status for r in recovered} == {
+        "cmd-far-lost": "rejected",
+        "cmd-1": "applied",
+    }
+    assert "end of the calendar" in store.get("cmd-far-lost").detail
+    assert setpoints(sim) == [-12.5, -12.5]
+    assert store.health(T0 + timedelta(seconds=40))["stuck"] == 0
+
+
+def test_recovery_goes_on_past_a_record_that_raises(sim, client, store, monkeypatch):
+    store.submit(command("cmd-bad"), LIMITS, T0)
+    store.submit(command("cmd-1"), LIMITS, T0 + timedelta(seconds=1))
+    run = store.execute
+
+    def execute(command_id, *args, **kwargs):
+        if command_id == "cmd-bad":
+            raise RuntimeError("something no one foresaw")
+        return run(command_id, *args, **kwargs)
+
+    monkeypatch.setattr(store, "execute", execute)
+    recovered = store.recover_lost(T0 + timedelta(seconds=40), client=client, config=CONFIG)
+    assert {r.command_id: r.status for r in recovered} == {"cmd-bad": "failed", "cmd-1": "applied"}
+    assert "something no one foresaw" in store.get("cmd-bad").detail
+
+
+class ChokingClient:
+    """A register client that fails in a way the store does not expect (not a ModbusError)."""
+
+    def read(self, names):
+        raise ValueError("decoder choked")
+
+    def write_many(self, values, read_back=True):
+        raise ValueError("decoder choked")
+
+
+def test_a_command_that_cannot_be_executed_is_failed_with_the_reason_not_left_queued(store):
+    store.submit(command(), LIMITS, T0)
+    record = store.execute("cmd-1", ChokingClient(), CONFIG, T0)
+    assert record.status == "failed"
+    assert "decoder choked" in record.detail
+    assert store.get("cmd-1").to_dict()["detail"] == record.detail  # what GET /v1/dispatch shows
+    assert store.health(T0)["last_failure"]["command_id"] == "cmd-1"
+
+
+def test_a_command_dated_at_the_start_of_the_calendar_is_stored_as_sent_and_expires(
+    sim, client, store
+):
+    store.submit(command(timestamp="0001-01-01T00:00:00Z"), LIMITS, T0)
+    assert store.get("cmd-1").timestamp == datetime(1, 1, 1, tzinfo=UTC)
+    record = store.execute("cmd-1", client, CONFIG, T0)
+    assert record.status == "expired"
+    assert setpoints(sim) == [0.0, 0.0]
+
+
+def test_health_counts_failed_commands_and_those_recovery_cannot_finish(store):
+    store.submit(command("cmd-failed"), LIMITS, T0)
+    store.execute("cmd-failed", ChokingClient(), CONFIG, T0 + timedelta(seconds=1))
+    store.submit(command("cmd-waiting"), LIMITS, T0 + timedelta(seconds=2))
+    assert store.health(T0 + timedelta(seconds=5)) == {
+        "queued": 1,
+        "stuck": 0,
+        "failed": 1,
+        "last_failure": {"command_id": "cmd-failed", "at": "2026-01-15T10:00:01Z"},
+    }
+    # no recovery finished it in minutes: something keeps it from running
+    assert store.health(T0 + timedelta(minutes=5))["stuck"] == 1
+
+
 def test_a_schedule_drives_the_battery_slot_by_slot(sim, client, store):
     slots = [
         {"start": "2026-01-15T10:00:00Z", "end": "2026-01-15T10:15:00Z", "power_kw": 40},

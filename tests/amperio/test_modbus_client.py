@@ -3,6 +3,7 @@
 import socket
 
 import pytest
+from pymodbus.client import ModbusTcpClient
 
 from amperio.modbus.client import ChargePostClient
 from amperio.modbus.errors import ModbusDeviceError, ModbusLinkError, RegisterRangeError
@@ -25,6 +26,17 @@ def sim():
 def client(sim):
     with ChargePostClient("127.0.0.1", sim.port, timeout_s=1.0, retries=2, backoff_s=0.05) as c:
         yield c
+
+
+@pytest.fixture
+def raw(sim):
+    """A plain pymodbus client: it sends what ChargePostClient never would."""
+    modbus = ModbusTcpClient("127.0.0.1", port=sim.port, timeout=2, retries=0)
+    assert modbus.connect()
+    try:
+        yield modbus
+    finally:
+        modbus.close()
 
 
 def test_a_full_snapshot_reads_every_readable_register_in_two_requests(sim, client):
@@ -159,3 +171,30 @@ def test_the_client_reconnects_to_a_unit_that_went_away_and_came_back(sim):
         with ChargePostSimulator(port=port, speed=0) as again:
             again.state.serial = "CP-SIM-0002"
             assert c.read(["serial"]) == {"serial": "CP-SIM-0002"}
+
+
+CHARGER_LIMIT = load_map()["chg1_power_limit_kw"].address
+OUTSIDE_THE_MAP = {
+    "write_coil (05)": lambda raw: raw.write_coil(0, True),
+    "write_coils (15)": lambda raw: raw.write_coils(0, [True, True]),
+    "mask_write_register (22)": lambda raw: raw.mask_write_register(
+        address=CHARGER_LIMIT, and_mask=0x0000, or_mask=0x0064
+    ),
+    "readwrite_registers (23)": lambda raw: raw.readwrite_registers(
+        read_address=0, read_count=1, write_address=CHARGER_LIMIT, values=[100]
+    ),
+    "read_coils (01)": lambda raw: raw.read_coils(0),
+    "report_device_id (17)": lambda raw: raw.report_device_id(),
+}
+
+
+@pytest.mark.parametrize("request_name", OUTSIDE_THE_MAP)
+def test_a_function_code_outside_the_map_is_answered_illegal_function_and_changes_nothing(
+    sim, raw, request_name
+):
+    # The map speaks of 03, 04, 06 and 16 only; the unit refuses the rest with exception 01.
+    limit_before = sim.state.chargers[0].power_limit_kw
+    response = OUTSIDE_THE_MAP[request_name](raw)
+    assert response.isError()
+    assert response.exception_code == 1
+    assert sim.state.chargers[0].power_limit_kw == limit_before

@@ -87,3 +87,22 @@ def test_a_fresh_heartbeat_and_a_new_setpoint_end_the_safe_state(sim, client):
     assert values["alarm_bits"] & ALARM_WATCHDOG == 0
     assert values["operating_mode"] == MODE_AUTO
     assert values["bat1_power_kw"] == 30
+
+
+def test_a_heartbeat_that_never_changes_lets_the_unit_fall_back(sim, client):
+    # The map asks for a changing value: a controller that keeps writing the same one is stuck.
+    for _ in range(4):
+        sim.step(20)
+        client.write("watchdog_heartbeat", 1)
+    values = client.read(SAFE_VIEW)
+    assert values["alarm_bits"] & ALARM_WATCHDOG
+    assert values["operating_mode"] == MODE_SAFE
+    assert values["bat1_power_setpoint_kw"] == 0
+
+
+def test_a_repeated_heartbeat_value_does_not_end_the_safe_state(sim, client):
+    sim.step(31)
+    client.write("watchdog_heartbeat", 1)  # the value it already holds: not a fresh heartbeat
+    client.write("bat1_power_setpoint_kw", 30)
+    sim.step(1)
+    assert client.read(["operating_mode"]) == {"operating_mode": MODE_SAFE}

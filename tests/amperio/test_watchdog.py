@@ -77,3 +77,13 @@ def test_no_heartbeat_before_any_control_cycle(unit):
     sim, client, state = unit
     assert not beat(client, state, CONFIG, NOW)
     assert sim.state.heartbeat == 0
+
+
+def test_after_the_gateway_lost_its_state_the_first_beat_still_changes_the_heartbeat(unit):
+    sim, client, state = unit
+    with sim.state.lock:
+        sim.state.heartbeat = 1  # what a gateway before a state reset left in the unit
+    control_loop_alive(state, NOW)  # a fresh state: the counter starts over at 1
+    assert beat(client, state, CONFIG, NOW)
+    assert sim.state.heartbeat == 2  # an unchanged value would not count as a heartbeat
+    assert state.get("watchdog_counter") == 2
