@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from amperio.api.audit import AuditLog
 from amperio.autonomy import ModeTracker
 from amperio.commands import QUEUED, CommandRecord, CommandStore
 from amperio.settings import Settings
@@ -35,6 +36,10 @@ def _handle(kind: str, path: Path, make: Any) -> Any:
 
 def command_store(settings: Settings) -> CommandStore:
     return _handle("commands", settings.commands_path, CommandStore)
+
+
+def audit_log(settings: Settings) -> AuditLog:
+    return _handle("audit", settings.audit_path, AuditLog)
 
 
 def gateway_state(settings: Settings) -> GatewayState:
