@@ -1,4 +1,5 @@
-"""Amperio's command line: provision, simulator, api, worker, watchdog-worker, beat, run."""
+"""Amperio's command line: provision, simulator, api, worker, watchdog-worker, beat, run,
+prune-audit."""
 
 from __future__ import annotations
 
@@ -223,6 +224,18 @@ def run_all(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def prune_audit(args: argparse.Namespace, settings: Settings) -> int:
+    """Delete the API's audit rows past the retention (run daily by amperio-audit-prune.timer)."""
+    from amperio.api.audit import AuditLog
+
+    days = settings.audit_retention_days if args.days is None else args.days
+    if days < 0:
+        print("prune-audit: --days must be 0 or more", file=sys.stderr)
+        return 2
+    print(f"Deleted {AuditLog(settings.audit_path).prune(days)} audit rows older than {days} days.")
+    return 0
+
+
 # -- the command line -------------------------------------------------------------------------
 
 
@@ -255,6 +268,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--pool", help="Celery pool of the site worker")
     p.add_argument("--concurrency", type=int)
     p.add_argument("--log-dir", type=Path, help="one log file per process (default: terminal)")
+
+    p = sub.add_parser("prune-audit", help="delete the API's audit rows past the retention")
+    p.add_argument("--days", type=int, help="default: AMPERIO_AUDIT_RETENTION_DAYS")
     return parser.parse_known_args(argv)
 
 
@@ -282,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         return _exec(beat_command(settings))
     if args.command == "run":
         return run_all(args, settings)
+    if args.command == "prune-audit":
+        return prune_audit(args, settings)
     return 2
 
 

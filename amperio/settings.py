@@ -2,16 +2,93 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 
+# Limits of Amperio's API per scope, as (calls, window in seconds); None = not limited.
+# service: per service token; anon: per client address without a token (schema, docs);
+# auth_failure: failed authentications per client address.
+DEFAULT_RATE_LIMITS = {"service": "6000/min", "anon": "120/min", "auth_failure": "20/min"}
+RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(s|sec|second|m|min|minute|h|hour|d|day)\s*$")
+UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
 
 def _list(name: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in os.environ.get(name, "").split(",") if v.strip())
+
+
+@dataclass(frozen=True)
+class ServiceToken:
+    """A bearer token Enexa may present: its name (what logs and the audit show), the secret
+    (never shown: kept out of repr) and when it stops being accepted (None: never)."""
+
+    name: str
+    secret: str = field(repr=False)
+    expires_at: datetime | None = None
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+
+def parse_service_tokens(value: str) -> tuple[ServiceToken, ...]:
+    """`AMPERIO_SERVICE_TOKENS`: comma-separated `token`, `name:token` or
+    `name:token:expires_at` (RFC 3339 with an offset). A bare token is named by its position
+    (`token1`, ...), as configurations written before names and expiry existed."""
+    tokens = []
+    for position, entry in enumerate((v.strip() for v in value.split(",") if v.strip()), 1):
+        parts = entry.split(":", 2)
+        name, secret = (f"token{position}", parts[0]) if len(parts) == 1 else parts[:2]
+        if not name or not secret:
+            raise ValueError(f"AMPERIO_SERVICE_TOKENS entry {position}: empty name or token.")
+        expires_at = None
+        if len(parts) == 3:
+            try:
+                expires_at = datetime.fromisoformat(parts[2].replace("Z", "+00:00"))
+                if expires_at.tzinfo is None:
+                    raise ValueError("no offset")
+                expires_at = expires_at.astimezone(UTC)
+            except (ValueError, OverflowError):
+                # The token's name only: the message may reach a log.
+                raise ValueError(
+                    f"AMPERIO_SERVICE_TOKENS {name}: expiry must be RFC 3339 with an offset."
+                ) from None
+        tokens.append(ServiceToken(name, secret, expires_at))
+    return tuple(tokens)
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """'100/min' -> (100, 60); '10/5m' -> (10, 300)."""
+    match = RATE.match(rate)
+    if not match:
+        raise ValueError(f"'{rate}' is not a rate like '100/min'.")
+    count, multiple, unit = match.groups()
+    return int(count), int(multiple or 1) * UNIT_S[unit[0]]
+
+
+def parse_rate_limits(value: str) -> dict[str, tuple[int, int] | None]:
+    """`AMPERIO_RATE_LIMITS` (`service=600/min,anon=none`) over the defaults."""
+    rates: dict[str, str | None] = dict(DEFAULT_RATE_LIMITS)
+    for item in (v.strip() for v in value.split(",") if v.strip()):
+        scope, _, rate = item.partition("=")
+        if scope.strip() not in DEFAULT_RATE_LIMITS:
+            raise ValueError(f"AMPERIO_RATE_LIMITS: unknown scope '{scope.strip()}'.")
+        rates[scope.strip()] = None if rate.strip() in ("", "none") else rate.strip()
+    return {scope: parse_rate(rate) if rate else None for scope, rate in rates.items()}
+
+
+def _networks(name: str) -> tuple[str, ...]:
+    """A CIDR list, checked at start so a typo fails loudly instead of locking callers out."""
+    try:
+        return tuple(str(ipaddress.ip_network(v, strict=False)) for v in _list(name))
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -24,13 +101,24 @@ class Settings:
     key_file: Path
     broker_url: str
     # Bearer tokens Enexa may use on /v1/dispatch; several at once so they can be rotated.
-    service_tokens: tuple[str, ...]
+    service_tokens: tuple[ServiceToken, ...]
     # Used until the configuration from Enexa names the ChargePost's address.
     modbus_host: str
     modbus_port: int
     modbus_device_id: int
     http_timeout_s: float
     extra: dict[str, str] = field(default_factory=dict)
+    # The API's guards (docs/security.md): rate limits counted in Redis when it is set (shared
+    # by every API process), callers' address allowlist, proxies whose X-Forwarded-For is
+    # believed, and how long audit rows are kept.
+    rate_limits: dict[str, tuple[int, int] | None] = field(
+        default_factory=lambda: parse_rate_limits("")
+    )
+    redis_url: str = ""
+    rate_limit_prefix: str = "amperio:ratelimit"
+    ip_allowlist: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
+    audit_retention_days: int = 365
 
     @property
     def site_queue(self) -> str:
@@ -47,6 +135,10 @@ class Settings:
     @property
     def state_path(self) -> Path:
         return self.state_dir / "state.sqlite3"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.state_dir / "audit.sqlite3"
 
     @property
     def config_path(self) -> Path:
@@ -70,11 +162,17 @@ def load() -> Settings:
         broker_url=os.environ.get(
             "CELERY_BROKER_URL", f"filesystem://localhost/{state_dir / 'broker'}"
         ),
-        service_tokens=_list("AMPERIO_SERVICE_TOKENS"),
+        service_tokens=parse_service_tokens(os.environ.get("AMPERIO_SERVICE_TOKENS", "")),
         modbus_host=os.environ.get("AMPERIO_MODBUS_HOST", "127.0.0.1"),
         modbus_port=int(os.environ.get("AMPERIO_MODBUS_PORT", "502")),
         modbus_device_id=int(os.environ.get("AMPERIO_MODBUS_DEVICE_ID", "1")),
         http_timeout_s=float(os.environ.get("AMPERIO_HTTP_TIMEOUT_S", "5")),
+        rate_limits=parse_rate_limits(os.environ.get("AMPERIO_RATE_LIMITS", "")),
+        redis_url=os.environ.get("AMPERIO_REDIS_URL", ""),
+        rate_limit_prefix=os.environ.get("AMPERIO_RATE_LIMIT_PREFIX", "amperio:ratelimit"),
+        ip_allowlist=_networks("AMPERIO_API_IP_ALLOWLIST"),
+        trusted_proxies=_networks("AMPERIO_TRUSTED_PROXIES"),
+        audit_retention_days=int(os.environ.get("AMPERIO_AUDIT_RETENTION_DAYS", "365")),
     )
 
 

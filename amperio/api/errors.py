@@ -38,7 +38,10 @@ def problem(
 
 
 def problem_exception_handler(exc, context):
-    """DRF exception handler: DRF's errors leave as application/problem+json."""
+    """DRF exception handler: DRF's errors leave as application/problem+json.
+
+    Always JSON, whatever the view renders otherwise: the schema (YAML) and docs (HTML) views
+    would put a 429 in their own format."""
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     response = exception_handler(exc, context)
@@ -48,24 +51,32 @@ def problem_exception_handler(exc, context):
     if isinstance(exc, exceptions.ValidationError):
         errors = {"non_field_errors": [str(exc.detail)]}
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-    response.data = _problem_body(
+    problem_json = problem_response(
         response.status_code,
         str(getattr(exc, "default_detail", "Error")),
         str(detail),
         getattr(exc, "default_code", "error"),
         errors,
     )
-    response.content_type = PROBLEM_CONTENT_TYPE
-    return response
+    for name, value in response.items():  # WWW-Authenticate, Retry-After
+        if name.lower() != "content-type":
+            problem_json[name] = value
+    return problem_json
+
+
+def problem_response(
+    status: int, title: str, detail: str, code: str, errors: dict[str, list[str]] | None = None
+) -> JsonResponse:
+    """Problem details outside DRF's rendering (middleware, exceptions, Django's handlers)."""
+    body = _problem_body(status, title, detail, code, errors)
+    return JsonResponse(body, status=status, content_type=PROBLEM_CONTENT_TYPE)
 
 
 def not_found_view(request, exception=None):
     """handler404: problem details, never Django's HTML page."""
-    body = _problem_body(404, "Not found", "Not found.", "not_found")
-    return JsonResponse(body, status=404, content_type=PROBLEM_CONTENT_TYPE)
+    return problem_response(404, "Not found", "Not found.", "not_found")
 
 
 def server_error_view(request):
     """handler500: never a stack trace."""
-    body = _problem_body(500, "Server error", "An internal error occurred.", "server_error")
-    return JsonResponse(body, status=500, content_type=PROBLEM_CONTENT_TYPE)
+    return problem_response(500, "Server error", "An internal error occurred.", "server_error")

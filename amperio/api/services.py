@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from amperio.api.audit import AuditLog
 from amperio.autonomy import ModeTracker
 from amperio.commands import QUEUED, CommandRecord, CommandStore
 from amperio.settings import Settings
@@ -37,6 +38,10 @@ def command_store(settings: Settings) -> CommandStore:
     return _handle("commands", settings.commands_path, CommandStore)
 
 
+def audit_log(settings: Settings) -> AuditLog:
+    return _handle("audit", settings.audit_path, AuditLog)
+
+
 def gateway_state(settings: Settings) -> GatewayState:
     return _handle("state", settings.state_path, GatewayState)
 
@@ -54,6 +59,9 @@ def accept_command(
 
     Raises SchemaError (400), CommandError (400, limits), CommandConflict (422) and
     LimitsUnknown (503) from the store."""
+    errors = screen_strings(data)
+    if errors:
+        raise SchemaError(errors)
     if isinstance(data, dict) and not data.get("command_id"):
         # The seed's example carries no id: such a command gets one (and is not idempotent).
         data = {**data, "command_id": idempotency_key or uuid.uuid4().hex}
@@ -66,6 +74,58 @@ def accept_command(
     if created and record.status == QUEUED:
         enqueue(settings, record.command_id)
     return record, created
+
+
+# Names of the dispatch's timestamp fields, at any depth (`valid_until`, `params.slots.0.end`).
+TIMESTAMP_FIELDS = frozenset({"timestamp", "valid_until", "start", "end"})
+LONE_SURROGATE = "Must not contain a lone UTF-16 surrogate (\\ud800-\\udfff)."
+SURROGATE_IN_NAME = "Member names must not contain a lone UTF-16 surrogate."
+OUT_OF_CALENDAR = "Out of range: the time in UTC falls outside years 1 to 9999."
+
+
+def screen_strings(data: Any) -> dict[str, list[str]]:
+    """Field errors the shared schema does not see: strings holding a lone UTF-16 surrogate
+    (legal JSON, but no UTF-8 can store or echo them) and timestamps whose offset takes them
+    past the calendar's ends on the way to UTC (`0001-01-01T00:00:00+01:00`)."""
+    errors: dict[str, list[str]] = {}
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:  # the parser bounds the depth; no recursion all the same
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            for key, child in value.items():
+                if not _encodable(key):
+                    errors.setdefault(path or "non_field_errors", []).append(SURROGATE_IN_NAME)
+                    continue
+                stack.append((f"{path}.{key}" if path else key, child))
+        elif isinstance(value, list):
+            stack.extend((f"{path}.{i}", child) for i, child in enumerate(value))
+        elif isinstance(value, str):
+            if not _encodable(value):
+                errors[path] = [LONE_SURROGATE]
+            elif path.rpartition(".")[2] in TIMESTAMP_FIELDS and _leaves_calendar(value):
+                errors[path] = [OUT_OF_CALENDAR]
+    return errors
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _leaves_calendar(value: str) -> bool:
+    """A valid timestamp (as shared.fields reads it) that cannot be converted to UTC."""
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        if moment.tzinfo is not None:
+            moment.astimezone(UTC)
+    except ValueError:
+        return False  # not a timestamp at all: the schema says so
+    except OverflowError:
+        return True
+    return False
 
 
 def enqueue(settings: Settings, command_id: str) -> bool:

@@ -24,6 +24,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
 ]
 MIDDLEWARE = [
+    # First: refuses callers outside the allowlist, and audits every call, refused ones too.
+    "amperio.api.middleware.GuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
 ]
@@ -46,9 +48,10 @@ APPEND_SLASH = False
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["amperio.api.auth.ServiceTokenAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": ["amperio.api.auth.IsService"],
+    "DEFAULT_THROTTLE_CLASSES": ["amperio.api.throttling.CallerRateThrottle"],
+    "DEFAULT_PARSER_CLASSES": ["amperio.api.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "amperio.api.errors.problem_exception_handler",
     "UNAUTHENTICATED_USER": None,

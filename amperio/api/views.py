@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from amperio.api import serializers, services
 from amperio.api.errors import problem
+from amperio.api.middleware import note_command
 from amperio.commands import CommandConflict, CommandError, LimitsUnknown, UnknownCommand
 from amperio.settings import get_settings
 from shared.errors import SchemaError
@@ -29,12 +30,16 @@ class DispatchView(APIView):
             ),
             400: serializers.ProblemSerializer,
             401: serializers.ProblemSerializer,
+            403: serializers.ProblemSerializer,
             422: serializers.ProblemSerializer,
+            429: serializers.ProblemSerializer,
             503: serializers.ProblemSerializer,
         },
     )
     def post(self, request: Request) -> Response:
         settings = get_settings()
+        body_id = request.data.get("command_id") if isinstance(request.data, dict) else None
+        note_command(request, body_id if isinstance(body_id, str) else None)
         try:
             record, created = services.accept_command(
                 settings, request.data, request.headers.get("Idempotency-Key")
@@ -55,6 +60,7 @@ class DispatchView(APIView):
             )
         except CommandError as exc:
             return problem(400, "Beyond the equipment limits", exc.detail, "limits", exc.errors)
+        note_command(request, record.command_id)
         if created:
             return Response({"command_id": record.command_id, "status": record.status}, status=202)
         return Response(record.to_dict(), status=200)
@@ -67,7 +73,9 @@ class DispatchStatusView(APIView):
         responses={
             200: serializers.DispatchStatusSerializer,
             401: serializers.ProblemSerializer,
+            403: serializers.ProblemSerializer,
             404: serializers.ProblemSerializer,
+            429: serializers.ProblemSerializer,
         }
     )
     def get(self, request: Request, command_id: str) -> Response:
@@ -79,10 +87,12 @@ class DispatchStatusView(APIView):
 
 
 class HealthView(APIView):
-    """`GET /v1/health`: open to monitoring; says how each site's gateway is doing."""
+    """`GET /v1/health`: open to monitoring (never rate limited, as Enexa's); says how each
+    site's gateway is doing."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    throttle_classes: list = []
 
     @extend_schema(responses={200: serializers.HealthSerializer})
     def get(self, request: Request) -> Response:

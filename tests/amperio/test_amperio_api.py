@@ -21,7 +21,7 @@ OLD_TOKEN, NEW_TOKEN = "svc-old-" + uuid.uuid4().hex, "svc-new-" + uuid.uuid4().
 class AmperioApi:
     """gunicorn serving amperio.api on a free port, with its own state directory."""
 
-    def __init__(self, tmp_path, extra_env=None):
+    def __init__(self, tmp_path, extra_env=None, workers=2):
         self.state_dir = tmp_path / "amperio"
         self.state_dir.mkdir()
         (self.state_dir / "config.json").write_text(
@@ -38,7 +38,8 @@ class AmperioApi:
         self.procs = [
             Proc(
                 "amperio-api",
-                [sys.executable, "-m", "amperio", "api", "--bind", f"127.0.0.1:{self.port}"],
+                [sys.executable, "-m", "amperio", "api", "--bind", f"127.0.0.1:{self.port}"]
+                + ["--workers", str(workers)],
                 tmp_path,
                 self.env,
             )
@@ -131,6 +132,58 @@ def test_malformed_input_gets_problem_details_with_field_errors(api):
     other_site = api.post(dispatch(site_id="SITE999"))
     assert other_site.status_code == 400
     assert "site_id" in other_site.json()["errors"]
+
+
+def post_raw(api, text):
+    return requests.post(
+        f"{api.url}/v1/dispatch",
+        data=text.encode(),
+        headers={"Authorization": f"Bearer {NEW_TOKEN}", "Content-Type": "application/json"},
+        timeout=10,
+    )
+
+
+def test_json_nested_a_thousand_levels_deep_is_a_400_problem_not_a_500(api):
+    for text in ("[" * 1000 + "]" * 1000, '{"params":' * 1000 + "1" + "}" * 1000):
+        response = post_raw(api, text)
+        assert response.status_code == 400
+        assert response.headers["Content-Type"].startswith("application/problem+json")
+        assert "nested deeper" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "moment",
+    ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"],
+    ids=["year-0", "year-10000"],
+)
+def test_a_timestamp_that_leaves_the_calendar_in_utc_is_a_field_error(api, moment):
+    as_timestamp = dispatch(f"cmd-calendar-t-{moment[:4]}", timestamp=moment)
+    del as_timestamp["valid_until"]
+    as_schedule = dispatch(
+        f"cmd-calendar-s-{moment[:4]}",
+        command="apply_schedule",
+        params={"slots": [{"start": moment, "end": "9999-12-31T23:00:00Z", "power_kw": 10}]},
+    )
+    cases = [
+        (as_timestamp, "timestamp"),
+        (dispatch(f"cmd-calendar-v-{moment[:4]}", valid_until=moment), "valid_until"),
+        (as_schedule, "params.slots.0.start"),
+    ]
+    for body, field in cases:
+        response = api.post(body)
+        assert response.status_code == 400, response.text
+        assert field in response.json()["errors"]
+        assert api.status(body["command_id"]).status_code == 404  # nothing stored
+
+
+@pytest.mark.parametrize("field", ["command_id", "site_id"])
+def test_a_lone_surrogate_in_a_string_is_a_field_error(api, field):
+    body = dispatch("cmd-surrogate-" + field)
+    text = json.dumps({**body, field: "PLACEHOLDER"}).replace("PLACEHOLDER", "A\\ud800")
+    response = post_raw(api, text)
+    assert response.status_code == 400
+    assert list(response.json()["errors"]) == [field]
+    assert api.status("cmd-surrogate-" + field).status_code == 404
 
 
 def test_the_idempotency_key_header_stands_in_for_a_missing_command_id(api):
