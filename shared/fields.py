@@ -21,6 +21,8 @@ EARLIEST_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_TIMESTAMP = datetime(9998, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 TIMESTAMP_FORMAT_ERROR = "Must be an RFC 3339 timestamp with an offset, e.g. 2024-01-15T10:00:01Z."
 TIMESTAMP_RANGE_ERROR = "Must lie between 1970-01-01T00:00:00Z and 9998-12-31T23:59:59Z."
+# The largest integer a 32-bit database column holds (Django's IntegerField on PostgreSQL).
+MAX_INT32 = 2**31 - 1
 
 
 class Reader:
@@ -106,7 +108,10 @@ class Reader:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.error(name, "Must be a number.")
             return None
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer beyond any float, e.g. 10**400
+            value = math.inf
         if not math.isfinite(value):
             self.error(name, "Must be a finite number (no NaN or infinity).")
             return None
@@ -119,7 +124,12 @@ class Reader:
         return value
 
     def integer(
-        self, name: str, *, required: bool = False, minimum: int | None = None
+        self,
+        name: str,
+        *,
+        required: bool = False,
+        minimum: int | None = None,
+        maximum: int | None = None,
     ) -> int | None:
         value = self.data.get(name)
         if value is None:
@@ -131,6 +141,9 @@ class Reader:
             return None
         if minimum is not None and value < minimum:
             self.error(name, f"Must be at least {minimum}.")
+            return None
+        if maximum is not None and value > maximum:
+            self.error(name, f"Must be at most {maximum}.")
             return None
         return value
 
