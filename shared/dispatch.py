@@ -9,10 +9,13 @@ from typing import Any
 
 from .errors import SchemaError
 from .fields import Reader, drop_none, format_timestamp
+from .telemetry import MAX_ABS_POWER_KW
 
 MODES = ("auto", "manual", "safe")
 STATUSES = ("queued", "applied", "rejected", "failed", "expired")
 MAX_SLOTS = 96 * 7  # a week of 15-minute slots
+# No setpoint beyond what a reading may carry (a larger one is a unit mistake or hostile).
+POWER_RANGE = {"minimum": -MAX_ABS_POWER_KW, "maximum": MAX_ABS_POWER_KW}
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,7 @@ class SetBatteryPower:
     @classmethod
     def read(cls, r: Reader) -> SetBatteryPower:
         return cls(
-            power_kw=r.number("power_kw", required=True) or 0.0,
+            power_kw=r.number("power_kw", required=True, **POWER_RANGE) or 0.0,
             unit_id=r.string("unit_id", max_length=32),
         )
 
@@ -39,7 +42,8 @@ class SetChargerPowerLimit:
     def read(cls, r: Reader) -> SetChargerPowerLimit:
         return cls(
             charger_id=r.string("charger_id", required=True, max_length=32) or "",
-            limit_kw=r.number("limit_kw", required=True, minimum=0) or 0.0,
+            limit_kw=r.number("limit_kw", required=True, minimum=0, maximum=MAX_ABS_POWER_KW)
+            or 0.0,
         )
 
 
@@ -49,7 +53,9 @@ class SetGridLimit:
 
     @classmethod
     def read(cls, r: Reader) -> SetGridLimit:
-        return cls(limit_kw=r.number("limit_kw", required=True, minimum=0) or 0.0)
+        return cls(
+            limit_kw=r.number("limit_kw", required=True, minimum=0, maximum=MAX_ABS_POWER_KW) or 0.0
+        )
 
 
 @dataclass(frozen=True)
@@ -91,7 +97,7 @@ class ApplySchedule:
         slots = []
         for s in readers:
             start, end = s.timestamp("start", required=True), s.timestamp("end", required=True)
-            power = s.number("power_kw", required=True)
+            power = s.number("power_kw", required=True, **POWER_RANGE)
             if start and end and end <= start:
                 s.error("end", "Must be after start.")
             if start and end and power is not None:

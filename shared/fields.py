@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 from .errors import SchemaError
+
+# Text no database here can hold: NUL (PostgreSQL refuses it) and lone UTF-16 surrogates, which
+# a JSON `\ud800` escape yields but UTF-8 cannot encode (the driver raises on them).
+UNSTORABLE_TEXT = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE_TEXT_ERROR = "Must be text without NUL characters or lone UTF-16 surrogates."
+
+# Timestamps accepted on the wire, in UTC. Nothing on it predates the Unix epoch, and the last
+# year of the calendar is left out so that adding a validity or a range to an accepted
+# timestamp never overflows.
+EARLIEST_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIMESTAMP = datetime(9998, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+TIMESTAMP_FORMAT_ERROR = "Must be an RFC 3339 timestamp with an offset, e.g. 2024-01-15T10:00:01Z."
+TIMESTAMP_RANGE_ERROR = "Must lie between 1970-01-01T00:00:00Z and 9998-12-31T23:59:59Z."
+# The largest integer a 32-bit database column holds (Django's IntegerField on PostgreSQL).
+MAX_INT32 = 2**31 - 1
 
 
 class Reader:
@@ -35,12 +51,15 @@ class Reader:
             return None
         return Reader(value, self.field(name), self.errors)
 
-    def items(self, name: str) -> list[Reader]:
+    def items(self, name: str, *, max_items: int | None = None) -> list[Reader]:
         value = self.data.get(name)
         if value is None:
             return []
         if not isinstance(value, list):
             self.error(name, "Must be a list.")
+            return []
+        if max_items is not None and len(value) > max_items:
+            self.error(name, f"At most {max_items} items.")
             return []
         return [
             Reader(item, f"{self.field(name)}.{i}", self.errors) for i, item in enumerate(value)
@@ -61,6 +80,9 @@ class Reader:
             return None
         if not isinstance(value, str):
             self.error(name, "Must be a string.")
+            return None
+        if UNSTORABLE_TEXT.search(value):
+            self.error(name, UNSTORABLE_TEXT_ERROR)
             return None
         if len(value) > max_length:
             self.error(name, f"At most {max_length} characters.")
@@ -86,7 +108,10 @@ class Reader:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.error(name, "Must be a number.")
             return None
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer beyond any float, e.g. 10**400
+            value = math.inf
         if not math.isfinite(value):
             self.error(name, "Must be a finite number (no NaN or infinity).")
             return None
@@ -99,7 +124,12 @@ class Reader:
         return value
 
     def integer(
-        self, name: str, *, required: bool = False, minimum: int | None = None
+        self,
+        name: str,
+        *,
+        required: bool = False,
+        minimum: int | None = None,
+        maximum: int | None = None,
     ) -> int | None:
         value = self.data.get(name)
         if value is None:
@@ -111,6 +141,9 @@ class Reader:
             return None
         if minimum is not None and value < minimum:
             self.error(name, f"Must be at least {minimum}.")
+            return None
+        if maximum is not None and value > maximum:
+            self.error(name, f"Must be at most {maximum}.")
             return None
         return value
 
@@ -133,11 +166,9 @@ class Reader:
             if required:
                 self.error(name, "This field is required.")
             return None
-        parsed = parse_timestamp(value)
-        if parsed is None:
-            self.error(
-                name, "Must be an RFC 3339 timestamp with an offset, e.g. 2024-01-15T10:00:01Z."
-            )
+        parsed, message = read_timestamp(value)
+        if message is not None:
+            self.error(name, message)
         return parsed
 
     def mapping(self, name: str) -> dict[str, Any]:
@@ -147,6 +178,10 @@ class Reader:
         if not isinstance(value, dict):
             self.error(name, "Must be a JSON object.")
             return {}
+        bad = find_unstorable_text(value)
+        if bad is not None:
+            self.error(f"{name}.{bad}" if bad else name, UNSTORABLE_TEXT_ERROR)
+            return {}
         return value
 
     def raise_if_errors(self) -> None:
@@ -154,17 +189,51 @@ class Reader:
             raise SchemaError(self.errors)
 
 
-def parse_timestamp(value: Any) -> datetime | None:
-    """An RFC 3339 timestamp with an offset, as an aware UTC datetime; None when invalid."""
+def find_unstorable_text(value: Any) -> str | None:
+    """The dotted path of the first string in a JSON value that UNSTORABLE_TEXT refuses (the
+    path of the object for a refused key; "" for `value` itself), or None when all is storable.
+
+    Iterative, so no nesting depth can exhaust the stack; a path never holds refused text."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if UNSTORABLE_TEXT.search(item):
+                return path
+        elif isinstance(item, dict):
+            if any(UNSTORABLE_TEXT.search(key) for key in item if isinstance(key, str)):
+                return path
+            stack.extend((f"{path}.{key}" if path else str(key), v) for key, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((f"{path}.{i}" if path else str(i), v) for i, v in enumerate(item))
+    return None
+
+
+def read_timestamp(value: Any) -> tuple[datetime | None, str | None]:
+    """(the RFC 3339 timestamp with an offset as an aware UTC datetime, None), or (None, why
+    it is refused): not that format, or outside EARLIEST_TIMESTAMP..LATEST_TIMESTAMP (which
+    also covers values whose offset pushes them past the calendar's ends)."""
     if not isinstance(value, str) or len(value) > 40:
-        return None
+        return None, TIMESTAMP_FORMAT_ERROR
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
-        return None
+        return None, TIMESTAMP_FORMAT_ERROR
     if parsed.tzinfo is None:
-        return None
-    return parsed.astimezone(UTC)
+        return None, TIMESTAMP_FORMAT_ERROR
+    try:
+        utc = parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        return None, TIMESTAMP_RANGE_ERROR
+    if not EARLIEST_TIMESTAMP <= utc <= LATEST_TIMESTAMP:
+        return None, TIMESTAMP_RANGE_ERROR
+    return utc, None
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """An RFC 3339 timestamp with an offset, as an aware UTC datetime; None when invalid or
+    out of range (see read_timestamp for the reason)."""
+    return read_timestamp(value)[0]
 
 
 def format_timestamp(value: datetime) -> str:

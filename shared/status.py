@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .fields import Reader, drop_none, format_timestamp
+from .fields import MAX_INT32, Reader, drop_none, format_timestamp
 
 MODES = ("auto", "manual", "safe", "autonomous")
 
@@ -34,11 +34,11 @@ class StatusReport:
             online=bool(r.boolean("online", required=True)),
             timestamp=r.timestamp("timestamp"),
             controller_id=r.string("controller_id", max_length=32),
-            config_version=r.integer("config_version", minimum=0),
+            config_version=r.integer("config_version", minimum=0, maximum=MAX_INT32),
             firmware_version=r.string("firmware_version", max_length=40),
             mode=r.string("mode", choices=MODES),
             modbus_link_up=r.boolean("modbus_link_up"),
-            buffer_depth=r.integer("buffer_depth", minimum=0),
+            buffer_depth=r.integer("buffer_depth", minimum=0, maximum=MAX_INT32),
             message_id=r.string("message_id", max_length=64),
         )
         r.raise_if_errors()

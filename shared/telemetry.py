@@ -12,6 +12,11 @@ from .fields import Reader, drop_none, format_timestamp
 # physics. Enexa additionally checks powers against the site's own ratings.
 MAX_ABS_POWER_KW = 10_000.0
 MAX_FUTURE = timedelta(minutes=5)
+# Battery units and chargers one reading may list: a ChargePost has two units and a few
+# chargers, a large site a few ChargePosts. The bound keeps one reading (counted once by the
+# rate limits) from writing thousands of rows.
+MAX_UNITS_PER_READING = 64
+MAX_CHARGERS_PER_READING = 64
 CHARGER_STATUSES = ("available", "preparing", "charging", "finishing", "faulted", "unavailable")
 
 
@@ -58,7 +63,10 @@ class BatteryReading:
         return cls(
             soc_pct=r.number("soc_pct", minimum=0, maximum=100),
             power_kw=r.number("power_kw", minimum=-MAX_ABS_POWER_KW, maximum=MAX_ABS_POWER_KW),
-            units=tuple(BatteryUnitReading.read(u) for u in r.items("units")),
+            units=tuple(
+                BatteryUnitReading.read(u)
+                for u in r.items("units", max_items=MAX_UNITS_PER_READING)
+            ),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -144,7 +152,10 @@ class TelemetryReading:
             message_id=r.string("message_id", max_length=64),
             battery=BatteryReading.read(battery) if battery else None,
             grid=GridReading.read(grid) if grid else None,
-            chargers=tuple(ChargerReading.read(c) for c in r.items("chargers")),
+            chargers=tuple(
+                ChargerReading.read(c)
+                for c in r.items("chargers", max_items=MAX_CHARGERS_PER_READING)
+            ),
             backfilled=bool(r.boolean("backfilled", default=False)),
         )
         r.raise_if_errors()

@@ -1,7 +1,10 @@
-"""Authentication classes, in the house order: controller API keys first, then JWTs."""
+"""Authentication classes, in the house order: controller API keys first, then JWTs; failed
+attempts are counted per client address (enexa.api.throttling)."""
 
 from rest_framework import authentication, exceptions
 from rest_framework_simplejwt.authentication import JWTAuthentication as SimpleJWTAuthentication
+
+from .throttling import count_auth_failure, refuse_after_auth_failures
 
 # A controller key is `enx_<lookup>.<secret>` (issued by enexa.provisioning.services).
 API_KEY_PREFIX = "enx_"
@@ -28,8 +31,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
         from .network import client_ip
 
+        refuse_after_auth_failures(request)
         principal = authenticate_api_key(token, client_ip=client_ip(request))
         if principal is None:
+            count_auth_failure(request)
             raise exceptions.AuthenticationFailed("Invalid, revoked or expired API key.")
         return principal, token
 
@@ -38,7 +43,18 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
 
 class JWTAuthentication(SimpleJWTAuthentication):
-    """simplejwt, answering 401 with the same WWW-Authenticate as the key class."""
+    """simplejwt, answering 401 with the same WWW-Authenticate as the key class; failures count
+    against the address's `auth_failure` limit like bad API keys."""
+
+    def authenticate(self, request):
+        if self.get_header(request) is None:
+            return None
+        refuse_after_auth_failures(request)
+        try:
+            return super().authenticate(request)
+        except exceptions.AuthenticationFailed:
+            count_auth_failure(request)
+            raise
 
     def authenticate_header(self, request):
         return 'Bearer realm="enexa"'

@@ -1,8 +1,10 @@
 """RFC 9457 problem details for every API error, and the domain errors services raise."""
 
 import logging
+from http import HTTPStatus
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
@@ -31,6 +33,14 @@ class DomainError(Exception):
 
 class InvalidInput(DomainError):
     """Input that is well-formed but breaks a rule; `errors` maps field -> messages."""
+
+
+class RequestTooLarge(DomainError):
+    """A request body above DATA_UPLOAD_MAX_MEMORY_SIZE."""
+
+    status = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    code = "request_too_large"
+    title = "Request body too large"
 
 
 class NotFoundError(DomainError):
@@ -120,6 +130,8 @@ def problem_exception_handler(exc, context):
     if request is not None:  # a problem is JSON even where the view renders CSV
         request.accepted_renderer = JSONRenderer()
         request.accepted_media_type = PROBLEM_CONTENT_TYPE
+    if isinstance(exc, SuspiciousOperation):  # Django's request limits: too big, too many fields
+        exc = (RequestTooLarge if isinstance(exc, RequestDataTooBig) else InvalidInput)(str(exc))
     if isinstance(exc, DomainError):
         response = Response(
             problem_body(exc.status, exc.title, exc.detail, exc.code, exc.errors),
@@ -150,7 +162,9 @@ def problem_exception_handler(exc, context):
             detail = detail.get("detail", "")
         detail = detail if isinstance(detail, str) else str(detail)
         code = getattr(exc, "default_code", "error")
-        title = str(exc.default_detail) if hasattr(exc, "default_detail") else "Error"
+        title = str(getattr(exc, "default_detail", "") or "")
+        if not title or "{" in title:  # a template (405, 415): the detail has its values
+            title = HTTPStatus(response.status_code).phrase
     if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
         response["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
     response.data = problem_body(response.status_code, title, str(detail), code, errors)

@@ -1,12 +1,17 @@
-"""Middleware: a database outage answers 503 with Retry-After instead of a stack trace; NUL
-characters are refused with 400 before they reach the database."""
+"""Middleware: a database outage answers 503 with Retry-After instead of a stack trace; hostile
+input (oversized bodies, deep JSON, text no database can store) is refused before any view."""
 
 import json
 import logging
+import re
 
+from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 
-from .errors import problem_response
+from shared.fields import UNSTORABLE_TEXT_ERROR, find_unstorable_text
+
+from .errors import RequestTooLarge, problem_response
+from .parsers import TOO_DEEP, nested_too_deeply
 
 logger = logging.getLogger(__name__)
 
@@ -41,45 +46,93 @@ class DatabaseUnavailableMiddleware:
         )
 
 
-def _contains_nul(value) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_contains_nul(item) for item in value)
-    return False
+# A JSON escape of a UTF-16 surrogate (\ud800-\udfff): cheap to look for before parsing.
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+UNSTORABLE_DETAIL = "Text must not hold NUL characters (\\u0000) or lone UTF-16 surrogates."
 
 
-def request_has_nul(request) -> bool:
-    """Whether the path, query or body of an API request carries a NUL character."""
-    if "\x00" in request.path or "%00" in request.META.get("QUERY_STRING", ""):
-        return True
+def _invalid(detail: str, errors: dict[str, list[str]] | None = None):
+    return problem_response(400, "Invalid input", detail, "invalid", errors)
+
+
+def _too_large(request):
+    """413 when the declared body exceeds DATA_UPLOAD_MAX_MEMORY_SIZE (Django would raise
+    RequestDataTooBig on reading it, answered with an HTML 400)."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0  # as Django reads it: an unreadable length is no body
+    if limit is None or length <= limit:
+        return None
+    return problem_response(
+        RequestTooLarge.status,
+        RequestTooLarge.title,
+        f"The request body ({length} bytes) exceeds the limit of {limit} bytes.",
+        RequestTooLarge.code,
+    )
+
+
+def _json_problem(body: bytes):
+    if b"\\u0000" not in body and not SURROGATE_ESCAPE.search(body):
+        return None
+    if nested_too_deeply(body):  # before json.loads, whose recursion it would exhaust
+        return _invalid(TOO_DEEP)
+    try:
+        # bytes: decoded with surrogatepass, so raw surrogate bytes are found below too
+        data = json.loads(body)
+    except ValueError:
+        return None  # malformed JSON: the parser answers 400 itself
+    path = find_unstorable_text(data)
+    if path is None:
+        return None
+    return _invalid(UNSTORABLE_DETAIL, {path or "non_field_errors": [UNSTORABLE_TEXT_ERROR]})
+
+
+def body_problem(request):
+    """The 400 for a body holding NUL characters or lone surrogates in any string (with the
+    field path for JSON); None when the body may go on to the view. JSON deeper than the
+    parser's bound is refused here before it is parsed (the parser refuses it elsewhere)."""
     content_type = request.META.get("CONTENT_TYPE", "")
     try:
         body = request.body
-    except Exception:  # noqa: BLE001 - too big or already read: the view's own checks apply
-        return False
-    if "json" in content_type and b"\\u0000" in body:
-        try:
-            return _contains_nul(json.loads(body))
-        except ValueError:
-            return False  # malformed JSON: the parser answers 400 itself
-    if "x-www-form-urlencoded" in content_type:
-        return b"%00" in body
-    return "multipart" in content_type and b"\x00" in body
+    except Exception:  # noqa: BLE001 - already streamed: the view's own checks apply
+        return None
+    if "json" in content_type:
+        return _json_problem(body)
+    unstorable = (
+        b"%00" in body
+        if "x-www-form-urlencoded" in content_type
+        else "multipart" in content_type and b"\x00" in body
+    )
+    return _invalid(UNSTORABLE_DETAIL) if unstorable else None
 
 
-class RejectNulMiddleware:
-    """PostgreSQL cannot store or compare text holding NUL (it raises, which would be a 500):
-    an API request carrying one is refused with 400 before any query runs."""
+class RejectHostileInputMiddleware:
+    """Refuses on /v1/, before any view runs, what would otherwise fail inside one as a 500 or
+    an HTML page: a body above DATA_UPLOAD_MAX_MEMORY_SIZE (413), and text no database here
+    can store (NUL, which PostgreSQL refuses, and lone UTF-16 surrogates, which UTF-8 cannot
+    encode) in the path, query or body (400). JSON nesting is bounded by the parser
+    (enexa.api.parsers).
+
+    A view that checks text item by item (batch ingest, where one bad item must not cost the
+    others) sets `checks_text_per_item = True`: its body is left to it."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        if request.path.startswith("/v1/") and request_has_nul(request):
-            return problem_response(
-                400, "Invalid input", "NUL characters (\\u0000) are not accepted.", "invalid"
-            )
+        if request.path.startswith("/v1/"):
+            if "\x00" in request.path or "%00" in request.META.get("QUERY_STRING", ""):
+                return _invalid(UNSTORABLE_DETAIL)
+            too_large = _too_large(request)
+            if too_large is not None:
+                return too_large
         return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        if not request.path.startswith("/v1/"):
+            return None
+        if getattr(getattr(view_func, "cls", None), "checks_text_per_item", False):
+            return None
+        return body_problem(request)

@@ -14,6 +14,7 @@ from functools import lru_cache
 
 from django.conf import settings
 from django.db import connection
+from rest_framework.exceptions import Throttled
 from rest_framework.throttling import BaseThrottle
 
 from .network import client_ip
@@ -127,6 +128,12 @@ class _LocalCounters:
             self.windows[key] = (count + cost, ends)
             return True, ends - now
 
+    def peek(self, key: str) -> tuple[int, float]:
+        now = time.monotonic()
+        with self.lock:
+            count, ends = self.windows.get(key, (0, now))
+        return (count, ends - now) if ends > now else (0, 0.0)
+
     def clear(self) -> None:
         with self.lock:
             self.windows.clear()
@@ -152,6 +159,20 @@ def check_and_add(key: str, cost: int, limit: int, window_s: int) -> tuple[bool,
                 "rate limit counter in Redis unavailable (%s); counting locally", type(exc).__name__
             )
     return local_counters.check_and_add(key, cost, limit, window_s)
+
+
+def peek(key: str) -> tuple[int, float]:
+    """(count, seconds until the window ends) of `key`, counting nothing."""
+    if settings.REDIS_URL:
+        try:
+            client, _ = _redis(settings.REDIS_URL)
+            count, ttl_ms = client.pipeline(transaction=False).get(key).pttl(key).execute()
+            return int(count or 0), max(0, int(ttl_ms)) / 1000
+        except Exception as exc:  # noqa: BLE001 - Redis down: count locally rather than fail
+            logger.warning(
+                "rate limit counter in Redis unavailable (%s); counting locally", type(exc).__name__
+            )
+    return local_counters.peek(key)
 
 
 def reset_counters() -> None:
@@ -187,3 +208,44 @@ class PrincipalRateThrottle(BaseThrottle):
 
     def wait(self):
         return self._wait
+
+
+# --- failed authentication, per client address ------------------------------------------------
+
+AUTH_FAILURE_SCOPE = "auth_failure"
+AUTH_FAILURE_DETAIL = "Too many failed authentication attempts from this address."
+
+
+def _auth_failure_limit(request) -> tuple[str, int, int] | None:
+    """(counter key, limit, window) of the caller's address; None when not limited."""
+    rate = settings.ENEXA_RATE_LIMITS.get(AUTH_FAILURE_SCOPE)
+    if not rate:
+        return None
+    limit, window_s = parse_rate(rate)
+    return f"{key_prefix()}:{AUTH_FAILURE_SCOPE}:ip:{client_ip(request)}", limit, window_s
+
+
+def refuse_after_auth_failures(request) -> None:
+    """Raise Throttled (429) when the caller's address has used up its failed authentications
+    in the current window: checked before a credential is, so that guessing stops there
+    (a right guess would answer the same 429)."""
+    limited = _auth_failure_limit(request)
+    if limited is None:
+        return
+    key, limit, _ = limited
+    count, remaining_s = peek(key)
+    if count >= limit:
+        logger.info("failed authentications from %s over their limit", client_ip(request))
+        raise Throttled(wait=max(1, math.ceil(remaining_s)), detail=AUTH_FAILURE_DETAIL)
+
+
+def count_auth_failure(request) -> None:
+    """Count a failed authentication of the caller's address; raise Throttled when it was over
+    the limit already (a race with another request)."""
+    limited = _auth_failure_limit(request)
+    if limited is None:
+        return
+    key, limit, window_s = limited
+    allowed, remaining_s = check_and_add(key, 1, limit, window_s)
+    if not allowed:
+        raise Throttled(wait=max(1, math.ceil(remaining_s)), detail=AUTH_FAILURE_DETAIL)

@@ -72,6 +72,7 @@ from enexa.api.errors import InvalidInput, NotFoundError, PreconditionFailed
 from enexa.firmware.choices import Channel
 from enexa.registry.choices import EquipmentKind
 from enexa.registry.models import Controller, Site
+from shared.telemetry import MAX_ABS_POWER_KW
 
 from .models import ConfigState, ConfigVersion, ControllerConfig, SiteConfig
 
@@ -132,10 +133,10 @@ RULES: dict[str, Any] = {
         "soc_min_pct": _num(0, 100),
         "soc_max_pct": _num(0, 100),
         "reserve_pct": _num(0, 100),
-        "max_charge_kw": _num(0, 100_000),
-        "max_discharge_kw": _num(0, 100_000),
+        "max_charge_kw": _num(0, MAX_ABS_POWER_KW),
+        "max_discharge_kw": _num(0, MAX_ABS_POWER_KW),
     },
-    "grid": {"limit_kw": _num(0.1, 1_000_000)},
+    "grid": {"limit_kw": _num(0.1, MAX_ABS_POWER_KW)},
     "tariff": {
         "currency": ("currency",),
         "import_eur_per_kwh": _num(-100, 100),
@@ -153,6 +154,8 @@ RULES: dict[str, Any] = {
 }
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+# A day of quarter hours: more time-of-use slots than that cannot differ in price.
+MAX_TIME_OF_USE_SLOTS = 96
 
 
 def _check_value(rule: tuple, value: Any) -> str | None:
@@ -181,6 +184,8 @@ def _check_value(rule: tuple, value: Any) -> str | None:
 def _check_time_of_use(value: Any) -> str | None:
     if not isinstance(value, list):
         return "Must be a list of {start, end, import_eur_per_kwh, export_eur_per_kwh}."
+    if len(value) > MAX_TIME_OF_USE_SLOTS:
+        return f"At most {MAX_TIME_OF_USE_SLOTS} slots."
     for index, slot in enumerate(value):
         if not isinstance(slot, dict):
             return f"Item {index}: must be an object."

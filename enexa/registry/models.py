@@ -7,6 +7,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
+from shared.telemetry import MAX_ABS_POWER_KW
+
 from .choices import ConnectorType, ControllerState, EquipmentKind, MemberRole
 
 code_validator = RegexValidator(
@@ -15,6 +17,31 @@ code_validator = RegexValidator(
 )
 positive = MinValueValidator(0.0, "Must not be negative.")
 percent = [MinValueValidator(0.0, "Must be 0-100."), MaxValueValidator(100.0, "Must be 0-100.")]
+
+
+# Upper bounds of the registry's quantities. Beyond them a value is a unit mistake (W for kW)
+# or hostile, and what is derived from it (the plausibility check of telemetry, configuration
+# limits, dispatch limits) would bound nothing. Powers share telemetry's bound: a rating above
+# what a reading may carry makes no sense. Checked in clean() (a policy, not a schema change).
+UPPER_BOUNDS = {
+    "grid_connection_limit_kw": MAX_ABS_POWER_KW,
+    "max_power_kw": MAX_ABS_POWER_KW,
+    "max_charge_kw": MAX_ABS_POWER_KW,
+    "max_discharge_kw": MAX_ABS_POWER_KW,
+    "capacity_kwh": 100_000.0,
+    "voltage_v": 100_000.0,
+    "connector_count": 64,
+}
+
+
+def upper_bound_errors(instance: models.Model) -> dict[str, list[str]]:
+    """Field errors for the values of `instance` above their UPPER_BOUNDS."""
+    errors: dict[str, list[str]] = {}
+    for name, bound in UPPER_BOUNDS.items():
+        value = getattr(instance, name, None)
+        if isinstance(value, int | float) and value > bound:
+            errors[name] = [f"Must be at most {bound:g}."]
+    return errors
 
 
 def validate_timezone(value: str) -> None:
@@ -49,6 +76,11 @@ class Site(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code} {self.name}"
+
+    def clean(self) -> None:
+        errors = upper_bound_errors(self)
+        if errors:
+            raise ValidationError(errors)
 
 
 class SiteMembership(models.Model):
@@ -143,7 +175,7 @@ class Equipment(models.Model):
         }
 
     def clean(self) -> None:
-        errors: dict[str, list[str]] = {}
+        errors = upper_bound_errors(self)
         if (
             self.soc_min_pct is not None
             and self.soc_max_pct is not None

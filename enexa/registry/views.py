@@ -4,10 +4,10 @@ from django.db.models import Prefetch
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework.decorators import action
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from enexa.api.pagination import envelope
+from enexa.api.parsers import JSONParser
 from enexa.api.permissions import IsStaffOrReadOnly
 from enexa.api.scoping import SiteScopedViewSet
 

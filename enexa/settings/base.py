@@ -58,7 +58,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "enexa.api.middleware.DatabaseUnavailableMiddleware",
     "enexa.audit.middleware.AuditMiddleware",
-    "enexa.api.middleware.RejectNulMiddleware",
+    "enexa.api.middleware.RejectHostileInputMiddleware",
 ]
 
 ROOT_URLCONF = "enexa.urls"
@@ -114,6 +114,10 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# The largest request body accepted (bytes); a larger one answers 413 on /v1/. The default
+# (Django's 2.5 MiB) holds a batch of 1,000 full readings several times over.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("ENEXA_MAX_BODY_BYTES", 2_621_440)
+
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 
@@ -131,6 +135,12 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "enexa.api.schema.ProblemAutoSchema",
     "EXCEPTION_HANDLER": "enexa.api.errors.problem_exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # DRF's JSON parser with the nesting depth bounded (enexa.api.parsers).
+    "DEFAULT_PARSER_CLASSES": [
+        "enexa.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -179,13 +189,16 @@ TRUSTED_PROXIES = env_list("ENEXA_TRUSTED_PROXIES", [])
 
 # Rate limits per principal and scope ("count/unit", unit s, min, hour or day; None = no limit).
 # Controllers are keyed by controller, users by user, the rest by client address; a batch
-# counts its items. ENEXA_RATE_LIMITS="controller=100/min,login=5/min" overrides some.
+# counts its items. `auth_failure` counts failed authentications (a bad API key or JWT) per
+# client address: beyond it every request presenting credentials from there answers 429.
+# ENEXA_RATE_LIMITS="controller=100/min,login=5/min" overrides some.
 ENEXA_RATE_LIMITS = {
     "controller": "6000/min",
     "user": "1200/min",
     "anon": "120/min",
     "login": "20/min",
     "register": "10/min",
+    "auth_failure": "30/min",
 }
 for _item in env_list("ENEXA_RATE_LIMITS", []):
     _scope, _, _rate = _item.partition("=")

@@ -19,7 +19,7 @@ from django.utils import timezone
 from enexa.api.errors import InvalidInput
 from enexa.registry.models import Site
 from shared.events import Event as EventSchema
-from shared.fields import format_timestamp, parse_timestamp
+from shared.fields import format_timestamp, read_timestamp
 from shared.telemetry import BatteryReading, BatteryUnitReading, ChargerReading, GridReading
 from shared.telemetry import TelemetryReading as ReadingSchema
 
@@ -56,9 +56,9 @@ def parse_range(params: Any, *, now: datetime | None = None) -> Range:
     values = {}
     for name in ("from", "to"):
         raw = params.get(name)
-        values[name] = parse_timestamp(raw) if raw else None
-        if raw and values[name] is None:
-            errors[name] = ["Must be an RFC 3339 timestamp with an offset."]
+        values[name], message = read_timestamp(raw) if raw else (None, None)
+        if message is not None:
+            errors[name] = [message]
     end = values["to"] or now
     start = values["from"] or end - DEFAULT_RANGE
     if not errors and start >= end:

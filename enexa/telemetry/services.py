@@ -33,7 +33,7 @@ from enexa.registry.choices import EquipmentKind
 from enexa.registry.models import Controller, Equipment, Site
 from shared.errors import SchemaError
 from shared.events import Event as EventSchema
-from shared.fields import format_timestamp, split_batch
+from shared.fields import UNSTORABLE_TEXT, format_timestamp, split_batch
 from shared.status import StatusReport
 from shared.telemetry import TelemetryReading as ReadingSchema
 
@@ -71,9 +71,9 @@ class IngestResult:
 
     def reject(self, index: int, key: Any, errors: dict[str, list[str]]) -> None:
         self.rejected += 1
-        self.errors.append(
-            {"index": index, "message_id": key if isinstance(key, str) else None, "errors": errors}
-        )
+        # A key that is not storable text is not echoed: a lone surrogate cannot be encoded.
+        echo = key if isinstance(key, str) and not UNSTORABLE_TEXT.search(key) else None
+        self.errors.append({"index": index, "message_id": echo, "errors": errors})
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -171,34 +171,62 @@ NOT_YOUR_SITE = "Unknown site, or not a site you may post for."
 
 
 def _check_power(
-    errors: dict[str, list[str]], name: str, value: float | None, rating: float | None
+    errors: dict[str, list[str]],
+    name: str,
+    value: float | None,
+    rating: float | None,
+    basis: str = "the rating",
 ) -> None:
     if value is None or rating is None:
         return
-    limit = rating * settings.ENEXA_TELEMETRY_POWER_FACTOR
-    if abs(value) > limit:
+    factor = settings.ENEXA_TELEMETRY_POWER_FACTOR
+    if abs(value) > rating * factor:
         errors.setdefault(name, []).append(
-            f"{value:g} kW is implausible: more than {settings.ENEXA_TELEMETRY_POWER_FACTOR:g}"
-            f" x the rating ({rating:g} kW)."
+            f"{value:g} kW is implausible: more than {factor:g} x {basis} ({rating:g} kW)."
         )
 
 
+# What bounds a power the registry has no rating for: everything at a site draws from its grid
+# connection and its battery, so no asset (and no sum of chargers) carries more than both.
+SITE_BASIS = "what the site can carry, grid connection plus battery"
+
+
 def check_ratings(reading: ReadingSchema, site: SiteRatings) -> dict[str, list[str]]:
-    """Field errors for powers beyond a sane multiple of the site's ratings."""
+    """Field errors for powers beyond a sane multiple of the site's ratings. An asset the
+    registry has no rating for (an unknown id, or no power spec) is bounded by what holds it:
+    a battery unit by the battery system, a charger or the battery by the whole site; the
+    chargers together by the whole site too."""
     errors: dict[str, list[str]] = {}
+    site_kw = site.grid_kw + (site.battery_kw or 0.0)
+    battery_kw = site.battery_kw or site_kw
     if reading.battery is not None:
-        _check_power(errors, "battery.power_kw", reading.battery.power_kw, site.battery_kw)
+        basis = "the rating" if site.battery_kw else SITE_BASIS
+        _check_power(errors, "battery.power_kw", reading.battery.power_kw, battery_kw, basis)
+        unit_basis = "the battery's rating" if site.battery_kw else SITE_BASIS
         for i, unit in enumerate(reading.battery.units):
+            rating = site.units_kw.get(unit.id)
             _check_power(
-                errors, f"battery.units.{i}.power_kw", unit.power_kw, site.units_kw.get(unit.id)
+                errors,
+                f"battery.units.{i}.power_kw",
+                unit.power_kw,
+                rating or battery_kw,
+                "the rating" if rating else f"{unit_basis} (no rating for {unit.id} here)",
             )
     if reading.grid is not None:
         _check_power(errors, "grid.import_kw", reading.grid.import_kw, site.grid_kw)
         _check_power(errors, "grid.export_kw", reading.grid.export_kw, site.grid_kw)
     for i, charger in enumerate(reading.chargers):
+        rating = site.chargers_kw.get(charger.id)
         _check_power(
-            errors, f"chargers.{i}.power_kw", charger.power_kw, site.chargers_kw.get(charger.id)
+            errors,
+            f"chargers.{i}.power_kw",
+            charger.power_kw,
+            rating or site_kw,
+            "the rating" if rating else f"{SITE_BASIS} (no rating for {charger.id} here)",
         )
+    if not errors:
+        total = sum(c.power_kw for c in reading.chargers if c.power_kw is not None)
+        _check_power(errors, "chargers", total or None, site_kw, f"{SITE_BASIS}, for their sum")
     return errors
 
 

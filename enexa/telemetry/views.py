@@ -66,6 +66,10 @@ def counts_response(result: services.IngestResult) -> Response:
 class TelemetryIngestView(APIView):
     """`POST /v1/telemetry`: one reading or `{"items": [...]}`."""
 
+    # The shared schema refuses unstorable text (NUL, lone surrogates) per item, so one bad
+    # item costs only itself (enexa.api.middleware leaves the body to it).
+    checks_text_per_item = True
+
     @extend_schema(
         request=OpenApiTypes.OBJECT,
         responses={
@@ -81,6 +85,8 @@ class TelemetryIngestView(APIView):
 class EventIngestView(APIView):
     """`POST /v1/events`: one event or `{"items": [...]}`; `message_id` in errors is the
     item's `event_id`."""
+
+    checks_text_per_item = True  # as for telemetry
 
     @extend_schema(
         request=OpenApiTypes.OBJECT,

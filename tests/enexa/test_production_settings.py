@@ -52,7 +52,7 @@ def test_production_needs_redis_for_rate_limits_unless_every_limit_is_off():
     refused = run_production(base)
     assert refused.returncode != 0
     assert "REDIS_URL (rate limits are counted per process without it)" in refused.stderr
-    all_off = "controller=none,user=none,anon=none,login=none,register=none"
+    all_off = "controller=none,user=none,anon=none,login=none,register=none,auth_failure=none"
     assert run_production({**base, "ENEXA_RATE_LIMITS": all_off}).returncode == 0
 
 

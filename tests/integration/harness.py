@@ -38,7 +38,8 @@ def unthrottled_env() -> dict[str, str]:
     """Tests post many readings as one principal; a throttling test passes its own limits.
     Each server gets its own counters, so one never leaks into another's."""
     return {
-        "ENEXA_RATE_LIMITS": "controller=1000000/min,user=1000000/min,anon=1000000/min",
+        "ENEXA_RATE_LIMITS": "controller=1000000/min,user=1000000/min,anon=1000000/min,"
+        "auth_failure=1000000/min",
         "ENEXA_RATE_LIMIT_PREFIX": f"enexa-it:{uuid.uuid4().hex[:8]}",
     }
 

@@ -21,7 +21,7 @@ EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "6"))
 # Header values gunicorn accepts (it answers malformed ones itself, with an HTML page, before
 # the application sees the request): visible ASCII.
 HEADER_VALUES = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=40)
-UNLIMITED = "controller=none,user=none,anon=none,login=none,register=none"
+UNLIMITED = "controller=none,user=none,anon=none,login=none,register=none,auth_failure=none"
 
 
 @pytest.fixture(scope="module")
