@@ -74,6 +74,9 @@ class AutonomyPolicy:
     enter_after_s: float = DEFAULT_ENTER_AFTER_S
     margin_kw: float | None = None
     follow_schedule: bool = True
+    # The configured battery power caps (`battery.max_charge_kw` / `max_discharge_kw`).
+    max_charge_kw: float | None = None
+    max_discharge_kw: float | None = None
 
     @classmethod
     def from_config(
@@ -113,7 +116,17 @@ class AutonomyPolicy:
             or 0.0,
             margin_kw=first(_get(settings, "autonomy.margin_kw")),
             follow_schedule=_get(settings, "autonomy.mode") != "safe",
+            max_charge_kw=first(_get(settings, "battery.max_charge_kw")),
+            max_discharge_kw=first(_get(settings, "battery.max_discharge_kw")),
         )
+
+    def capped(self, total_kw: float) -> float:
+        """`total_kw` (positive: discharge) within the configured battery power caps."""
+        if total_kw > 0 and self.max_discharge_kw is not None:
+            return min(total_kw, self.max_discharge_kw)
+        if total_kw < 0 and self.max_charge_kw is not None:
+            return max(total_kw, -self.max_charge_kw)
+        return total_kw
 
     @property
     def target_import_kw(self) -> float | None:
@@ -268,6 +281,7 @@ def _slot_now(schedule: list[dict[str, Any]] | None, now: datetime) -> dict[str,
 def _decision(
     mode: str, total: float, units: list[_Unit], policy: AutonomyPolicy, reason: str
 ) -> Decision:
+    total = policy.capped(total)
     shares = split_by_soc(total, units, policy) if total else {u.name: 0.0 for u in units}
     return Decision(mode, round(sum(shares.values()), 2), reason, shares)
 
@@ -307,8 +321,10 @@ def _with_charger_caps(
     if not chargers or demand is None or target is None:
         return decision
     other_load = demand - sum(c.power_kw for c in chargers)
-    # Every unit above the SOC minimum at its allowed discharge.
-    battery_can_give = sum(u.allowed_discharge_kw for u in units if u.soc_pct > policy.soc_min_pct)
+    # Every unit above the SOC minimum at its allowed discharge, within the configured cap.
+    battery_can_give = policy.capped(
+        sum(u.allowed_discharge_kw for u in units if u.soc_pct > policy.soc_min_pct)
+    )
     budget = target - other_load + battery_can_give
     if budget >= sum(c.max_kw for c in chargers):
         return decision

@@ -26,7 +26,10 @@ log = logging.getLogger(__name__)
 
 WATCHDOG_QUEUE = "amperio.watchdog"
 FLUSH_INTERVAL_S = 1.0
-STATUS_INTERVAL_S = 10.0
+# Beat asks for a status report this often; the task sends one only when the configured
+# `status.interval_s` has passed (or the applied configuration version changed), so a new
+# interval holds from the next tick whatever beat's own timers remember.
+STATUS_TICK_S = 5.0
 RECOVER_INTERVAL_S = 15.0
 FIRMWARE_INTERVAL_S = 3600.0
 # Latency of the embedded broker: how often a worker looks for new message files.
@@ -83,7 +86,7 @@ def beat_schedule(config: dict[str, Any], settings: Settings) -> dict[str, Any]:
         "control-cycle": every("control_cycle", s["telemetry"]["interval_s"], site),
         "flush-outbox": every("flush_outbox", FLUSH_INTERVAL_S, site),
         "sync-config": every("sync_config", s["config_poll_interval_s"], site),
-        "report-status": every("report_status", STATUS_INTERVAL_S, site),
+        "report-status": every("report_status", STATUS_TICK_S, site),
         "recover-commands": every("recover_commands", RECOVER_INTERVAL_S, site),
         "check-firmware": every("check_firmware", FIRMWARE_INTERVAL_S, site),
         "watchdog-beat": every("watchdog_beat", s["watchdog"]["interval_s"], WATCHDOG_QUEUE),

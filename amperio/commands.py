@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from amperio.configsync import operating_limits
 from amperio.modbus.errors import ModbusError, RegisterRangeError
 from amperio.sqlite import Connections
 from shared.dispatch import (
@@ -304,8 +305,11 @@ def check_limits(cmd: DispatchCommand, limits: dict[str, Any]) -> None:
 class CommandStore:
     """The gateway's command table and setpoint leases in one SQLite file."""
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, on_outcome: Callable[[CommandRecord], None] | None = None):
+        """`on_outcome` is told each outcome as it is recorded (the gateway makes it a
+        `command` event: amperio.events.CommandEvents)."""
         self.path = Path(path)
+        self.on_outcome = on_outcome
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # FULL: an accepted command must survive a power cut, it is what Enexa was told.
         self._connections = Connections(
@@ -381,10 +385,12 @@ class CommandStore:
             row = self._row(cmd.command_id)
             assert row is not None
             return self._replay(row, fingerprint), False
+        record = self.get(cmd.command_id)
+        if status != QUEUED:
+            self._outcome(record)
         if error is not None:
             logger.info("command %s for %s rejected: %s", cmd.command_id, cmd.site_id, detail)
             raise error
-        record = self.get(cmd.command_id)
         logger.info("command %s (%s) for %s %s", cmd.command_id, cmd.command, cmd.site_id, status)
         return record, True
 
@@ -471,7 +477,13 @@ class CommandStore:
             ),
         )
         logger.info("command %s %s %s", command_id, status, detail)
-        return self.get(command_id)
+        record = self.get(command_id)
+        self._outcome(record)
+        return record
+
+    def _outcome(self, record: CommandRecord) -> None:
+        if self.on_outcome is not None:
+            self.on_outcome(record)
 
     def _fail_unforeseen(self, command_id: str, reason: str, now: datetime) -> CommandRecord | None:
         """Mark a still-queued command failed after an error nobody planned for; None when even
@@ -542,7 +554,7 @@ class CommandStore:
             )
         except SchemaError as exc:
             return self._finish(command_id, REJECTED, str(exc), clock())
-        limits = (config or {}).get("limits")
+        limits = operating_limits(config or {})
         if not limits:
             return self._finish(
                 command_id, FAILED, "No configuration applied; limits unknown.", clock()

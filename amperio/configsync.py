@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 DEFAULT_SETTINGS: dict[str, Any] = {
     "watchdog": {"interval_s": 5, "timeout_s": 15},
     "telemetry": {"interval_s": 5, "batch_size": 100},
+    "status": {"interval_s": 30},
     "config_poll_interval_s": 30,
     "setpoint_validity_s": 300,
 }
@@ -98,9 +99,12 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     _number(errors, s, "watchdog.timeout_s", 4, 600)
     _number(errors, s, "telemetry.interval_s", 1, 3600)
     _number(errors, s, "telemetry.batch_size", 1, 1000)
+    _number(errors, s, "status.interval_s", 5, 3600)
     _number(errors, s, "config_poll_interval_s", 1, 86400)
     _number(errors, s, "setpoint_validity_s", 1, 86400)
     _number(errors, s, "grid.limit_kw", 0, 100_000)
+    _number(errors, s, "battery.max_charge_kw", 0, 100_000)
+    _number(errors, s, "battery.max_discharge_kw", 0, 100_000)
     watchdog = s["watchdog"]
     if not errors and watchdog["timeout_s"] < 2 * watchdog["interval_s"]:
         # The heartbeat must come at half the hardware timeout or more often.
@@ -119,6 +123,24 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     if errors:
         raise ConfigInvalid(errors)
     return full
+
+
+def operating_limits(config: dict[str, Any]) -> dict[str, Any]:
+    """The limits commands are checked against: the equipment's, with the battery's charge and
+    discharge power tightened to the configured `battery.max_charge_kw` / `max_discharge_kw`
+    (operators may run a battery below what it can do). Empty when no limits are known."""
+    limits = copy.deepcopy(config.get("limits") or {})
+    settings = (config.get("settings") or {}).get("battery") or {}
+    battery = limits.get("battery")
+    if not isinstance(battery, dict):
+        return limits
+    for name in ("max_charge_kw", "max_discharge_kw"):
+        configured = settings.get(name)
+        if isinstance(configured, bool) or not isinstance(configured, (int, float)):
+            continue
+        equipment = battery.get(name)
+        battery[name] = configured if equipment is None else min(equipment, configured)
+    return limits
 
 
 class ConfigFile:

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -32,6 +33,10 @@ class FirmwareSource(Protocol):
     def report_firmware(
         self, controller_id: str, current_version: str, status: str, error: str | None = None
     ) -> dict[str, Any]: ...
+
+
+# step(name, status, message, data): one step of an update, as it happens.
+Step = Callable[[str, str, str, dict[str, Any]], None]
 
 
 class StateStore(Protocol):
@@ -76,37 +81,48 @@ def check_and_update(
     current_version: str,
     state: StateStore,
     now: datetime | None = None,
+    step: Step | None = None,
 ) -> FirmwareResult:
-    """Install the latest release for this controller if it is newer than what runs."""
+    """Install the latest release for this controller if it is newer than what runs.
+
+    `step(name, status, message, data)` is told each step (download, verify, install, result):
+    the gateway makes each a `firmware` event (amperio.events.firmware_steps)."""
     latest = client.firmware_latest(controller_id)
     if not latest or not latest.get("version"):
         return FirmwareResult("none", current_version)
     version = str(latest["version"])
     if not is_newer(version, current_version):
         return FirmwareResult("up_to_date", current_version)
+    said = step or _silent
+    versions = {"from_version": current_version, "to_version": version}
     logger.info("firmware %s -> %s for %s: downloading", current_version, version, controller_id)
+    said("download", "started", f"Downloading firmware {version}.", versions)
     client.report_firmware(controller_id, current_version, "downloading")
     try:
         image = client.download(str(latest["url"]))
     except EnexaUnavailable:
+        said("download", "interrupted", f"Download of {version} interrupted: Enexa away.", versions)
         raise  # Enexa is away: the next check tries again, nothing to report as failed
     except EnexaError as exc:
-        return _failed(client, controller_id, current_version, version, f"Download failed: {exc}")
+        why = f"Download failed: {exc}"
+        return _failed(client, controller_id, current_version, version, why, said)
+    said("download", "ok", f"Downloaded {version}: {len(image)} bytes.", versions)
     expected = str(latest.get("sha256") or "").strip().lower()
     actual = hashlib.sha256(image).hexdigest()
     if not expected or not hmac.compare_digest(actual, expected):
-        return _failed(
-            client,
-            controller_id,
-            current_version,
-            version,
+        why = (
             f"sha256 mismatch for {version}: expected {expected or '(none)'}, got {actual}; "
-            "not installed.",
+            "not installed."
         )
+        said("verify", "failed", why, versions)
+        return _failed(client, controller_id, current_version, version, why, said)
+    said("verify", "ok", f"sha256 of {version} verified.", versions)
+    said("install", "started", f"Installing {version}.", versions)
     client.report_firmware(controller_id, current_version, "installing")
     running = install(state, version, len(image), now or datetime.now(UTC))
     client.report_firmware(controller_id, running, "ok")
     logger.info("firmware %s running on %s", running, controller_id)
+    said("result", "ok", f"Firmware {running} running.", {**versions, "running": running})
     return FirmwareResult("updated", running)
 
 
@@ -125,17 +141,27 @@ def install(state: StateStore, version: str, size: int, now: datetime) -> str:
     return str(state.get("firmware_version"))
 
 
+def _silent(name: str, status: str, message: str, data: dict[str, Any]) -> None:
+    """No one to tell of the steps."""
+
+
 def _failed(
-    client: FirmwareSource, controller_id: str, current: str, version: str, why: str
+    client: FirmwareSource, controller_id: str, current: str, version: str, why: str, step: Step
 ) -> FirmwareResult:
     logger.warning("firmware %s refused for %s: %s", version, controller_id, why)
+    step(
+        "result",
+        "failed",
+        why,
+        {"from_version": current, "to_version": version, "running": current, "error": why},
+    )
     client.report_firmware(controller_id, current, "failed", error=why)
     return FirmwareResult("failed", current, why)
 
 
 def check_and_install() -> dict[str, Any]:
     """The periodic task: check this gateway's firmware with its own handles."""
-    from amperio import configsync, status
+    from amperio import configsync, events, status
     from amperio.gateway import get_gateway
 
     gw = get_gateway()
@@ -144,7 +170,11 @@ def check_and_install() -> dict[str, Any]:
         return {"outcome": "not_provisioned"}
     try:
         result = check_and_update(
-            gw.enexa(), controller, status.firmware_version(gw.state), gw.state
+            gw.enexa(),
+            controller,
+            status.firmware_version(gw.state),
+            gw.state,
+            step=events.firmware_steps(gw.outbox, gw.settings.site_id),
         )
     except EnexaError as exc:
         logger.warning("firmware check skipped: %s", exc)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from amperio import configsync, status
+from amperio import configsync, events, status
 from amperio.chargeposts import Endpoint, connect, endpoints
 from amperio.enexa_client import EnexaClient, EnexaError, EnexaUnavailable
 from amperio.settings import Settings, get_settings
@@ -79,15 +79,20 @@ class Gateway:
         if self._commands is None:
             from amperio.commands import CommandStore
 
-            self._commands = CommandStore(self.settings.commands_path)
+            self._commands = CommandStore(
+                self.settings.commands_path,
+                on_outcome=events.CommandEvents(self.outbox, self.settings.site_id),
+            )
         return self._commands
 
     def flusher(self) -> Any:
+        # The batch size is read at each call: a new `telemetry.batch_size` holds from the
+        # next flush, without restarting the worker.
+        batch_size = int(self.config()["settings"]["telemetry"]["batch_size"])
         if self._flusher is None:
             from amperio.flusher import Flusher
 
             client = self.enexa
-            batch_size = int(self.config()["settings"]["telemetry"]["batch_size"])
             self._flusher = Flusher(
                 self.outbox(),
                 lambda items: client().post_telemetry(items),
@@ -95,6 +100,7 @@ class Gateway:
                 batch_size=batch_size,
                 site_id=self.settings.site_id,
             )
+        self._flusher.batch_size = batch_size
         return self._flusher
 
 
@@ -106,6 +112,7 @@ def get_gateway() -> Gateway:
     global _gateway
     if _gateway is None or _gateway.pid != os.getpid():
         _gateway = Gateway(get_settings())
+        events.install_outage_log(_gateway.state, _gateway.outbox, _gateway.settings.site_id)
     return _gateway
 
 
@@ -298,9 +305,13 @@ def sync_config(gw: Gateway | None = None, now: datetime | None = None) -> str:
 
 
 @exclusive
-def report_status(gw: Gateway | None = None, now: datetime | None = None) -> bool:
+def report_status(gw: Gateway | None = None, now: datetime | None = None) -> bool | None:
+    """Send the status report when `status.interval_s` has passed (beat ticks more often);
+    None when it is not due yet."""
     gw = gw or get_gateway()
     now = now or _now()
+    if not status.status_due(gw.state, gw.config(), now):
+        return None
     # The depth the last flush recorded: the report needs no handle on the outbox.
     depth = gw.state.get("buffer_depth")
     return status.report_status(gw.enexa(), gw.settings, gw.state, now, depth)

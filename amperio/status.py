@@ -75,6 +75,17 @@ def build_status(
     return StatusReport.from_dict(report.to_dict()).to_dict()
 
 
+def status_due(state: GatewayState, config: dict[str, Any], now: datetime) -> bool:
+    """Whether a status report is due: `status.interval_s` since the last one was sent (or
+    tried), or the applied configuration version changed since, so Enexa learns it at once."""
+    last = parse_timestamp(state.get("status_sent_at"))
+    if last is None or state.get("config_version") != state.get("status_sent_config_version"):
+        return True
+    interval_s = float(config["settings"]["status"]["interval_s"])
+    elapsed = (now - last).total_seconds()
+    return elapsed >= interval_s or elapsed < 0  # a clock set back must not silence reports
+
+
 def report_status(
     client: EnexaClient,
     settings: Settings,
@@ -82,9 +93,17 @@ def report_status(
     now: datetime,
     buffer_depth: int | None = None,
 ) -> bool:
-    """Post the status directly (it is a snapshot, not worth buffering); False if Enexa is down."""
+    """Post the status directly (it is a snapshot, not worth buffering); False if Enexa is down.
+    The attempt is recorded either way: an outage is not retried faster than the interval."""
+    report = build_status(settings, state, now, buffer_depth)
+    state.update(
+        {
+            "status_sent_at": format_timestamp(now),
+            "status_sent_config_version": report.get("config_version"),
+        }
+    )
     try:
-        client.post_status(build_status(settings, state, now, buffer_depth))
+        client.post_status(report)
     except EnexaUnavailable as exc:
         note_enexa_unreachable(state, now, str(exc))
         return False

@@ -25,7 +25,8 @@ def sync_config() -> str:
 
 
 @app.task(name="amperio.tasks.report_status", ignore_result=True)
-def report_status() -> bool:
+def report_status() -> bool | None:
+    """Beat ticks often; the report goes out only at the configured `status.interval_s`."""
     return gateway.report_status()
 
 

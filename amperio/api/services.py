@@ -11,6 +11,8 @@ from typing import Any
 from amperio.api.audit import AuditLog
 from amperio.autonomy import ModeTracker
 from amperio.commands import QUEUED, CommandRecord, CommandStore
+from amperio.configsync import operating_limits
+from amperio.events import CommandEvents
 from amperio.settings import Settings
 from amperio.state import GatewayState
 from shared.dispatch import DispatchCommand
@@ -35,7 +37,17 @@ def _handle(kind: str, path: Path, make: Any) -> Any:
 
 
 def command_store(settings: Settings) -> CommandStore:
-    return _handle("commands", settings.commands_path, CommandStore)
+    # A command refused or expired on arrival is an outcome too: a `command` event.
+    outcomes = CommandEvents(lambda: outbox(settings), settings.site_id)
+    return _handle(
+        "commands", settings.commands_path, lambda path: CommandStore(path, on_outcome=outcomes)
+    )
+
+
+def outbox(settings: Settings) -> Any:
+    from amperio.outbox import Outbox
+
+    return _handle("outbox", settings.outbox_path, Outbox)
 
 
 def audit_log(settings: Settings) -> AuditLog:
@@ -69,7 +81,7 @@ def accept_command(
     if cmd.site_id != settings.site_id:
         raise SchemaError({"site_id": [f"This gateway serves {settings.site_id}."]})
     record, created = command_store(settings).submit(
-        cmd, applied_config(settings).get("limits"), datetime.now(UTC)
+        cmd, operating_limits(applied_config(settings)), datetime.now(UTC)
     )
     if created and record.status == QUEUED:
         enqueue(settings, record.command_id)
@@ -188,9 +200,7 @@ def buffer_depth(settings: Settings) -> dict[str, Any]:
     if not settings.outbox_path.exists():
         return {"readings": 0, "events": 0}
     try:
-        from amperio.outbox import Outbox
-
-        return _handle("outbox", settings.outbox_path, Outbox).depth()
+        return outbox(settings).depth()
     except Exception:  # noqa: BLE001 - health must answer even when the outbox cannot
         logger.exception("outbox depth unavailable")
         return {"readings": 0, "events": 0, "error": "unavailable"}

@@ -53,7 +53,6 @@ class SiteConfigDocumentSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField()
     battery = serializers.DictField()
     grid = serializers.DictField()
-    tariff = serializers.DictField()
     watchdog = serializers.DictField()
     telemetry = serializers.DictField()
     status = serializers.DictField()

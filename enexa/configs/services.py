@@ -21,9 +21,6 @@ What `GET /v1/controllers/{id}/config` answers (`effective_config_for`), the sha
         "battery": {"soc_min_pct": 10.0, "soc_max_pct": 90.0, "reserve_pct": 20.0,
                     "max_charge_kw": 220.0, "max_discharge_kw": 220.0},
         "grid": {"limit_kw": 400.0},
-        "tariff": {"currency": "EUR", "import_eur_per_kwh": 0.3, "export_eur_per_kwh": 0.08,
-                   "time_of_use": [{"start": "17:00", "end": "21:00",
-                                    "import_eur_per_kwh": 0.45}]},
         "autonomy": {"enter_after_s": 60, "mode": "follow_schedule_then_safe"},
         "setpoint_validity_s": 300,
         "firmware": {"channel": "stable"}                              # or "beta"
@@ -60,7 +57,6 @@ and replace the level's document for PUT.
 from __future__ import annotations
 
 import copy
-import re
 from datetime import datetime
 from typing import Any
 
@@ -95,12 +91,6 @@ DEFAULTS: dict[str, Any] = {
         "max_discharge_kw": None,
     },
     "grid": {"limit_kw": None},
-    "tariff": {
-        "currency": "EUR",
-        "import_eur_per_kwh": 0.30,
-        "export_eur_per_kwh": 0.08,
-        "time_of_use": [],
-    },
     "autonomy": {"enter_after_s": 60, "mode": "follow_schedule_then_safe"},
     "setpoint_validity_s": 300,
     "firmware": {"channel": "stable"},
@@ -122,7 +112,10 @@ def _num(lo: float, hi: float):
     return ("number", lo, hi)
 
 
-# section -> field -> rule; a top-level scalar has a rule instead of a section.
+# section -> field -> rule; a top-level scalar has a rule instead of a section. Every key here
+# changes what the gateway does (tests/test_settings_honoured.py checks each one); a setting
+# nothing reads is refused rather than accepted and ignored (`tariff` went for that reason;
+# migration 0002 removed it from stored documents).
 RULES: dict[str, Any] = {
     "modbus": {"host": ("host",), "port": _int(1, 65535), "device_id": _int(0, 247)},
     "watchdog": {"interval_s": _int(2, 60), "timeout_s": _int(4, 600)},
@@ -137,12 +130,6 @@ RULES: dict[str, Any] = {
         "max_discharge_kw": _num(0, MAX_ABS_POWER_KW),
     },
     "grid": {"limit_kw": _num(0.1, MAX_ABS_POWER_KW)},
-    "tariff": {
-        "currency": ("currency",),
-        "import_eur_per_kwh": _num(-100, 100),
-        "export_eur_per_kwh": _num(-100, 100),
-        "time_of_use": ("time_of_use",),
-    },
     "autonomy": {
         "enter_after_s": _int(0, 86_400),
         "mode": ("choice", AUTONOMY_MODES),
@@ -152,10 +139,6 @@ RULES: dict[str, Any] = {
     "setpoint_validity_s": _int(1, 86_400),
     "firmware": {"channel": ("choice", FIRMWARE_CHANNELS)},
 }
-
-_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
-# A day of quarter hours: more time-of-use slots than that cannot differ in price.
-MAX_TIME_OF_USE_SLOTS = 96
 
 
 def _check_value(rule: tuple, value: Any) -> str | None:
@@ -170,34 +153,9 @@ def _check_value(rule: tuple, value: Any) -> str | None:
     elif kind == "host":
         if not isinstance(value, str) or not 0 < len(value) <= 253 or " " in value:
             return "Must be a host name or IP address."
-    elif kind == "currency":
-        if not isinstance(value, str) or not re.fullmatch(r"[A-Z]{3}", value):
-            return "Must be a three-letter ISO 4217 code (e.g. EUR)."
     elif kind == "choice":
         if value not in rule[1]:
             return "Must be one of: " + ", ".join(rule[1]) + "."
-    elif kind == "time_of_use":
-        return _check_time_of_use(value)
-    return None
-
-
-def _check_time_of_use(value: Any) -> str | None:
-    if not isinstance(value, list):
-        return "Must be a list of {start, end, import_eur_per_kwh, export_eur_per_kwh}."
-    if len(value) > MAX_TIME_OF_USE_SLOTS:
-        return f"At most {MAX_TIME_OF_USE_SLOTS} slots."
-    for index, slot in enumerate(value):
-        if not isinstance(slot, dict):
-            return f"Item {index}: must be an object."
-        unknown = set(slot) - {"start", "end", "import_eur_per_kwh", "export_eur_per_kwh"}
-        if unknown:
-            return f"Item {index}: unknown fields {', '.join(sorted(unknown))}."
-        for name in ("start", "end"):
-            if not isinstance(slot.get(name), str) or not _HHMM.match(slot[name]):
-                return f"Item {index}: {name} must be HH:MM."
-        for name in ("import_eur_per_kwh", "export_eur_per_kwh"):
-            if name in slot and _check_value(_num(-100, 100), slot[name]):
-                return f"Item {index}: {name} must be a number between -100 and 100."
     return None
 
 
@@ -647,12 +605,16 @@ def get_version(controller: Controller, number: int) -> ConfigVersion:
     return version
 
 
-def _overrides_to_reach(target: dict, base: dict) -> dict:
-    """The sparse overrides that turn `base` settings into `target`."""
+def _overrides_to_reach(target: dict, base: dict, rules: dict = RULES) -> dict:
+    """The sparse overrides that turn `base` settings into `target`; a setting no longer
+    accepted (retired since `target` was stored) is left out."""
     out: dict[str, Any] = {}
     for key, value in target.items():
+        rule = rules.get(key)
+        if rule is None:
+            continue
         if isinstance(value, dict) and isinstance(base.get(key), dict):
-            nested = _overrides_to_reach(value, base[key])
+            nested = _overrides_to_reach(value, base[key], rule)
             if nested:
                 out[key] = nested
         elif base.get(key) != value:
@@ -665,7 +627,8 @@ def restore_version(
 ) -> dict:
     """Roll back: a new version whose settings equal version `number` (limits stay today's).
     The controller's overrides are rewritten to whatever reaches those settings; a setting the
-    old version lacks (one added since, or a Modbus endpoint set since) keeps today's value."""
+    old version lacks (one added since, or a Modbus endpoint set since) keeps today's value, and
+    one retired since is not brought back."""
     old = get_version(controller, number)
     ensure_initial_version(controller)
     with transaction.atomic():

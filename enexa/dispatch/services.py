@@ -165,21 +165,71 @@ def deliver(command: Command, *, now: datetime | None = None) -> Command:
     return _set(command, CommandStatus.REJECTED, str(detail))
 
 
+def _get(path: str) -> requests.Response:
+    """GET from Amperio's API; raises requests.RequestException when it does not answer."""
+    return _session.get(
+        f"{settings.ENEXA_AMPERIO_URL}{path}",
+        headers={"Authorization": f"Bearer {settings.ENEXA_AMPERIO_TOKEN}"},
+        timeout=settings.ENEXA_AMPERIO_TIMEOUT_S,
+    )
+
+
 def refresh_status(command: Command) -> Command:
     """Ask Amperio what became of a delivered command (no change when it is unreachable)."""
-    if command.status in CommandStatus.final() or command.status == CommandStatus.UNDELIVERED:
-        return command
     try:
-        response = _session.get(
-            f"{settings.ENEXA_AMPERIO_URL}/v1/dispatch/{command.command_id}",
-            headers={"Authorization": f"Bearer {settings.ENEXA_AMPERIO_TOKEN}"},
-            timeout=settings.ENEXA_AMPERIO_TIMEOUT_S,
-        )
+        return _refresh(command)
     except requests.RequestException:
         return command
+
+
+def _refresh(command: Command) -> Command:
+    """As `refresh_status`, raising requests.RequestException when Amperio does not answer."""
+    if command.status in CommandStatus.final() or command.status == CommandStatus.UNDELIVERED:
+        return command
+    response = _get(f"/v1/dispatch/{command.command_id}")
     if response.status_code != 200:
         return command
     return _apply_remote(command, _json(response))
+
+
+def sync_from_amperio(site: Site) -> dict:
+    """After an outage, what Amperio says now: the site's part of `GET /v1/health` and the
+    outcome of each of its commands still open at Amperio (`GET /v1/dispatch/{id}`, recorded
+    on the command). Returns `{"health": <the site's health, or None>, "health_result",
+    "commands": {"refreshed", "finished", "still_open"}}`; `health_result` is `synced`,
+    `not_reported` (Amperio answered without this site), `unreachable` or `skipped` (no
+    token). Once Amperio does not answer, nothing more is asked: `manage.py
+    redeliver_commands` and a command's own page ask again later."""
+    counts = {"refreshed": 0, "finished": 0, "still_open": 0}
+    result: dict = {"health": None, "health_result": "skipped", "commands": counts}
+    open_commands = list(
+        Command.objects.filter(site=site, status=CommandStatus.QUEUED)
+        .order_by("issued_at")
+        .select_related("site")
+    )
+    counts["still_open"] = len(open_commands)
+    if not settings.ENEXA_AMPERIO_TOKEN:
+        return result
+    try:
+        response = _get("/v1/health")
+    except requests.RequestException as exc:
+        logger.warning("health of %s: Amperio unreachable: %s", site.code, type(exc).__name__)
+        result["health_result"] = "unreachable"
+        return result
+    sites = _json(response).get("sites") if response.status_code == 200 else None
+    health = sites.get(site.code) if isinstance(sites, dict) else None
+    result["health"] = health if isinstance(health, dict) else None
+    result["health_result"] = "synced" if result["health"] is not None else "not_reported"
+    for command in open_commands:
+        try:
+            refreshed = _refresh(command)
+        except requests.RequestException:
+            break
+        counts["refreshed"] += 1
+        if refreshed.status != CommandStatus.QUEUED:
+            counts["finished"] += 1
+            counts["still_open"] -= 1
+    return result
 
 
 def redeliver_undelivered(

@@ -194,6 +194,9 @@ class OutageReport(models.Model):
     # [{"from", "to", "missing"}] stretches still without readings.
     gaps = models.JSONField(default=list, blank=True)
     commands_redelivered = models.JSONField(default=dict, blank=True)
+    # What Amperio said when the site came back: {"health", "commands": {"refreshed",
+    # "finished", "still_open"}} (enexa.dispatch.services.sync_from_amperio).
+    state_sync = models.JSONField(default=dict, blank=True)
     reconciled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -603,6 +603,10 @@ def status_view(site: Site, status: SiteStatus | None, *, now: datetime | None =
     }
 
 
+# What a status report (or Amperio's health, after an outage) sets on the site's status.
+REPORTED_FIELDS = ("mode", "config_version", "firmware_version", "modbus_link_up", "buffer_depth")
+
+
 def record_status(user: Any, payload: Any, *, now: datetime | None = None) -> dict:
     """Apply a gateway's status report (`POST /v1/status`); returns the site's status view.
 
@@ -627,7 +631,7 @@ def record_status(user: Any, payload: Any, *, now: datetime | None = None) -> di
     fields: dict[str, Any] = {"reported_at": reported_at}
     if controller is not None:
         fields["controller_code"] = controller.code
-    for name in ("mode", "config_version", "firmware_version", "modbus_link_up", "buffer_depth"):
+    for name in REPORTED_FIELDS:
         value = getattr(report, name)
         if value is not None:
             fields[name] = value
@@ -779,17 +783,67 @@ def telemetry_interval_s(site_pk: int) -> float:
 
 def recover_site(report: OutageReport, *, now: datetime | None = None) -> OutageReport:
     """After an outage: the state the gateway reports now is the truth (status and telemetry
-    already overwrite it); redeliver still-valid commands, expire stale ones; reconcile."""
+    already overwrite it); ask Amperio at once for the site's health and the outcomes of its
+    open commands; redeliver still-valid commands, expire stale ones; reconcile.
+
+    This runs in the request that brought the site back, as redelivery does (each Amperio call
+    bounded by ENEXA_AMPERIO_TIMEOUT_S, and none after the first it does not answer)."""
     from enexa.dispatch.services import redeliver_undelivered
 
     site = Site.objects.get(pk=report.site_id)
+    try:
+        report.state_sync = sync_state(site)
+    except Exception:  # recovery must not fail the request that brought the site back
+        logger.exception("state sync of %s after its outage failed", site.code)
+        report.state_sync = {"error": "state sync failed; see the log"}
     try:
         report.commands_redelivered = redeliver_undelivered(site, now=now)
     except Exception:  # recovery must not fail the request that brought the site back
         logger.exception("redelivery to %s after its outage failed", site.code)
         report.commands_redelivered = {"error": "redelivery failed; see the log"}
-    report.save(update_fields=["commands_redelivered"])
+    report.save(update_fields=["state_sync", "commands_redelivered"])
     return reconcile_outage(report, now=now)
+
+
+def _health_part(health: dict, section: str, name: str) -> Any:
+    part = health.get(section)
+    return part.get(name) if isinstance(part, dict) else None
+
+
+def sync_state(site: Site) -> dict:
+    """Take what Amperio says of the site now: command outcomes on the commands, its health
+    (mode, applied configuration and firmware versions, Modbus link, buffer) on the site's
+    status, as a status report would. Returns `{"health", "commands"}` for the outage report."""
+    from enexa.dispatch.services import sync_from_amperio
+
+    found = sync_from_amperio(site)
+    health = found["health"]
+    if health is None:
+        return {"health": found["health_result"], "commands": found["commands"]}
+    try:  # Amperio's answer is input too: checked as a status report is
+        report = StatusReport.from_dict(
+            {
+                "site_id": site.code,
+                "online": True,
+                "mode": health.get("mode"),
+                "config_version": health.get("config_version"),
+                "firmware_version": health.get("firmware_version"),
+                "modbus_link_up": _health_part(health, "modbus", "link_up"),
+                "buffer_depth": _health_part(health, "buffer", "depth"),
+            }
+        )
+    except SchemaError as exc:
+        logger.warning("health of %s from Amperio refused: %s", site.code, exc.errors)
+        return {"health": "invalid", "commands": found["commands"]}
+    fields = {
+        name: getattr(report, name) for name in REPORTED_FIELDS if getattr(report, name) is not None
+    }
+    SiteStatus.objects.filter(site=site).update(**fields)
+    code = SiteStatus.objects.filter(site=site).values_list("controller_code", flat=True).first()
+    controller = Controller.objects.filter(site=site, code=code).first() if code else None
+    if controller is not None:
+        _record_controller_versions(controller, report)
+    return {"health": "synced", "commands": found["commands"]}
 
 
 def _ticks_before(start: datetime, t: datetime, interval_s: float) -> int:
@@ -932,5 +986,6 @@ def outage_view(report: OutageReport) -> dict:
         "backfilled_ranges": report.backfilled_ranges,
         "gaps": report.gaps,
         "commands": report.commands_redelivered,
+        "state_sync": report.state_sync,
         "reconciled_at": format_timestamp(report.reconciled_at) if report.reconciled_at else None,
     }

@@ -1,11 +1,13 @@
 """Versioned configuration: defaults and limits, versions from both levels, ETags, If-Match,
 validation, history, diff, rollback and the applied version."""
 
+import importlib
+
 import pytest
 from rest_framework.test import APIClient
 
 from enexa.configs import services
-from enexa.configs.models import ConfigVersion
+from enexa.configs.models import ConfigVersion, ControllerConfig, SiteConfig
 from tests.conftest import controller_client, jwt_client
 from tests.factories import (
     BatteryUnitFactory,
@@ -57,7 +59,7 @@ def test_a_new_controller_starts_at_version_1_with_defaults_and_registry_limits(
     assert settings["autonomy"] == {"enter_after_s": 60, "mode": "follow_schedule_then_safe"}
     assert settings["battery"]["max_discharge_kw"] == 220.0
     assert settings["grid"]["limit_kw"] == 400.0
-    assert {"config_poll_interval_s", "setpoint_validity_s", "tariff", "status"} <= set(settings)
+    assert {"config_poll_interval_s", "setpoint_validity_s", "status", "firmware"} <= set(settings)
     assert "modbus" not in settings  # the gateway's environment decides until staff set it
 
 
@@ -159,7 +161,7 @@ def test_a_write_without_if_match_answers_428(controller, staff_client):
 
 
 def test_replaying_an_applied_change_returns_the_result_instead_of_412(controller, staff_client):
-    change = {"tariff": {"import_eur_per_kwh": 0.25}}
+    change = {"telemetry": {"batch_size": 50}}
     first = staff_client.patch("/v1/config/SITE001", change, format="json", HTTP_IF_MATCH='"1"')
     again = staff_client.patch("/v1/config/SITE001", change, format="json", HTTP_IF_MATCH='"1"')
     assert first.status_code == again.status_code == 200
@@ -180,7 +182,7 @@ def test_replaying_an_applied_change_returns_the_result_instead_of_412(controlle
         ({"grid": {"limit_kw": 500}}, "grid.limit_kw"),
         ({"telemetry": {"interval_s": "fast"}}, "telemetry.interval_s"),
         ({"surprise": 1}, "surprise"),
-        ({"tariff": {"time_of_use": [{"start": "25:00", "end": "07:00"}]}}, "tariff.time_of_use"),
+        ({"tariff": {"import_eur_per_kwh": 0.25}}, "tariff"),  # nothing on the gateway reads it
     ],
 )
 def test_a_setting_breaking_a_rule_or_the_equipment_is_refused_with_a_field_error(
@@ -241,6 +243,34 @@ def test_a_rollback_is_a_new_version_equal_to_the_old_one(controller, staff_clie
     assert services.diff_versions(services.get_version(controller, 1), restored) == []
 
 
+def test_restoring_a_version_stored_with_a_retired_setting_does_not_bring_it_back(controller):
+    old = services.get_version(controller, 1)
+    # As stored before the setting went (versions are immutable to the model, not the table).
+    ConfigVersion.objects.filter(pk=old.pk).update(
+        settings={**old.settings, "tariff": {"currency": "EUR"}}
+    )
+    services.update_controller_config(
+        controller, {"telemetry": {"interval_s": 60}}, if_match=None, by="test"
+    )
+    restored = services.restore_version(controller, 1, by="test")
+    assert "tariff" not in restored["settings"]
+    assert restored["settings"]["telemetry"]["interval_s"] == 5
+    assert "tariff" not in ControllerConfig.objects.get(controller=controller).overrides
+
+
+def test_the_migration_removes_the_retired_tariff_from_stored_documents(controller):
+    from django.apps import apps
+
+    drop_retired = importlib.import_module("enexa.configs.migrations.0002_drop_tariff").drop_retired
+    SiteConfig.objects.create(
+        site=controller.site, settings={"tariff": {"currency": "EUR"}, "grid": {"limit_kw": 300}}
+    )
+    ControllerConfig.objects.create(controller=controller, overrides={"tariff": {}})
+    drop_retired(apps, None)
+    assert SiteConfig.objects.get().settings == {"grid": {"limit_kw": 300}}
+    assert ControllerConfig.objects.get().overrides == {}
+
+
 def test_an_equipment_change_creates_a_version_with_the_new_limits(controller):
     BatteryUnitFactory(
         site=controller.site, code="BAT3", parent=controller.site.equipment.get(code="BAT1").parent
@@ -267,7 +297,7 @@ def test_the_site_document_carries_the_site_settings_and_its_revision(controller
     assert response.status_code == 200
     body = response.json()
     assert body["site_id"] == "SITE001"
-    assert {"battery", "grid", "tariff", "watchdog", "telemetry", "autonomy"} <= set(body)
+    assert {"battery", "grid", "status", "watchdog", "telemetry", "autonomy"} <= set(body)
     assert (
         staff_client.get("/v1/config/SITE001", HTTP_IF_NONE_MATCH=response["ETag"]).status_code
         == 304

@@ -38,15 +38,26 @@ def t0():
 
 @pytest.fixture
 def amperio(settings):
-    """A real HTTP server standing in for Amperio's dispatch API."""
+    """A real HTTP server standing in for Amperio's API: dispatch takes every command, each
+    command's status is `peer.outcomes` (else queued), health answers `peer.health`."""
 
     def handle(method, path, headers, body):
-        return 202, {"command_id": body["command_id"], "status": "queued"}
+        if method == "POST":
+            return 202, {"command_id": body["command_id"], "status": "queued"}
+        if path == "/v1/health":
+            return 200, {"status": "ok", "sites": peer.health, "enexa": {"reachable": True}}
+        command_id = path.rsplit("/", 1)[-1]
+        return 200, peer.outcomes.get(command_id, {"command_id": command_id, "status": "queued"})
 
     with HttpPeer(handle) as peer:
+        peer.health, peer.outcomes = {}, {}
         settings.ENEXA_AMPERIO_URL = peer.url
         settings.ENEXA_AMPERIO_TOKEN = "svc-token"
         yield peer
+
+
+def posted(peer):
+    return [r["body"]["command_id"] for r in peer.requests if r["method"] == "POST"]
 
 
 def reading(ts, message_id, **extra):
@@ -208,7 +219,7 @@ def test_reconnection_redelivers_valid_commands_expires_stale_ones_and_reports_t
     valid.refresh_from_db()
     stale.refresh_from_db()
     assert (valid.status, stale.status) == (CommandStatus.QUEUED, CommandStatus.EXPIRED)
-    assert [r["body"]["command_id"] for r in amperio.requests] == ["c-valid"]
+    assert posted(amperio) == ["c-valid"]
     report = OutageReport.objects.get(site=site)
     assert report.commands_redelivered == {"delivered": 1, "expired": 1, "still_undelivered": 0}
     # Window (t0+25, t0+200) at 5 s: readings expected at t0+30 ... t0+195.
@@ -220,6 +231,112 @@ def test_reconnection_redelivers_valid_commands_expires_stale_ones_and_reports_t
             "missing": 34,
         }
     ]
+
+
+def open_command(site, command_id, issued_at):
+    """A command Amperio took before the outage (queued there), its outcome not yet known."""
+    return Command.objects.create(
+        command_id=command_id,
+        site=site,
+        command="set_battery_power",
+        params={"power_kw": -25},
+        issued_at=issued_at,
+        valid_until=issued_at + timedelta(hours=2),
+        created_by="staff",
+        status=CommandStatus.QUEUED,
+    )
+
+
+@pytest.mark.django_db
+def test_a_site_coming_back_takes_its_health_and_open_command_outcomes_from_amperio_at_once(
+    site, staff, t0, amperio
+):
+    controller = ControllerFactory(site=site, code="CTRL001", firmware_version="2.0.5")
+    services.record_status(
+        staff,
+        {"site_id": "SITE001", "online": True, "controller_id": "CTRL001", "mode": "auto"},
+        now=t0,
+    )
+    live(staff, t0, [0, 5])
+    services.mark_offline_sites(now=t0 + timedelta(seconds=155))
+    applied = open_command(site, "c-applied", t0)
+    waiting = open_command(site, "c-waiting", t0 + timedelta(seconds=1))
+    amperio.outcomes["c-applied"] = {
+        "command_id": "c-applied",
+        "status": "applied",
+        "registers": {"bat1_power_setpoint_kw": -12.5},
+    }
+    amperio.health["SITE001"] = {
+        "mode": "manual",
+        "config_version": 1,
+        "firmware_version": "2.1.0",
+        "modbus": {"link_up": False, "last_read_at": None},
+        "buffer": {"depth": 1234, "readings": 1230, "events": 4},
+    }
+
+    live(staff, t0, [200])  # the first contact after the outage, before any status report
+
+    applied.refresh_from_db()
+    waiting.refresh_from_db()
+    assert (applied.status, applied.registers) == (
+        CommandStatus.APPLIED,
+        {"bat1_power_setpoint_kw": -12.5},
+    )
+    assert waiting.status == CommandStatus.QUEUED
+    status = SiteStatus.objects.get(site=site)
+    assert (status.mode, status.firmware_version, status.modbus_link_up, status.buffer_depth) == (
+        "manual",
+        "2.1.0",
+        False,
+        1234,
+    )
+    controller.refresh_from_db()
+    assert controller.firmware_version == "2.1.0"
+    assert controller.config_state.applied_version == 1
+    report = OutageReport.objects.get(site=site)
+    assert report.state_sync == {
+        "health": "synced",
+        "commands": {"refreshed": 2, "finished": 1, "still_open": 1},
+    }
+    asked = [r["path"] for r in amperio.requests if r["method"] == "GET"]
+    assert asked == ["/v1/health", "/v1/dispatch/c-applied", "/v1/dispatch/c-waiting"]
+
+
+@pytest.mark.django_db
+def test_a_site_comes_back_even_when_amperio_does_not_answer_and_its_commands_stay_open(
+    site, staff, t0, settings
+):
+    settings.ENEXA_AMPERIO_URL = "http://127.0.0.1:9"  # discard port: nothing listens
+    settings.ENEXA_AMPERIO_TOKEN = "svc-token"
+    live(staff, t0, [0, 5])
+    services.mark_offline_sites(now=t0 + timedelta(seconds=155))
+    command = open_command(site, "c-open", t0)
+
+    live(staff, t0, [200])
+
+    assert SiteStatus.objects.get(site=site).online is True
+    command.refresh_from_db()
+    assert command.status == CommandStatus.QUEUED
+    report = OutageReport.objects.get(site=site)
+    assert report.state_sync == {
+        "health": "unreachable",
+        "commands": {"refreshed": 0, "finished": 0, "still_open": 1},
+    }
+
+
+@pytest.mark.django_db
+def test_health_from_amperio_that_breaks_the_status_schema_changes_nothing(
+    site, staff, t0, amperio
+):
+    services.record_status(staff, {"site_id": "SITE001", "online": True, "mode": "auto"}, now=t0)
+    live(staff, t0, [0, 5])
+    services.mark_offline_sites(now=t0 + timedelta(seconds=155))
+    amperio.health["SITE001"] = {"mode": "party", "buffer": {"depth": -1}, "modbus": "up"}
+
+    live(staff, t0, [200])
+
+    assert SiteStatus.objects.get(site=site).mode == "auto"
+    assert OutageReport.objects.get(site=site).state_sync["health"] == "invalid"
 
 
 @pytest.mark.django_db

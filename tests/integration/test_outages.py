@@ -140,6 +140,23 @@ def test_a_site_cut_off_from_enexa_is_recovered_when_it_is_back(system, figures)
     )
     assert report["readings_backfilled"] > 0, report
     assert report["backfilled_ranges"], report
+    # Enexa asked Amperio for the site's state as soon as it was back.
+    assert report["state_sync"]["health"] == "synced", report
+
+    # What the gateway logged while cut off, and the command's outcome, reached Enexa as events.
+    def events(kind):
+        return system.enexa_api("GET", f"/v1/sites/{SITE}/events?kind={kind}").json()["events"]
+
+    wait_until(lambda: events("log"), 30, 0.5, what="the outage log in Enexa")
+    wait_until(
+        lambda: (
+            (command["command_id"], "applied")
+            in [(e["data"]["command_id"], e["data"]["status"]) for e in events("command")]
+        ),
+        30,
+        0.5,
+        what="the command's outcome event in Enexa",
+    )
     # The gateway read all through the cut. On a loaded machine a control cycle can run late
     # and be skipped, and a reading may straddle an edge of the outage; most must be there.
     assert report["readings_missing"] <= max(2, report["readings_expected"] // 4), report
