@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import SchemaError
+
+T = TypeVar("T")
+# The longest timestamp text read: RFC 3339 with microseconds and an offset is 32.
+MAX_TIMESTAMP_LENGTH = 40
 
 
 class Reader:
@@ -154,9 +159,18 @@ class Reader:
             raise SchemaError(self.errors)
 
 
+def parse(read: Callable[[Reader], T], data: Any) -> T:
+    """`data` read by `read` (a schema's `read` classmethod); raises SchemaError with every
+    problem found."""
+    r = Reader(data)
+    value = read(r)
+    r.raise_if_errors()
+    return value
+
+
 def parse_timestamp(value: Any) -> datetime | None:
     """An RFC 3339 timestamp with an offset, as an aware UTC datetime; None when invalid."""
-    if not isinstance(value, str) or len(value) > 40:
+    if not isinstance(value, str) or len(value) > MAX_TIMESTAMP_LENGTH:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))

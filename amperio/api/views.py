@@ -10,8 +10,10 @@ from rest_framework.views import APIView
 
 from amperio.api import serializers, services
 from amperio.api.errors import problem
+from amperio.api.serializers import problems
 from amperio.commands import CommandConflict, CommandError, LimitsUnknown, UnknownCommand
 from amperio.settings import get_settings
+from shared import openapi as wire
 from shared.errors import SchemaError
 
 LIMITS_RETRY_AFTER_S = "5"
@@ -21,16 +23,13 @@ class DispatchView(APIView):
     """`POST /v1/dispatch`: store the command, queue its task, answer 202."""
 
     @extend_schema(
-        request=serializers.DispatchRequestSerializer,
+        request={"application/json": wire.ref("DispatchCommand")},
         responses={
             202: serializers.DispatchAcceptedSerializer,
             200: OpenApiResponse(
                 serializers.DispatchStatusSerializer, description="A replayed command_id."
             ),
-            400: serializers.ProblemSerializer,
-            401: serializers.ProblemSerializer,
-            422: serializers.ProblemSerializer,
-            503: serializers.ProblemSerializer,
+            **problems(400, 401, 422, 503),
         },
     )
     def post(self, request: Request) -> Response:
@@ -66,8 +65,7 @@ class DispatchStatusView(APIView):
     @extend_schema(
         responses={
             200: serializers.DispatchStatusSerializer,
-            401: serializers.ProblemSerializer,
-            404: serializers.ProblemSerializer,
+            **problems(401, 404),
         }
     )
     def get(self, request: Request, command_id: str) -> Response:

@@ -1,4 +1,6 @@
-"""OpenAPI schema helpers: how it describes our authentication and problem responses."""
+"""OpenAPI schema helpers: how it describes our authentication, problem responses and bodies."""
+
+from typing import Any
 
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -7,6 +9,25 @@ from rest_framework import serializers
 from rest_framework_simplejwt.views import TokenViewBase
 
 from .errors import PROBLEM_CONTENT_TYPE
+
+Schema = dict[str, Any]
+DATETIME: Schema = {"type": "string", "format": "date-time"}
+PROBLEM: Schema = {"$ref": "#/components/schemas/Problem"}  # ProblemSerializer's component
+
+
+def json_body(schema: Schema) -> dict[str, Schema]:
+    """An `extend_schema(request=...)` of a JSON body of `schema` (a raw schema dict, e.g. a
+    wire component of shared.openapi): JSON only, as every client sends."""
+    return {"application/json": schema}
+
+
+def nullable(schema: Schema) -> Schema:
+    return {**schema, "nullable": True}
+
+
+def fields(**properties: Schema) -> Schema:
+    """An object that always has all of `properties` (null where a value is unknown)."""
+    return {"type": "object", "properties": properties, "required": list(properties)}
 
 
 class JWTScheme(SimpleJWTScheme):

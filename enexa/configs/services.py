@@ -152,7 +152,8 @@ RULES: dict[str, Any] = {
     "firmware": {"channel": ("choice", FIRMWARE_CHANNELS)},
 }
 
-_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+TIME_OF_USE_PRICE = _num(-100, 100)
 
 
 def _check_value(rule: tuple, value: Any) -> str | None:
@@ -188,10 +189,10 @@ def _check_time_of_use(value: Any) -> str | None:
         if unknown:
             return f"Item {index}: unknown fields {', '.join(sorted(unknown))}."
         for name in ("start", "end"):
-            if not isinstance(slot.get(name), str) or not _HHMM.match(slot[name]):
+            if not isinstance(slot.get(name), str) or not HHMM.match(slot[name]):
                 return f"Item {index}: {name} must be HH:MM."
         for name in ("import_eur_per_kwh", "export_eur_per_kwh"):
-            if name in slot and _check_value(_num(-100, 100), slot[name]):
+            if name in slot and _check_value(TIME_OF_USE_PRICE, slot[name]):
                 return f"Item {index}: {name} must be a number between -100 and 100."
     return None
 

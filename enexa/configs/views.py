@@ -11,11 +11,13 @@ from rest_framework.views import APIView
 from enexa.api.etags import etag, none_match, required_if_match
 from enexa.api.pagination import envelope
 from enexa.api.principals import is_controller, principal_label, visible_site_pks
+from enexa.api.schema import json_body
 from enexa.api.scoping import caller_controller, caller_site, may_operate
 from enexa.registry.models import Site
 
 from . import services
 from .models import ConfigState, ConfigVersion
+from .schema import settings_document
 from .serializers import (
     ConfigSerializer,
     ConfigStateSerializer,
@@ -38,6 +40,7 @@ IF_NONE_MATCH = OpenApiParameter(
     OpenApiParameter.HEADER,
     description="The ETag the caller holds; 304 when it is still current.",
 )
+SETTINGS_BODY = json_body(settings_document())
 DIFF = inline_serializer(
     "ConfigDiff",
     {
@@ -80,16 +83,12 @@ class ControllerConfigView(APIView):
         controller = controller or caller_controller(request, controller_id)
         return config_response(services.effective_config_for(controller))
 
-    @extend_schema(
-        parameters=[IF_MATCH], request=OpenApiTypes.OBJECT, responses={200: ConfigSerializer}
-    )
+    @extend_schema(parameters=[IF_MATCH], request=SETTINGS_BODY, responses={200: ConfigSerializer})
     def put(self, request, controller_id: str):
         """Replace the controller's overrides (a sparse settings document)."""
         return self._write(request, controller_id, replace=True)
 
-    @extend_schema(
-        parameters=[IF_MATCH], request=OpenApiTypes.OBJECT, responses={200: ConfigSerializer}
-    )
+    @extend_schema(parameters=[IF_MATCH], request=SETTINGS_BODY, responses={200: ConfigSerializer})
     def patch(self, request, controller_id: str):
         """Merge into the controller's overrides (JSON merge patch: null inherits again)."""
         return self._write(request, controller_id, replace=False)
@@ -225,7 +224,7 @@ class SiteConfigView(APIView):
 
     @extend_schema(
         parameters=[IF_MATCH],
-        request=OpenApiTypes.OBJECT,
+        request=SETTINGS_BODY,
         responses={200: SiteConfigDocumentSerializer},
     )
     def put(self, request, site_id: str):
@@ -234,7 +233,7 @@ class SiteConfigView(APIView):
 
     @extend_schema(
         parameters=[IF_MATCH],
-        request=OpenApiTypes.OBJECT,
+        request=SETTINGS_BODY,
         responses={200: SiteConfigDocumentSerializer},
     )
     def patch(self, request, site_id: str):
