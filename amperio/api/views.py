@@ -29,7 +29,7 @@ class DispatchView(APIView):
             200: OpenApiResponse(
                 serializers.DispatchStatusSerializer, description="A replayed command_id."
             ),
-            **problems(400, 401, 422, 503),
+            **problems(400, 401, 415, 422, 503),
         },
     )
     def post(self, request: Request) -> Response:

@@ -34,6 +34,12 @@ IF_MATCH = OpenApiParameter(
     required=True,
     description='The current version as its ETag, e.g. "5"; 412 when stale, 428 when missing.',
 )
+IF_MATCH_OPTIONAL = OpenApiParameter(
+    "If-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description='Optional: the current version as its ETag, e.g. "5"; 412 when stale.',
+)
 IF_NONE_MATCH = OpenApiParameter(
     "If-None-Match",
     OpenApiTypes.STR,
@@ -199,7 +205,11 @@ class ControllerConfigRestoreView(APIView):
     """`POST .../config/versions/{n}/restore`: a new version with the settings of version n.
     `If-Match` is optional here; when sent, a stale one answers 412."""
 
-    @extend_schema(request=None, responses={200: ConfigSerializer})
+    @extend_schema(
+        parameters=[IF_MATCH_OPTIONAL],
+        request=None,
+        responses={200: ConfigSerializer},
+    )
     def post(self, request, controller_id: str, number: int):
         controller = caller_controller(request, controller_id)
         check_may_configure(request.user, controller.site)

@@ -29,10 +29,23 @@ COUNTS_PROPERTIES: dict[str, Schema] = {
     },
 }
 COUNTS: Schema = fields(**COUNTS_PROPERTIES)
-# 400: the counts beside the problem fields when every item was refused; a plain problem when
-# the body as a whole is unreadable (not JSON, `items` not a list).
+# 400: the counts beside the problem fields when every item was refused (its `errors` then the
+# list of refused items); a plain problem when the body as a whole is unreadable.
 REFUSED: Schema = {
-    "allOf": [PROBLEM, {"type": "object", "properties": COUNTS_PROPERTIES}],
+    "anyOf": [
+        {
+            "allOf": [
+                COUNTS,
+                fields(
+                    type={"type": "string", "format": "uri"},
+                    title={"type": "string"},
+                    status={"type": "integer"},
+                    detail={"type": "string"},
+                ),
+            ]
+        },
+        PROBLEM,
+    ]
 }
 
 

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from enexa.api.errors import PROBLEM_CONTENT_TYPE, problem_body
-from enexa.api.schema import json_body
+from enexa.api.schema import json_body, problems
 from enexa.api.scoping import caller_site
 from enexa.registry.models import Site
 from shared import openapi as wire
@@ -67,7 +67,10 @@ class EventIngestView(APIView):
 class StatusView(APIView):
     """`POST /v1/status`: the gateway's status report; answers the site's status."""
 
-    @extend_schema(request=json_body(wire.ref("StatusReport")), responses={200: schema.SITE_STATUS})
+    @extend_schema(
+        request=json_body(wire.ref("StatusReport")),
+        responses={200: schema.SITE_STATUS, **problems(404)},  # 404: an unknown site
+    )
     def post(self, request):
         return Response(services.record_status(request.user, request.data))
 
