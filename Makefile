@@ -10,7 +10,7 @@ PYTHON := $(VENV)/bin/python
 endif
 STAMP := $(dir $(PYTHON)).enexa-amperio-installed
 
-.PHONY: demo test lint format bench install clean
+.PHONY: demo test lint format bench install clean schema-snapshots
 
 $(PYTHON):
 	python3 -m venv $(VENV)
@@ -37,6 +37,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(PYTHON) -m ruff format .
 	$(PYTHON) -m ruff check --fix .
+
+# Rewrite tests/snapshots/*-openapi.yaml from the code; review the diff before committing it.
+schema-snapshots: $(STAMP)
+	UPDATE_SNAPSHOTS=1 $(PYTHON) -m pytest -q tests/test_openapi_snapshots.py
 
 bench: $(STAMP)
 	$(PYTHON) -m bench

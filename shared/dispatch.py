@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from .errors import SchemaError
-from .fields import Reader, drop_none, format_timestamp
+from .fields import Reader, drop_none, format_timestamp, parse
 from .telemetry import MAX_ABS_POWER_KW
 
 MODES = ("auto", "manual", "safe")
@@ -135,7 +135,12 @@ class DispatchCommand:
 
     @classmethod
     def from_dict(cls, data: Any) -> DispatchCommand:
-        r = Reader(data)
+        return parse(cls.read, data)
+
+    @classmethod
+    def read(cls, r: Reader) -> DispatchCommand:
+        """The command as read; only valid when `r` collected no errors (then `params` and
+        `timestamp` are set)."""
         site_id = r.string("site_id", required=True, max_length=32) or ""
         command = r.string("command", required=True, choices=COMMANDS)
         timestamp = r.timestamp("timestamp", required=True)
@@ -145,9 +150,7 @@ class DispatchCommand:
         params_reader = r.child("params", required=True)
         params = PARAMS[command](params_reader) if command and params_reader else None
         command_id = r.string("command_id", max_length=64)
-        r.raise_if_errors()
-        assert params is not None and timestamp is not None and command is not None
-        return cls(site_id, command, params, timestamp, command_id, valid_until)
+        return cls(site_id, command or "", params, timestamp, command_id, valid_until)  # type: ignore[arg-type]
 
     def params_dict(self) -> dict[str, Any]:
         if isinstance(self.params, ApplySchedule):

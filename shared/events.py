@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .fields import Reader, format_timestamp
+from .fields import Reader, format_timestamp, parse
 
 EVENT_KINDS = (
     "alarm",  # a ChargePost alarm bit raised or cleared
@@ -36,8 +36,11 @@ class Event:
 
     @classmethod
     def from_dict(cls, payload: Any) -> Event:
-        r = Reader(payload)
-        event = cls(
+        return parse(cls.read, payload)
+
+    @classmethod
+    def read(cls, r: Reader) -> Event:
+        return cls(
             site_id=r.string("site_id", required=True, max_length=32) or "",
             event_id=r.string("event_id", required=True, max_length=64) or "",
             timestamp=r.timestamp("timestamp", required=True),  # type: ignore[arg-type]
@@ -46,8 +49,6 @@ class Event:
             message=r.string("message", max_length=2000) or "",
             data=r.mapping("data"),
         )
-        r.raise_if_errors()
-        return event
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {

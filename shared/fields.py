@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import SchemaError
 
@@ -23,6 +24,9 @@ TIMESTAMP_FORMAT_ERROR = "Must be an RFC 3339 timestamp with an offset, e.g. 202
 TIMESTAMP_RANGE_ERROR = "Must lie between 1970-01-01T00:00:00Z and 9998-12-31T23:59:59Z."
 # The largest integer a 32-bit database column holds (Django's IntegerField on PostgreSQL).
 MAX_INT32 = 2**31 - 1
+# The longest timestamp text read: RFC 3339 with microseconds and an offset is 32.
+MAX_TIMESTAMP_LENGTH = 40
+T = TypeVar("T")
 
 
 class Reader:
@@ -189,6 +193,15 @@ class Reader:
             raise SchemaError(self.errors)
 
 
+def parse(read: Callable[[Reader], T], data: Any) -> T:
+    """`data` read by `read` (a schema's `read` classmethod); raises SchemaError with every
+    problem found."""
+    r = Reader(data)
+    value = read(r)
+    r.raise_if_errors()
+    return value
+
+
 def find_unstorable_text(value: Any) -> str | None:
     """The dotted path of the first string in a JSON value that UNSTORABLE_TEXT refuses (the
     path of the object for a refused key; "" for `value` itself), or None when all is storable.
@@ -213,7 +226,7 @@ def read_timestamp(value: Any) -> tuple[datetime | None, str | None]:
     """(the RFC 3339 timestamp with an offset as an aware UTC datetime, None), or (None, why
     it is refused): not that format, or outside EARLIEST_TIMESTAMP..LATEST_TIMESTAMP (which
     also covers values whose offset pushes them past the calendar's ends)."""
-    if not isinstance(value, str) or len(value) > 40:
+    if not isinstance(value, str) or len(value) > MAX_TIMESTAMP_LENGTH:
         return None, TIMESTAMP_FORMAT_ERROR
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))

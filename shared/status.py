@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .fields import MAX_INT32, Reader, drop_none, format_timestamp
+from .fields import MAX_INT32, Reader, drop_none, format_timestamp, parse
 
 MODES = ("auto", "manual", "safe", "autonomous")
 
@@ -28,8 +28,11 @@ class StatusReport:
 
     @classmethod
     def from_dict(cls, data: Any) -> StatusReport:
-        r = Reader(data)
-        report = cls(
+        return parse(cls.read, data)
+
+    @classmethod
+    def read(cls, r: Reader) -> StatusReport:
+        return cls(
             site_id=r.string("site_id", required=True, max_length=32) or "",
             online=bool(r.boolean("online", required=True)),
             timestamp=r.timestamp("timestamp"),
@@ -41,8 +44,6 @@ class StatusReport:
             buffer_depth=r.integer("buffer_depth", minimum=0, maximum=MAX_INT32),
             message_id=r.string("message_id", max_length=64),
         )
-        r.raise_if_errors()
-        return report
 
     def to_dict(self) -> dict[str, Any]:
         out = drop_none(self.__dict__.copy())

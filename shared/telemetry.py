@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .fields import Reader, drop_none, format_timestamp
+from .fields import Reader, drop_none, format_timestamp, parse
 
 # Far beyond any ChargePost site: a value above this is a unit mistake (W instead of kW), not
 # physics. Enexa additionally checks powers against the site's own ratings.
@@ -140,13 +140,16 @@ class TelemetryReading:
     @classmethod
     def from_dict(cls, data: Any, *, now: datetime | None = None) -> TelemetryReading:
         """Parse and validate; raises SchemaError with every problem found."""
-        r = Reader(data)
+        return parse(lambda r: cls.read(r, now=now), data)
+
+    @classmethod
+    def read(cls, r: Reader, *, now: datetime | None = None) -> TelemetryReading:
         timestamp = r.timestamp("timestamp", required=True)
         if timestamp is not None and timestamp > (now or datetime.now(UTC)) + MAX_FUTURE:
             r.error("timestamp", "Is too far in the future (more than 5 minutes ahead).")
         battery = r.child("battery")
         grid = r.child("grid")
-        reading = cls(
+        return cls(
             site_id=r.string("site_id", required=True, max_length=32) or "",
             timestamp=timestamp or datetime.min.replace(tzinfo=UTC),
             message_id=r.string("message_id", max_length=64),
@@ -158,8 +161,6 @@ class TelemetryReading:
             ),
             backfilled=bool(r.boolean("backfilled", default=False)),
         )
-        r.raise_if_errors()
-        return reading
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {

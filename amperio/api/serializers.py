@@ -1,27 +1,10 @@
-"""Shapes of Amperio's API for the OpenAPI schema; validation itself is shared.dispatch's."""
+"""Shapes of Amperio's API for the OpenAPI schema; the request is shared.dispatch's own (its
+schema derived by shared.openapi), validation too."""
 
 from rest_framework import serializers
 
+from amperio.api.errors import PROBLEM_CONTENT_TYPE
 from shared.dispatch import COMMANDS, STATUSES
-
-
-class DispatchRequestSerializer(serializers.Serializer):
-    """`POST /v1/dispatch` as documented; the body is parsed by `DispatchCommand.from_dict`."""
-
-    site_id = serializers.CharField(help_text="e.g. SITE001")
-    command = serializers.ChoiceField(choices=COMMANDS)
-    params = serializers.JSONField(
-        help_text="set_battery_power: power_kw (+ discharge, - charge), optional unit_id; "
-        "set_charger_power_limit: charger_id, limit_kw; set_grid_limit: limit_kw; "
-        "set_mode: mode (auto, manual, safe); apply_schedule: slots [{start, end, power_kw}]"
-    )
-    timestamp = serializers.DateTimeField()
-    command_id = serializers.CharField(
-        required=False, help_text="Idempotency key (or the Idempotency-Key header)."
-    )
-    valid_until = serializers.DateTimeField(
-        required=False, help_text="The setpoint holds (is re-asserted) until then."
-    )
 
 
 class DispatchAcceptedSerializer(serializers.Serializer):
@@ -48,12 +31,61 @@ class DispatchStatusSerializer(serializers.Serializer):
     )
 
 
+class ModbusHealthSerializer(serializers.Serializer):
+    link_up = serializers.BooleanField()
+    last_read_at = serializers.DateTimeField(allow_null=True)
+
+
+class WatchdogHealthSerializer(serializers.Serializer):
+    last_beat_at = serializers.DateTimeField(allow_null=True)
+    beating = serializers.BooleanField(help_text="A beat within the hardware's timeout.")
+    withheld = serializers.CharField(
+        allow_null=True, help_text="Why the gateway stopped beating, while it does."
+    )
+
+
+class BufferHealthSerializer(serializers.Serializer):
+    """The outbox: what waits to be sent to Enexa."""
+
+    depth = serializers.IntegerField(help_text="Readings and events waiting.")
+    readings = serializers.IntegerField()
+    events = serializers.IntegerField()
+    readings_added = serializers.IntegerField(required=False)
+    dead_letter = serializers.IntegerField(required=False)
+    oldest_at = serializers.DateTimeField(required=False, allow_null=True)
+
+
+class CommandsHealthSerializer(serializers.Serializer):
+    queued = serializers.IntegerField(help_text="Commands not yet finished.")
+
+
+class SiteHealthSerializer(serializers.Serializer):
+    """One site's gateway."""
+
+    modbus = ModbusHealthSerializer()
+    watchdog = WatchdogHealthSerializer()
+    buffer = BufferHealthSerializer()
+    mode = serializers.CharField()
+    autonomy = serializers.CharField(
+        help_text="normal, schedule (following the last schedule) or safe_local while Enexa "
+        "is away."
+    )
+    config_version = serializers.IntegerField(allow_null=True)
+    firmware_version = serializers.CharField(allow_null=True)
+    commands = CommandsHealthSerializer()
+
+
+class EnexaHealthSerializer(serializers.Serializer):
+    reachable = serializers.BooleanField()
+    last_ok_at = serializers.DateTimeField(allow_null=True)
+
+
 class HealthSerializer(serializers.Serializer):
     """`GET /v1/health`: per site Modbus link, watchdog, buffer and mode; Enexa reachability."""
 
     status = serializers.ChoiceField(choices=("ok", "degraded"))
-    sites = serializers.DictField(child=serializers.JSONField())
-    enexa = serializers.JSONField()
+    sites = serializers.DictField(child=SiteHealthSerializer(), help_text="By site id.")
+    enexa = EnexaHealthSerializer()
 
 
 class ProblemSerializer(serializers.Serializer):
@@ -66,3 +98,8 @@ class ProblemSerializer(serializers.Serializer):
     errors = serializers.DictField(
         child=serializers.ListField(child=serializers.CharField()), required=False
     )
+
+
+def problems(*codes: int) -> dict:
+    """`extend_schema` responses: a problem document (application/problem+json) per code."""
+    return {(code, PROBLEM_CONTENT_TYPE): ProblemSerializer for code in codes}

@@ -69,6 +69,11 @@ SPECTACULAR_SETTINGS = {
         "CommandStatusEnum": "shared.dispatch.STATUSES",
         "CommandEnum": "shared.dispatch.COMMANDS",
     },
+    # The wire format of the dispatch request as shared/ defines it.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "shared.openapi.add_components",
+    ],
 }
 
 LOGGING = {

@@ -11,8 +11,10 @@ from rest_framework.views import APIView
 from amperio.api import serializers, services
 from amperio.api.errors import problem
 from amperio.api.middleware import note_command
+from amperio.api.serializers import problems
 from amperio.commands import CommandConflict, CommandError, LimitsUnknown, UnknownCommand
 from amperio.settings import get_settings
+from shared import openapi as wire
 from shared.errors import SchemaError
 
 LIMITS_RETRY_AFTER_S = "5"
@@ -22,18 +24,13 @@ class DispatchView(APIView):
     """`POST /v1/dispatch`: store the command, queue its task, answer 202."""
 
     @extend_schema(
-        request=serializers.DispatchRequestSerializer,
+        request={"application/json": wire.ref("DispatchCommand")},
         responses={
             202: serializers.DispatchAcceptedSerializer,
             200: OpenApiResponse(
                 serializers.DispatchStatusSerializer, description="A replayed command_id."
             ),
-            400: serializers.ProblemSerializer,
-            401: serializers.ProblemSerializer,
-            403: serializers.ProblemSerializer,
-            422: serializers.ProblemSerializer,
-            429: serializers.ProblemSerializer,
-            503: serializers.ProblemSerializer,
+            **problems(400, 401, 403, 415, 422, 429, 503),
         },
     )
     def post(self, request: Request) -> Response:
@@ -72,10 +69,7 @@ class DispatchStatusView(APIView):
     @extend_schema(
         responses={
             200: serializers.DispatchStatusSerializer,
-            401: serializers.ProblemSerializer,
-            403: serializers.ProblemSerializer,
-            404: serializers.ProblemSerializer,
-            429: serializers.ProblemSerializer,
+            **problems(401, 403, 404, 429),
         }
     )
     def get(self, request: Request, command_id: str) -> Response:

@@ -1,4 +1,6 @@
-"""OpenAPI schema helpers: how it describes our authentication and problem responses."""
+"""OpenAPI schema helpers: how it describes our authentication, problem responses and bodies."""
+
+from typing import Any
 
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -7,6 +9,25 @@ from rest_framework import serializers
 from rest_framework_simplejwt.views import TokenViewBase
 
 from .errors import PROBLEM_CONTENT_TYPE
+
+Schema = dict[str, Any]
+DATETIME: Schema = {"type": "string", "format": "date-time"}
+PROBLEM: Schema = {"$ref": "#/components/schemas/Problem"}  # ProblemSerializer's component
+
+
+def json_body(schema: Schema) -> dict[str, Schema]:
+    """An `extend_schema(request=...)` of a JSON body of `schema` (a raw schema dict, e.g. a
+    wire component of shared.openapi): JSON only, as every client sends."""
+    return {"application/json": schema}
+
+
+def nullable(schema: Schema) -> Schema:
+    return {**schema, "nullable": True}
+
+
+def fields(**properties: Schema) -> Schema:
+    """An object that always has all of `properties` (null where a value is unknown)."""
+    return {"type": "object", "properties": properties, "required": list(properties)}
 
 
 class JWTScheme(SimpleJWTScheme):
@@ -41,11 +62,18 @@ class ProblemSerializer(serializers.Serializer):
     )
 
 
+def problems(*codes: int) -> dict:
+    """`extend_schema` responses: a problem document for each of `codes`, beyond those
+    ProblemAutoSchema adds by itself."""
+    return {(code, PROBLEM_CONTENT_TYPE): ProblemSerializer for code in codes}
+
+
 class ProblemAutoSchema(AutoSchema):
     """Adds the problem responses an operation can give to the ones it declares: 401 and 403
     when it has a caller (403 also for writes), 404 when a path names a resource or a list
-    pages, 400 when it takes input (a body, filters or query parameters), 409 for deletes, 429
-    where rate limits apply."""
+    pages, 400 when it takes input (a body, filters or query parameters), 415 when it takes a
+    body, 409 for deletes, 412 (and 428 when required) with `If-Match`, 429 where rate limits
+    apply, and 503 everywhere (the database is down, enexa.api.middleware)."""
 
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
@@ -61,15 +89,22 @@ class ProblemAutoSchema(AutoSchema):
             codes.append("403")
         if "{" in self.path or (self._is_list_view() and self._get_paginator()):
             codes.append("404")  # a resource, or a page past the end
-        takes_query = any(
-            getattr(p, "location", None) == "query" for p in (self.get_override_parameters() or [])
-        )
+        parameters = self.get_override_parameters() or []
+        takes_query = any(getattr(p, "location", None) == "query" for p in parameters)
         if self.method in ("POST", "PUT", "PATCH") or self.get_filter_backends() or takes_query:
             codes.append("400")
+        if self.method in ("POST", "PUT", "PATCH") and self.get_request_serializer() is not None:
+            codes.append("415")  # a body that is not JSON
         if self.method == "DELETE":
             codes.append("409")
+        if_match = [p for p in parameters if getattr(p, "name", None) == "If-Match"]
+        if if_match:
+            codes.append("412")  # a stale version
+            if if_match[0].required:
+                codes.append("428")  # no If-Match at all
         if self.view.get_throttles():
             codes.append("429")  # rate limits (enexa.api.throttling), with Retry-After
+        codes.append("503")  # with Retry-After
         for code in codes:
             responses.setdefault(
                 code,

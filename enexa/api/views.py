@@ -43,13 +43,11 @@ HEALTH_FIELDS = {
 }
 
 
-@extend_schema(
-    responses={
-        200: inline_serializer("Health", HEALTH_FIELDS),
-        503: inline_serializer("HealthDown", HEALTH_FIELDS),
-    },
-    auth=[],
-)
+HEALTH = inline_serializer("Health", HEALTH_FIELDS)
+
+
+# One component for both: two inline serializers over the same fields left 503 without a body.
+@extend_schema(responses={200: HEALTH, 503: HEALTH}, auth=[])
 @api_view(["GET"])
 @authentication_classes([])
 @permission_classes([AllowAny])

@@ -11,11 +11,13 @@ from rest_framework.views import APIView
 from enexa.api.etags import etag, none_match, required_if_match
 from enexa.api.pagination import envelope
 from enexa.api.principals import is_controller, principal_label, visible_site_pks
+from enexa.api.schema import json_body
 from enexa.api.scoping import caller_controller, caller_site, may_operate
 from enexa.registry.models import Site
 
 from . import services
 from .models import ConfigState, ConfigVersion
+from .schema import settings_document
 from .serializers import (
     ConfigSerializer,
     ConfigStateSerializer,
@@ -32,12 +34,19 @@ IF_MATCH = OpenApiParameter(
     required=True,
     description='The current version as its ETag, e.g. "5"; 412 when stale, 428 when missing.',
 )
+IF_MATCH_OPTIONAL = OpenApiParameter(
+    "If-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description='Optional: the current version as its ETag, e.g. "5"; 412 when stale.',
+)
 IF_NONE_MATCH = OpenApiParameter(
     "If-None-Match",
     OpenApiTypes.STR,
     OpenApiParameter.HEADER,
     description="The ETag the caller holds; 304 when it is still current.",
 )
+SETTINGS_BODY = json_body(settings_document())
 DIFF = inline_serializer(
     "ConfigDiff",
     {
@@ -80,16 +89,12 @@ class ControllerConfigView(APIView):
         controller = controller or caller_controller(request, controller_id)
         return config_response(services.effective_config_for(controller))
 
-    @extend_schema(
-        parameters=[IF_MATCH], request=OpenApiTypes.OBJECT, responses={200: ConfigSerializer}
-    )
+    @extend_schema(parameters=[IF_MATCH], request=SETTINGS_BODY, responses={200: ConfigSerializer})
     def put(self, request, controller_id: str):
         """Replace the controller's overrides (a sparse settings document)."""
         return self._write(request, controller_id, replace=True)
 
-    @extend_schema(
-        parameters=[IF_MATCH], request=OpenApiTypes.OBJECT, responses={200: ConfigSerializer}
-    )
+    @extend_schema(parameters=[IF_MATCH], request=SETTINGS_BODY, responses={200: ConfigSerializer})
     def patch(self, request, controller_id: str):
         """Merge into the controller's overrides (JSON merge patch: null inherits again)."""
         return self._write(request, controller_id, replace=False)
@@ -200,7 +205,11 @@ class ControllerConfigRestoreView(APIView):
     """`POST .../config/versions/{n}/restore`: a new version with the settings of version n.
     `If-Match` is optional here; when sent, a stale one answers 412."""
 
-    @extend_schema(request=None, responses={200: ConfigSerializer})
+    @extend_schema(
+        parameters=[IF_MATCH_OPTIONAL],
+        request=None,
+        responses={200: ConfigSerializer},
+    )
     def post(self, request, controller_id: str, number: int):
         controller = caller_controller(request, controller_id)
         check_may_configure(request.user, controller.site)
@@ -225,7 +234,7 @@ class SiteConfigView(APIView):
 
     @extend_schema(
         parameters=[IF_MATCH],
-        request=OpenApiTypes.OBJECT,
+        request=SETTINGS_BODY,
         responses={200: SiteConfigDocumentSerializer},
     )
     def put(self, request, site_id: str):
@@ -234,7 +243,7 @@ class SiteConfigView(APIView):
 
     @extend_schema(
         parameters=[IF_MATCH],
-        request=OpenApiTypes.OBJECT,
+        request=SETTINGS_BODY,
         responses={200: SiteConfigDocumentSerializer},
     )
     def patch(self, request, site_id: str):

@@ -160,6 +160,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/v1",
     "COMPONENT_SPLIT_REQUEST": True,
+    # The wire formats (telemetry, events, status, dispatch) as shared/ defines them.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "shared.openapi.add_components",
+    ],
 }
 
 # Where Enexa reaches the Amperio middleware's API, and the service token it presents there.

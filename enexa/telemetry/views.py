@@ -13,34 +13,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from enexa.api.errors import PROBLEM_CONTENT_TYPE, problem_body
+from enexa.api.schema import json_body, problems
 from enexa.api.scoping import caller_site
 from enexa.registry.models import Site
+from shared import openapi as wire
 from shared.fields import format_timestamp
 
-from . import queries, services
+from . import queries, schema, services
 from .choices import Resolution
 from .models import OutageReport
-
-COUNTS_SCHEMA = {
-    "type": "object",
-    "required": ["accepted", "duplicate", "rejected", "errors"],
-    "properties": {
-        "accepted": {"type": "integer"},
-        "duplicate": {"type": "integer"},
-        "rejected": {"type": "integer"},
-        "errors": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "index": {"type": "integer"},
-                    "message_id": {"type": "string", "nullable": True},
-                    "errors": {"type": "object"},
-                },
-            },
-        },
-    },
-}
 
 
 def counts_response(result: services.IngestResult) -> Response:
@@ -71,12 +52,8 @@ class TelemetryIngestView(APIView):
     checks_text_per_item = True
 
     @extend_schema(
-        request=OpenApiTypes.OBJECT,
-        responses={
-            201: COUNTS_SCHEMA,
-            200: COUNTS_SCHEMA,
-            (400, PROBLEM_CONTENT_TYPE): COUNTS_SCHEMA,
-        },
+        request=json_body(wire.one_or_batch("TelemetryReading")),
+        responses=schema.INGEST_RESPONSES,
     )
     def post(self, request):
         return counts_response(services.ingest_readings(request.user, request.data))
@@ -88,14 +65,7 @@ class EventIngestView(APIView):
 
     checks_text_per_item = True  # as for telemetry
 
-    @extend_schema(
-        request=OpenApiTypes.OBJECT,
-        responses={
-            201: COUNTS_SCHEMA,
-            200: COUNTS_SCHEMA,
-            (400, PROBLEM_CONTENT_TYPE): COUNTS_SCHEMA,
-        },
-    )
+    @extend_schema(request=json_body(wire.one_or_batch("Event")), responses=schema.INGEST_RESPONSES)
     def post(self, request):
         return counts_response(services.ingest_events(request.user, request.data))
 
@@ -103,7 +73,10 @@ class EventIngestView(APIView):
 class StatusView(APIView):
     """`POST /v1/status`: the gateway's status report; answers the site's status."""
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(
+        request=json_body(wire.ref("StatusReport")),
+        responses={200: schema.SITE_STATUS, **problems(404)},  # 404: an unknown site
+    )
     def post(self, request):
         return Response(services.record_status(request.user, request.data))
 
@@ -138,7 +111,13 @@ class SiteTelemetryView(SiteView):
 
     renderer_classes = [JSONRenderer, CSVRenderer]
 
-    @extend_schema(parameters=RANGE_PARAMETERS, responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(
+        parameters=RANGE_PARAMETERS,
+        responses={
+            (200, "application/json"): schema.TELEMETRY_RANGE,
+            (200, "text/csv"): schema.TELEMETRY_CSV,
+        },
+    )
     def get(self, request, site_id: str):
         site = self.site()
         rng = queries.parse_range(request.query_params)
@@ -166,7 +145,7 @@ class SiteTelemetryLatestView(SiteView):
     """`GET /v1/sites/{site_id}/telemetry/latest`: the newest reading and whether the site is
     online."""
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(responses={200: schema.LATEST})
     def get(self, request, site_id: str):
         site = self.site()
         state = services.site_status(site)
@@ -185,7 +164,7 @@ class SiteTelemetryLatestView(SiteView):
 class SiteStatusView(SiteView):
     """`GET /v1/sites/{site_id}/status`: online (as of now), last seen, mode, versions."""
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(responses={200: schema.SITE_STATUS})
     def get(self, request, site_id: str):
         site = self.site()
         return Response(services.status_view(site, services.site_status(site)))
@@ -201,7 +180,7 @@ class SiteEventsView(SiteView):
             OpenApiParameter("kind", OpenApiTypes.STR),
             OpenApiParameter("severity", OpenApiTypes.STR),
         ],
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: schema.EVENTS},
     )
     def get(self, request, site_id: str):
         site = self.site()
@@ -224,7 +203,7 @@ class SiteOutagesView(SiteView):
     """`GET /v1/sites/{site_id}/outages`: the reconciliation report of each outage, newest
     first."""
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(responses={200: schema.OUTAGES})
     def get(self, request, site_id: str):
         site = self.site()
         reports = OutageReport.objects.filter(site=site).order_by("-offline_at")[:100]
