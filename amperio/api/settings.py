@@ -2,6 +2,7 @@
 
 import os
 import secrets
+from pathlib import Path
 
 from amperio.settings import get_settings
 
@@ -22,9 +23,13 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
 ]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # The API docs' files (Swagger UI, Redoc) from gunicorn itself, found in the installed
+    # packages: a gateway has no collectstatic step and no web server in front.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.common.CommonMiddleware",
 ]
 ROOT_URLCONF = "amperio.api.urls"
@@ -32,7 +37,7 @@ WSGI_APPLICATION = "amperio.api.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [Path(__file__).resolve().parent / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
     }
@@ -40,6 +45,7 @@ TEMPLATES = [
 # The command table (amperio.commands.CommandStore) is the store; Django keeps nothing.
 DATABASES: dict = {}
 STATIC_URL = "static/"
+WHITENOISE_USE_FINDERS = True
 USE_TZ = True
 TIME_ZONE = "UTC"
 APPEND_SLASH = False
@@ -66,6 +72,10 @@ SPECTACULAR_SETTINGS = {
         "CommandStatusEnum": "shared.dispatch.STATUSES",
         "CommandEnum": "shared.dispatch.COMMANDS",
     },
+    # Swagger UI and Redoc from drf-spectacular-sidecar, not a CDN: the docs work offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOGGING = {
