@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,11 @@ class Demo:
         return proc
 
     def wait(
-        self, predicate: Any, timeout_s: float, interval_s: float = 0.1, what: str = ""
+        self,
+        predicate: Callable[[], Any],
+        timeout_s: float,
+        interval_s: float = 0.1,
+        what: str = "condition",
     ) -> Any:
         """wait_until, cut short (ProcessExited) when one of the demo's processes exits."""
 
