@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import re
-import signal
 import sys
 import tempfile
 import time
@@ -189,9 +188,18 @@ def _exec(args: list[str]) -> int:
 
 
 def run_all(args: argparse.Namespace, settings: Settings) -> int:
-    """Worker, watchdog worker, beat and API as children; Ctrl-C (or one dying) stops all."""
-    from amperio.procs import Proc, stop_all
+    """Worker, watchdog worker, beat and API as children. Ctrl-C, SIGTERM or SIGHUP stops them
+    all; so does one of them exiting, named with where its output is."""
+    from amperio.procs import (
+        Proc,
+        ProcessExited,
+        check_running,
+        ignore_stop_signals,
+        stop_all,
+        stop_on_signals,
+    )
 
+    stop_on_signals()
     commands = {
         "worker": worker_command(settings, args.pool, args.concurrency),
         "watchdog-worker": watchdog_worker_command(settings),
@@ -199,29 +207,26 @@ def run_all(args: argparse.Namespace, settings: Settings) -> int:
         "api": api_command(args.bind, args.workers),
     }
     procs: list[Proc] = []
-    stopping = False
-
-    def stop(*_: Any) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
     try:
         for name, command in commands.items():
             procs.append(Proc(name, command, args.log_dir, _env()))
-        print(f"Amperio for {settings.site_id}: API on http://{args.bind}/v1/ (Ctrl-C stops all)")
-        while not stopping:
-            dead = [p for p in procs if not p.alive()]
-            if dead:
-                print(f"{dead[0].name} exited ({dead[0].popen.returncode}); stopping all",
-                      file=sys.stderr)  # fmt: skip
-                return 1
+        logs = f"; logs in {args.log_dir}" if args.log_dir else ""
+        print(
+            f"Amperio for {settings.site_id}: API on http://{args.bind}/v1/{logs} "
+            "(Ctrl-C stops all)",
+            flush=True,
+        )
+        while True:
+            check_running(procs)
             time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP
+        return 0
+    except ProcessExited as exc:
+        print(f"{exc}; stopping the others", file=sys.stderr, flush=True)
+        return 1
     finally:
+        ignore_stop_signals()
         stop_all(procs)
-    return 0
 
 
 def prune_audit(args: argparse.Namespace, settings: Settings) -> int:

@@ -3,7 +3,8 @@
 Enexa on SQLite (gunicorn), the ChargePost simulator, and Amperio (worker, watchdog worker,
 beat and API) on the embedded broker. It provisions the demo controller through the real
 enrollment flow, shows telemetry arriving in Enexa and a dispatched `set_battery_power`
-changing the simulator's battery power, then keeps reporting until Ctrl-C stops it all."""
+changing the simulator's battery power, then keeps reporting until Ctrl-C, SIGTERM or SIGHUP
+stops it all, or one part exits (named, with its log) and the rest are stopped."""
 
 from __future__ import annotations
 
@@ -13,34 +14,48 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from amperio.procs import REPO_DIR, Proc, free_port, stop_all, wait_until
+from amperio.procs import (
+    REPO_DIR,
+    Proc,
+    ProcessExited,
+    check_running,
+    free_port,
+    ignore_stop_signals,
+    port_available,
+    stop_all,
+    stop_on_signals,
+    wait_until,
+)
 
 SITE = "SITE001"
 SERIAL = "CP-DEMO-0001"
 CONTROLLER = "CTRL001"
 
 
-def _port(variable: str, default: int) -> int:
-    """The port from the environment, else `default` when it is free, else any free port."""
-    if variable in os.environ:
-        return int(os.environ[variable])
-    import socket
-
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", default))
-            return default
-        except OSError:
-            return free_port()
+REPORT_INTERVAL_S = 10
 
 
 def say(message: str) -> None:
     print(f"[demo] {message}", flush=True)
+
+
+def pick_port(variable: str, default: int, what: str) -> int:
+    """The port from the environment, else `default` whenever a server can have it (also right
+    after the last demo stopped, its connections still in TIME_WAIT), else a free port, said
+    in one line."""
+    if variable in os.environ:
+        return int(os.environ[variable])
+    if port_available(default):
+        return default
+    port = free_port()
+    say(f"port {default} is taken: {what} uses port {port} instead (set {variable} to choose)")
+    return port
 
 
 class Demo:
@@ -50,8 +65,8 @@ class Demo:
         self.work_dir = work_dir
         self.log_dir = work_dir / "logs"
         self.procs: list[Proc] = []
-        self.enexa_port = _port("ENEXA_DEMO_PORT", 8000)
-        self.amperio_port = _port("AMPERIO_DEMO_API_PORT", 8100)
+        self.enexa_port = pick_port("ENEXA_DEMO_PORT", 8000, "Enexa")
+        self.amperio_port = pick_port("AMPERIO_DEMO_API_PORT", 8100, "Amperio's API")
         self.enexa_url = f"http://127.0.0.1:{self.enexa_port}"
         self.admin_password = secrets.token_urlsafe(12)
         service_token = secrets.token_urlsafe(24)
@@ -72,10 +87,25 @@ class Demo:
         }
         self.token = ""
 
-    def start(self, name: str, args: list[str], env: dict[str, str]) -> Proc:
-        proc = Proc(name, [sys.executable, *args], self.log_dir, env)
+    def start(self, name: str, args: list[str], env: dict[str, str], **kwargs: Any) -> Proc:
+        proc = Proc(name, [sys.executable, *args], self.log_dir, env, **kwargs)
         self.procs.append(proc)
         return proc
+
+    def wait(
+        self,
+        predicate: Callable[[], Any],
+        timeout_s: float,
+        interval_s: float = 0.1,
+        what: str = "condition",
+    ) -> Any:
+        """wait_until, cut short (ProcessExited) when one of the demo's processes exits."""
+
+        def running_and() -> Any:
+            check_running(self.procs)
+            return predicate()
+
+        return wait_until(running_and, timeout_s, interval_s, what)
 
     def run_step(self, args: list[str], env: dict[str, str]) -> str:
         result = subprocess.run(  # noqa: S603 - our own interpreter and modules
@@ -97,9 +127,14 @@ class Demo:
         )
 
     def start_enexa(self) -> None:
-        say("Enexa: migrating a fresh SQLite database and loading the demo data")
+        say(
+            "Enexa: migrating a fresh SQLite database, loading the demo data, collecting the "
+            "static files (admin, API docs)"
+        )
         self.run_step(["manage.py", "migrate", "--noinput"], self.enexa_env)
         self.run_step(["manage.py", "seed_demo"], self.enexa_env)
+        # gunicorn serves them through WhiteNoise from STATIC_ROOT (nginx in production).
+        self.run_step(["manage.py", "collectstatic", "--noinput"], self.enexa_env)
         self.start(
             "enexa",
             [
@@ -117,7 +152,7 @@ class Demo:
             ],
             self.enexa_env,
         )
-        wait_until(lambda: self.api("GET", "/v1/health").ok, 30, what="Enexa health")
+        self.wait(lambda: self.api("GET", "/v1/health").ok, 30, what="Enexa health")
         response = self.api(
             "POST", "/v1/auth/token", json={"username": "admin", "password": self.admin_password}
         )
@@ -140,7 +175,7 @@ class Demo:
             ],
             {},
         )
-        port = int(wait_until(lambda: port_file.read_text().strip(), 20, what="simulator port"))
+        port = int(self.wait(lambda: port_file.read_text().strip(), 20, what="simulator port"))
         self.amperio_env["AMPERIO_MODBUS_PORT"] = str(port)
         return port
 
@@ -170,14 +205,21 @@ class Demo:
 
     def start_amperio(self) -> None:
         env = dict(self.amperio_env)
-        self.start("amperio", ["-m", "amperio", "run"], env)
+        # Long enough for `amperio run` to stop its own four processes: killed sooner, it
+        # would leave them running.
+        self.start(
+            "amperio",
+            ["-m", "amperio", "run", "--log-dir", str(self.log_dir)],
+            env,
+            stop_timeout_s=60,
+        )
 
     def show_telemetry(self) -> None:
         def latest() -> dict[str, Any] | None:
             response = self.api("GET", f"/v1/sites/{SITE}/telemetry/latest")
             return response.json()["reading"] if response.ok else None
 
-        reading = wait_until(latest, 60, 0.5, what="telemetry in Enexa")
+        reading = self.wait(latest, 60, 0.5, what="telemetry in Enexa")
         say(f"telemetry arriving in Enexa: {_summary(reading)}")
 
     def show_dispatch(self) -> None:
@@ -196,7 +238,7 @@ class Demo:
             body = self.api("GET", f"/v1/commands/{command_id}").json()
             return body if body.get("status") in {"applied", "rejected", "failed"} else None
 
-        result = wait_until(applied, 30, 0.3, what="command applied")
+        result = self.wait(applied, 30, 0.3, what="command applied")
         say(f"command {command_id}: {result['status']} {result.get('detail', '')}".rstrip())
         client = ChargePostClient("127.0.0.1", int(self.amperio_env["AMPERIO_MODBUS_PORT"]))
 
@@ -206,7 +248,7 @@ class Demo:
             return v if abs(total + 50) < 1 else None
 
         try:
-            values = wait_until(
+            values = self.wait(
                 charging_at_50_kw,
                 30,
                 0.5,
@@ -221,14 +263,15 @@ class Demo:
 
     def report_forever(self) -> None:
         say("running; Ctrl-C stops everything")
+        next_report = time.monotonic() + REPORT_INTERVAL_S
         while True:
-            time.sleep(10)
-            for proc in self.procs:
-                if not proc.alive():
-                    raise RuntimeError(f"{proc.name} stopped; see {proc.log_path}")
-            response = self.api("GET", f"/v1/sites/{SITE}/telemetry/latest")
-            if response.ok and response.json()["reading"]:
-                say(f"latest: {_summary(response.json()['reading'])}")
+            check_running(self.procs)  # one part gone: stop the rest at once
+            if time.monotonic() >= next_report:
+                next_report += REPORT_INTERVAL_S
+                response = self.api("GET", f"/v1/sites/{SITE}/telemetry/latest")
+                if response.ok and response.json()["reading"]:
+                    say(f"latest: {_summary(response.json()['reading'])}")
+            time.sleep(0.5)
 
 
 def _summary(reading: dict[str, Any]) -> str:
@@ -239,15 +282,17 @@ def _summary(reading: dict[str, Any]) -> str:
     return (
         f"{reading.get('timestamp')} SOC {battery.get('soc_pct')} % battery "
         f"{battery.get('power_kw')} kW, grid import {grid.get('import_kw')} kW, "
-        f"{charger.get('id', 'CHG1')} {charger.get('status')} {charger.get('power_kw')} kW"
+        f"{charger.get('id', 'CHG1')}: {charger.get('status')}, {charger.get('power_kw')} kW"
     )
 
 
 def main() -> int:
+    stop_on_signals()
     work_dir = REPO_DIR / "var" / "demo"
     shutil.rmtree(work_dir, ignore_errors=True)  # every demo starts from a clean slate
     (work_dir / "logs").mkdir(parents=True)
     demo = Demo(work_dir)
+    say(f"logs: {demo.log_dir}/ (one file per process)")
     os.environ.pop("DATABASE_URL", None)  # the demo always runs on SQLite
     os.environ.pop("CELERY_BROKER_URL", None)  # and on the embedded broker
     try:
@@ -257,7 +302,7 @@ def main() -> int:
             f"{demo.admin_password}, this run only)"
         )
         say(
-            f"API docs: {demo.enexa_url}/v1/docs/  Amperio API: "
+            f"API docs: {demo.enexa_url}/v1/docs/ (Redoc: /v1/redoc/)  Amperio API: "
             f"http://{demo.amperio_env['AMPERIO_API_BIND']}/v1/docs/"
         )
         port = demo.start_simulator()
@@ -269,14 +314,19 @@ def main() -> int:
         if os.environ.get("DEMO_ONCE"):
             return 0
         demo.report_forever()
-    except KeyboardInterrupt:
-        say("stopping")
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP (procs.Stopped)
+        say(f"stopping ({str(exc) or 'Ctrl-C'})")
         return 0
+    except ProcessExited as exc:
+        say(f"{exc}; stopping the rest")
+        return 1
     except Exception as exc:  # noqa: BLE001 - tell the user where to look
         say(f"failed: {exc}\nlogs: {demo.log_dir}")
         return 1
     finally:
+        ignore_stop_signals()
         stop_all(demo.procs)
+        say("stopped")
     return 0
 
 

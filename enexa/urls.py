@@ -2,17 +2,29 @@
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerView,
+)
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
-from enexa.api.views import health
+from enexa.api.views import health, unlisted
 
 v1_patterns = [
     path("auth/token", TokenObtainPairView.as_view(), name="token"),
     path("auth/token/refresh", TokenRefreshView.as_view(), name="token-refresh"),
     path("health", health, name="health"),
+    # Monitors and people add the slash; the docs below need it (Django's APPEND_SLASH
+    # redirects /v1/docs there).
+    path("health/", unlisted(health)),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="v1:schema"), name="docs"),
+    path(
+        "redoc/",
+        SpectacularRedocView.as_view(url_name="v1:schema", template_name="enexa_api/redoc.html"),
+        name="redoc",
+    ),
     path("", include("enexa.registry.urls")),
     path("", include("enexa.provisioning.urls")),
     path("", include("enexa.configs.urls")),

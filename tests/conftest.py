@@ -1,5 +1,7 @@
 """Fixtures shared by every test: API clients for staff, operators, controllers and anonymous
-callers, and a logged-in client of the web admin."""
+callers, a logged-in client of the web admin, and the Redis server of the tests that need one."""
+
+import os
 
 import pytest
 from django.test import Client
@@ -8,6 +10,54 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from enexa.provisioning.services import issue_api_key
 from tests.factories import MembershipFactory, SiteFactory, StaffFactory, UserFactory
+
+# Tests that need Redis use this server; each writes only keys of its own (a unique prefix or
+# queue name) and deletes only those, so it may be a server other programs use too.
+TEST_REDIS_URL = os.environ.get("ENEXA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def require_redis(url: str = TEST_REDIS_URL) -> str:
+    """`url` once a Redis server answers there; else the test fails (never skips: a run without
+    Redis must not pass as green) with one line saying what is missing."""
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+        return url
+    except redis.RedisError as exc:
+        problem = str(exc)
+    # Outside the `except`: the one line, without the client's chained traceback.
+    pytest.fail(
+        f"this test needs a Redis server at {url} (start one, e.g. apt-get install "
+        f"redis-server, or set ENEXA_TEST_REDIS_URL): {problem}",
+        pytrace=False,
+    )
+
+
+def pytest_sessionstart(session):
+    """DATABASE_URL naming a PostgreSQL server that does not answer: one line, instead of an
+    error at every database test."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        return  # SQLite (the default) needs no server
+    import psycopg
+
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+        return
+    except psycopg.OperationalError as exc:
+        problem = " ".join(str(exc).split())
+    pytest.exit(
+        f"DATABASE_URL names a PostgreSQL server that does not answer ({problem}); start it, "
+        "or unset DATABASE_URL to test on SQLite",
+        returncode=1,
+    )
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The tests' Redis server (ENEXA_TEST_REDIS_URL), which must be running."""
+    return require_redis()
 
 
 def jwt_client(user) -> APIClient:

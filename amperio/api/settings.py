@@ -2,6 +2,7 @@
 
 import os
 import secrets
+from pathlib import Path
 
 from amperio.settings import get_settings
 
@@ -22,11 +23,15 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
 ]
 MIDDLEWARE = [
     # First: refuses callers outside the allowlist, and audits every call, refused ones too.
     "amperio.api.middleware.GuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # The API docs' files (Swagger UI, Redoc) from gunicorn itself, found in the installed
+    # packages: a gateway has no collectstatic step and no web server in front.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.common.CommonMiddleware",
 ]
 ROOT_URLCONF = "amperio.api.urls"
@@ -34,7 +39,7 @@ WSGI_APPLICATION = "amperio.api.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [Path(__file__).resolve().parent / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
     }
@@ -42,6 +47,7 @@ TEMPLATES = [
 # The command table (amperio.commands.CommandStore) is the store; Django keeps nothing.
 DATABASES: dict = {}
 STATIC_URL = "static/"
+WHITENOISE_USE_FINDERS = True
 USE_TZ = True
 TIME_ZONE = "UTC"
 APPEND_SLASH = False
@@ -74,6 +80,10 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "shared.openapi.add_components",
     ],
+    # Swagger UI and Redoc from drf-spectacular-sidecar, not a CDN: the docs work offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOGGING = {

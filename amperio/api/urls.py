@@ -1,7 +1,8 @@
-"""URLs of Amperio's API: /v1/dispatch, /v1/health, the OpenAPI schema and docs."""
+"""URLs of Amperio's API: /v1/dispatch, /v1/health, the OpenAPI schema and its two docs pages."""
 
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from amperio.api import views
 
@@ -9,8 +10,19 @@ v1_patterns = [
     path("dispatch", views.DispatchView.as_view(), name="dispatch"),
     path("dispatch/<str:command_id>", views.DispatchStatusView.as_view(), name="dispatch-status"),
     path("health", views.HealthView.as_view(), name="health"),
+    path("health/", views.unlisted(views.HealthView.as_view())),  # monitors add the slash
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="v1:schema"), name="docs"),
+    path(
+        "redoc/",
+        SpectacularRedocView.as_view(url_name="v1:schema", template_name="amperio_api/redoc.html"),
+        name="redoc",
+    ),
+]
+# APPEND_SLASH is off here: the docs pages people type without the slash get a redirect.
+v1_patterns += [
+    path(name, RedirectView.as_view(url=f"/v1/{name}/", query_string=True))
+    for name in ("schema", "docs", "redoc")
 ]
 
 urlpatterns = [path("v1/", include((v1_patterns, "v1"), namespace="v1"))]

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt.token_blacklist",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "enexa.api",
     "enexa.registry",
     "enexa.provisioning",
@@ -50,6 +51,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files from gunicorn itself (the demo, a server without nginx); in production nginx
+    # answers /static/ before a request reaches it (infra/nginx/enexa.conf).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -119,6 +123,8 @@ USE_TZ = True
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("ENEXA_MAX_BODY_BYTES", 2_621_440)
 
 STATIC_URL = "static/"
+# `manage.py collectstatic` copies the admin's and the API docs' files here (the demo does it
+# at start, infra/systemd/enexa.service before each start).
 STATIC_ROOT = VAR_DIR / "static"
 
 REST_FRAMEWORK = {
@@ -165,6 +171,11 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "shared.openapi.add_components",
     ],
+    # Swagger UI and Redoc from drf-spectacular-sidecar's static files, not a CDN: the docs
+    # work offline and show the version pinned in pyproject.toml.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Where Enexa reaches the Amperio middleware's API, and the service token it presents there.

@@ -43,4 +43,4 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 # Local probes (monitoring, the load balancer) reach gunicorn over plain HTTP on 127.0.0.1.
-SECURE_REDIRECT_EXEMPT = [r"^v1/health$"]
+SECURE_REDIRECT_EXEMPT = [r"^v1/health/?$"]

@@ -11,3 +11,8 @@ if _test_name:
 
 # Tests post thousands of readings as one principal; the throttling tests set their own limits.
 ENEXA_RATE_LIMITS = {scope: "1000000/min" for scope in ENEXA_RATE_LIMITS}  # noqa: F405
+
+# Static files straight from the installed apps: tests never run collectstatic, and WhiteNoise
+# would warn at every test client's start that STATIC_ROOT is missing.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True

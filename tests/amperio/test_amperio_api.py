@@ -283,6 +283,25 @@ def test_the_openapi_schema_and_docs_are_served(api):
     assert requests.get(f"{api.url}/v1/docs/", timeout=10).status_code == 200
 
 
+def test_health_answers_with_or_without_a_trailing_slash_and_the_schema_names_one(api):
+    with_slash = requests.get(f"{api.url}/v1/health/", timeout=10)
+    assert with_slash.status_code == 200
+    assert (
+        with_slash.json()["sites"]
+        == requests.get(f"{api.url}/v1/health", timeout=10).json()["sites"]
+    )
+    paths = requests.get(f"{api.url}/v1/schema/?format=json", timeout=10).json()["paths"]
+    assert "/v1/health" in paths
+    assert "/v1/health/" not in paths
+
+
+@pytest.mark.parametrize("page", ["docs", "redoc", "schema"])
+def test_the_docs_pages_typed_without_their_slash_redirect_to_it(api, page):
+    response = requests.get(f"{api.url}/v1/{page}", timeout=10)
+    assert response.status_code == 200
+    assert response.url == f"{api.url}/v1/{page}/"
+
+
 @pytest.mark.integration
 def test_a_dispatch_reaches_the_simulator_through_a_worker_and_is_applied_once(tmp_path):
     sim = ChargePostSimulator(port=0, speed=0).start()

@@ -3,6 +3,7 @@ worker consumes only its own site's queue; beat drives the config sync and the s
 
 import json
 import sys
+import uuid
 from dataclasses import replace
 
 import pytest
@@ -15,7 +16,6 @@ from amperio.state import GatewayState
 from tests.httppeer import HttpPeer
 from tests.integration.harness import Proc, wait_until
 
-REDIS_URL = "redis://127.0.0.1:6379/13"
 CONFIG = {
     "version": 9,
     "settings": {
@@ -94,21 +94,23 @@ def status_posts(peer):
     return [r for r in peer.requests if r["path"] == "/v1/status"]
 
 
-def check_only_its_site_queue_is_consumed(env, peer, log_dir, waiting_on_other_site):
+def check_only_its_site_queue_is_consumed(
+    env, peer, log_dir, waiting_on_other_site, site="SITE001", other="SITE002"
+):
     app = make_app(load())
     # Another site's task goes first: if the worker took it, the peer would see two reports.
-    app.send_task("amperio.tasks.report_status", queue="amperio.site.SITE002")
-    app.send_task("amperio.tasks.report_status", queue="amperio.site.SITE001")
-    proc = worker("site-worker", "amperio.site.SITE001", env, log_dir)
+    app.send_task("amperio.tasks.report_status", queue=f"amperio.site.{other}")
+    app.send_task("amperio.tasks.report_status", queue=f"amperio.site.{site}")
+    proc = worker("site-worker", f"amperio.site.{site}", env, log_dir)
     try:
         wait_until(lambda: status_posts(peer) or dead(proc), 60, what="the site's report")
         report = status_posts(peer)[0]
-        assert report["body"]["site_id"] == "SITE001"
+        assert report["body"]["site_id"] == site
         assert report["headers"]["authorization"] == "Bearer enx_test.key"
         # The worker drains its queue; the other site's message is still waiting in the broker.
         # (The report goes only at status.interval_s: forget the last one so it is due again.)
         GatewayState(load().state_path).set("status_sent_at", None)
-        app.send_task("amperio.tasks.report_status", queue="amperio.site.SITE001")
+        app.send_task("amperio.tasks.report_status", queue=f"amperio.site.{site}")
         wait_until(lambda: len(status_posts(peer)) == 2, 30, what="a second report")
         assert waiting_on_other_site() == 1
         assert len(status_posts(peer)) == 2
@@ -117,20 +119,23 @@ def check_only_its_site_queue_is_consumed(env, peer, log_dir, waiting_on_other_s
         print(proc.log()[-3000:])
 
 
-def test_a_worker_on_redis_consumes_only_its_sites_queue(gateway_env, monkeypatch):
+def test_a_worker_on_redis_consumes_only_its_sites_queue(gateway_env, monkeypatch, redis_url):
     env, peer, tmp_path = gateway_env
-    broker = redis.Redis.from_url(REDIS_URL)
-    broker.flushdb()
-    monkeypatch.setenv("CELERY_BROKER_URL", REDIS_URL)
+    # Sites, so queues and keys, of this run alone: the Redis server may serve others too, so
+    # the test deletes only its own keys (never a flush).
+    site, other = (f"SITE{uuid.uuid4().hex[:8].upper()}" for _ in range(2))
+    env = {**env, "AMPERIO_SITE_ID": site, "CELERY_BROKER_URL": redis_url}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    broker = redis.Redis.from_url(redis_url)
     try:
         check_only_its_site_queue_is_consumed(
-            {**env, "CELERY_BROKER_URL": REDIS_URL},
-            peer,
-            tmp_path,
-            lambda: broker.llen("amperio.site.SITE002"),
+            env, peer, tmp_path, lambda: broker.llen(f"amperio.site.{other}"), site, other
         )
     finally:
-        broker.flushdb()
+        for name in (site, other):  # the queue and kombu's bindings of it
+            for key in broker.scan_iter(f"*amperio.site.{name}"):
+                broker.delete(key)
 
 
 def test_a_worker_on_the_embedded_broker_consumes_only_its_sites_queue(gateway_env):

@@ -29,7 +29,15 @@ from tests.factories import (
 pytestmark = pytest.mark.django_db
 
 # Endpoints anyone may call (login, health, the schema and its docs).
-PUBLIC = {"v1/health", "v1/schema/", "v1/docs/", "v1/auth/token", "v1/auth/token/refresh"}
+PUBLIC = {
+    "v1/health",
+    "v1/health/",
+    "v1/schema/",
+    "v1/docs/",
+    "v1/redoc/",
+    "v1/auth/token",
+    "v1/auth/token/refresh",
+}
 # Endpoints that authenticate a secret of their own, not a key or a JWT.
 OWN_SECRET = {"v1/provisioning/register"}
 METHODS = ("get", "post", "put", "patch", "delete")

@@ -13,6 +13,23 @@ def test_health_answers_ok_while_the_database_is_up(anon_client):
 
 
 @pytest.mark.django_db
+def test_health_answers_with_or_without_a_trailing_slash_and_the_schema_names_one(anon_client):
+    assert anon_client.get("/v1/health/").json() == anon_client.get("/v1/health").json()
+    paths = anon_client.get("/v1/schema/?format=json").json()["paths"]
+    assert "/v1/health" in paths
+    assert "/v1/health/" not in paths
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("page", ["docs", "redoc", "schema"])
+def test_the_docs_pages_typed_without_their_slash_redirect_to_it(anon_client, page):
+    response = anon_client.get(f"/v1/{page}")
+    assert response.status_code in (301, 302)
+    assert response["Location"] == f"/v1/{page}/"
+    assert anon_client.get(f"/v1/{page}/").status_code == 200
+
+
+@pytest.mark.django_db
 def test_an_unknown_api_path_is_a_problem_document(anon_client):
     response = anon_client.get("/v1/no-such-thing")
     assert response.status_code == 404
