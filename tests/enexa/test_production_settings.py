@@ -77,12 +77,3 @@ def test_production_is_https_only():
         "SECURE_PROXY_SSL_HEADER": ["HTTP_X_FORWARDED_PROTO", "https"],
         "SECURE_CONTENT_TYPE_NOSNIFF": True,
     }
-
-
-def test_the_reverse_proxy_terminates_tls_1_3_only_and_overwrites_x_forwarded_for():
-    conf = (REPO / "infra" / "nginx" / "enexa.conf").read_text()
-    protocols = [
-        line.split()[1:] for line in conf.splitlines() if line.strip().startswith("ssl_protocols")
-    ]
-    assert protocols == [["TLSv1.3;"]]
-    assert "proxy_set_header X-Forwarded-For $remote_addr;" in conf

@@ -1,5 +1,6 @@
-"""The shipped infra/nginx/amperio.conf, run in a real nginx: TLS 1.3 only, X-Forwarded-For
-overwritten. Only ports, certificate and log paths are swapped for the test's own."""
+"""The shipped reverse proxies (infra/nginx/enexa.conf and amperio.conf), each run in a real
+nginx: TLS 1.3 only, X-Forwarded-For overwritten. Only ports, certificate and log paths are
+swapped for the test's own."""
 
 import http.client
 import json
@@ -16,7 +17,8 @@ import pytest
 
 from amperio.procs import REPO_DIR, Proc, free_port, wait_until
 
-SHIPPED = REPO_DIR / "infra" / "nginx" / "amperio.conf"
+# Each shipped file with the gunicorn address it proxies to.
+SHIPPED = {"enexa.conf": "127.0.0.1:8000", "amperio.conf": "127.0.0.1:8100"}
 
 
 def nginx_binary() -> str:
@@ -27,24 +29,28 @@ def nginx_binary() -> str:
     return found
 
 
+def shipped(name: str) -> Path:
+    return REPO_DIR / "infra" / "nginx" / name
+
+
 def swap(text: str, pattern: str, replacement: str) -> str:
     """Replace what `pattern` matches exactly once: a shipped file that changed shape fails
     here instead of silently testing something else."""
     result, count = re.subn(pattern, replacement, text, flags=re.M)
-    assert count == 1, f"{pattern!r} matched {count} times in {SHIPPED.name}"
+    assert count == 1, f"{pattern!r} matched {count} times"
     return result
 
 
-def render(tmp: Path, https_port: int, http_port: int, upstream_port: int) -> Path:
-    conf = SHIPPED.read_text()
+def render(name: str, tmp: Path, https_port: int, http_port: int, upstream_port: int) -> Path:
+    conf = shipped(name).read_text()
     conf = re.sub(r"^\s*listen \[::\].*\n", "", conf, flags=re.M)  # no IPv6 needed here
     conf = swap(conf, r"listen 443 ssl;", f"listen 127.0.0.1:{https_port} ssl;")
     conf = swap(conf, r"listen 80;", f"listen 127.0.0.1:{http_port};")
-    conf = swap(conf, r"server 127\.0\.0\.1:8100 ", f"server 127.0.0.1:{upstream_port} ")
+    conf = swap(conf, rf"server {re.escape(SHIPPED[name])} ", f"server 127.0.0.1:{upstream_port} ")
     conf = swap(conf, r"ssl_certificate\s+\S+;", f"ssl_certificate {tmp / 'cert.pem'};")
     conf = swap(conf, r"ssl_certificate_key\s+\S+;", f"ssl_certificate_key {tmp / 'key.pem'};")
     conf = swap(conf, r"access_log /var/log/nginx/", f"access_log {tmp}/")
-    (tmp / "amperio.conf").write_text(conf)
+    (tmp / name).write_text(conf)
     temp_paths = "\n".join(
         f"    {kind}_temp_path {tmp / kind};"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -52,7 +58,7 @@ def render(tmp: Path, https_port: int, http_port: int, upstream_port: int) -> Pa
     main = tmp / "nginx.conf"
     main.write_text(
         f"pid {tmp / 'nginx.pid'};\nerror_log {tmp / 'error.log'} warn;\n"
-        f"events {{}}\nhttp {{\n{temp_paths}\n    include {tmp / 'amperio.conf'};\n}}\n"
+        f"events {{}}\nhttp {{\n{temp_paths}\n    include {tmp / name};\n}}\n"
     )
     return main
 
@@ -72,8 +78,8 @@ class Upstream(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
-def nginx(tmp_path_factory):
+@pytest.fixture(scope="module", params=sorted(SHIPPED))
+def nginx(request, tmp_path_factory):
     binary = nginx_binary()
     tmp = tmp_path_factory.mktemp("nginx")
     subprocess.run(
@@ -86,7 +92,7 @@ def nginx(tmp_path_factory):
     upstream = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     https_port, http_port = free_port(), free_port()
-    main = render(tmp, https_port, http_port, upstream.server_address[1])
+    main = render(request.param, tmp, https_port, http_port, upstream.server_address[1])
     checked = subprocess.run([binary, "-t", "-p", str(tmp), "-c", str(main)], capture_output=True)
     assert checked.returncode == 0, checked.stderr.decode()
     proc = Proc("nginx", [binary, "-p", str(tmp), "-c", str(main), "-g", "daemon off;"], tmp)
@@ -114,8 +120,9 @@ def get(nginx, version: ssl.TLSVersion, headers=None) -> http.client.HTTPRespons
     return conn.getresponse()
 
 
-def test_the_shipped_configuration_allows_tls_1_3_only():
-    conf = SHIPPED.read_text()
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_the_shipped_configuration_allows_tls_1_3_only(name):
+    conf = shipped(name).read_text()
     assert re.findall(r"^\s*ssl_protocols\s+([^;]+);", conf, flags=re.M) == ["TLSv1.3"]
 
 
