@@ -103,4 +103,5 @@ def unlisted(view: Any) -> Any:
     def same_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
         return view(request, *args, **kwargs)
 
+    same_view.view_class = view.view_class  # type: ignore[attr-defined]  # what serves it
     return same_view

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 import pytest
 import requests
 from django.urls import URLResolver
+from django.views.generic import RedirectView
 
 import amperio.api.urls
 from amperio.api.audit import REDACTED, AuditCall, AuditLog
@@ -29,7 +30,9 @@ TOKENS = ",".join(
 )
 # nginx on the same host is the trusted proxy; callers reach the API through it.
 ALLOWED_CALLER, DISALLOWED_CALLER = "203.0.113.7", "198.51.100.7"
-PUBLIC = {"v1/health", "v1/schema/", "v1/docs/"}
+PUBLIC = {"v1/health", "v1/health/", "v1/schema/", "v1/docs/", "v1/redoc/"}
+# The docs pages typed without their slash redirect to them (followed here, as browsers do).
+REDIRECTS = {"v1/schema", "v1/docs", "v1/redoc"}
 METHODS = ("get", "post", "put", "patch", "delete")
 
 
@@ -47,7 +50,8 @@ def served_endpoints() -> list[tuple[str, str]]:
     endpoints = []
     for route, callback in walk(amperio.api.urls.urlpatterns, ""):
         view_class = callback.view_class
-        endpoints += [(route, m) for m in METHODS if hasattr(view_class, m)]
+        methods = ("get",) if issubclass(view_class, RedirectView) else METHODS
+        endpoints += [(route, m) for m in methods if hasattr(view_class, m)]
     return endpoints
 
 
@@ -97,7 +101,7 @@ def expected(route, method, caller):
     """The status each kind of caller gets."""
     if caller == "disallowed address":
         return 403
-    if route in PUBLIC:
+    if route in PUBLIC | REDIRECTS:
         return 200
     if caller != "valid token":
         return 401
@@ -119,6 +123,7 @@ def test_the_matrix_covers_every_url_of_the_api():
         "v1/dispatch",
         "v1/dispatch/<str:command_id>",
         *PUBLIC,
+        *REDIRECTS,
     }
 
 
