@@ -4,9 +4,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from amperio.commands import CommandConflict, CommandError, CommandStore, LimitsUnknown
+from amperio.commands import (
+    CommandConflict,
+    CommandError,
+    CommandStore,
+    LimitsUnknown,
+    UnknownCommand,
+    validity_end,
+)
 from amperio.modbus.client import ChargePostClient
 from amperio.simulator.server import ChargePostSimulator
+from shared.errors import SchemaError
 from tests.amperio.limits import LIMITS
 
 T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
@@ -279,25 +287,22 @@ def test_a_command_whose_task_was_lost_is_run_by_recovery(sim, client, store):
     assert setpoints(sim) == [-12.5, -12.5]
 
 
-def test_a_command_dated_at_the_end_of_the_calendar_is_refused_and_recovery_goes_on(
-    sim, client, store
+@pytest.mark.parametrize("timestamp", ["9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z"])
+def test_a_command_dated_at_either_end_of_the_calendar_is_refused_before_it_is_stored(
+    store, timestamp
 ):
-    # No valid_until: its lease would end at timestamp + validity, past year 9999.
-    store.submit(command("cmd-far", timestamp="9999-12-31T23:59:59Z"), LIMITS, T0)
-    far = store.execute("cmd-far", client, CONFIG, T0)  # its task: refused, not a crash
-    assert far.status == "rejected"
-    assert "end of the calendar" in far.detail
-    # the same command whose task was lost, then an ordinary one lost after it
-    store.submit(command("cmd-far-lost", timestamp="9999-12-31T23:59:59Z"), LIMITS, T0)
-    store.submit(command("cmd-1"), LIMITS, T0 + timedelta(seconds=1))
-    recovered = store.recover_lost(T0 + timedelta(seconds=40), client=client, config=CONFIG)
-    assert {r.command_id: r.status for r in recovered} == {
-        "cmd-far-lost": "rejected",
-        "cmd-1": "applied",
-    }
-    assert "end of the calendar" in store.get("cmd-far-lost").detail
-    assert setpoints(sim) == [-12.5, -12.5]
-    assert store.health(T0 + timedelta(seconds=40))["stuck"] == 0
+    # Past the shared parser's range, so no lease end or stored timestamp can overflow.
+    with pytest.raises(SchemaError) as refused:
+        store.submit(command("cmd-far", timestamp=timestamp), LIMITS, T0)
+    assert "timestamp" in refused.value.errors
+    with pytest.raises(UnknownCommand):
+        store.get("cmd-far")
+
+
+def test_a_lease_that_would_end_past_the_calendar_is_a_command_error_not_an_overflow():
+    # Defence in depth for a row stored before the parser bounded timestamps.
+    with pytest.raises(CommandError, match="end of the calendar"):
+        validity_end(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC), None, CONFIG)
 
 
 def test_recovery_goes_on_past_a_record_that_raises(sim, client, store, monkeypatch):
@@ -333,16 +338,6 @@ def test_a_command_that_cannot_be_executed_is_failed_with_the_reason_not_left_qu
     assert "decoder choked" in record.detail
     assert store.get("cmd-1").to_dict()["detail"] == record.detail  # what GET /v1/dispatch shows
     assert store.health(T0)["last_failure"]["command_id"] == "cmd-1"
-
-
-def test_a_command_dated_at_the_start_of_the_calendar_is_stored_as_sent_and_expires(
-    sim, client, store
-):
-    store.submit(command(timestamp="0001-01-01T00:00:00Z"), LIMITS, T0)
-    assert store.get("cmd-1").timestamp == datetime(1, 1, 1, tzinfo=UTC)
-    record = store.execute("cmd-1", client, CONFIG, T0)
-    assert record.status == "expired"
-    assert setpoints(sim) == [0.0, 0.0]
 
 
 def test_health_counts_failed_commands_and_those_recovery_cannot_finish(store):
