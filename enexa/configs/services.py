@@ -64,7 +64,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from enexa.api.errors import InvalidInput, NotFoundError, PreconditionFailed
+from enexa.core.errors import InvalidInput, NotFoundError, PreconditionFailed
 from enexa.firmware.choices import Channel
 from enexa.registry.choices import EquipmentKind
 from enexa.registry.models import Controller, Site
@@ -426,17 +426,6 @@ def current_version(controller_pk: int) -> tuple[int, datetime] | None:
     """(version, updated_at) of a controller: one primary-key read, no write."""
     row = ConfigState.objects.filter(pk=controller_pk).values_list("version", "updated_at")
     return row.first()
-
-
-def current_version_by_code(
-    controller_code: str, site_pks: set[int] | None = None
-) -> tuple[int, datetime] | None:
-    """As `current_version`, by the controller's code within `site_pks` (None: any site):
-    one read joining the unique code index."""
-    rows = ConfigState.objects.filter(controller__code=controller_code)
-    if site_pks is not None:
-        rows = rows.filter(controller__site_id__in=site_pks)
-    return rows.values_list("version", "updated_at").first()
 
 
 def effective_config_for(controller: Controller) -> dict:

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from enexa.api.errors import InvalidInput
+from enexa.core.errors import InvalidInput
 from enexa.registry.models import Site
 from shared.events import Event as EventSchema
 from shared.fields import format_timestamp, read_timestamp

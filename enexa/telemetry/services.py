@@ -15,7 +15,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,10 +25,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from enexa.api.errors import InvalidInput, NotFoundError
-from enexa.api.principals import is_controller
-from enexa.api.scoping import may_operate
-from enexa.api.sql import run_prepared
+from enexa.core.errors import InvalidInput, NotFoundError
+from enexa.core.sql import run_prepared
 from enexa.registry.choices import EquipmentKind
 from enexa.registry.models import Controller, Equipment, Site
 from shared.errors import SchemaError
@@ -148,17 +146,26 @@ def site_ratings(code: str) -> SiteRatings | None:
     return ratings
 
 
-class PostingScope:
-    """Which sites a caller may post readings, status and events for: those it may operate,
-    and a controller key its own site. A batch asks once per site, not once per item."""
+@dataclass(frozen=True)
+class Poster:
+    """Who posts, as plain values the view works out: whether it may post for a site (by
+    primary key) and, for a controller key, its controller."""
 
-    def __init__(self, user: Any):
-        self.user = user
+    may_post_for: Callable[[int], bool]
+    controller_pk: int | None = None
+
+
+class PostingScope:
+    """Which sites a poster may post readings, status and events for; a batch asks once per
+    site, not once per item."""
+
+    def __init__(self, poster: Poster):
+        self.poster = poster
         self._allowed: dict[int, bool] = {}
 
     def allows(self, site: SiteRatings) -> bool:
         if site.pk not in self._allowed:
-            self._allowed[site.pk] = may_operate(self.user, site.pk, controller_own_site=True)
+            self._allowed[site.pk] = self.poster.may_post_for(site.pk)
         return self._allowed[site.pk]
 
     def site(self, code: str) -> SiteRatings | None:
@@ -360,7 +367,7 @@ def _reading_row(site_pk: int, r: ReadingSchema, received_at: Any) -> tuple:
     )
 
 
-def ingest_readings(user: Any, payload: Any, *, now: datetime | None = None) -> IngestResult:
+def ingest_readings(poster: Poster, payload: Any, *, now: datetime | None = None) -> IngestResult:
     """Validate and store one reading or a batch `{"items": [...]}` for the caller.
 
     Each item is checked against the shared schema, the caller's sites and the site's ratings;
@@ -369,7 +376,7 @@ def ingest_readings(user: Any, payload: Any, *, now: datetime | None = None) -> 
     malformed envelope or a batch above ENEXA_TELEMETRY_MAX_BATCH."""
     items = _split(payload)
     now = now or timezone.now()
-    scope = PostingScope(user)
+    scope = PostingScope(poster)
     result = IngestResult()
     valid: dict[tuple, tuple[int, ReadingSchema, int]] = {}
     for index, item in enumerate(items):
@@ -528,13 +535,13 @@ EVENT_COLUMNS = {
 }
 
 
-def ingest_events(user: Any, payload: Any, *, now: datetime | None = None) -> IngestResult:
+def ingest_events(poster: Poster, payload: Any, *, now: datetime | None = None) -> IngestResult:
     """Store one event or a batch `{"items": [...]}` idempotently (by site and event_id).
 
     Same response shape as telemetry; an error's `message_id` is the item's `event_id`."""
     items = _split(payload)
     now = now or timezone.now()
-    scope = PostingScope(user)
+    scope = PostingScope(poster)
     result = IngestResult()
     valid: dict[tuple[int, str], tuple] = {}
     for index, item in enumerate(items):
@@ -607,7 +614,7 @@ def status_view(site: Site, status: SiteStatus | None, *, now: datetime | None =
 REPORTED_FIELDS = ("mode", "config_version", "firmware_version", "modbus_link_up", "buffer_depth")
 
 
-def record_status(user: Any, payload: Any, *, now: datetime | None = None) -> dict:
+def record_status(poster: Poster, payload: Any, *, now: datetime | None = None) -> dict:
     """Apply a gateway's status report (`POST /v1/status`); returns the site's status view.
 
     A report older than the newest applied one only counts as contact. `online: false` is the
@@ -617,7 +624,7 @@ def record_status(user: Any, payload: Any, *, now: datetime | None = None) -> di
         report = StatusReport.from_dict(payload)
     except SchemaError as exc:
         raise InvalidInput("The status report is invalid.", exc.errors) from exc
-    ratings = PostingScope(user).site(report.site_id)
+    ratings = PostingScope(poster).site(report.site_id)
     if ratings is None:
         raise NotFoundError(f"Site {report.site_id} not found.")
     if report.online:
@@ -626,7 +633,7 @@ def record_status(user: Any, payload: Any, *, now: datetime | None = None) -> di
         SiteStatus.objects.get_or_create(site_id=ratings.pk, defaults={"last_seen_at": now})
         SiteStatus.objects.filter(site_id=ratings.pk).update(last_seen_at=now)
         go_offline(ratings.pk, now, TransitionReason.REPORTED)
-    controller = _reporting_controller(user, ratings.pk, report.controller_id)
+    controller = _reporting_controller(poster, ratings.pk, report.controller_id)
     reported_at = report.timestamp or now
     fields: dict[str, Any] = {"reported_at": reported_at}
     if controller is not None:
@@ -642,9 +649,9 @@ def record_status(user: Any, payload: Any, *, now: datetime | None = None) -> di
     return status_view(status.site, status, now=now)
 
 
-def _reporting_controller(user: Any, site_pk: int, code: str | None) -> Controller | None:
-    if is_controller(user):
-        return Controller.objects.filter(pk=user.controller_pk).first()
+def _reporting_controller(poster: Poster, site_pk: int, code: str | None) -> Controller | None:
+    if poster.controller_pk is not None:
+        return Controller.objects.filter(pk=poster.controller_pk).first()
     if code:
         return Controller.objects.filter(site_id=site_pk, code=code).first()
     return None

@@ -12,6 +12,7 @@ from enexa.configs.models import ConfigState
 from enexa.configs.services import ensure_initial_version
 from enexa.telemetry import services
 from enexa.telemetry.models import BatteryUnitValue, ChargerValue, Event, TelemetryReading
+from enexa.telemetry.views import poster_for
 from shared.fields import format_timestamp
 from tests.conftest import controller_client, jwt_client
 from tests.factories import (
@@ -175,7 +176,7 @@ def test_a_partial_batch_stores_the_valid_readings_and_lists_each_rejected_one(
 def test_each_validation_rule_rejects_the_reading_with_a_field_error(
     staff, equipped_site, change, field, message
 ):
-    result = services.ingest_readings(staff, reading(message_id="x", **change))
+    result = services.ingest_readings(poster_for(staff), reading(message_id="x", **change))
     assert (result.accepted, result.rejected) == (0, 1)
     errors = result.errors[0]["errors"]
     assert any(message in m for m in errors[field]), errors
