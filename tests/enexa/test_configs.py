@@ -480,3 +480,10 @@ def test_access_to_configuration_follows_the_callers_scope(
     for caller, status in zip(CALLERS, expected, strict=True):
         response = getattr(clients[caller], method)(path, body, format="json", HTTP_IF_MATCH="*")
         assert response.status_code == status, (caller, response.content)
+
+
+def test_the_shared_firmware_channels_are_the_ones_a_release_may_have():
+    from enexa.firmware.choices import Channel
+    from shared.site_config import FIRMWARE_CHANNELS
+
+    assert tuple(Channel.values) == FIRMWARE_CHANNELS
