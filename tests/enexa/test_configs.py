@@ -11,21 +11,11 @@ from enexa.configs.models import ConfigVersion, ControllerConfig, SiteConfig
 from tests.conftest import controller_client, jwt_client
 from tests.factories import (
     BatteryUnitFactory,
-    ChargerFactory,
     ControllerFactory,
     MembershipFactory,
     SiteFactory,
     UserFactory,
 )
-
-
-@pytest.fixture
-def equipped_site(site):
-    """SITE001 as in the demo: a battery of two 110 kW units, one charger, one controller."""
-    unit = BatteryUnitFactory(site=site, code="BAT1")
-    BatteryUnitFactory(site=site, code="BAT2", parent=unit.parent)
-    ChargerFactory(site=site, code="CHG1", max_power_kw=300.0)
-    return site
 
 
 @pytest.fixture

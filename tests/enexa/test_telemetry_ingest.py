@@ -16,32 +16,12 @@ from enexa.telemetry.views import poster_for
 from shared.fields import format_timestamp
 from tests.conftest import controller_client, jwt_client
 from tests.factories import (
-    BatterySystemFactory,
-    BatteryUnitFactory,
-    ChargerFactory,
     ControllerFactory,
     MembershipFactory,
     UserFactory,
 )
 
 T0 = datetime(2024, 1, 15, 10, 0, 0, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_site_cache():
-    services.clear_caches()
-    yield
-    services.clear_caches()
-
-
-@pytest.fixture
-def equipped_site(site):
-    """SITE001 with a 220 kW battery of two 110 kW units and a 300 kW charger (grid 400 kW)."""
-    system = BatterySystemFactory(site=site, code="BESS1")
-    BatteryUnitFactory(site=site, code="BAT1", parent=system)
-    BatteryUnitFactory(site=site, code="BAT2", parent=system)
-    ChargerFactory(site=site, code="CHG1")
-    return site
 
 
 def reading(ts=T0, message_id=None, site_id="SITE001", **overrides):

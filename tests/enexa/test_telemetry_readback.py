@@ -19,13 +19,6 @@ from tests.factories import MembershipFactory, UserFactory
 T0 = datetime(2024, 1, 15, 10, 0, 0, tzinfo=UTC)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_site_cache():
-    services.clear_caches()
-    yield
-    services.clear_caches()
-
-
 def reading(ts, soc, grid_kw, site_id="SITE001", power_kw=None):
     body = {
         "site_id": site_id,

@@ -24,13 +24,6 @@ from tests.factories import (
 from tests.httppeer import HttpPeer
 
 
-@pytest.fixture(autouse=True)
-def _fresh_site_cache():
-    services.clear_caches()
-    yield
-    services.clear_caches()
-
-
 @pytest.fixture
 def t0():
     """A round moment an hour ago: every reading of these tests is in the past."""
