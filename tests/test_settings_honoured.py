@@ -1,8 +1,9 @@
 """Every setting Enexa accepts changes what the gateway does; a setting nothing reads is refused.
 
-The keys come from Enexa's own rules (`enexa.configs.services.RULES`), so a setting added there
-without a check here, or without the gateway reading it, fails this test. Each check runs the
-gateway code that reads the setting with two values and shows the behaviour differs."""
+The keys come from the one definition of the site configuration (`shared.site_config.RULES`),
+so a setting added there without a check here, or without the gateway reading it, fails this
+test. Each check runs the gateway code that reads the setting with two values and shows the
+behaviour differs."""
 
 from __future__ import annotations
 
@@ -22,9 +23,11 @@ from amperio.configsync import validate_config, write_config
 from amperio.gateway import Gateway
 from amperio.settings import Settings, load
 from amperio.state import GatewayState
-from enexa.configs.services import RULES, update_controller_config, validate_document
+from enexa.configs.services import update_controller_config
 from enexa.firmware.services import latest_for
 from shared.fields import format_timestamp
+from shared.site_config import RULES
+from shared.site_config import validate as validate_document
 from tests.factories import ControllerFactory, FirmwareReleaseFactory
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
@@ -253,7 +256,7 @@ def ctx(tmp_path: Path, db):
 def test_every_accepted_setting_has_a_check_of_what_the_gateway_does_with_it():
     assert sorted(CHECKS) == sorted(setting_paths()), (
         "A setting Enexa accepts needs a check here showing the gateway honours it; "
-        "a setting the gateway does not read must be removed from enexa.configs.services.RULES."
+        "a setting the gateway does not read must be removed from shared.site_config.RULES."
     )
 
 

@@ -4,10 +4,11 @@ attempts are counted per client address (enexa.api.throttling)."""
 from rest_framework import authentication, exceptions
 from rest_framework_simplejwt.authentication import JWTAuthentication as SimpleJWTAuthentication
 
-from .throttling import count_auth_failure, refuse_after_auth_failures
+from enexa.core.network import client_ip
+from enexa.core.principals import API_KEY_PREFIX
+from enexa.provisioning.services import authenticate_api_key
 
-# A controller key is `enx_<lookup>.<secret>` (issued by enexa.provisioning.services).
-API_KEY_PREFIX = "enx_"
+from .throttling import count_auth_failure, refuse_after_auth_failures
 
 
 def bearer_token(request) -> str | None:
@@ -27,10 +28,6 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         token = bearer_token(request)
         if token is None or not token.startswith(API_KEY_PREFIX):
             return None
-        from enexa.provisioning.services import authenticate_api_key
-
-        from .network import client_ip
-
         refuse_after_auth_failures(request)
         principal = authenticate_api_key(token, client_ip=client_ip(request))
         if principal is None:

@@ -1,4 +1,4 @@
-"""RFC 9457 problem details for every API error, and the domain errors services raise."""
+"""RFC 9457 problem details for every API error, the domain errors (enexa.core.errors) included."""
 
 import logging
 from http import HTTPStatus
@@ -12,69 +12,12 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from enexa.core.errors import DomainError, InvalidInput, RequestTooLarge
+
 logger = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://enexa.io/problems/"
-
-
-class DomainError(Exception):
-    """An error a service raises; the API maps it to a problem response of `status`."""
-
-    status = status.HTTP_400_BAD_REQUEST
-    code = "invalid"
-    title = "Invalid request"
-
-    def __init__(self, detail: str, errors: dict[str, list[str]] | None = None):
-        super().__init__(detail)
-        self.detail = detail
-        self.errors = errors or {}
-
-
-class InvalidInput(DomainError):
-    """Input that is well-formed but breaks a rule; `errors` maps field -> messages."""
-
-
-class RequestTooLarge(DomainError):
-    """A request body above DATA_UPLOAD_MAX_MEMORY_SIZE."""
-
-    status = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    code = "request_too_large"
-    title = "Request body too large"
-
-
-class NotFoundError(DomainError):
-    status = status.HTTP_404_NOT_FOUND
-    code = "not_found"
-    title = "Not found"
-
-
-class ConflictError(DomainError):
-    status = status.HTTP_409_CONFLICT
-    code = "conflict"
-    title = "Conflict"
-
-
-class PreconditionFailed(DomainError):
-    status = status.HTTP_412_PRECONDITION_FAILED
-    code = "precondition_failed"
-    title = "Precondition failed"
-
-
-class InvalidCredentials(DomainError):
-    """A secret that is unknown, expired, used up or not valid for what it is presented for."""
-
-    status = status.HTTP_401_UNAUTHORIZED
-    code = "authentication_failed"
-    title = "Authentication failed"
-
-
-class ForbiddenError(DomainError):
-    """An authenticated caller that may not do this (e.g. from an address not allowed)."""
-
-    status = status.HTTP_403_FORBIDDEN
-    code = "permission_denied"
-    title = "Forbidden"
 
 
 def flatten_errors(detail, prefix: str = "") -> dict[str, list[str]]:

@@ -2,7 +2,7 @@
 
 from rest_framework import permissions
 
-from .principals import is_controller, is_staff_user
+from enexa.core.principals import is_controller, is_staff_user
 
 
 class IsStaffOrReadOnly(permissions.BasePermission):

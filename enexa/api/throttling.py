@@ -17,8 +17,8 @@ from django.db import connection
 from rest_framework.exceptions import Throttled
 from rest_framework.throttling import BaseThrottle
 
-from .network import client_ip
-from .principals import is_controller
+from enexa.core.network import client_ip
+from enexa.core.principals import is_controller
 
 logger = logging.getLogger(__name__)
 

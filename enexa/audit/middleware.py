@@ -2,8 +2,8 @@
 
 import time
 
-from enexa.api.network import client_ip
-from enexa.api.principals import principal_label
+from enexa.core.network import client_ip
+from enexa.core.principals import principal_label
 
 from . import services
 

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from enexa.api.sql import run_prepared
+from enexa.core.sql import run_prepared
 
 from .models import AuditEntry
 

@@ -4,8 +4,8 @@ services, so each change is validated and versioned), versions and drift read-on
 from django import forms
 from django.contrib import admin
 
-from enexa.api.errors import DomainError
-from enexa.api.principals import principal_label
+from enexa.core.errors import DomainError
+from enexa.core.principals import principal_label
 
 from . import services
 from .models import ConfigState, ConfigVersion, ControllerConfig, SiteConfig

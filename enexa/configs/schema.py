@@ -1,15 +1,16 @@
 """OpenAPI shape of a settings document, derived from the field rules that validate it
-(services.RULES): a section per object, each value typed and bounded, null to inherit."""
+(shared.site_config.RULES): a section per object, each value typed and bounded, null to inherit."""
 
 from typing import Any
 
 from enexa.api.schema import Schema, nullable
+from shared.site_config import RULES
 
-from . import services
+from .services import READ_ONLY_KEYS
 
 
 def _value(rule: tuple) -> Schema:
-    """The JSON schema of one value checked by `rule` (see services._check_value)."""
+    """The JSON schema of one value checked by `rule` (see shared.site_config.check_value)."""
     kind = rule[0]
     if kind in ("int", "number"):
         return {
@@ -33,9 +34,9 @@ def _section(rules: Any) -> Schema:
 
 def settings_document() -> Schema:
     """A sparse settings document as PUT and PATCH take it (a JSON merge patch for PATCH)."""
-    properties = {key: _section(rules) for key, rules in services.RULES.items()}
+    properties = {key: _section(rules) for key, rules in RULES.items()}
     # Read-only keys of a document read back are accepted and ignored, so a GET can be sent back.
-    properties.update({key: {"readOnly": True} for key in services.READ_ONLY_KEYS})
+    properties.update({key: {"readOnly": True} for key in READ_ONLY_KEYS})
     return {
         "type": "object",
         "description": "Settings left out or null are inherited (defaults, then the site's).",

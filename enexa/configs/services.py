@@ -3,7 +3,8 @@
 Two sparse JSON documents hold what operators set: the site's settings (`SiteConfig.settings`)
 and a controller's overrides (`ControllerConfig.overrides`). A controller's effective settings
 are DEFAULTS <- site settings <- controller overrides (a recursive merge; lists are replaced
-whole), with the values left open (null in DEFAULTS) filled from the limits. Every change that
+whole; keys, defaults and ranges in shared.site_config), with the values left open (null in
+DEFAULTS) filled from the limits (enexa.configs.limits). Every change that
 alters a controller's effective configuration (settings or limits) stores a new immutable
 `ConfigVersion` whose number only grows, per controller.
 
@@ -56,7 +57,6 @@ and replace the level's document for PUT.
 
 from __future__ import annotations
 
-import copy
 from datetime import datetime
 from typing import Any
 
@@ -64,183 +64,24 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from enexa.api.errors import InvalidInput, NotFoundError, PreconditionFailed
-from enexa.firmware.choices import Channel
-from enexa.registry.choices import EquipmentKind
+from enexa.core.errors import InvalidInput, NotFoundError, PreconditionFailed
 from enexa.registry.models import Controller, Site
-from shared.telemetry import MAX_ABS_POWER_KW
+from shared.site_config import RULES, merge, merged
+from shared.site_config import validate as validate_document
 
+from .limits import (
+    fill_open_settings,
+    limits_for_controller,
+    limits_for_site,
+    limits_from,
+    validate_effective,
+)
 from .models import ConfigState, ConfigVersion, ControllerConfig, SiteConfig
 
-FIRMWARE_CHANNELS = tuple(Channel.values)
-# What the gateway does while Enexa is away (amperio.autonomy): follow the last schedule, then
-# the safe local policy; or go to the safe local policy at once.
-AUTONOMY_MODES = ("follow_schedule_then_safe", "safe")
-
-DEFAULTS: dict[str, Any] = {
-    "modbus": {},
-    "watchdog": {"interval_s": 10, "timeout_s": 30},
-    "telemetry": {"interval_s": 5, "batch_size": 100},
-    "status": {"interval_s": 30},
-    "config_poll_interval_s": 60,
-    "battery": {
-        "soc_min_pct": None,
-        "soc_max_pct": None,
-        "reserve_pct": None,
-        "max_charge_kw": None,
-        "max_discharge_kw": None,
-    },
-    "grid": {"limit_kw": None},
-    "autonomy": {"enter_after_s": 60, "mode": "follow_schedule_then_safe"},
-    "setpoint_validity_s": 300,
-    "firmware": {"channel": "stable"},
-}
-
-DEFAULT_SOC_BAND_PCT = (10.0, 90.0)
-DEFAULT_RESERVE_PCT = 20.0
 READ_ONLY_KEYS = ("site_id", "revision", "updated_at", "version")
 
 
-# --- field rules ------------------------------------------------------------------------------
-
-
-def _int(lo: int, hi: int):
-    return ("int", lo, hi)
-
-
-def _num(lo: float, hi: float):
-    return ("number", lo, hi)
-
-
-# section -> field -> rule; a top-level scalar has a rule instead of a section. Every key here
-# changes what the gateway does (tests/test_settings_honoured.py checks each one); a setting
-# nothing reads is refused rather than accepted and ignored (`tariff` went for that reason;
-# migration 0002 removed it from stored documents).
-RULES: dict[str, Any] = {
-    "modbus": {"host": ("host",), "port": _int(1, 65535), "device_id": _int(0, 247)},
-    "watchdog": {"interval_s": _int(2, 60), "timeout_s": _int(4, 600)},
-    "telemetry": {"interval_s": _int(1, 3600), "batch_size": _int(1, 1000)},
-    "status": {"interval_s": _int(5, 3600)},
-    "config_poll_interval_s": _int(5, 3600),
-    "battery": {
-        "soc_min_pct": _num(0, 100),
-        "soc_max_pct": _num(0, 100),
-        "reserve_pct": _num(0, 100),
-        "max_charge_kw": _num(0, MAX_ABS_POWER_KW),
-        "max_discharge_kw": _num(0, MAX_ABS_POWER_KW),
-    },
-    "grid": {"limit_kw": _num(0.1, MAX_ABS_POWER_KW)},
-    "autonomy": {
-        "enter_after_s": _int(0, 86_400),
-        "mode": ("choice", AUTONOMY_MODES),
-        # Grid import the safe policy keeps below the limit; unset: 5 % of it, at least 2 kW.
-        "margin_kw": _num(0, 10_000),
-    },
-    "setpoint_validity_s": _int(1, 86_400),
-    "firmware": {"channel": ("choice", FIRMWARE_CHANNELS)},
-}
-
-
-def _check_value(rule: tuple, value: Any) -> str | None:
-    """The message for a value breaking `rule`, or None."""
-    kind = rule[0]
-    if kind in ("int", "number"):
-        ok_type = (int,) if kind == "int" else (int, float)
-        if isinstance(value, bool) or not isinstance(value, ok_type):
-            return "Must be an integer." if kind == "int" else "Must be a number."
-        if value != value or not rule[1] <= value <= rule[2]:  # NaN fails too
-            return f"Must be between {rule[1]} and {rule[2]}."
-    elif kind == "host":
-        if not isinstance(value, str) or not 0 < len(value) <= 253 or " " in value:
-            return "Must be a host name or IP address."
-    elif kind == "choice":
-        if value not in rule[1]:
-            return "Must be one of: " + ", ".join(rule[1]) + "."
-    return None
-
-
-def validate_document(doc: Any) -> dict[str, list[str]]:
-    """Field errors of a sparse settings document (types, ranges, unknown keys)."""
-    errors: dict[str, list[str]] = {}
-    if not isinstance(doc, dict):
-        return {"non_field_errors": ["Must be an object."]}
-    for key, value in doc.items():
-        rule = RULES.get(key)
-        if value is None:  # not set: inherited
-            continue
-        if rule is None:
-            errors.setdefault(key, []).append("Unknown setting.")
-        elif isinstance(rule, tuple):
-            message = _check_value(rule, value)
-            if message:
-                errors.setdefault(key, []).append(message)
-        elif not isinstance(value, dict):
-            errors.setdefault(key, []).append("Must be an object.")
-        else:
-            for name, item in value.items():
-                path = f"{key}.{name}"
-                if name not in rule:
-                    errors.setdefault(path, []).append("Unknown setting.")
-                elif item is not None:
-                    message = _check_value(rule[name], item)
-                    if message:
-                        errors.setdefault(path, []).append(message)
-    return errors
-
-
-def validate_effective(settings: dict, limits: dict) -> dict[str, list[str]]:
-    """Field errors of filled settings against each other and the equipment limits."""
-    errors: dict[str, list[str]] = {}
-
-    def add(path: str, message: str) -> None:
-        errors.setdefault(path, []).append(message)
-
-    battery, band = settings["battery"], limits["battery"]
-    if battery["soc_min_pct"] >= battery["soc_max_pct"]:
-        add("battery.soc_min_pct", "Must be below battery.soc_max_pct.")
-    if battery["soc_min_pct"] < band["soc_min_pct"]:
-        add("battery.soc_min_pct", f"Must not be below the equipment's {band['soc_min_pct']} %.")
-    if battery["soc_max_pct"] > band["soc_max_pct"]:
-        add("battery.soc_max_pct", f"Must not exceed the equipment's {band['soc_max_pct']} %.")
-    if not battery["soc_min_pct"] <= battery["reserve_pct"] <= battery["soc_max_pct"]:
-        add("battery.reserve_pct", "Must lie within the SOC band (soc_min_pct-soc_max_pct).")
-    has_battery = bool(band["units"]) or band["max_charge_kw"] or band["max_discharge_kw"]
-    for name in ("max_charge_kw", "max_discharge_kw"):
-        # A controller without a battery ignores the site's battery power settings.
-        if has_battery and battery[name] > band[name]:
-            add(
-                f"battery.{name}",
-                f"Must not exceed what the battery units deliver: {band[name]} kW.",
-            )
-    if settings["grid"]["limit_kw"] > limits["grid"]["limit_kw"]:
-        add(
-            "grid.limit_kw",
-            f"Must not exceed the site's grid connection limit: {limits['grid']['limit_kw']} kW.",
-        )
-    watchdog = settings["watchdog"]
-    if watchdog["timeout_s"] < 2 * watchdog["interval_s"]:
-        # The gateway's heartbeat must come at half the hardware timeout or more often.
-        add("watchdog.timeout_s", "Must be at least twice watchdog.interval_s.")
-    modbus = settings.get("modbus", {})
-    if modbus and "host" not in modbus:
-        add("modbus.host", "Required when a Modbus port or device id is set.")
-    return errors
-
-
-# --- merging and limits -----------------------------------------------------------------------
-
-
-def merge(base: dict, patch: dict) -> dict:
-    """JSON merge patch (RFC 7396): nested objects merge, null removes, anything else replaces."""
-    out = copy.deepcopy(base)
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+# --- documents ---------------------------------------------------------------------------------
 
 
 def _prune(doc: dict) -> dict:
@@ -254,102 +95,6 @@ def _prune(doc: dict) -> dict:
         elif value is not None:
             out[key] = value
     return out
-
-
-def _layered(*docs: dict) -> dict:
-    """DEFAULTS with each sparse document laid over it (null placeholders kept)."""
-    out = copy.deepcopy(DEFAULTS)
-    for doc in docs:
-        out = merge(out, doc)
-        for key, value in DEFAULTS.items():  # a removed section comes back as its defaults
-            if isinstance(value, dict):
-                out[key] = {**value, **out.get(key, {})}
-    return out
-
-
-def _fill(raw: dict, limits: dict) -> dict:
-    """Settings left open take their value from the limits."""
-    settings = copy.deepcopy(raw)
-    battery, band = settings["battery"], limits["battery"]
-    if battery["soc_min_pct"] is None:
-        battery["soc_min_pct"] = max(DEFAULT_SOC_BAND_PCT[0], band["soc_min_pct"])
-    if battery["soc_max_pct"] is None:
-        battery["soc_max_pct"] = min(DEFAULT_SOC_BAND_PCT[1], band["soc_max_pct"])
-    if battery["reserve_pct"] is None:
-        battery["reserve_pct"] = min(
-            max(DEFAULT_RESERVE_PCT, battery["soc_min_pct"]), battery["soc_max_pct"]
-        )
-    for name in ("max_charge_kw", "max_discharge_kw"):
-        if battery[name] is None:
-            battery[name] = band[name]
-    if settings["grid"]["limit_kw"] is None:
-        settings["grid"]["limit_kw"] = limits["grid"]["limit_kw"]
-    if not settings["modbus"]:  # the gateway's environment decides
-        del settings["modbus"]
-    return settings
-
-
-def _power(item, name: str) -> float | None:
-    value = getattr(item, name)
-    return value if value is not None else item.max_power_kw
-
-
-def limits_for_site(site: Site) -> dict:
-    """What the site's equipment can do, from the registry specs (one query)."""
-    return _limits_from(site, list(site.equipment.all()))
-
-
-def limits_for_controller(controller: Controller, site_equipment: list | None = None) -> dict:
-    """The limits of the equipment a controller runs: its assigned assets (a battery system
-    with its units, a unit with its system), or the whole site when none are assigned."""
-    site = controller.site
-    equipment = site_equipment if site_equipment is not None else list(site.equipment.all())
-    assigned = {asset.pk for asset in controller.assets.all()}  # prefetched by callers in loops
-    if not assigned:
-        return _limits_from(site, equipment)
-    chosen = {e.pk for e in equipment if e.pk in assigned or e.parent_id in assigned}
-    chosen |= {e.parent_id for e in equipment if e.pk in chosen and e.parent_id}
-    return _limits_from(site, [e for e in equipment if e.pk in chosen])
-
-
-def _limits_from(site: Site, equipment: list) -> dict:
-    systems = [e for e in equipment if e.kind == EquipmentKind.BATTERY_SYSTEM]
-    units = [e for e in equipment if e.kind == EquipmentKind.BATTERY_UNIT]
-    unit_limits = {}
-    for unit in units:
-        unit_limits[unit.code] = {
-            "max_charge_kw": _power(unit, "max_charge_kw") or 0.0,
-            "max_discharge_kw": _power(unit, "max_discharge_kw") or 0.0,
-            "capacity_kwh": unit.capacity_kwh,
-            "soc_min_pct": unit.soc_min_pct if unit.soc_min_pct is not None else 0.0,
-            "soc_max_pct": unit.soc_max_pct if unit.soc_max_pct is not None else 100.0,
-        }
-    battery: dict[str, Any] = {}
-    for name in ("max_charge_kw", "max_discharge_kw"):
-        from_units = sum(u[name] for u in unit_limits.values()) if units else None
-        from_system = [p for p in (_power(s, name) for s in systems) if p is not None]
-        candidates = ([from_units] if from_units is not None else []) + from_system
-        battery[name] = float(min(candidates)) if candidates else 0.0
-    capacities = [u.capacity_kwh for u in units if u.capacity_kwh is not None] or [
-        s.capacity_kwh for s in systems if s.capacity_kwh is not None
-    ]
-    battery["capacity_kwh"] = float(sum(capacities)) if capacities else 0.0
-    batteries = systems + units
-    mins = [b.soc_min_pct for b in batteries if b.soc_min_pct is not None]
-    maxs = [b.soc_max_pct for b in batteries if b.soc_max_pct is not None]
-    battery["soc_min_pct"] = float(max(mins)) if mins else 0.0
-    battery["soc_max_pct"] = float(min(maxs)) if maxs else 100.0
-    battery["units"] = unit_limits
-    chargers = {
-        e.code: {"max_power_kw": e.max_power_kw}
-        for e in equipment
-        if e.kind == EquipmentKind.CHARGER
-    }
-    return {
-        "battery": battery,
-        "chargers": chargers,
-        "grid": {"limit_kw": float(site.grid_connection_limit_kw)},
-    }
 
 
 def _site_doc(site: Site) -> dict:
@@ -374,7 +119,7 @@ def compute_effective(
     limits = limits if limits is not None else limits_for_controller(controller)
     site_doc = site_doc if site_doc is not None else _site_doc(site)
     overrides = overrides if overrides is not None else _overrides(controller)
-    return {"settings": _fill(_layered(site_doc, overrides), limits), "limits": limits}
+    return {"settings": fill_open_settings(merged(site_doc, overrides), limits), "limits": limits}
 
 
 # --- versions ---------------------------------------------------------------------------------
@@ -426,17 +171,6 @@ def current_version(controller_pk: int) -> tuple[int, datetime] | None:
     """(version, updated_at) of a controller: one primary-key read, no write."""
     row = ConfigState.objects.filter(pk=controller_pk).values_list("version", "updated_at")
     return row.first()
-
-
-def current_version_by_code(
-    controller_code: str, site_pks: set[int] | None = None
-) -> tuple[int, datetime] | None:
-    """As `current_version`, by the controller's code within `site_pks` (None: any site):
-    one read joining the unique code index."""
-    rows = ConfigState.objects.filter(controller__code=controller_code)
-    if site_pks is not None:
-        rows = rows.filter(controller__site_id__in=site_pks)
-    return rows.values_list("version", "updated_at").first()
 
 
 def effective_config_for(controller: Controller) -> dict:
@@ -500,8 +234,10 @@ def _new_doc(old: dict, changes: dict, replace: bool) -> dict:
 def _site_effects(site: Site, doc: dict) -> tuple[dict[str, list[str]], list, dict]:
     """Field errors of a site document, and each controller's effective config under it."""
     equipment = list(site.equipment.all())
-    limits = _limits_from(site, equipment)
-    errors = validate_document(doc) or validate_effective(_fill(_layered(doc), limits), limits)
+    limits = limits_from(site, equipment)
+    errors = validate_document(doc) or validate_effective(
+        fill_open_settings(merged(doc), limits), limits
+    )
     controllers = list(site.controllers.select_related("site").prefetch_related("assets"))
     if errors:
         return errors, controllers, {}
@@ -633,7 +369,7 @@ def restore_version(
     ensure_initial_version(controller)
     with transaction.atomic():
         state = ConfigState.objects.select_for_update().get(pk=controller.pk)
-        site_raw = _layered(_site_doc(controller.site))
+        site_raw = merged(_site_doc(controller.site))
         doc = _overrides_to_reach(old.settings, site_raw)
         config, _ = ControllerConfig.objects.get_or_create(controller=controller)
         if doc != config.overrides:
@@ -671,7 +407,7 @@ def diff_versions(a: ConfigVersion, b: ConfigVersion) -> list[dict]:
 def site_config_document(site: Site) -> dict:
     """A site's effective site-level settings with its revision (no controller overrides)."""
     config = SiteConfig.objects.filter(site=site).first()
-    settings = _fill(_layered(config.settings if config else {}), limits_for_site(site))
+    settings = fill_open_settings(merged(config.settings if config else {}), limits_for_site(site))
     return {
         "site_id": site.code,
         "revision": config.revision if config else 1,

@@ -4,16 +4,13 @@ config, writes with If-Match, history, diff and rollback."""
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import generics, serializers
-from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from enexa.api.etags import etag, none_match, required_if_match
 from enexa.api.pagination import envelope
-from enexa.api.principals import is_controller, principal_label, visible_site_pks
 from enexa.api.schema import json_body
-from enexa.api.scoping import caller_controller, caller_site, may_operate
-from enexa.registry.models import Site
+from enexa.api.scoping import ControllerLookupMixin, ControllerView, SiteView
+from enexa.core.principals import principal_label
 
 from . import services
 from .models import ConfigState, ConfigVersion
@@ -57,10 +54,8 @@ DIFF = inline_serializer(
 )
 
 
-def check_may_configure(user, site: Site) -> None:
-    """Staff and the site's operators write configuration; controllers and viewers read it."""
-    if not may_operate(user, site.pk):
-        raise PermissionDenied("Only staff and the site's operators may change configuration.")
+# Staff and the site's operators write configuration; controllers and viewers read it.
+CONFIGURE_DENIED = "Only staff and the site's operators may change configuration."
 
 
 def config_response(config: dict) -> Response:
@@ -71,39 +66,32 @@ def site_response(document: dict) -> Response:
     return Response(document, headers={"ETag": etag(document["revision"])})
 
 
-class ControllerConfigView(APIView):
+class ControllerConfigView(ControllerView):
     """`GET`/`PUT`/`PATCH /v1/controllers/{controller_id}/config`."""
+
+    write_denied = CONFIGURE_DENIED
 
     @extend_schema(parameters=[IF_NONE_MATCH], responses={200: ConfigSerializer, 304: None})
     def get(self, request, controller_id: str):
-        user = request.user
-        if is_controller(user) and user.controller_code == controller_id:
-            # The gateway's conditional GET: one read decides 304 before anything is loaded.
-            controller, pk = None, user.controller_pk
-        else:
-            controller = caller_controller(request, controller_id)  # 404 before 304
-            pk = controller.pk
-        current = services.current_version(pk)
+        # The gateway's conditional GET: one read decides 304 before its controller is loaded.
+        current = services.current_version(self.controller_pk)
         if current is not None and none_match(request, current[0]):
             return Response(status=304, headers={"ETag": etag(current[0])})
-        controller = controller or caller_controller(request, controller_id)
-        return config_response(services.effective_config_for(controller))
+        return config_response(services.effective_config_for(self.controller))
 
     @extend_schema(parameters=[IF_MATCH], request=SETTINGS_BODY, responses={200: ConfigSerializer})
     def put(self, request, controller_id: str):
         """Replace the controller's overrides (a sparse settings document)."""
-        return self._write(request, controller_id, replace=True)
+        return self._write(request, replace=True)
 
     @extend_schema(parameters=[IF_MATCH], request=SETTINGS_BODY, responses={200: ConfigSerializer})
     def patch(self, request, controller_id: str):
         """Merge into the controller's overrides (JSON merge patch: null inherits again)."""
-        return self._write(request, controller_id, replace=False)
+        return self._write(request, replace=False)
 
-    def _write(self, request, controller_id: str, *, replace: bool):
-        controller = caller_controller(request, controller_id)
-        check_may_configure(request.user, controller.site)
+    def _write(self, request, *, replace: bool):
         config = services.update_controller_config(
-            controller,
+            self.controller,
             request.data,
             if_match=required_if_match(request),
             by=principal_label(request.user),
@@ -112,33 +100,26 @@ class ControllerConfigView(APIView):
         return config_response(config)
 
 
-class ControllerConfigVersionView(APIView):
+class ControllerConfigVersionView(ControllerView):
     """`GET /v1/controllers/{controller_id}/config/version`: the cheap poll."""
 
     @extend_schema(responses={200: VersionPollSerializer})
     def get(self, request, controller_id: str):
-        user = request.user
-        if is_controller(user):
-            if user.controller_code != controller_id:
-                raise NotFound()
-            current = services.current_version(user.controller_pk)
-        else:
-            current = services.current_version_by_code(controller_id, visible_site_pks(user))
-        if current is None:  # unknown or another site's (404), or it missed its version 1
-            controller = caller_controller(request, controller_id)
-            services.effective_config_for(controller)
-            current = services.current_version(controller.pk)
+        current = services.current_version(self.controller_pk)
+        if current is None:  # it missed its version 1
+            services.effective_config_for(self.controller)
+            current = services.current_version(self.controller_pk)
         return Response(
             {"version": current[0], "updated_at": current[1]}, headers={"ETag": etag(current[0])}
         )
 
 
-class ControllerConfigStateView(APIView):
+class ControllerConfigStateView(ControllerView):
     """`GET /v1/controllers/{controller_id}/config/state`: current against applied version."""
 
     @extend_schema(responses={200: ConfigStateSerializer})
     def get(self, request, controller_id: str):
-        controller = caller_controller(request, controller_id)
+        controller = self.controller
         services.effective_config_for(controller)  # makes sure version 1 exists
         state = ConfigState.objects.get(pk=controller.pk)
         return Response(
@@ -155,7 +136,7 @@ class ControllerConfigStateView(APIView):
         )
 
 
-class ControllerConfigVersionsView(generics.ListAPIView):
+class ControllerConfigVersionsView(ControllerLookupMixin, generics.ListAPIView):
     """`GET /v1/controllers/{controller_id}/config/versions`: newest first."""
 
     serializer_class = ConfigVersionSerializer
@@ -163,22 +144,20 @@ class ControllerConfigVersionsView(generics.ListAPIView):
     queryset = ConfigVersion.objects.none()
 
     def get_queryset(self):
-        controller = caller_controller(self.request, self.kwargs["controller_id"])
-        return ConfigVersion.objects.filter(controller=controller).order_by("-number")
+        return ConfigVersion.objects.filter(controller=self.controller).order_by("-number")
 
 
-class ControllerConfigVersionDetailView(APIView):
+class ControllerConfigVersionDetailView(ControllerView):
     """`GET /v1/controllers/{controller_id}/config/versions/{n}`."""
 
     @extend_schema(responses={200: ConfigVersionDetailSerializer})
     def get(self, request, controller_id: str, number: int):
-        controller = caller_controller(request, controller_id)
         return Response(
-            ConfigVersionDetailSerializer(services.get_version(controller, number)).data
+            ConfigVersionDetailSerializer(services.get_version(self.controller, number)).data
         )
 
 
-class ControllerConfigVersionDiffView(APIView):
+class ControllerConfigVersionDiffView(ControllerView):
     """`GET .../config/versions/{n}/diff?against=m`: what changed from m (default n-1) to n."""
 
     @extend_schema(
@@ -186,7 +165,7 @@ class ControllerConfigVersionDiffView(APIView):
         responses={200: DIFF},
     )
     def get(self, request, controller_id: str, number: int):
-        controller = caller_controller(request, controller_id)
+        controller = self.controller
         against = request.query_params.get("against", str(number - 1))
         if not against.isdigit():
             raise serializers.ValidationError({"against": ["Must be a version number."]})
@@ -201,9 +180,11 @@ class ControllerConfigVersionDiffView(APIView):
         )
 
 
-class ControllerConfigRestoreView(APIView):
+class ControllerConfigRestoreView(ControllerView):
     """`POST .../config/versions/{n}/restore`: a new version with the settings of version n.
     `If-Match` is optional here; when sent, a stale one answers 412."""
+
+    write_denied = CONFIGURE_DENIED
 
     @extend_schema(
         parameters=[IF_MATCH_OPTIONAL],
@@ -211,23 +192,23 @@ class ControllerConfigRestoreView(APIView):
         responses={200: ConfigSerializer},
     )
     def post(self, request, controller_id: str, number: int):
-        controller = caller_controller(request, controller_id)
-        check_may_configure(request.user, controller.site)
         if_match = required_if_match(request) if request.headers.get("If-Match") else None
         config = services.restore_version(
-            controller, number, by=principal_label(request.user), if_match=if_match
+            self.controller, number, by=principal_label(request.user), if_match=if_match
         )
         return config_response(config)
 
 
-class SiteConfigView(APIView):
+class SiteConfigView(SiteView):
     """`GET`/`PUT`/`PATCH /v1/config/{site_id}`: the site-level settings."""
+
+    write_denied = CONFIGURE_DENIED
 
     @extend_schema(
         parameters=[IF_NONE_MATCH], responses={200: SiteConfigDocumentSerializer, 304: None}
     )
     def get(self, request, site_id: str):
-        document = services.site_config_document(caller_site(request, site_id))
+        document = services.site_config_document(self.site)
         if none_match(request, document["revision"]):
             return Response(status=304, headers={"ETag": etag(document["revision"])})
         return site_response(document)
@@ -239,7 +220,7 @@ class SiteConfigView(APIView):
     )
     def put(self, request, site_id: str):
         """Replace the site's settings; what is left out takes the defaults."""
-        return self._write(request, site_id, replace=True)
+        return self._write(request, replace=True)
 
     @extend_schema(
         parameters=[IF_MATCH],
@@ -248,13 +229,11 @@ class SiteConfigView(APIView):
     )
     def patch(self, request, site_id: str):
         """Merge into the site's settings (JSON merge patch: null takes the default again)."""
-        return self._write(request, site_id, replace=False)
+        return self._write(request, replace=False)
 
-    def _write(self, request, site_id: str, *, replace: bool):
-        site = caller_site(request, site_id)
-        check_may_configure(request.user, site)
+    def _write(self, request, *, replace: bool):
         document = services.update_site_config(
-            site,
+            self.site,
             request.data,
             if_match=required_if_match(request),
             by=principal_label(request.user),

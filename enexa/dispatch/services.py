@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from enexa.api.errors import DomainError, InvalidInput
+from enexa.core.errors import DomainError, InvalidInput
 from enexa.registry.models import Site
 from shared.dispatch import DispatchCommand
 from shared.errors import SchemaError

@@ -2,43 +2,37 @@
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
 from enexa.api.pagination import envelope
-from enexa.api.principals import principal_label
-from enexa.api.scoping import SiteScopedMixin, caller_site, may_operate
-from enexa.registry.models import Site
+from enexa.api.scoping import SiteLookupMixin, SiteScopedMixin
+from enexa.core.principals import principal_label
 
 from . import services
 from .models import Command
 from .serializers import CommandSerializer, IssueCommandSerializer
 
 
-class SiteCommandsView(generics.ListCreateAPIView):
+class SiteCommandsView(SiteLookupMixin, generics.ListCreateAPIView):
     """`GET`/`POST /v1/sites/{site_id}/commands`."""
+
+    write_denied = "Only staff and the site's operators may dispatch commands."
 
     serializer_class = CommandSerializer
     pagination_class = envelope("commands")
     queryset = Command.objects.select_related("site")
 
-    def site(self) -> Site:
-        return caller_site(self.request, self.kwargs["site_id"])
-
     def get_queryset(self):
-        return super().get_queryset().filter(site=self.site())
+        return super().get_queryset().filter(site=self.site)
 
     @extend_schema(
         request=IssueCommandSerializer, responses={202: CommandSerializer, 200: CommandSerializer}
     )
     def post(self, request, site_id: str):
-        site = self.site()
-        if not may_operate(request.user, site.pk):
-            raise PermissionDenied("Only staff and the site's operators may dispatch commands.")
         body = IssueCommandSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         command, created = services.issue_command(
-            site=site,
+            site=self.site,
             command=body.validated_data["command"],
             params=body.validated_data["params"],
             valid_until=body.validated_data.get("valid_until"),

@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.db import models
 
-from enexa.api.principals import principal_label
+from enexa.core.principals import principal_label
 
 from . import services
 from .models import ControllerFirmware, FirmwareRelease, FirmwareReport

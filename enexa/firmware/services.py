@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from django.db import IntegrityError, transaction
 from django.db.models import OuterRef, Subquery
 
-from enexa.api.errors import ConflictError, InvalidInput, NotFoundError
 from enexa.configs.services import current_settings
+from enexa.core.errors import ConflictError, InvalidInput, NotFoundError
 from enexa.registry.models import Controller, Site
 
 from . import semver

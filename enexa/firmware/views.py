@@ -7,12 +7,14 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from enexa.api.errors import PROBLEM_CONTENT_TYPE, InvalidInput, NotFoundError
+from enexa.api.errors import PROBLEM_CONTENT_TYPE
 from enexa.api.pagination import envelope
 from enexa.api.permissions import IsStaff
-from enexa.api.principals import is_controller, principal_label, visible_site_pks
 from enexa.api.schema import ProblemSerializer
-from enexa.api.scoping import caller_controller
+from enexa.api.scoping import ControllerLookupMixin, controller_or_404
+from enexa.core.errors import InvalidInput, NotFoundError
+from enexa.core.principals import is_controller, is_staff_user, principal_label
+from enexa.core.visibility import visible_site_pks
 
 from . import services
 from .choices import Channel
@@ -49,7 +51,7 @@ class LatestFirmwareView(APIView):
         params, user = request.query_params, request.user
         code = params.get("controller") or (user.controller_code if is_controller(user) else "")
         if code:
-            release = services.latest_for(caller_controller(request, code))
+            release = services.latest_for(controller_or_404(user, code))
         elif params.get("model"):
             channel = params.get("channel", Channel.STABLE)
             if channel not in Channel.values:
@@ -142,31 +144,34 @@ class OutdatedControllersView(APIView):
         return Response({"controllers": OutdatedControllerSerializer(rows, many=True).data})
 
 
-class ControllerFirmwareView(generics.ListCreateAPIView):
+class ControllerFirmwareView(ControllerLookupMixin, generics.ListCreateAPIView):
     """`POST /v1/controllers/{controller_id}/firmware`: a report (the controller itself, or
     staff); `GET`: its report history, newest first."""
+
+    write_denied = "Only the controller itself (or staff) reports its firmware."
+
+    def may_write(self, user, site_pk: int) -> bool:
+        return is_controller(user) or is_staff_user(user)  # a key sees only its own controller
 
     serializer_class = FirmwareReportSerializer
     pagination_class = envelope("reports")
     queryset = FirmwareReport.objects.none()
 
     def get_queryset(self):
-        controller = caller_controller(self.request, self.kwargs["controller_id"])
-        return FirmwareReport.objects.filter(controller=controller).select_related("controller")
+        return FirmwareReport.objects.filter(controller=self.controller).select_related(
+            "controller"
+        )
 
     @extend_schema(
         request=FirmwareReportSerializer,
         responses={201: FirmwareReportSerializer, 200: FirmwareReportSerializer},
     )
     def post(self, request, controller_id: str):
-        controller = caller_controller(request, controller_id)
-        if not (is_controller(request.user) or request.user.is_staff):
-            raise PermissionDenied("Only the controller itself (or staff) reports its firmware.")
         body = FirmwareReportSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
         report, created = services.record_report(
-            controller,
+            self.controller,
             current_version=data["current_version"],
             status=data["status"],
             error=data.get("error", ""),

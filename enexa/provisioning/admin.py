@@ -6,7 +6,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from enexa.api.errors import ConflictError
+from enexa.core.errors import ConflictError
 from enexa.registry.choices import ControllerState
 
 from . import services

@@ -13,11 +13,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from enexa.api.authentication import API_KEY_PREFIX
-from enexa.api.errors import ConflictError, ForbiddenError, InvalidCredentials, InvalidInput
-from enexa.api.network import ip_in
-from enexa.api.principals import ControllerPrincipal
-from enexa.api.sql import run_prepared
+from enexa.core.errors import ConflictError, ForbiddenError, InvalidCredentials, InvalidInput
+from enexa.core.network import ip_in
+from enexa.core.principals import API_KEY_PREFIX, ControllerPrincipal
+from enexa.core.sql import run_prepared
 from enexa.registry.choices import ControllerState
 from enexa.registry.models import Controller, Site
 from enexa.registry.services import next_controller_code

@@ -11,10 +11,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from enexa.api.authentication import bearer_token
-from enexa.api.errors import PROBLEM_CONTENT_TYPE, InvalidCredentials
+from enexa.api.errors import PROBLEM_CONTENT_TYPE
 from enexa.api.permissions import IsController, IsStaff
 from enexa.api.schema import ProblemSerializer
-from enexa.api.scoping import caller_controller, caller_site
+from enexa.api.scoping import ControllerView, SiteView
+from enexa.core.errors import InvalidCredentials
 
 from . import services
 from .serializers import (
@@ -128,7 +129,7 @@ class ActivateView(APIView):
         return Response(result)
 
 
-class EnrollmentTokenView(APIView):
+class EnrollmentTokenView(SiteView):
     permission_classes = [IsStaff]
 
     @extend_schema(
@@ -137,7 +138,7 @@ class EnrollmentTokenView(APIView):
         responses={201: EnrollmentTokenSerializer},
     )
     def post(self, request, site_id: str):
-        site = caller_site(request, site_id)
+        site = self.site
         body = EnrollmentTokenRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         token, secret = services.create_enrollment_token(
@@ -158,7 +159,7 @@ class EnrollmentTokenView(APIView):
         )
 
 
-class RotateApiKeyView(APIView):
+class RotateApiKeyView(ControllerView):
     permission_classes = [IsStaff]
 
     @extend_schema(
@@ -167,7 +168,7 @@ class RotateApiKeyView(APIView):
         responses=RotateResponseSerializer,
     )
     def post(self, request, controller_id: str):
-        controller = caller_controller(request, controller_id)
+        controller = self.controller
         body = RotateRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         api_key, deadline = services.rotate_api_key(controller, body.validated_data.get("grace_s"))
@@ -180,7 +181,7 @@ class RotateApiKeyView(APIView):
         )
 
 
-class RevokeApiKeysView(APIView):
+class RevokeApiKeysView(ControllerView):
     permission_classes = [IsStaff]
 
     @extend_schema(
@@ -189,13 +190,13 @@ class RevokeApiKeysView(APIView):
         responses=RevokeResponseSerializer,
     )
     def post(self, request, controller_id: str):
-        controller = caller_controller(request, controller_id)
+        controller = self.controller
         return Response(
             {"controller_id": controller.code, "revoked": services.revoke_api_keys(controller)}
         )
 
 
-class ControllerStateView(APIView):
+class ControllerStateView(ControllerView):
     permission_classes = [IsStaff]
 
     @extend_schema(
@@ -204,14 +205,14 @@ class ControllerStateView(APIView):
         responses={200: ControllerStateResponseSerializer, **problems(409)},
     )
     def post(self, request, controller_id: str):
-        controller = caller_controller(request, controller_id)
+        controller = self.controller
         body = ControllerStateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         controller = services.set_controller_state(controller, body.validated_data["state"])
         return Response({"id": controller.code, "state": controller.state})
 
 
-class ControllerAccessView(APIView):
+class ControllerAccessView(ControllerView):
     permission_classes = [IsStaff]
 
     @extend_schema(
@@ -219,7 +220,7 @@ class ControllerAccessView(APIView):
         responses={200: ControllerAccessSerializer, **problems(403)},
     )
     def get(self, request, controller_id: str):
-        controller = caller_controller(request, controller_id)
+        controller = self.controller
         return Response({"ip_allowlist": services.ip_allowlist_of(controller)})
 
     @extend_schema(
@@ -228,7 +229,7 @@ class ControllerAccessView(APIView):
         responses=ControllerAccessSerializer,
     )
     def put(self, request, controller_id: str):
-        controller = caller_controller(request, controller_id)
+        controller = self.controller
         body = ControllerAccessSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         allowlist = services.set_ip_allowlist(controller, body.validated_data["ip_allowlist"])

@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from enexa.api.scoping import scope_to_caller
+from enexa.core.visibility import scope_to_caller
 
 from .choices import ConnectorType
 from .models import SPEC_FIELD_NAMES, Controller, Equipment, Site, code_validator

@@ -5,7 +5,7 @@ import re
 from django.db import models
 from django.db.models.deletion import ProtectedError, RestrictedError
 
-from enexa.api.errors import ConflictError
+from enexa.core.errors import ConflictError
 
 from .models import Controller, Equipment, Site
 

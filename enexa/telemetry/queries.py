@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from enexa.api.errors import InvalidInput
+from enexa.core.errors import InvalidInput
 from enexa.registry.models import Site
 from shared.events import Event as EventSchema
 from shared.fields import format_timestamp, read_timestamp
@@ -32,7 +32,7 @@ from .models import (
     HourlyAggregate,
     TelemetryReading,
 )
-from .services import _adapt_ts, _table, as_utc
+from .storage import _table, adapt_ts, as_utc
 
 DEFAULT_RANGE = timedelta(hours=1)
 STATS = ("avg", "min", "max", "last")
@@ -220,7 +220,7 @@ def aggregated_rows(site: Site, rng: Range) -> Iterator[tuple]:
     sql, params = aggregate_sql(
         RESOLUTION_SECONDS[rng.resolution], "site_id = %s AND timestamp >= %s AND timestamp < %s"
     )
-    params += [site.pk, _adapt_ts(rng.start), _adapt_ts(rng.end)]
+    params += [site.pk, adapt_ts(rng.start), adapt_ts(rng.end)]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         for row in cursor.fetchall():
@@ -303,17 +303,17 @@ def prune_telemetry(*, now: datetime | None = None) -> dict[str, int]:
         cursor.execute(
             f"INSERT INTO {_table(HourlyAggregate)} ({', '.join(columns)}) {select} "
             "ON CONFLICT DO NOTHING",
-            [*params, _adapt_ts(cutoff)],
+            [*params, adapt_ts(cutoff)],
         )
         rolled = cursor.rowcount
         for child in (BatteryUnitValue, ChargerValue):
             cursor.execute(
-                f"DELETE FROM {_table(child)} WHERE reading_id IN ({old})", [_adapt_ts(cutoff)]
+                f"DELETE FROM {_table(child)} WHERE reading_id IN ({old})", [adapt_ts(cutoff)]
             )
-        cursor.execute(f"DELETE FROM {reading_table} WHERE timestamp < %s", [_adapt_ts(cutoff)])
+        cursor.execute(f"DELETE FROM {reading_table} WHERE timestamp < %s", [adapt_ts(cutoff)])
         deleted = cursor.rowcount
         cursor.execute(
-            f"DELETE FROM {_table(HourlyAggregate)} WHERE hour < %s", [_adapt_ts(agg_cutoff)]
+            f"DELETE FROM {_table(HourlyAggregate)} WHERE hour < %s", [adapt_ts(agg_cutoff)]
         )
         expired = cursor.rowcount
     return {"raw_deleted": deleted, "hours_rolled_up": rolled, "aggregates_deleted": expired}

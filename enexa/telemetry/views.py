@@ -3,6 +3,8 @@
 Ingest views are thin and skip DRF serializers on purpose: the shared schema validates each
 item and the service writes a batch with one statement (see services.py)."""
 
+import functools
+
 from django.conf import settings
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -14,14 +16,24 @@ from rest_framework.views import APIView
 
 from enexa.api.errors import PROBLEM_CONTENT_TYPE, problem_body
 from enexa.api.schema import json_body, problems
-from enexa.api.scoping import caller_site
-from enexa.registry.models import Site
+from enexa.api.scoping import SiteView
+from enexa.core.principals import is_controller
+from enexa.core.visibility import may_operate
 from shared import openapi as wire
 from shared.fields import format_timestamp
 
 from . import queries, schema, services
 from .choices import Resolution
 from .models import OutageReport
+
+
+def poster_for(user) -> services.Poster:
+    """Who may post for which site: staff and a site's operators, and a controller key for its
+    own site (a gateway posts its site's telemetry)."""
+    return services.Poster(
+        may_post_for=functools.partial(may_operate, user, controller_own_site=True),
+        controller_pk=user.controller_pk if is_controller(user) else None,
+    )
 
 
 def counts_response(result: services.IngestResult) -> Response:
@@ -56,7 +68,7 @@ class TelemetryIngestView(APIView):
         responses=schema.INGEST_RESPONSES,
     )
     def post(self, request):
-        return counts_response(services.ingest_readings(request.user, request.data))
+        return counts_response(services.ingest_readings(poster_for(request.user), request.data))
 
 
 class EventIngestView(APIView):
@@ -67,7 +79,7 @@ class EventIngestView(APIView):
 
     @extend_schema(request=json_body(wire.one_or_batch("Event")), responses=schema.INGEST_RESPONSES)
     def post(self, request):
-        return counts_response(services.ingest_events(request.user, request.data))
+        return counts_response(services.ingest_events(poster_for(request.user), request.data))
 
 
 class StatusView(APIView):
@@ -78,7 +90,7 @@ class StatusView(APIView):
         responses={200: schema.SITE_STATUS, **problems(404)},  # 404: an unknown site
     )
     def post(self, request):
-        return Response(services.record_status(request.user, request.data))
+        return Response(services.record_status(poster_for(request.user), request.data))
 
 
 class CSVRenderer(BaseRenderer):
@@ -89,13 +101,6 @@ class CSVRenderer(BaseRenderer):
 
     def render(self, data, accepted_media_type=None, renderer_context=None):
         return data
-
-
-class SiteView(APIView):
-    """Base of the per-site read views: the site, if the caller may see it (else 404)."""
-
-    def site(self) -> Site:
-        return caller_site(self.request, self.kwargs["site_id"])
 
 
 RANGE_PARAMETERS = [
@@ -119,7 +124,7 @@ class SiteTelemetryView(SiteView):
         },
     )
     def get(self, request, site_id: str):
-        site = self.site()
+        site = self.site
         rng = queries.parse_range(request.query_params)
         if request.query_params.get("format") == "csv":
             response = StreamingHttpResponse(queries.csv_lines(site, rng), content_type="text/csv")
@@ -147,7 +152,7 @@ class SiteTelemetryLatestView(SiteView):
 
     @extend_schema(responses={200: schema.LATEST})
     def get(self, request, site_id: str):
-        site = self.site()
+        site = self.site
         state = services.site_status(site)
         return Response(
             {
@@ -166,7 +171,7 @@ class SiteStatusView(SiteView):
 
     @extend_schema(responses={200: schema.SITE_STATUS})
     def get(self, request, site_id: str):
-        site = self.site()
+        site = self.site
         return Response(services.status_view(site, services.site_status(site)))
 
 
@@ -183,7 +188,7 @@ class SiteEventsView(SiteView):
         responses={200: schema.EVENTS},
     )
     def get(self, request, site_id: str):
-        site = self.site()
+        site = self.site
         rng = queries.parse_range(request.query_params)
         return Response(
             {
@@ -205,7 +210,7 @@ class SiteOutagesView(SiteView):
 
     @extend_schema(responses={200: schema.OUTAGES})
     def get(self, request, site_id: str):
-        site = self.site()
+        site = self.site
         reports = OutageReport.objects.filter(site=site).order_by("-offline_at")[:100]
         return Response(
             {"site_id": site.code, "outages": [services.outage_view(r) for r in reports]}

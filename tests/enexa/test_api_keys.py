@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from enexa.api.errors import ForbiddenError
+from enexa.core.errors import ForbiddenError
 from enexa.provisioning import services
 from enexa.provisioning.models import ApiKey, ControllerAccess, EnrollmentToken
 from enexa.registry.choices import ControllerState
@@ -124,7 +124,7 @@ def test_registration_binds_to_the_pre_registered_controller_of_that_serial():
 
 
 def test_an_active_serial_conflicts_until_staff_reset_it():
-    from enexa.api.errors import ConflictError
+    from enexa.core.errors import ConflictError
 
     site = SiteFactory(code="SITE001")
     controller = ControllerFactory(serial="AGW-1", site=site, state=ControllerState.ACTIVE)
@@ -140,7 +140,7 @@ def test_an_active_serial_conflicts_until_staff_reset_it():
 
 @pytest.mark.parametrize("case", ["expired", "used_up", "other_site", "garbage"])
 def test_an_enrollment_secret_that_is_not_valid_registers_nothing(case):
-    from enexa.api.errors import InvalidCredentials
+    from enexa.core.errors import InvalidCredentials
 
     site = SiteFactory(code="SITE001")
     SiteFactory(code="SITE002")
@@ -171,7 +171,7 @@ def test_activation_with_failed_tests_keeps_the_controller_inactive_with_the_rea
 
 
 def test_a_controller_staff_registered_without_keys_can_be_claimed_once():
-    from enexa.api.errors import ConflictError
+    from enexa.core.errors import ConflictError
 
     site = SiteFactory(code="SITE001")
     ControllerFactory(code="CTRL001", serial="CP-1", site=site, state=ControllerState.REGISTERED)

@@ -11,21 +11,11 @@ from enexa.configs.models import ConfigVersion, ControllerConfig, SiteConfig
 from tests.conftest import controller_client, jwt_client
 from tests.factories import (
     BatteryUnitFactory,
-    ChargerFactory,
     ControllerFactory,
     MembershipFactory,
     SiteFactory,
     UserFactory,
 )
-
-
-@pytest.fixture
-def equipped_site(site):
-    """SITE001 as in the demo: a battery of two 110 kW units, one charger, one controller."""
-    unit = BatteryUnitFactory(site=site, code="BAT1")
-    BatteryUnitFactory(site=site, code="BAT2", parent=unit.parent)
-    ChargerFactory(site=site, code="CHG1", max_power_kw=300.0)
-    return site
 
 
 @pytest.fixture
@@ -480,3 +470,10 @@ def test_access_to_configuration_follows_the_callers_scope(
     for caller, status in zip(CALLERS, expected, strict=True):
         response = getattr(clients[caller], method)(path, body, format="json", HTTP_IF_MATCH="*")
         assert response.status_code == status, (caller, response.content)
+
+
+def test_the_shared_firmware_channels_are_the_ones_a_release_may_have():
+    from enexa.firmware.choices import Channel
+    from shared.site_config import FIRMWARE_CHANNELS
+
+    assert tuple(Channel.values) == FIRMWARE_CHANNELS

@@ -12,35 +12,16 @@ from enexa.configs.models import ConfigState
 from enexa.configs.services import ensure_initial_version
 from enexa.telemetry import services
 from enexa.telemetry.models import BatteryUnitValue, ChargerValue, Event, TelemetryReading
+from enexa.telemetry.views import poster_for
 from shared.fields import format_timestamp
 from tests.conftest import controller_client, jwt_client
 from tests.factories import (
-    BatterySystemFactory,
-    BatteryUnitFactory,
-    ChargerFactory,
     ControllerFactory,
     MembershipFactory,
     UserFactory,
 )
 
 T0 = datetime(2024, 1, 15, 10, 0, 0, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_site_cache():
-    services.clear_caches()
-    yield
-    services.clear_caches()
-
-
-@pytest.fixture
-def equipped_site(site):
-    """SITE001 with a 220 kW battery of two 110 kW units and a 300 kW charger (grid 400 kW)."""
-    system = BatterySystemFactory(site=site, code="BESS1")
-    BatteryUnitFactory(site=site, code="BAT1", parent=system)
-    BatteryUnitFactory(site=site, code="BAT2", parent=system)
-    ChargerFactory(site=site, code="CHG1")
-    return site
 
 
 def reading(ts=T0, message_id=None, site_id="SITE001", **overrides):
@@ -175,7 +156,7 @@ def test_a_partial_batch_stores_the_valid_readings_and_lists_each_rejected_one(
 def test_each_validation_rule_rejects_the_reading_with_a_field_error(
     staff, equipped_site, change, field, message
 ):
-    result = services.ingest_readings(staff, reading(message_id="x", **change))
+    result = services.ingest_readings(poster_for(staff), reading(message_id="x", **change))
     assert (result.accepted, result.rejected) == (0, 1)
     errors = result.errors[0]["errors"]
     assert any(message in m for m in errors[field]), errors

@@ -11,18 +11,12 @@ from django.utils import timezone
 
 from enexa.telemetry import services
 from enexa.telemetry.models import BatteryUnitValue, HourlyAggregate, TelemetryReading
+from enexa.telemetry.views import poster_for
 from shared.fields import format_timestamp
 from tests.conftest import jwt_client
 from tests.factories import MembershipFactory, UserFactory
 
 T0 = datetime(2024, 1, 15, 10, 0, 0, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_site_cache():
-    services.clear_caches()
-    yield
-    services.clear_caches()
 
 
 def reading(ts, soc, grid_kw, site_id="SITE001", power_kw=None):
@@ -52,7 +46,7 @@ def series(site, other_site, staff):
     ]
     items.append(reading(T0 + timedelta(seconds=30), 99, 99, site_id="SITE002"))
     items.append(reading(T0 + timedelta(minutes=15), 77, 7))  # at `to`: excluded
-    assert services.ingest_readings(staff, {"items": items}).accepted == 7
+    assert services.ingest_readings(poster_for(staff), {"items": items}).accepted == 7
     return site
 
 
@@ -170,7 +164,7 @@ def test_retention_rolls_old_readings_into_hourly_aggregates_and_prunes(site, st
         reading(old_hour + timedelta(minutes=50), 40, 8),
         reading(recent, 60, 1),
     ]
-    services.ingest_readings(staff, {"items": items})
+    services.ingest_readings(poster_for(staff), {"items": items})
     HourlyAggregate.objects.create(site=site, hour=now - timedelta(days=800), count=1)
 
     call_command("prune_telemetry")
@@ -194,11 +188,12 @@ def test_retention_rolls_old_readings_into_hourly_aggregates_and_prunes(site, st
 def test_hourly_reads_reach_back_into_the_aggregates_past_raw_retention(site, staff, staff_client):
     old_hour = (timezone.now() - timedelta(days=100)).replace(minute=0, second=0, microsecond=0)
     services.ingest_readings(
-        staff, {"items": [reading(old_hour + timedelta(minutes=m), 10 + m, 2) for m in (0, 30)]}
+        poster_for(staff),
+        {"items": [reading(old_hour + timedelta(minutes=m), 10 + m, 2) for m in (0, 30)]},
     )
     call_command("prune_telemetry")
     assert not TelemetryReading.objects.exists()
-    services.ingest_readings(staff, reading(old_hour + timedelta(hours=1), 70, 3))
+    services.ingest_readings(poster_for(staff), reading(old_hour + timedelta(hours=1), 70, 3))
     window = {
         "from": format_timestamp(old_hour - timedelta(hours=2)),
         "to": format_timestamp(old_hour + timedelta(hours=2)),

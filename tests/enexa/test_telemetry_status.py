@@ -12,6 +12,7 @@ from enexa.dispatch.choices import CommandStatus
 from enexa.dispatch.models import Command
 from enexa.telemetry import services
 from enexa.telemetry.models import OutageReport, SiteStatus, SiteStatusTransition
+from enexa.telemetry.views import poster_for
 from shared.fields import format_timestamp
 from tests.conftest import jwt_client
 from tests.factories import (
@@ -21,13 +22,6 @@ from tests.factories import (
     UserFactory,
 )
 from tests.httppeer import HttpPeer
-
-
-@pytest.fixture(autouse=True)
-def _fresh_site_cache():
-    services.clear_caches()
-    yield
-    services.clear_caches()
 
 
 @pytest.fixture
@@ -74,7 +68,7 @@ def live(staff, t0, seconds, *, now_s=None):
     """Post live readings at t0 + each of `seconds`, as if received at t0 + now_s."""
     now = t0 + timedelta(seconds=now_s if now_s is not None else max(seconds))
     items = [reading(t0 + timedelta(seconds=s), f"r-{s}") for s in seconds]
-    return services.ingest_readings(staff, {"items": items}, now=now)
+    return services.ingest_readings(poster_for(staff), {"items": items}, now=now)
 
 
 def transitions(site):
@@ -117,11 +111,11 @@ def test_an_older_status_report_counts_as_contact_but_does_not_overwrite_newer_s
     site, staff, t0
 ):
     services.record_status(
-        staff,
+        poster_for(staff),
         {"site_id": "SITE001", "online": True, "mode": "manual", "timestamp": format_timestamp(t0)},
     )
     services.record_status(
-        staff,
+        poster_for(staff),
         {
             "site_id": "SITE001",
             "online": True,
@@ -183,8 +177,8 @@ def test_detect_offline_command_marks_silent_sites(site, settings):
 
 @pytest.mark.django_db
 def test_a_gateway_reporting_offline_is_offline_at_once(site, staff):
-    services.record_status(staff, {"site_id": "SITE001", "online": True})
-    services.record_status(staff, {"site_id": "SITE001", "online": False})
+    services.record_status(poster_for(staff), {"site_id": "SITE001", "online": True})
+    services.record_status(poster_for(staff), {"site_id": "SITE001", "online": False})
     assert transitions(site) == [(True, "status"), (False, "reported")]
     assert OutageReport.objects.filter(site=site, online_at__isnull=True).count() == 1
 
@@ -253,7 +247,7 @@ def test_a_site_coming_back_takes_its_health_and_open_command_outcomes_from_ampe
 ):
     controller = ControllerFactory(site=site, code="CTRL001", firmware_version="2.0.5")
     services.record_status(
-        staff,
+        poster_for(staff),
         {"site_id": "SITE001", "online": True, "controller_id": "CTRL001", "mode": "auto"},
         now=t0,
     )
@@ -328,7 +322,9 @@ def test_a_site_comes_back_even_when_amperio_does_not_answer_and_its_commands_st
 def test_health_from_amperio_that_breaks_the_status_schema_changes_nothing(
     site, staff, t0, amperio
 ):
-    services.record_status(staff, {"site_id": "SITE001", "online": True, "mode": "auto"}, now=t0)
+    services.record_status(
+        poster_for(staff), {"site_id": "SITE001", "online": True, "mode": "auto"}, now=t0
+    )
     live(staff, t0, [0, 5])
     services.mark_offline_sites(now=t0 + timedelta(seconds=155))
     amperio.health["SITE001"] = {"mode": "party", "buffer": {"depth": -1}, "modbus": "up"}
@@ -349,7 +345,9 @@ def test_backfilled_readings_update_the_outage_report_per_bucket(
     backlog = [
         reading(t0 + timedelta(seconds=s), f"r-{s}", backfilled=True) for s in range(30, 105, 5)
     ]
-    result = services.ingest_readings(staff, {"items": backlog}, now=t0 + timedelta(seconds=210))
+    result = services.ingest_readings(
+        poster_for(staff), {"items": backlog}, now=t0 + timedelta(seconds=210)
+    )
     assert result.accepted == 15
 
     outages = staff_client.get("/v1/sites/SITE001/outages").json()["outages"]

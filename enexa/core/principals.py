@@ -1,9 +1,14 @@
-"""Who is calling: a user (JWT) or a controller (API key), and which sites each may see."""
+"""Who is calling: a user (JWT) or a controller (API key); which sites each may see is
+enexa.core.visibility."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+# A controller key is `enx_<lookup>.<secret>` (issued by enexa.provisioning.services); the
+# authentication class claims only tokens with this prefix.
+API_KEY_PREFIX = "enx_"
 
 
 @dataclass(frozen=True)
@@ -36,19 +41,6 @@ def is_controller(user: Any) -> bool:
 
 def is_staff_user(user: Any) -> bool:
     return bool(user and getattr(user, "is_authenticated", False) and user.is_staff)
-
-
-def visible_site_pks(user: Any) -> set[int] | None:
-    """The primary keys of the sites `user` may see; None means every site (staff)."""
-    if is_controller(user):
-        return {user.site_pk}
-    if not user or not user.is_authenticated:
-        return set()
-    if user.is_staff:
-        return None
-    from enexa.registry.models import SiteMembership
-
-    return set(SiteMembership.objects.filter(user=user).values_list("site_id", flat=True))
 
 
 def principal_label(user: Any) -> str:

@@ -1,0 +1,163 @@
+"""The site configuration: its keys, defaults and ranges, and the checks of a sparse document.
+
+One definition for both sides: Enexa validates what operators write with it, and the gateway
+reads its defaults. A document is sparse: what is left out (or null) is inherited, finally
+from DEFAULTS. Values left open in DEFAULTS (None) are filled by Enexa from the equipment
+limits of the controller (battery power and SOC band, grid limit)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from .telemetry import MAX_ABS_POWER_KW
+
+# What the gateway does while Enexa is away: follow the last schedule, then the safe local
+# policy; or go to the safe local policy at once.
+AUTONOMY_MODES = ("follow_schedule_then_safe", "safe")
+# The firmware channels a site may follow (Enexa's firmware.choices.Channel has the same).
+FIRMWARE_CHANNELS = ("stable", "beta")
+
+DEFAULTS: dict[str, Any] = {
+    "modbus": {},
+    "watchdog": {"interval_s": 10, "timeout_s": 30},
+    "telemetry": {"interval_s": 5, "batch_size": 100},
+    "status": {"interval_s": 30},
+    "config_poll_interval_s": 60,
+    "battery": {
+        "soc_min_pct": None,
+        "soc_max_pct": None,
+        "reserve_pct": None,
+        "max_charge_kw": None,
+        "max_discharge_kw": None,
+    },
+    "grid": {"limit_kw": None},
+    "autonomy": {"enter_after_s": 60, "mode": "follow_schedule_then_safe"},
+    "setpoint_validity_s": 300,
+    "firmware": {"channel": "stable"},
+}
+
+# The SOC band and reserve a battery gets when none is set (within the equipment's band).
+DEFAULT_SOC_BAND_PCT = (10.0, 90.0)
+DEFAULT_RESERVE_PCT = 20.0
+
+# A rule is a tuple: ("int", lo, hi), ("number", lo, hi), ("host",) or ("choice", options).
+Rule = tuple[Any, ...]
+
+
+def _int(lo: int, hi: int) -> Rule:
+    return ("int", lo, hi)
+
+
+def _num(lo: float, hi: float) -> Rule:
+    return ("number", lo, hi)
+
+
+def choice(options: tuple[str, ...]) -> Rule:
+    return ("choice", options)
+
+
+def host() -> Rule:
+    return ("host",)
+
+
+# section -> field -> rule; a top-level scalar has a rule instead of a section. Every key here
+# changes what the gateway does (tests/test_settings_honoured.py checks each one); a setting
+# nothing reads is refused rather than accepted and ignored (`tariff` went for that reason;
+# Enexa's configs migration 0002 removed it from stored documents).
+RULES: dict[str, Any] = {
+    "modbus": {"host": host(), "port": _int(1, 65535), "device_id": _int(0, 247)},
+    "watchdog": {"interval_s": _int(2, 60), "timeout_s": _int(4, 600)},
+    "telemetry": {"interval_s": _int(1, 3600), "batch_size": _int(1, 1000)},
+    "status": {"interval_s": _int(5, 3600)},
+    "config_poll_interval_s": _int(5, 3600),
+    "battery": {
+        "soc_min_pct": _num(0, 100),
+        "soc_max_pct": _num(0, 100),
+        "reserve_pct": _num(0, 100),
+        "max_charge_kw": _num(0, MAX_ABS_POWER_KW),
+        "max_discharge_kw": _num(0, MAX_ABS_POWER_KW),
+    },
+    "grid": {"limit_kw": _num(0.1, MAX_ABS_POWER_KW)},
+    "autonomy": {
+        "enter_after_s": _int(0, 86_400),
+        "mode": choice(AUTONOMY_MODES),
+        # Grid import the safe policy keeps below the limit; unset: 5 % of it, at least 2 kW.
+        "margin_kw": _num(0, 10_000),
+    },
+    "setpoint_validity_s": _int(1, 86_400),
+    "firmware": {"channel": choice(FIRMWARE_CHANNELS)},
+}
+
+
+def check_value(rule: Rule, value: Any) -> str | None:
+    """The message for a value breaking `rule`, or None."""
+    kind = rule[0]
+    if kind in ("int", "number"):
+        ok_type: tuple[type, ...] = (int,) if kind == "int" else (int, float)
+        if isinstance(value, bool) or not isinstance(value, ok_type):
+            return "Must be an integer." if kind == "int" else "Must be a number."
+        if value != value or not rule[1] <= value <= rule[2]:  # NaN fails too
+            return f"Must be between {rule[1]} and {rule[2]}."
+    elif kind == "host":
+        if not isinstance(value, str) or not 0 < len(value) <= 253 or " " in value:
+            return "Must be a host name or IP address."
+    elif kind == "choice" and value not in rule[1]:
+        return "Must be one of: " + ", ".join(rule[1]) + "."
+    return None
+
+
+def validate(document: Any) -> dict[str, list[str]]:
+    """Field errors of a sparse settings document (types, ranges, unknown keys); {} when valid."""
+    if not isinstance(document, dict):
+        return {"non_field_errors": ["Must be an object."]}
+    errors: dict[str, list[str]] = {}
+    for key, value in document.items():
+        if value is None:  # not set: inherited
+            continue
+        for path, message in _section_errors(str(key), RULES.get(key), value):
+            errors.setdefault(path, []).append(message)
+    return errors
+
+
+def _section_errors(key: str, rule: Any, value: Any) -> list[tuple[str, str]]:
+    if rule is None:
+        return [(key, "Unknown setting.")]
+    if isinstance(rule, tuple):
+        message = check_value(rule, value)
+        return [(key, message)] if message else []
+    if not isinstance(value, dict):
+        return [(key, "Must be an object.")]
+    found = []
+    for name, item in value.items():
+        path = f"{key}.{name}"
+        if name not in rule:
+            found.append((path, "Unknown setting."))
+        elif item is not None and (message := check_value(rule[name], item)):
+            found.append((path, message))
+    return found
+
+
+def merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """JSON merge patch (RFC 7396): nested objects merge, null removes, anything else replaces."""
+    out = copy.deepcopy(base)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def merged(*documents: dict[str, Any]) -> dict[str, Any]:
+    """DEFAULTS with each sparse document laid over it in turn (site, then controller); the
+    values left open stay None, and a section a document removes comes back as its defaults."""
+    out = copy.deepcopy(DEFAULTS)
+    for document in documents:
+        out = merge(out, document)
+        for key, value in DEFAULTS.items():
+            if isinstance(value, dict):
+                out[key] = {**value, **out.get(key, {})}
+    return out
