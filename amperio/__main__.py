@@ -75,8 +75,9 @@ def self_test(client: Any) -> tuple[bool, str]:
 
 def provision(args: argparse.Namespace, settings: Settings) -> int:
     """register -> initial config -> self-tests against the ChargePost -> activate."""
-    from amperio import chargeposts, configsync
-    from amperio.enexa_client import EnexaClient, EnexaError
+    from amperio import chargeposts
+    from amperio.enexa_link import configsync
+    from amperio.enexa_link.client import EnexaClient, EnexaError
     from amperio.state import GatewayState
 
     enexa_url = (args.enexa_url or settings.enexa_url).rstrip("/")

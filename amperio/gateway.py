@@ -14,11 +14,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from amperio import configsync, events, status
 from amperio.chargeposts import Endpoint, connect, endpoints
-from amperio.enexa_client import EnexaClient, EnexaError, EnexaUnavailable
+from amperio.enexa_link import configsync, status
+from amperio.enexa_link.client import EnexaClient, EnexaError, EnexaUnavailable
 from amperio.settings import Settings, get_settings
 from amperio.state import GatewayState
+from amperio.telemetry import events
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class Gateway:
 
     def outbox(self) -> Any:
         if self._outbox is None:
-            from amperio.outbox import Outbox
+            from amperio.telemetry.outbox import Outbox
 
             self._outbox = Outbox(self.settings.outbox_path)
         return self._outbox
@@ -77,7 +78,7 @@ class Gateway:
 
     def commands(self) -> Any:
         if self._commands is None:
-            from amperio.commands import CommandStore
+            from amperio.dispatch.commands import CommandStore
 
             self._commands = CommandStore(
                 self.settings.commands_path,
@@ -90,7 +91,7 @@ class Gateway:
         # next flush, without restarting the worker.
         batch_size = int(self.config()["settings"]["telemetry"]["batch_size"])
         if self._flusher is None:
-            from amperio.flusher import Flusher
+            from amperio.telemetry.flusher import Flusher
 
             client = self.enexa
             self._flusher = Flusher(
@@ -152,8 +153,8 @@ def exclusive(func: Callable[..., Any]) -> Callable[..., Any]:
 def run_control_cycle(gw: Gateway | None = None, now: datetime | None = None) -> dict[str, Any]:
     """Read the ChargePosts into the outbox, re-assert setpoint leases, and follow the local
     autonomous policy while Enexa is unreachable."""
-    from amperio import collector  # the Modbus stack loads in the processes that use it
-    from amperio.autonomy import CAPPED_KEY, ModeTracker
+    from amperio.dispatch.autonomy import CAPPED_KEY, ModeTracker
+    from amperio.telemetry import collector  # the Modbus stack loads in the processes that use it
 
     gw = gw or get_gateway()
     now = now or _now()
@@ -190,7 +191,7 @@ def _reassert_leases(
     mode: str,
     capped: list[str],
 ) -> list[dict[str, Any]]:
-    from amperio.commands import battery_setpoint_registers
+    from amperio.dispatch.commands import battery_setpoint_registers
 
     # While Enexa is away autonomy writes the battery and caps chargers (after this step), so
     # leases leave those registers be.
@@ -219,7 +220,7 @@ def _autonomy(
 ) -> dict[str, Any] | None:
     """The autonomy step of every cycle (it decides whether Enexa has been away long enough);
     `mode` and `capped` are what the state held at the start of the cycle."""
-    from amperio import autonomy
+    from amperio.dispatch import autonomy
 
     try:
         return autonomy.run_cycle(
@@ -251,7 +252,7 @@ def _configured_grid_limit(
     """Write the configured grid limit to the unit when it differs from what the unit holds and
     no `set_grid_limit` lease holds the register, so a configuration change reaches the
     hardware."""
-    from amperio.commands import configured_grid_limit_kw
+    from amperio.dispatch.commands import configured_grid_limit_kw
 
     limit = configured_grid_limit_kw(config)
     current = snapshot.get("site_grid_limit_kw")

@@ -15,10 +15,12 @@ from typing import Any
 
 import pytest
 
-from amperio import autonomy, commands, status, watchdog
+from amperio import watchdog
 from amperio.celery import beat_schedule
 from amperio.chargeposts import endpoints
-from amperio.configsync import validate_config, write_config
+from amperio.dispatch import autonomy, commands
+from amperio.enexa_link import status
+from amperio.enexa_link.configsync import validate_config, write_config
 from amperio.gateway import Gateway
 from amperio.settings import Settings, load
 from amperio.state import GatewayState
@@ -151,7 +153,7 @@ def lease_length(ctx: Any, config: dict[str, Any]) -> Any:
 
 def dispatch_refusal(ctx: Any, config: dict[str, Any]) -> Any:
     """Whether a 150 kW discharge command is refused against the gateway's limits."""
-    from amperio.configsync import operating_limits
+    from amperio.enexa_link.configsync import operating_limits
     from shared.dispatch import DispatchCommand
 
     cmd = DispatchCommand.from_dict(

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from amperio.api.audit import AuditLog
-from amperio.autonomy import ModeTracker
-from amperio.commands import QUEUED, CommandRecord, CommandStore
-from amperio.configsync import operating_limits
-from amperio.events import CommandEvents
+from amperio.dispatch.autonomy import ModeTracker
+from amperio.dispatch.commands import QUEUED, CommandRecord, CommandStore
+from amperio.enexa_link.configsync import operating_limits
 from amperio.settings import Settings
 from amperio.state import GatewayState
+from amperio.telemetry.events import CommandEvents
 from shared.dispatch import DispatchCommand
 from shared.errors import SchemaError
 from shared.fields import parse_timestamp
@@ -45,7 +45,7 @@ def command_store(settings: Settings) -> CommandStore:
 
 
 def outbox(settings: Settings) -> Any:
-    from amperio.outbox import Outbox
+    from amperio.telemetry.outbox import Outbox
 
     return _handle("outbox", settings.outbox_path, Outbox)
 
@@ -59,7 +59,7 @@ def gateway_state(settings: Settings) -> GatewayState:
 
 
 def applied_config(settings: Settings) -> dict[str, Any]:
-    from amperio.configsync import load_config
+    from amperio.enexa_link.configsync import load_config
 
     return load_config(settings)
 

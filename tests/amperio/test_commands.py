@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from amperio.commands import CommandConflict, CommandError, CommandStore, LimitsUnknown
+from amperio.dispatch.commands import CommandConflict, CommandError, CommandStore, LimitsUnknown
 from amperio.modbus.client import ChargePostClient
 from amperio.simulator.server import ChargePostSimulator
 from tests.amperio.limits import LIMITS

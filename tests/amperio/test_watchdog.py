@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from amperio.configsync import with_defaults
+from amperio.enexa_link.configsync import with_defaults
 from amperio.modbus.client import ChargePostClient
 from amperio.simulator import ChargePostSimulator
 from amperio.state import GatewayState

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from amperio.configsync import operating_limits
+from amperio.enexa_link.configsync import operating_limits
 from amperio.modbus.errors import ModbusError, RegisterRangeError
 from amperio.sqlite import Connections
 from shared.dispatch import (
@@ -307,7 +307,7 @@ class CommandStore:
 
     def __init__(self, path: Path | str, on_outcome: Callable[[CommandRecord], None] | None = None):
         """`on_outcome` is told each outcome as it is recorded (the gateway makes it a
-        `command` event: amperio.events.CommandEvents)."""
+        `command` event: amperio.telemetry.events.CommandEvents)."""
         self.path = Path(path)
         self.on_outcome = on_outcome
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from amperio.enexa_client import EnexaClient, EnexaError, EnexaUnavailable
+from amperio.enexa_link.client import EnexaClient, EnexaError, EnexaUnavailable
 from amperio.settings import Settings
 from amperio.state import GatewayState
 from shared.fields import format_timestamp, parse_timestamp

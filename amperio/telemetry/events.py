@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 MAX_LOG_EVENTS_PER_OUTAGE = 200
 _MESSAGE_MAX = 2000  # shared.events.Event.message
 
-OutboxOpener = Callable[[], Any]  # returns an amperio.outbox.Outbox
+OutboxOpener = Callable[[], Any]  # returns an amperio.telemetry.outbox.Outbox
 
 
 def _queue(outbox: OutboxOpener, event: dict[str, Any]) -> None:
@@ -38,7 +38,7 @@ def _queue(outbox: OutboxOpener, event: dict[str, Any]) -> None:
 
 
 def command_event(site_id: str, record: Any, now: datetime | None = None) -> dict[str, Any]:
-    """The `command` event of a finished command (an `amperio.commands.CommandRecord`)."""
+    """The `command` event of a finished command (an `amperio.dispatch.commands.CommandRecord`)."""
     data: dict[str, Any] = {
         "command_id": record.command_id,
         "command": record.command,
@@ -77,8 +77,8 @@ FirmwareStep = Callable[[str, str, str, dict[str, Any]], None]
 
 
 def firmware_steps(outbox: OutboxOpener, site_id: str) -> FirmwareStep:
-    """`step(name, status, message, data)` for `amperio.firmware.check_and_update`: each step
-    (download, verify, install, result) becomes a `firmware` event."""
+    """`step(name, status, message, data)` for `amperio.enexa_link.firmware.check_and_update`:
+    each step (download, verify, install, result) becomes a `firmware` event."""
 
     def step(name: str, status: str, message: str, data: dict[str, Any]) -> None:
         severity = "warning" if status == "failed" else "info"

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from amperio.enexa_client import EnexaClient
+from amperio.enexa_link.client import EnexaClient
 from amperio.settings import Settings
 from amperio.state import GatewayState
 from shared.fields import format_timestamp

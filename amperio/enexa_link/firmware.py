@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from amperio.enexa_client import EnexaError, EnexaUnavailable
+from amperio.enexa_link.client import EnexaError, EnexaUnavailable
 from shared.fields import format_timestamp
 
 logger = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ _VERSION = re.compile(r"^v?(\d+(?:\.\d+)*)(?:-([0-9A-Za-z.-]+))?(?:\+.*)?$")
 
 
 class FirmwareSource(Protocol):
-    """What an update needs from `amperio.enexa_client.EnexaClient`."""
+    """What an update needs from `amperio.enexa_link.client.EnexaClient`."""
 
     def firmware_latest(self, controller_id: str) -> dict[str, Any] | None: ...
 
@@ -86,7 +86,7 @@ def check_and_update(
     """Install the latest release for this controller if it is newer than what runs.
 
     `step(name, status, message, data)` is told each step (download, verify, install, result):
-    the gateway makes each a `firmware` event (amperio.events.firmware_steps)."""
+    the gateway makes each a `firmware` event (amperio.telemetry.events.firmware_steps)."""
     latest = client.firmware_latest(controller_id)
     if not latest or not latest.get("version"):
         return FirmwareResult("none", current_version)
@@ -161,8 +161,9 @@ def _failed(
 
 def check_and_install() -> dict[str, Any]:
     """The periodic task: check this gateway's firmware with its own handles."""
-    from amperio import configsync, events, status
+    from amperio.enexa_link import configsync, status
     from amperio.gateway import get_gateway
+    from amperio.telemetry import events
 
     gw = get_gateway()
     controller = configsync.controller_id(gw.state)
