@@ -15,8 +15,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from amperio.chargeposts import Endpoint, connect, endpoints
+from amperio.dispatch.limits import configured_grid_limit_kw
+from amperio.dispatch.records import APPLIED, CommandRecord
 from amperio.enexa_link import configsync, status
 from amperio.enexa_link.client import EnexaClient, EnexaError, EnexaUnavailable
+from amperio.modbus import registers
 from amperio.settings import Settings, get_settings
 from amperio.state import GatewayState
 from amperio.telemetry import events
@@ -78,7 +81,7 @@ class Gateway:
 
     def commands(self) -> Any:
         if self._commands is None:
-            from amperio.dispatch.commands import CommandStore
+            from amperio.dispatch.store import CommandStore
 
             self._commands = CommandStore(
                 self.settings.commands_path,
@@ -191,11 +194,11 @@ def _reassert_leases(
     mode: str,
     capped: list[str],
 ) -> list[dict[str, Any]]:
-    from amperio.dispatch.commands import battery_setpoint_registers
+    from amperio.dispatch.plan import battery_setpoint_registers
 
     # While Enexa is away autonomy writes the battery and caps chargers (after this step), so
     # leases leave those registers be.
-    held = {f"{name}_power_limit_kw" for name in capped}
+    held = {registers.charger_limit(name) for name in capped}
     if mode != "normal":
         held |= battery_setpoint_registers(snapshot)
     try:
@@ -252,16 +255,14 @@ def _configured_grid_limit(
     """Write the configured grid limit to the unit when it differs from what the unit holds and
     no `set_grid_limit` lease holds the register, so a configuration change reaches the
     hardware."""
-    from amperio.dispatch.commands import configured_grid_limit_kw
-
     limit = configured_grid_limit_kw(config)
-    current = snapshot.get("site_grid_limit_kw")
+    current = snapshot.get(registers.SITE_GRID_LIMIT)
     if limit is None or (current is not None and abs(current - limit) < 0.05):
         return None
-    if any(lease["register"] == "site_grid_limit_kw" for lease in leases):
+    if any(lease["register"] == registers.SITE_GRID_LIMIT for lease in leases):
         return None
     try:
-        written = client.write("site_grid_limit_kw", limit)
+        written = client.write(registers.SITE_GRID_LIMIT, limit)
         return float(written) if written is not None else None
     except Exception:  # tried again next cycle
         log.exception("Writing the configured grid limit failed (site %s)", gw.settings.site_id)
@@ -327,3 +328,24 @@ def watchdog_beat(gw: Gateway | None = None, now: datetime | None = None) -> boo
     config = gw.config()
     beats = [watchdog.beat(c, gw.state, config, now) for c in gw.chargeposts(config)]
     return all(beats)
+
+
+def apply_command(command_id: str, gw: Gateway | None = None) -> CommandRecord:
+    """Run one queued command against this gateway's ChargePost (the `apply_command` task)."""
+    gw = gw or get_gateway()
+    config = gw.config()
+    store = gw.commands()
+    record: CommandRecord = store.execute(command_id, gw.chargeposts(config)[0], config)
+    if record.command == "set_mode" and record.status == APPLIED:
+        gw.state.set("mode", store.current_mode())
+    return record
+
+
+def recover_commands(gw: Gateway | None = None) -> list[CommandRecord]:
+    """Finish or expire this gateway's commands whose task was lost."""
+    gw = gw or get_gateway()
+    config = gw.config()
+    records: list[CommandRecord] = gw.commands().recover_lost(
+        client=gw.chargeposts(config)[0], config=config
+    )
+    return records

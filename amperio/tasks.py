@@ -38,17 +38,13 @@ def watchdog_beat() -> bool:
 # Late ack: re-running is safe, the command table claims each command once.
 @app.task(name="amperio.tasks.apply_command", ignore_result=True, acks_late=True)
 def apply_command(command_id: str) -> dict[str, Any]:
-    from amperio.dispatch import commands
-
-    return commands.execute(command_id).to_dict()
+    return gateway.apply_command(command_id).to_dict()
 
 
 @app.task(name="amperio.tasks.recover_commands", ignore_result=True)
 def recover_commands() -> int:
     """Finish or expire commands whose task was lost (the table, not the broker, is the truth)."""
-    from amperio.dispatch import commands
-
-    return len(commands.recover_lost())
+    return len(gateway.recover_commands())
 
 
 @app.task(name="amperio.tasks.check_firmware", ignore_result=True)

@@ -10,7 +10,8 @@ from typing import Any
 
 from amperio.api.audit import AuditLog
 from amperio.dispatch.autonomy import ModeTracker
-from amperio.dispatch.commands import QUEUED, CommandRecord, CommandStore
+from amperio.dispatch.records import QUEUED, CommandRecord
+from amperio.dispatch.store import CommandStore
 from amperio.enexa_link.configsync import operating_limits
 from amperio.settings import Settings
 from amperio.state import GatewayState

@@ -38,7 +38,7 @@ def _queue(outbox: OutboxOpener, event: dict[str, Any]) -> None:
 
 
 def command_event(site_id: str, record: Any, now: datetime | None = None) -> dict[str, Any]:
-    """The `command` event of a finished command (an `amperio.dispatch.commands.CommandRecord`)."""
+    """The `command` event of a finished command (an `amperio.dispatch.records.CommandRecord`)."""
     data: dict[str, Any] = {
         "command_id": record.command_id,
         "command": record.command,

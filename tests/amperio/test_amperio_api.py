@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
-from amperio.dispatch.commands import CommandStore
+from amperio.dispatch.store import CommandStore
 from amperio.simulator.server import ChargePostSimulator
 from amperio.state import GatewayState
 from shared.fields import format_timestamp

@@ -4,7 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from amperio.dispatch.commands import CommandConflict, CommandError, CommandStore, LimitsUnknown
+from amperio.dispatch.errors import CommandConflict, CommandError, LimitsUnknown
+from amperio.dispatch.store import CommandStore
 from amperio.modbus.client import ChargePostClient
 from amperio.simulator.server import ChargePostSimulator
 from tests.amperio.limits import LIMITS

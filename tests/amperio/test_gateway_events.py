@@ -11,7 +11,7 @@ import pytest
 
 from amperio import gateway, watchdog
 from amperio.api import services as api_services
-from amperio.dispatch.commands import CommandError
+from amperio.dispatch.errors import CommandError
 from amperio.enexa_link import status
 from amperio.enexa_link.client import EnexaClient
 from amperio.enexa_link.configsync import validate_config, write_config

@@ -8,7 +8,8 @@ import pytest
 
 from amperio import gateway
 from amperio.dispatch import autonomy
-from amperio.dispatch.commands import CommandError, CommandStore
+from amperio.dispatch.errors import CommandError
+from amperio.dispatch.store import CommandStore
 from amperio.enexa_link.configsync import operating_limits, validate_config, write_config
 from amperio.settings import load
 from tests.amperio.limits import LIMITS
