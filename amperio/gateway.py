@@ -1,8 +1,9 @@
-"""This process's handles on the gateway (state, outbox, Enexa, ChargePosts) and its cycles.
+"""The one registry of a process's handles on the gateway (state, outbox, commands, Enexa,
+ChargePosts), for the workers and the API alike, and the cycles the tasks run.
 
-The tasks call one function each from here. Handles are made once per process (Celery's
-prefork children each get their own, never one inherited through fork) and reused, so a task
-every second does not reconnect to the ChargePost or reopen SQLite."""
+The tasks call one function each from here. Handles are made once per process and state
+directory (Celery's prefork children each get their own, never one inherited through fork) and
+reused, so a task every second does not reconnect to the ChargePost or reopen SQLite."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ import logging
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from amperio.chargeposts import Endpoint, connect, endpoints
 from amperio.dispatch.limits import configured_grid_limit_kw
 from amperio.dispatch.records import APPLIED, CommandRecord
+from amperio.dispatch.store import CommandStore
 from amperio.enexa_link import configsync, status
 from amperio.enexa_link.client import EnexaClient, EnexaError, EnexaUnavailable
 from amperio.modbus import registers
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 # that an Enexa outage never holds a worker process for long.
 ENEXA_TASK_RETRIES = 1
 
+T = TypeVar("T")
+
 
 class Gateway:
     """Lazily opened handles of one process."""
@@ -41,9 +45,10 @@ class Gateway:
         self._config_file = configsync.ConfigFile(settings.config_path)
         self._outbox: Any = None
         self._flusher: Any = None
-        self._commands: Any = None
+        self._commands: CommandStore | None = None
         self._enexa: EnexaClient | None = None
         self._clients: dict[Endpoint, Any] = {}
+        self._extra: dict[str, Any] = {}
 
     def config(self) -> dict[str, Any]:
         """The applied configuration, parsed again only after the config sync replaced it (so
@@ -79,10 +84,8 @@ class Gateway:
                 self._clients[endpoint] = connect(endpoint)
         return [self._clients[e] for e in wanted]
 
-    def commands(self) -> Any:
+    def commands(self) -> CommandStore:
         if self._commands is None:
-            from amperio.dispatch.store import CommandStore
-
             self._commands = CommandStore(
                 self.settings.commands_path,
                 on_outcome=events.CommandEvents(self.outbox, self.settings.site_id),
@@ -107,15 +110,34 @@ class Gateway:
         self._flusher.batch_size = batch_size
         return self._flusher
 
+    def handle(self, name: str, make: Callable[[], T]) -> T:
+        """A handle this module does not know by name (the API's audit log), made once."""
+        if name not in self._extra:
+            self._extra[name] = make()
+        handle: T = self._extra[name]
+        return handle
 
+
+# (process, state directory, site) -> its Gateway: the API serves whichever settings it is
+# given, the workers those of the environment.
+_gateways: dict[tuple[int, str, str], Gateway] = {}
 _gateway: Gateway | None = None
 
 
+def gateway_for(settings: Settings) -> Gateway:
+    """This process's Gateway for `settings` (a new one after a fork)."""
+    key = (os.getpid(), str(settings.state_dir), settings.site_id)
+    if key not in _gateways:
+        _gateways[key] = Gateway(settings)
+    return _gateways[key]
+
+
 def get_gateway() -> Gateway:
-    """This process's Gateway (a new one after a fork)."""
+    """This process's Gateway for the environment's settings, with the outage log installed
+    (the workers' gateway; a new one after a fork)."""
     global _gateway
     if _gateway is None or _gateway.pid != os.getpid():
-        _gateway = Gateway(get_settings())
+        _gateway = gateway_for(get_settings())
         events.install_outage_log(_gateway.state, _gateway.outbox, _gateway.settings.site_id)
     return _gateway
 
@@ -335,7 +357,7 @@ def apply_command(command_id: str, gw: Gateway | None = None) -> CommandRecord:
     gw = gw or get_gateway()
     config = gw.config()
     store = gw.commands()
-    record: CommandRecord = store.execute(command_id, gw.chargeposts(config)[0], config)
+    record = store.execute(command_id, gw.chargeposts(config)[0], config)
     if record.command == "set_mode" and record.status == APPLIED:
         gw.state.set("mode", store.current_mode())
     return record
@@ -345,7 +367,4 @@ def recover_commands(gw: Gateway | None = None) -> list[CommandRecord]:
     """Finish or expire this gateway's commands whose task was lost."""
     gw = gw or get_gateway()
     config = gw.config()
-    records: list[CommandRecord] = gw.commands().recover_lost(
-        client=gw.chargeposts(config)[0], config=config
-    )
-    return records
+    return gw.commands().recover_lost(client=gw.chargeposts(config)[0], config=config)

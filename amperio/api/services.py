@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from amperio.api.audit import AuditLog
@@ -13,9 +12,9 @@ from amperio.dispatch.autonomy import ModeTracker
 from amperio.dispatch.records import QUEUED, CommandRecord
 from amperio.dispatch.store import CommandStore
 from amperio.enexa_link.configsync import operating_limits
+from amperio.gateway import gateway_for
 from amperio.settings import Settings
 from amperio.state import GatewayState
-from amperio.telemetry.events import CommandEvents
 from shared.dispatch import DispatchCommand
 from shared.errors import SchemaError
 from shared.fields import parse_timestamp
@@ -26,43 +25,28 @@ APPLY_COMMAND_TASK = "amperio.tasks.apply_command"
 # Without a configuration, the hardware watchdog timeout the gateway assumes.
 DEFAULT_WATCHDOG_TIMEOUT_S = 15.0
 
-_handles: dict[tuple[str, str], Any] = {}
-
-
-def _handle(kind: str, path: Path, make: Any) -> Any:
-    """One handle per file per process (each keeps a connection per thread)."""
-    key = (kind, str(path))
-    if key not in _handles:
-        _handles[key] = make(path)
-    return _handles[key]
+# The process's handles come from the one registry, amperio.gateway (the workers' too).
 
 
 def command_store(settings: Settings) -> CommandStore:
     # A command refused or expired on arrival is an outcome too: a `command` event.
-    outcomes = CommandEvents(lambda: outbox(settings), settings.site_id)
-    return _handle(
-        "commands", settings.commands_path, lambda path: CommandStore(path, on_outcome=outcomes)
-    )
+    return gateway_for(settings).commands()
 
 
 def outbox(settings: Settings) -> Any:
-    from amperio.telemetry.outbox import Outbox
-
-    return _handle("outbox", settings.outbox_path, Outbox)
+    return gateway_for(settings).outbox()
 
 
 def audit_log(settings: Settings) -> AuditLog:
-    return _handle("audit", settings.audit_path, AuditLog)
+    return gateway_for(settings).handle("audit", lambda: AuditLog(settings.audit_path))
 
 
 def gateway_state(settings: Settings) -> GatewayState:
-    return _handle("state", settings.state_path, GatewayState)
+    return gateway_for(settings).state
 
 
 def applied_config(settings: Settings) -> dict[str, Any]:
-    from amperio.enexa_link.configsync import load_config
-
-    return load_config(settings)
+    return gateway_for(settings).config()
 
 
 def accept_command(

@@ -114,7 +114,7 @@ def test_a_replayed_command_is_not_a_second_outcome(gw):
 
 
 def test_a_command_the_api_refuses_on_arrival_is_a_command_event(gw, monkeypatch):
-    monkeypatch.setattr(api_services, "_handles", {})
+    monkeypatch.setattr(gateway, "_gateways", {})
     with pytest.raises(CommandError):
         api_services.accept_command(gw.settings, command("c-api", power_kw=500.0))
     assert outcomes(Outbox(gw.settings.outbox_path)) == [("c-api", "rejected")]
