@@ -23,7 +23,7 @@ from amperio.enexa_link import configsync, status
 from amperio.enexa_link.client import EnexaClient, EnexaError, EnexaUnavailable
 from amperio.modbus import registers
 from amperio.settings import Settings, get_settings
-from amperio.state import GatewayState
+from amperio.state import GatewayState, StateKey
 from amperio.telemetry import events
 
 log = logging.getLogger(__name__)
@@ -302,7 +302,7 @@ def flush_outbox(gw: Gateway | None = None, now: datetime | None = None) -> dict
         status.note_enexa_unreachable(gw.state, now, "telemetry flush failed")
     elif stats.get("sent"):
         status.note_enexa_reachable(gw.state, now)
-    gw.state.set("buffer_depth", _depth(gw))
+    gw.state.set(StateKey.BUFFER_DEPTH, _depth(gw))
     return dict(stats)
 
 
@@ -337,7 +337,7 @@ def report_status(gw: Gateway | None = None, now: datetime | None = None) -> boo
     if not status.status_due(gw.state, gw.config(), now):
         return None
     # The depth the last flush recorded: the report needs no handle on the outbox.
-    depth = gw.state.get("buffer_depth")
+    depth = gw.state.get(StateKey.BUFFER_DEPTH)
     return status.report_status(gw.enexa(), gw.settings, gw.state, now, depth)
 
 
@@ -359,7 +359,7 @@ def apply_command(command_id: str, gw: Gateway | None = None) -> CommandRecord:
     store = gw.commands()
     record = store.execute(command_id, gw.chargeposts(config)[0], config)
     if record.command == "set_mode" and record.status == APPLIED:
-        gw.state.set("mode", store.current_mode())
+        gw.state.set(StateKey.MODE, store.current_mode())
     return record
 
 

@@ -14,7 +14,7 @@ from amperio.dispatch.store import CommandStore
 from amperio.enexa_link.configsync import operating_limits
 from amperio.gateway import gateway_for
 from amperio.settings import Settings
-from amperio.state import GatewayState
+from amperio.state import GatewayState, StateKey
 from shared.dispatch import DispatchCommand
 from shared.errors import SchemaError
 from shared.fields import parse_timestamp
@@ -151,23 +151,23 @@ def gateway_health(settings: Settings, now: datetime | None = None) -> dict[str,
     state = gateway_state(settings).snapshot()
     depth = buffer_depth(settings)
     # A beat older than the hardware timeout means the unit has fallen back to its safe state.
-    beat_age = _age_s(state.get("watchdog_last_beat_at"), now)
+    beat_age = _age_s(state.get(StateKey.WATCHDOG_LAST_BEAT_AT), now)
     watchdog_ok = beat_age is not None and beat_age <= _watchdog_timeout_s(settings)
-    link_up = bool(state.get("modbus_link_up"))
-    enexa_reachable = bool(state.get("enexa_reachable"))
+    link_up = bool(state.get(StateKey.MODBUS_LINK_UP))
+    enexa_reachable = bool(state.get(StateKey.ENEXA_REACHABLE))
     site = {
-        "modbus": {"link_up": link_up, "last_read_at": state.get("modbus_last_read_at")},
+        "modbus": {"link_up": link_up, "last_read_at": state.get(StateKey.MODBUS_LAST_READ_AT)},
         "watchdog": {
-            "last_beat_at": state.get("watchdog_last_beat_at"),
+            "last_beat_at": state.get(StateKey.WATCHDOG_LAST_BEAT_AT),
             "beating": watchdog_ok,
-            "withheld": state.get("watchdog_withheld"),
+            "withheld": state.get(StateKey.WATCHDOG_WITHHELD),
         },
         "buffer": {"depth": depth.get("readings", 0) + depth.get("events", 0), **depth},
-        "mode": state.get("mode") or "auto",
+        "mode": state.get(StateKey.MODE) or "auto",
         # normal, schedule (following the last schedule) or safe_local, while Enexa is away.
         "autonomy": ModeTracker.stored_mode(state),
-        "config_version": state.get("config_version"),
-        "firmware_version": state.get("firmware_version"),
+        "config_version": state.get(StateKey.CONFIG_VERSION),
+        "firmware_version": state.get(StateKey.FIRMWARE_VERSION),
         # queued, stuck (recovery cannot finish them), failed, last_failure
         "commands": command_store(settings).health(now),
     }
@@ -176,7 +176,7 @@ def gateway_health(settings: Settings, now: datetime | None = None) -> dict[str,
     return {
         "status": "ok" if ok else "degraded",
         "sites": {settings.site_id: site},
-        "enexa": {"reachable": enexa_reachable, "last_ok_at": state.get("enexa_last_ok_at")},
+        "enexa": {"reachable": enexa_reachable, "last_ok_at": state.get(StateKey.ENEXA_LAST_OK_AT)},
     }
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from amperio.modbus import registers
+from amperio.state import StateKey
 from shared.events import new_event
 from shared.fields import format_timestamp, parse_timestamp
 
@@ -94,7 +96,7 @@ class AutonomyPolicy:
             grid_limit_kw=first(
                 _get(settings, "grid.limit_kw"),
                 _get(limits, "grid.limit_kw"),
-                (snapshot or {}).get("site_grid_limit_kw"),
+                (snapshot or {}).get(registers.SITE_GRID_LIMIT),
             ),
             soc_min_pct=first(
                 _get(settings, "battery.soc_min_pct"),
@@ -155,13 +157,13 @@ def _units(snapshot: dict[str, Any]) -> list[_Unit]:
         if not match or soc is None:
             continue
         name = match.group(1)
-        charge = _num(snapshot.get(f"{name}_allowed_charge_kw"))
-        discharge = _num(snapshot.get(f"{name}_allowed_discharge_kw"))
+        charge = _num(snapshot.get(registers.battery_allowed(name, "charge")))
+        discharge = _num(snapshot.get(registers.battery_allowed(name, "discharge")))
         units.append(
             _Unit(
                 name=name,
                 soc_pct=soc,
-                power_kw=_num(snapshot.get(f"{name}_power_kw")) or 0.0,
+                power_kw=_num(snapshot.get(registers.battery(name, "power_kw"))) or 0.0,
                 allowed_charge_kw=DEFAULT_UNIT_MAX_KW if charge is None else max(0.0, charge),
                 allowed_discharge_kw=DEFAULT_UNIT_MAX_KW
                 if discharge is None
@@ -189,7 +191,7 @@ def _chargers(snapshot: dict[str, Any], config: dict[str, Any]) -> list[_Charger
             continue
         name = match.group(1)
         max_kw = _num((configured.get(name.upper()) or {}).get("max_power_kw"))
-        plugged = _num(snapshot.get(f"{name}_connector_state"))
+        plugged = _num(snapshot.get(registers.charger(name, "connector_state")))
         chargers.append(
             _Charger(
                 name=name,
@@ -395,7 +397,7 @@ def _battery_decision(
 class ModeTracker:
     """Remembers the mode in the gateway state; a change becomes a `mode_change` event."""
 
-    KEY = "autonomy_mode"
+    KEY = StateKey.AUTONOMY_MODE
 
     def __init__(self, state: Any, site_id: str, mode: str | None = None):
         """`mode`: the stored mode where the caller has just read it (else read here)."""
@@ -413,7 +415,9 @@ class ModeTracker:
         previous = self.mode
         if decision.mode == previous:
             return None
-        self.state.update({self.KEY: decision.mode, "autonomy_mode_since": format_timestamp(now)})
+        self.state.update(
+            {self.KEY: decision.mode, StateKey.AUTONOMY_MODE_SINCE: format_timestamp(now)}
+        )
         self.mode = decision.mode
         return new_event(
             self.site_id,
@@ -426,7 +430,7 @@ class ModeTracker:
 
 
 # The chargers autonomy capped, in the gateway state: their limits go back when it stops.
-CAPPED_KEY = "autonomy_capped_chargers"
+CAPPED_KEY = StateKey.AUTONOMY_CAPPED_CHARGERS
 
 
 def run_cycle(
@@ -458,10 +462,10 @@ def run_cycle(
     if decision.mode != "normal":
         # Enexa is away: the gateway is in charge of the battery (written after the lease
         # re-assertion of the same cycle, so this is what holds).
-        writes = {f"{u}_power_setpoint_kw": p for u, p in decision.unit_power_kw.items()}
+        writes = {registers.battery_setpoint(u): p for u, p in decision.unit_power_kw.items()}
     elif previous == "safe_local":
         # Hand back: the units idle until Enexa re-dispatches.
-        writes = {f"{u.name}_power_setpoint_kw": 0.0 for u in _units(snapshot)}
+        writes = {registers.battery_setpoint(u.name): 0.0 for u in _units(snapshot)}
     if decision.charger_limit_kw or capped_before:
         writes.update(
             _charger_limit_writes(decision, capped_before, config, snapshot, leases or [], now)
@@ -500,11 +504,11 @@ def _charger_limit_writes(
     }
     writes = {}
     for name, cap in decision.charger_limit_kw.items():
-        register = f"{name}_power_limit_kw"
+        register = registers.charger_limit(name)
         writes[register] = min(cap, held.get(register, cap))
     maxima = {c.name: c.max_kw for c in _chargers(snapshot, config)}
     for name in capped_before:
-        register = f"{name}_power_limit_kw"
+        register = registers.charger_limit(name)
         if name not in decision.charger_limit_kw:
             writes[register] = held.get(register, maxima.get(name, DEFAULT_CHARGER_MAX_KW))
     return writes

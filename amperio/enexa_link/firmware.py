@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from amperio.enexa_link.client import EnexaError, EnexaUnavailable
+from amperio.state import StateKey
 from shared.fields import format_timestamp
 
 logger = logging.getLogger(__name__)
@@ -128,17 +129,17 @@ def check_and_update(
 
 def install(state: StateStore, version: str, size: int, now: datetime) -> str:
     """Simulated install and reboot: the new version is what runs afterwards."""
-    previous = state.get("firmware_version")
+    previous = state.get(StateKey.FIRMWARE_VERSION)
     state.update(
         {
-            "firmware_version": version,
-            "firmware_previous_version": previous,
-            "firmware_installed_at": format_timestamp(now),
-            "firmware_image_bytes": size,
+            StateKey.FIRMWARE_VERSION: version,
+            StateKey.FIRMWARE_PREVIOUS_VERSION: previous,
+            StateKey.FIRMWARE_INSTALLED_AT: format_timestamp(now),
+            StateKey.FIRMWARE_IMAGE_BYTES: size,
         }
     )
     # After the "reboot" the running version is read back, as a real unit would report it.
-    return str(state.get("firmware_version"))
+    return str(state.get(StateKey.FIRMWARE_VERSION))
 
 
 def _silent(name: str, status: str, message: str, data: dict[str, Any]) -> None:

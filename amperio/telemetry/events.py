@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from amperio.state import StateKey
 from shared.events import new_event
 
 log = logging.getLogger(__name__)
@@ -133,16 +134,16 @@ class OutageLog(logging.Handler):
             self._inside.active = False
 
     def _keep(self, record: logging.LogRecord) -> None:
-        since = self.state.get("enexa_unreachable_since")
+        since = self.state.get(StateKey.ENEXA_UNREACHABLE_SINCE)
         if not since:
             return
-        kept = self.state.get("outage_log") or {}
+        kept = self.state.get(StateKey.OUTAGE_LOG) or {}
         seen: list[str] = list(kept.get("seen") or []) if kept.get("since") == since else []
         line = hashlib.sha256(f"{record.name}\0{record.msg}".encode()).hexdigest()[:16]
         count = len(seen)
         if count > self.max_lines or line in seen:
             return
-        self.state.set("outage_log", {"since": since, "seen": [*seen, line]})
+        self.state.set(StateKey.OUTAGE_LOG, {"since": since, "seen": [*seen, line]})
         data = {"logger": record.name, "level": record.levelname, "outage_since": since}
         if count == self.max_lines:
             message = (
