@@ -20,9 +20,10 @@ from pathlib import Path
 import requests
 
 from amperio.modbus import registers
+from amperio.procs import Proc, free_port, wait_until
 from amperio.simulator.physics import ChargePostState
 from amperio.simulator.server import ChargePostSimulator
-from tests.integration.harness import LiveEnexa, Proc, enexa_database, free_port, wait_until
+from demo.enexa import LiveEnexa, enexa_database
 
 COMMANDS = 250
 WARMUP = 10

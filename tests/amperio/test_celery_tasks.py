@@ -11,10 +11,10 @@ import redis
 
 from amperio.celery import WATCHDOG_QUEUE, beat_schedule, filesystem_folder, make_app
 from amperio.enexa_link.configsync import load_config
+from amperio.procs import Proc, wait_until
 from amperio.settings import load
 from amperio.state import GatewayState
 from tests.httppeer import HttpPeer
-from tests.integration.harness import Proc, wait_until
 
 CONFIG = {
     "version": 9,
