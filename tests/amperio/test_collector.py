@@ -19,12 +19,8 @@ NOW = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def simulator():
-    sim = ChargePostSimulator(port=0, speed=0, seed=1).start()
-    try:
-        yield sim
-    finally:
-        sim.stop()
+def simulator(start_sim):
+    return start_sim(seed=1)
 
 
 @pytest.fixture

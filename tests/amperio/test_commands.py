@@ -7,7 +7,6 @@ import pytest
 from amperio.dispatch.errors import CommandConflict, CommandError, LimitsUnknown
 from amperio.dispatch.store import CommandStore
 from amperio.modbus.client import ChargePostClient
-from amperio.simulator.server import ChargePostSimulator
 from tests.amperio.limits import LIMITS
 
 T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
@@ -27,14 +26,8 @@ def command(command_id="cmd-1", name="set_battery_power", params=None, **extra):
 
 
 @pytest.fixture
-def sim():
-    # speed 0: simulated time moves only when a test steps it
-    simulator = ChargePostSimulator(port=0, speed=0).start()
-    simulator.state.watchdog_timeout_s = 100_000  # no heartbeat in these tests
-    try:
-        yield simulator
-    finally:
-        simulator.stop()
+def sim(start_sim):
+    return start_sim(watchdog_timeout_s=100_000)  # no heartbeat in these tests
 
 
 @pytest.fixture

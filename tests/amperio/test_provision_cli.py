@@ -9,7 +9,6 @@ import pytest
 import requests
 
 from amperio.procs import REPO_DIR as REPO
-from amperio.simulator.server import ChargePostSimulator
 from tests.httppeer import HttpPeer
 
 SECRET = "enroll-secret-123"
@@ -42,15 +41,6 @@ def enexa(sim_port):
         return 404, {"detail": "not found"}
 
     return HttpPeer(handler)
-
-
-@pytest.fixture
-def sim():
-    simulator = ChargePostSimulator(port=0, speed=0).start()
-    try:
-        yield simulator
-    finally:
-        simulator.stop()
 
 
 def provision(peer, state_dir, secret=SECRET):
