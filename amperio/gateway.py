@@ -368,3 +368,25 @@ def recover_commands(gw: Gateway | None = None) -> list[CommandRecord]:
     gw = gw or get_gateway()
     config = gw.config()
     return gw.commands().recover_lost(client=gw.chargeposts(config)[0], config=config)
+
+
+def check_firmware(gw: Gateway | None = None) -> dict[str, Any]:
+    """The periodic firmware check, with this gateway's handles."""
+    from amperio.enexa_link import firmware
+
+    gw = gw or get_gateway()
+    controller = configsync.controller_id(gw.state)
+    if not controller:
+        return {"outcome": "not_provisioned"}
+    try:
+        result = firmware.check_and_update(
+            gw.enexa(),
+            controller,
+            status.firmware_version(gw.state),
+            gw.state,
+            step=events.firmware_steps(gw.outbox, gw.settings.site_id),
+        )
+    except EnexaError as exc:
+        log.warning("firmware check skipped: %s", exc)
+        return {"outcome": "unreachable", "detail": str(exc)}
+    return {"outcome": result.outcome, "version": result.version, "detail": result.detail}

@@ -1,4 +1,5 @@
-"""The gateway's Celery tasks: thin, one call each into the modules that do the work."""
+"""The gateway's Celery tasks: thin, one call each into amperio.gateway (which holds the
+process's handles and calls the packages that do the work)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,4 @@ def recover_commands() -> int:
 
 @app.task(name="amperio.tasks.check_firmware", ignore_result=True)
 def check_firmware() -> Any:
-    from amperio.enexa_link import firmware
-
-    return firmware.check_and_install()
+    return gateway.check_firmware()

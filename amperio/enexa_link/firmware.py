@@ -158,27 +158,3 @@ def _failed(
     )
     client.report_firmware(controller_id, current, "failed", error=why)
     return FirmwareResult("failed", current, why)
-
-
-def check_and_install() -> dict[str, Any]:
-    """The periodic task: check this gateway's firmware with its own handles."""
-    from amperio.enexa_link import configsync, status
-    from amperio.gateway import get_gateway
-    from amperio.telemetry import events
-
-    gw = get_gateway()
-    controller = configsync.controller_id(gw.state)
-    if not controller:
-        return {"outcome": "not_provisioned"}
-    try:
-        result = check_and_update(
-            gw.enexa(),
-            controller,
-            status.firmware_version(gw.state),
-            gw.state,
-            step=events.firmware_steps(gw.outbox, gw.settings.site_id),
-        )
-    except EnexaError as exc:
-        logger.warning("firmware check skipped: %s", exc)
-        return {"outcome": "unreachable", "detail": str(exc)}
-    return {"outcome": result.outcome, "version": result.version, "detail": result.detail}
