@@ -178,7 +178,7 @@ def exclusive(func: Callable[..., Any]) -> Callable[..., Any]:
 def run_control_cycle(gw: Gateway | None = None, now: datetime | None = None) -> dict[str, Any]:
     """Read the ChargePosts into the outbox, re-assert setpoint leases, and follow the local
     autonomous policy while Enexa is unreachable."""
-    from amperio.dispatch.autonomy import CAPPED_KEY, ModeTracker
+    from amperio.dispatch.autonomy_cycle import CAPPED_KEY, ModeTracker
     from amperio.telemetry import collector  # the Modbus stack loads in the processes that use it
 
     gw = gw or get_gateway()
@@ -245,10 +245,10 @@ def _autonomy(
 ) -> dict[str, Any] | None:
     """The autonomy step of every cycle (it decides whether Enexa has been away long enough);
     `mode` and `capped` are what the state held at the start of the cycle."""
-    from amperio.dispatch import autonomy
+    from amperio.dispatch import autonomy_cycle
 
     try:
-        return autonomy.run_cycle(
+        return autonomy_cycle.run_cycle(
             client=client,
             state=gw.state,
             config=config,

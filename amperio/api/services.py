@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from amperio.api.audit import AuditLog
-from amperio.dispatch.autonomy import ModeTracker
+from amperio.dispatch.autonomy_cycle import ModeTracker
 from amperio.dispatch.records import QUEUED, CommandRecord
 from amperio.dispatch.store import CommandStore
 from amperio.enexa_link.configsync import operating_limits
