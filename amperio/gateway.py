@@ -25,6 +25,8 @@ from amperio.modbus import registers
 from amperio.settings import Settings, get_settings
 from amperio.state import GatewayState, StateKey
 from amperio.telemetry import events
+from amperio.telemetry.flusher import Flusher
+from amperio.telemetry.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +45,8 @@ class Gateway:
         self.pid = os.getpid()
         self.state = GatewayState(settings.state_path)
         self._config_file = configsync.ConfigFile(settings.config_path)
-        self._outbox: Any = None
-        self._flusher: Any = None
+        self._outbox: Outbox | None = None
+        self._flusher: Flusher | None = None
         self._commands: CommandStore | None = None
         self._enexa: EnexaClient | None = None
         self._clients: dict[Endpoint, Any] = {}
@@ -55,10 +57,8 @@ class Gateway:
         a new version holds from the next cycle on); shared by every caller: do not change it."""
         return self._config_file.load()
 
-    def outbox(self) -> Any:
+    def outbox(self) -> Outbox:
         if self._outbox is None:
-            from amperio.telemetry.outbox import Outbox
-
             self._outbox = Outbox(self.settings.outbox_path)
         return self._outbox
 
@@ -92,13 +92,11 @@ class Gateway:
             )
         return self._commands
 
-    def flusher(self) -> Any:
+    def flusher(self) -> Flusher:
         # The batch size is read at each call: a new `telemetry.batch_size` holds from the
         # next flush, without restarting the worker.
         batch_size = int(self.config()["settings"]["telemetry"]["batch_size"])
         if self._flusher is None:
-            from amperio.telemetry.flusher import Flusher
-
             client = self.enexa
             self._flusher = Flusher(
                 self.outbox(),

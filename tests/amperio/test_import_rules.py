@@ -25,18 +25,30 @@ def imports(name: str, *, module_level_only: bool) -> set[str]:
     """What module `name` imports: every module named, resolved to an Amperio module where the
     name is one (`from amperio.dispatch import store` is amperio.dispatch.store)."""
     tree = ast.parse(MODULES[name].read_text())
-    nodes = tree.body if module_level_only else list(ast.walk(tree))
     if module_level_only:  # statements at the top, also inside `if` and `try` blocks there
-        nodes = [n for top in tree.body for n in ast.walk(top) if not _in_function(top)]
+        nodes = [n for top in tree.body if not _in_function(top) for n in ast.walk(top)]
+    else:
+        nodes = list(ast.walk(tree))
     found: set[str] = set()
     for node in nodes:
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        elif isinstance(node, ast.ImportFrom):
+            base = _absolute(name, node)
             for alias in node.names:
-                child = f"{node.module}.{alias.name}"
-                found.add(child if child in MODULES else node.module)
+                child = f"{base}.{alias.name}"
+                found.add(child if child in MODULES else base)
     return found
+
+
+def _absolute(name: str, node: ast.ImportFrom) -> str:
+    """The module an ImportFrom names, relative ones (`from .outbox import`) made absolute."""
+    if node.level == 0:
+        return node.module or ""
+    package = name if MODULES[name].name == "__init__.py" else name.rpartition(".")[0]
+    for _ in range(node.level - 1):
+        package = package.rpartition(".")[0]
+    return f"{package}.{node.module}" if node.module else package
 
 
 def _in_function(node: ast.AST) -> bool:
