@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from amperio.dispatch.records import APPLIED
 from amperio.state import StateKey
 from shared.events import new_event
 
@@ -56,7 +57,7 @@ def command_event(site_id: str, record: Any, now: datetime | None = None) -> dic
         "command",
         message[:_MESSAGE_MAX],
         record.finished_at or now or datetime.now(UTC),
-        "info" if record.status == "applied" else "warning",
+        "info" if record.status == APPLIED else "warning",
         data,
     )
 
