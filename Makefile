@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml | $(PYTHON)
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PYTHON) -m amperio.demo
+	$(PYTHON) -m demo
 
 test: $(STAMP)
 	$(PYTHON) -m pytest

@@ -75,9 +75,10 @@ def self_test(client: Any) -> tuple[bool, str]:
 
 def provision(args: argparse.Namespace, settings: Settings) -> int:
     """register -> initial config -> self-tests against the ChargePost -> activate."""
-    from amperio import chargeposts, configsync
-    from amperio.enexa_client import EnexaClient, EnexaError
-    from amperio.state import GatewayState
+    from amperio import chargeposts
+    from amperio.enexa_link import configsync
+    from amperio.enexa_link.client import EnexaClient, EnexaError
+    from amperio.state import GatewayState, StateKey
 
     enexa_url = (args.enexa_url or settings.enexa_url).rstrip("/")
     client = EnexaClient(enexa_url, timeout_s=settings.http_timeout_s)
@@ -90,7 +91,7 @@ def provision(args: argparse.Namespace, settings: Settings) -> int:
     controller_id = registered["controller_id"]
     # Kept at once: the enrollment secret may not allow a second registration.
     store_key(settings.key_file, registered["api_key"])
-    state.update({"controller_id": controller_id, "site_id": args.site})
+    state.update({StateKey.CONTROLLER_ID: controller_id, StateKey.SITE_ID: args.site})
     print(f"Registered {args.serial} as {controller_id} at {args.site}.")
 
     try:
@@ -122,7 +123,7 @@ def provision(args: argparse.Namespace, settings: Settings) -> int:
     except EnexaError as exc:
         print(f"Activation failed: {exc}", file=sys.stderr)
         return 2
-    state.set("activated", bool(activated.get("activated")))
+    state.set(StateKey.ACTIVATED, bool(activated.get("activated")))
     print(
         json.dumps(
             {

@@ -19,7 +19,7 @@ from celery import Celery, beat
 from kombu.entity import Queue
 
 from amperio import broker
-from amperio.configsync import load_config
+from amperio.enexa_link.configsync import load_config
 from amperio.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,9 @@
-"""This process's handles on the gateway (state, outbox, Enexa, ChargePosts) and its cycles.
+"""The one registry of a process's handles on the gateway (state, outbox, commands, Enexa,
+ChargePosts), for the workers and the API alike, and the cycles the tasks run.
 
-The tasks call one function each from here. Handles are made once per process (Celery's
-prefork children each get their own, never one inherited through fork) and reused, so a task
-every second does not reconnect to the ChargePost or reopen SQLite."""
+The tasks call one function each from here. Handles are made once per process and state
+directory (Celery's prefork children each get their own, never one inherited through fork) and
+reused, so a task every second does not reconnect to the ChargePost or reopen SQLite."""
 
 from __future__ import annotations
 
@@ -12,19 +13,28 @@ import logging
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from amperio import configsync, events, status
 from amperio.chargeposts import Endpoint, connect, endpoints
-from amperio.enexa_client import EnexaClient, EnexaError, EnexaUnavailable
+from amperio.dispatch.limits import configured_grid_limit_kw
+from amperio.dispatch.records import APPLIED, CommandRecord
+from amperio.dispatch.store import CommandStore
+from amperio.enexa_link import configsync, status
+from amperio.enexa_link.client import EnexaClient, EnexaError, EnexaUnavailable
+from amperio.modbus import registers
 from amperio.settings import Settings, get_settings
-from amperio.state import GatewayState
+from amperio.state import GatewayState, StateKey
+from amperio.telemetry import events
+from amperio.telemetry.flusher import Flusher
+from amperio.telemetry.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
 # Periodic tasks are retried by the schedule itself: a short retry inside a task is enough, so
 # that an Enexa outage never holds a worker process for long.
 ENEXA_TASK_RETRIES = 1
+
+T = TypeVar("T")
 
 
 class Gateway:
@@ -35,21 +45,20 @@ class Gateway:
         self.pid = os.getpid()
         self.state = GatewayState(settings.state_path)
         self._config_file = configsync.ConfigFile(settings.config_path)
-        self._outbox: Any = None
-        self._flusher: Any = None
-        self._commands: Any = None
+        self._outbox: Outbox | None = None
+        self._flusher: Flusher | None = None
+        self._commands: CommandStore | None = None
         self._enexa: EnexaClient | None = None
         self._clients: dict[Endpoint, Any] = {}
+        self._extra: dict[str, Any] = {}
 
     def config(self) -> dict[str, Any]:
         """The applied configuration, parsed again only after the config sync replaced it (so
         a new version holds from the next cycle on); shared by every caller: do not change it."""
         return self._config_file.load()
 
-    def outbox(self) -> Any:
+    def outbox(self) -> Outbox:
         if self._outbox is None:
-            from amperio.outbox import Outbox
-
             self._outbox = Outbox(self.settings.outbox_path)
         return self._outbox
 
@@ -75,23 +84,19 @@ class Gateway:
                 self._clients[endpoint] = connect(endpoint)
         return [self._clients[e] for e in wanted]
 
-    def commands(self) -> Any:
+    def commands(self) -> CommandStore:
         if self._commands is None:
-            from amperio.commands import CommandStore
-
             self._commands = CommandStore(
                 self.settings.commands_path,
                 on_outcome=events.CommandEvents(self.outbox, self.settings.site_id),
             )
         return self._commands
 
-    def flusher(self) -> Any:
+    def flusher(self) -> Flusher:
         # The batch size is read at each call: a new `telemetry.batch_size` holds from the
         # next flush, without restarting the worker.
         batch_size = int(self.config()["settings"]["telemetry"]["batch_size"])
         if self._flusher is None:
-            from amperio.flusher import Flusher
-
             client = self.enexa
             self._flusher = Flusher(
                 self.outbox(),
@@ -103,15 +108,34 @@ class Gateway:
         self._flusher.batch_size = batch_size
         return self._flusher
 
+    def handle(self, name: str, make: Callable[[], T]) -> T:
+        """A handle this module does not know by name (the API's audit log), made once."""
+        if name not in self._extra:
+            self._extra[name] = make()
+        handle: T = self._extra[name]
+        return handle
 
+
+# (process, state directory, site) -> its Gateway: the API serves whichever settings it is
+# given, the workers those of the environment.
+_gateways: dict[tuple[int, str, str], Gateway] = {}
 _gateway: Gateway | None = None
 
 
+def gateway_for(settings: Settings) -> Gateway:
+    """This process's Gateway for `settings` (a new one after a fork)."""
+    key = (os.getpid(), str(settings.state_dir), settings.site_id)
+    if key not in _gateways:
+        _gateways[key] = Gateway(settings)
+    return _gateways[key]
+
+
 def get_gateway() -> Gateway:
-    """This process's Gateway (a new one after a fork)."""
+    """This process's Gateway for the environment's settings, with the outage log installed
+    (the workers' gateway; a new one after a fork)."""
     global _gateway
     if _gateway is None or _gateway.pid != os.getpid():
-        _gateway = Gateway(get_settings())
+        _gateway = gateway_for(get_settings())
         events.install_outage_log(_gateway.state, _gateway.outbox, _gateway.settings.site_id)
     return _gateway
 
@@ -152,8 +176,8 @@ def exclusive(func: Callable[..., Any]) -> Callable[..., Any]:
 def run_control_cycle(gw: Gateway | None = None, now: datetime | None = None) -> dict[str, Any]:
     """Read the ChargePosts into the outbox, re-assert setpoint leases, and follow the local
     autonomous policy while Enexa is unreachable."""
-    from amperio import collector  # the Modbus stack loads in the processes that use it
-    from amperio.autonomy import CAPPED_KEY, ModeTracker
+    from amperio.dispatch.autonomy_cycle import CAPPED_KEY, ModeTracker
+    from amperio.telemetry import collector  # the Modbus stack loads in the processes that use it
 
     gw = gw or get_gateway()
     now = now or _now()
@@ -190,11 +214,11 @@ def _reassert_leases(
     mode: str,
     capped: list[str],
 ) -> list[dict[str, Any]]:
-    from amperio.commands import battery_setpoint_registers
+    from amperio.dispatch.plan import battery_setpoint_registers
 
     # While Enexa is away autonomy writes the battery and caps chargers (after this step), so
     # leases leave those registers be.
-    held = {f"{name}_power_limit_kw" for name in capped}
+    held = {registers.charger_limit(name) for name in capped}
     if mode != "normal":
         held |= battery_setpoint_registers(snapshot)
     try:
@@ -219,10 +243,10 @@ def _autonomy(
 ) -> dict[str, Any] | None:
     """The autonomy step of every cycle (it decides whether Enexa has been away long enough);
     `mode` and `capped` are what the state held at the start of the cycle."""
-    from amperio import autonomy
+    from amperio.dispatch import autonomy_cycle
 
     try:
-        return autonomy.run_cycle(
+        return autonomy_cycle.run_cycle(
             client=client,
             state=gw.state,
             config=config,
@@ -251,16 +275,14 @@ def _configured_grid_limit(
     """Write the configured grid limit to the unit when it differs from what the unit holds and
     no `set_grid_limit` lease holds the register, so a configuration change reaches the
     hardware."""
-    from amperio.commands import configured_grid_limit_kw
-
     limit = configured_grid_limit_kw(config)
-    current = snapshot.get("site_grid_limit_kw")
+    current = snapshot.get(registers.SITE_GRID_LIMIT)
     if limit is None or (current is not None and abs(current - limit) < 0.05):
         return None
-    if any(lease["register"] == "site_grid_limit_kw" for lease in leases):
+    if any(lease["register"] == registers.SITE_GRID_LIMIT for lease in leases):
         return None
     try:
-        written = client.write("site_grid_limit_kw", limit)
+        written = client.write(registers.SITE_GRID_LIMIT, limit)
         return float(written) if written is not None else None
     except Exception:  # tried again next cycle
         log.exception("Writing the configured grid limit failed (site %s)", gw.settings.site_id)
@@ -278,7 +300,7 @@ def flush_outbox(gw: Gateway | None = None, now: datetime | None = None) -> dict
         status.note_enexa_unreachable(gw.state, now, "telemetry flush failed")
     elif stats.get("sent"):
         status.note_enexa_reachable(gw.state, now)
-    gw.state.set("buffer_depth", _depth(gw))
+    gw.state.set(StateKey.BUFFER_DEPTH, _depth(gw))
     return dict(stats)
 
 
@@ -313,7 +335,7 @@ def report_status(gw: Gateway | None = None, now: datetime | None = None) -> boo
     if not status.status_due(gw.state, gw.config(), now):
         return None
     # The depth the last flush recorded: the report needs no handle on the outbox.
-    depth = gw.state.get("buffer_depth")
+    depth = gw.state.get(StateKey.BUFFER_DEPTH)
     return status.report_status(gw.enexa(), gw.settings, gw.state, now, depth)
 
 
@@ -326,3 +348,43 @@ def watchdog_beat(gw: Gateway | None = None, now: datetime | None = None) -> boo
     config = gw.config()
     beats = [watchdog.beat(c, gw.state, config, now) for c in gw.chargeposts(config)]
     return all(beats)
+
+
+def apply_command(command_id: str, gw: Gateway | None = None) -> CommandRecord:
+    """Run one queued command against this gateway's ChargePost (the `apply_command` task)."""
+    gw = gw or get_gateway()
+    config = gw.config()
+    store = gw.commands()
+    record = store.execute(command_id, gw.chargeposts(config)[0], config)
+    if record.command == "set_mode" and record.status == APPLIED:
+        gw.state.set(StateKey.MODE, store.current_mode())
+    return record
+
+
+def recover_commands(gw: Gateway | None = None) -> list[CommandRecord]:
+    """Finish or expire this gateway's commands whose task was lost."""
+    gw = gw or get_gateway()
+    config = gw.config()
+    return gw.commands().recover_lost(client=gw.chargeposts(config)[0], config=config)
+
+
+def check_firmware(gw: Gateway | None = None) -> dict[str, Any]:
+    """The periodic firmware check, with this gateway's handles."""
+    from amperio.enexa_link import firmware
+
+    gw = gw or get_gateway()
+    controller = configsync.controller_id(gw.state)
+    if not controller:
+        return {"outcome": "not_provisioned"}
+    try:
+        result = firmware.check_and_update(
+            gw.enexa(),
+            controller,
+            status.firmware_version(gw.state),
+            gw.state,
+            step=events.firmware_steps(gw.outbox, gw.settings.site_id),
+        )
+    except EnexaError as exc:
+        log.warning("firmware check skipped: %s", exc)
+        return {"outcome": "unreachable", "detail": str(exc)}
+    return {"outcome": result.outcome, "version": result.version, "detail": result.detail}

@@ -1,4 +1,5 @@
-"""The gateway's Celery tasks: thin, one call each into the modules that do the work."""
+"""The gateway's Celery tasks: thin, one call each into amperio.gateway (which holds the
+process's handles and calls the packages that do the work)."""
 
 from __future__ import annotations
 
@@ -38,21 +39,15 @@ def watchdog_beat() -> bool:
 # Late ack: re-running is safe, the command table claims each command once.
 @app.task(name="amperio.tasks.apply_command", ignore_result=True, acks_late=True)
 def apply_command(command_id: str) -> dict[str, Any]:
-    from amperio import commands
-
-    return commands.execute(command_id).to_dict()
+    return gateway.apply_command(command_id).to_dict()
 
 
 @app.task(name="amperio.tasks.recover_commands", ignore_result=True)
 def recover_commands() -> int:
     """Finish or expire commands whose task was lost (the table, not the broker, is the truth)."""
-    from amperio import commands
-
-    return len(commands.recover_lost())
+    return len(gateway.recover_commands())
 
 
 @app.task(name="amperio.tasks.check_firmware", ignore_result=True)
 def check_firmware() -> Any:
-    from amperio import firmware
-
-    return firmware.check_and_install()
+    return gateway.check_firmware()

@@ -11,8 +11,9 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from amperio.modbus import registers
 from amperio.modbus.errors import ModbusError
-from amperio.state import GatewayState
+from amperio.state import GatewayState, StateKey
 from shared.fields import format_timestamp, parse_timestamp
 
 log = logging.getLogger(__name__)
@@ -35,9 +36,9 @@ def _next(counter: Any) -> int:
 
 
 def _withhold(state: GatewayState, reason: str) -> bool:
-    if state.get("watchdog_withheld") != reason:
+    if state.get(StateKey.WATCHDOG_WITHHELD) != reason:
         log.warning("Watchdog heartbeat withheld: %s", reason)
-    state.update({"watchdog_beating": False, "watchdog_withheld": reason})
+    state.update({StateKey.WATCHDOG_BEATING: False, StateKey.WATCHDOG_WITHHELD: reason})
     return False
 
 
@@ -45,32 +46,34 @@ def beat(client: Any, state: GatewayState, config: dict[str, Any], now: datetime
     """Write the next heartbeat (and the configured hardware timeout) if the gateway is in
     control; returns whether it beat."""
     timeout_s = int(config["settings"]["watchdog"]["timeout_s"])
-    ok_at = parse_timestamp(state.get("control_cycle_ok_at"))
+    ok_at = parse_timestamp(state.get(StateKey.CONTROL_CYCLE_OK_AT))
     if ok_at is None:
         return _withhold(state, "no control cycle yet")
     age_s = (now - ok_at).total_seconds()
     if age_s > control_stale_after_s(config):
         return _withhold(state, f"control cycle stale ({age_s:.0f} s)")
-    if not state.get("modbus_link_up"):
+    if not state.get(StateKey.MODBUS_LINK_UP):
         return _withhold(state, "Modbus link down")
-    counter = _next(state.get("watchdog_counter"))
+    counter = _next(state.get(StateKey.WATCHDOG_COUNTER))
     try:
-        held = client.read(["watchdog_timeout_s", "watchdog_heartbeat"])  # adjacent: one request
-        if held.get("watchdog_timeout_s") != timeout_s:
-            client.write("watchdog_timeout_s", timeout_s)
-        if counter == held.get("watchdog_heartbeat"):
+        held = client.read(
+            [registers.WATCHDOG_TIMEOUT, registers.WATCHDOG_HEARTBEAT]
+        )  # adjacent: one request
+        if held.get(registers.WATCHDOG_TIMEOUT) != timeout_s:
+            client.write(registers.WATCHDOG_TIMEOUT, timeout_s)
+        if counter == held.get(registers.WATCHDOG_HEARTBEAT):
             # The unit counts only a changed value; after a lost state the counter may restart
             # on the value it holds.
             counter = _next(counter)
-        client.write("watchdog_heartbeat", counter)
+        client.write(registers.WATCHDOG_HEARTBEAT, counter)
     except ModbusError as exc:
         return _withhold(state, f"heartbeat write failed: {exc}")
     state.update(
         {
-            "watchdog_counter": counter,
-            "watchdog_last_beat_at": format_timestamp(now),
-            "watchdog_beating": True,
-            "watchdog_withheld": None,
+            StateKey.WATCHDOG_COUNTER: counter,
+            StateKey.WATCHDOG_LAST_BEAT_AT: format_timestamp(now),
+            StateKey.WATCHDOG_BEATING: True,
+            StateKey.WATCHDOG_WITHHELD: None,
         }
     )
     return True

@@ -19,9 +19,11 @@ from pathlib import Path
 
 import requests
 
+from amperio.modbus import registers
+from amperio.procs import Proc, free_port, wait_until
 from amperio.simulator.physics import ChargePostState
 from amperio.simulator.server import ChargePostSimulator
-from tests.integration.harness import LiveEnexa, Proc, enexa_database, free_port, wait_until
+from demo.enexa import LiveEnexa, enexa_database
 
 COMMANDS = 250
 WARMUP = 10
@@ -61,7 +63,7 @@ def _written(state: TimedState, value: float, timeout_s: float = 10.0) -> float:
             name, got, at = state.writes.get(timeout=0.5)
         except queue.Empty:
             continue
-        if name == "bat1_power_setpoint_kw" and abs(got - value) < 0.01:
+        if name == registers.battery_setpoint(1) and abs(got - value) < 0.01:
             return at
     raise TimeoutError(f"bat1 setpoint {value} not written within {timeout_s} s")
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import psycopg
 import redis
 
+from demo.bare_enexa import BareEnexa
 from shared.fields import format_timestamp
-from tests.integration.bare_enexa import BareEnexa
 
 RESULTS = Path(__file__).parent / "results" / "ingest.json"
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/test"

@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from amperio.outbox import Outbox
+from amperio.telemetry.outbox import Outbox
 
 RESULTS = Path(__file__).parent / "results" / "outbox.json"
 ROUNDS = 300

@@ -15,7 +15,7 @@ NOT_OURS = {"PYTHONPATH", "PYTHONUNBUFFERED"}
 
 def variables_read_by_the_code() -> set[str]:
     found: set[str] = set()
-    for package in ("enexa", "amperio", "shared"):
+    for package in ("enexa", "amperio", "shared", "demo"):
         for path in (REPO / package).rglob("*.py"):
             found |= set(READ.findall(path.read_text()))
     return found - NOT_OURS

@@ -16,10 +16,13 @@ from typing import Any
 
 import pytest
 
-from amperio import autonomy, commands, status, watchdog
+from amperio import watchdog
 from amperio.celery import beat_schedule
 from amperio.chargeposts import endpoints
-from amperio.configsync import validate_config, write_config
+from amperio.dispatch import autonomy, limits
+from amperio.dispatch.errors import CommandError
+from amperio.enexa_link import status
+from amperio.enexa_link.configsync import validate_config, write_config
 from amperio.gateway import Gateway
 from amperio.settings import Settings, load
 from amperio.state import GatewayState
@@ -145,16 +148,16 @@ def status_report_due(ctx: Any, config: dict[str, Any]) -> Any:
 
 
 def grid_limit_written(ctx: Any, config: dict[str, Any]) -> Any:
-    return commands.configured_grid_limit_kw(config)
+    return limits.configured_grid_limit_kw(config)
 
 
 def lease_length(ctx: Any, config: dict[str, Any]) -> Any:
-    return commands.setpoint_validity_s(config)
+    return limits.setpoint_validity_s(config)
 
 
 def dispatch_refusal(ctx: Any, config: dict[str, Any]) -> Any:
     """Whether a 150 kW discharge command is refused against the gateway's limits."""
-    from amperio.configsync import operating_limits
+    from amperio.enexa_link.configsync import operating_limits
     from shared.dispatch import DispatchCommand
 
     cmd = DispatchCommand.from_dict(
@@ -167,8 +170,8 @@ def dispatch_refusal(ctx: Any, config: dict[str, Any]) -> Any:
         }
     )
     try:
-        commands.check_limits(cmd, operating_limits(config))
-    except commands.CommandError as exc:
+        limits.check_limits(cmd, operating_limits(config))
+    except CommandError as exc:
         return exc.detail
     return None
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from amperio.api.audit import AuditLog
-from amperio.autonomy import ModeTracker
-from amperio.commands import QUEUED, CommandRecord, CommandStore
-from amperio.configsync import operating_limits
-from amperio.events import CommandEvents
+from amperio.dispatch.autonomy_cycle import ModeTracker
+from amperio.dispatch.records import QUEUED, CommandRecord
+from amperio.dispatch.store import CommandStore
+from amperio.enexa_link.configsync import operating_limits
+from amperio.gateway import gateway_for
 from amperio.settings import Settings
-from amperio.state import GatewayState
+from amperio.state import GatewayState, StateKey
 from shared.dispatch import DispatchCommand
 from shared.errors import SchemaError
 from shared.fields import parse_timestamp
@@ -25,43 +25,28 @@ APPLY_COMMAND_TASK = "amperio.tasks.apply_command"
 # Without a configuration, the hardware watchdog timeout the gateway assumes.
 DEFAULT_WATCHDOG_TIMEOUT_S = 15.0
 
-_handles: dict[tuple[str, str], Any] = {}
-
-
-def _handle(kind: str, path: Path, make: Any) -> Any:
-    """One handle per file per process (each keeps a connection per thread)."""
-    key = (kind, str(path))
-    if key not in _handles:
-        _handles[key] = make(path)
-    return _handles[key]
+# The process's handles come from the one registry, amperio.gateway (the workers' too).
 
 
 def command_store(settings: Settings) -> CommandStore:
     # A command refused or expired on arrival is an outcome too: a `command` event.
-    outcomes = CommandEvents(lambda: outbox(settings), settings.site_id)
-    return _handle(
-        "commands", settings.commands_path, lambda path: CommandStore(path, on_outcome=outcomes)
-    )
+    return gateway_for(settings).commands()
 
 
 def outbox(settings: Settings) -> Any:
-    from amperio.outbox import Outbox
-
-    return _handle("outbox", settings.outbox_path, Outbox)
+    return gateway_for(settings).outbox()
 
 
 def audit_log(settings: Settings) -> AuditLog:
-    return _handle("audit", settings.audit_path, AuditLog)
+    return gateway_for(settings).handle("audit", lambda: AuditLog(settings.audit_path))
 
 
 def gateway_state(settings: Settings) -> GatewayState:
-    return _handle("state", settings.state_path, GatewayState)
+    return gateway_for(settings).state
 
 
 def applied_config(settings: Settings) -> dict[str, Any]:
-    from amperio.configsync import load_config
-
-    return load_config(settings)
+    return gateway_for(settings).config()
 
 
 def accept_command(
@@ -166,23 +151,23 @@ def gateway_health(settings: Settings, now: datetime | None = None) -> dict[str,
     state = gateway_state(settings).snapshot()
     depth = buffer_depth(settings)
     # A beat older than the hardware timeout means the unit has fallen back to its safe state.
-    beat_age = _age_s(state.get("watchdog_last_beat_at"), now)
+    beat_age = _age_s(state.get(StateKey.WATCHDOG_LAST_BEAT_AT), now)
     watchdog_ok = beat_age is not None and beat_age <= _watchdog_timeout_s(settings)
-    link_up = bool(state.get("modbus_link_up"))
-    enexa_reachable = bool(state.get("enexa_reachable"))
+    link_up = bool(state.get(StateKey.MODBUS_LINK_UP))
+    enexa_reachable = bool(state.get(StateKey.ENEXA_REACHABLE))
     site = {
-        "modbus": {"link_up": link_up, "last_read_at": state.get("modbus_last_read_at")},
+        "modbus": {"link_up": link_up, "last_read_at": state.get(StateKey.MODBUS_LAST_READ_AT)},
         "watchdog": {
-            "last_beat_at": state.get("watchdog_last_beat_at"),
+            "last_beat_at": state.get(StateKey.WATCHDOG_LAST_BEAT_AT),
             "beating": watchdog_ok,
-            "withheld": state.get("watchdog_withheld"),
+            "withheld": state.get(StateKey.WATCHDOG_WITHHELD),
         },
         "buffer": {"depth": depth.get("readings", 0) + depth.get("events", 0), **depth},
-        "mode": state.get("mode") or "auto",
+        "mode": state.get(StateKey.MODE) or "auto",
         # normal, schedule (following the last schedule) or safe_local, while Enexa is away.
         "autonomy": ModeTracker.stored_mode(state),
-        "config_version": state.get("config_version"),
-        "firmware_version": state.get("firmware_version"),
+        "config_version": state.get(StateKey.CONFIG_VERSION),
+        "firmware_version": state.get(StateKey.FIRMWARE_VERSION),
         # queued, stuck (recovery cannot finish them), failed, last_failure
         "commands": command_store(settings).health(now),
     }
@@ -191,7 +176,7 @@ def gateway_health(settings: Settings, now: datetime | None = None) -> dict[str,
     return {
         "status": "ok" if ok else "degraded",
         "sites": {settings.site_id: site},
-        "enexa": {"reachable": enexa_reachable, "last_ok_at": state.get("enexa_last_ok_at")},
+        "enexa": {"reachable": enexa_reachable, "last_ok_at": state.get(StateKey.ENEXA_LAST_OK_AT)},
     }
 
 

@@ -44,7 +44,7 @@ TEMPLATES = [
         "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
     }
 ]
-# The command table (amperio.commands.CommandStore) is the store; Django keeps nothing.
+# The command table (amperio.dispatch.store.CommandStore) is the store; Django keeps nothing.
 DATABASES: dict = {}
 STATIC_URL = "static/"
 WHITENOISE_USE_FINDERS = True

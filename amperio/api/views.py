@@ -15,7 +15,7 @@ from amperio.api import serializers, services
 from amperio.api.errors import problem
 from amperio.api.middleware import note_command
 from amperio.api.serializers import problems
-from amperio.commands import CommandConflict, CommandError, LimitsUnknown, UnknownCommand
+from amperio.dispatch.errors import CommandConflict, CommandError, LimitsUnknown, UnknownCommand
 from amperio.settings import get_settings
 from shared import openapi as wire
 from shared.errors import SchemaError

@@ -7,6 +7,8 @@ import random
 import threading
 from dataclasses import dataclass, field
 
+from amperio.modbus import registers
+
 ALARM_WATCHDOG = 1 << 0  # alarm_bits bit0: watchdog fallback active
 ALARM_CLAMPED = 1 << 1  # alarm_bits bit1: a setpoint was beyond the allowed power and was clamped
 
@@ -324,28 +326,28 @@ class ChargePostState:
             for n, b in enumerate(self.batteries, start=1):
                 values.update(
                     {
-                        f"bat{n}_soc_pct": b.soc_pct,
-                        f"bat{n}_soh_pct": b.soh_pct,
-                        f"bat{n}_power_kw": b.power_kw,
-                        f"bat{n}_allowed_charge_kw": b.allowed_charge_kw,
-                        f"bat{n}_allowed_discharge_kw": b.allowed_discharge_kw,
-                        f"bat{n}_power_setpoint_kw": b.setpoint_kw,
-                        f"bat{n}_setpoint_reversion_timeout_s": b.reversion_timeout_s,
-                        f"bat{n}_setpoint_reversion_kw": b.reversion_kw,
-                        f"bat{n}_state": b.state,
-                        f"bat{n}_temperature_c": b.temperature_c,
+                        registers.battery(n, "soc_pct"): b.soc_pct,
+                        registers.battery(n, "soh_pct"): b.soh_pct,
+                        registers.battery(n, "power_kw"): b.power_kw,
+                        registers.battery(n, "allowed_charge_kw"): b.allowed_charge_kw,
+                        registers.battery(n, "allowed_discharge_kw"): b.allowed_discharge_kw,
+                        registers.battery(n, "power_setpoint_kw"): b.setpoint_kw,
+                        registers.battery(n, "setpoint_reversion_timeout_s"): b.reversion_timeout_s,
+                        registers.battery(n, "setpoint_reversion_kw"): b.reversion_kw,
+                        registers.battery(n, "state"): b.state,
+                        registers.battery(n, "temperature_c"): b.temperature_c,
                     }
                 )
             for n, c in enumerate(self.chargers, start=1):
                 values.update(
                     {
-                        f"chg{n}_status": c.status,
-                        f"chg{n}_power_kw": c.power_kw,
-                        f"chg{n}_session_energy_kwh": c.session_energy_kwh,
-                        f"chg{n}_connector_state": c.connector_state,
-                        f"chg{n}_power_limit_kw": c.power_limit_kw,
-                        f"chg{n}_fallback_limit_kw": c.fallback_limit_kw,
-                        f"chg{n}_timeout_s": c.timeout_s,
+                        registers.charger(n, "status"): c.status,
+                        registers.charger(n, "power_kw"): c.power_kw,
+                        registers.charger(n, "session_energy_kwh"): c.session_energy_kwh,
+                        registers.charger(n, "connector_state"): c.connector_state,
+                        registers.charger(n, "power_limit_kw"): c.power_limit_kw,
+                        registers.charger(n, "fallback_limit_kw"): c.fallback_limit_kw,
+                        registers.charger(n, "timeout_s"): c.timeout_s,
                     }
                 )
             return values

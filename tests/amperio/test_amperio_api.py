@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
-from amperio.commands import CommandStore
+from amperio.dispatch.store import CommandStore
+from amperio.procs import Proc, free_port, wait_until
 from amperio.simulator.server import ChargePostSimulator
 from amperio.state import GatewayState
 from shared.fields import format_timestamp
 from tests.amperio.limits import LIMITS
-from tests.integration.harness import Proc, free_port, wait_until
 
 OLD_TOKEN, NEW_TOKEN = "svc-old-" + uuid.uuid4().hex, "svc-new-" + uuid.uuid4().hex
 

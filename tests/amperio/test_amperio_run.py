@@ -10,8 +10,7 @@ import sys
 import pytest
 import requests
 
-from amperio.procs import REPO_DIR, port_available
-from tests.integration.harness import Proc, free_port, wait_until
+from amperio.procs import REPO_DIR, Proc, free_port, port_available, wait_until
 from tests.processes import command_line, processes_with
 
 pytestmark = pytest.mark.integration

@@ -2,7 +2,8 @@
 
 from datetime import UTC, datetime, timedelta
 
-from amperio.autonomy import ModeTracker, decide
+from amperio.dispatch.autonomy import decide
+from amperio.dispatch.autonomy_cycle import ModeTracker
 from amperio.state import GatewayState
 from shared.events import Event
 
@@ -170,11 +171,11 @@ def run_session(
     """15 simulated minutes, one control cycle per second, against the simulator: Enexa
     unreachable from the start (autonomy after the configured 60 s) and back at 800 s; a
     300 kW vehicle arrives at 90 s. What was read each second, the modes and the outbox."""
-    from amperio.autonomy import run_cycle
+    from amperio.dispatch.autonomy_cycle import run_cycle
     from amperio.modbus.client import ChargePostClient
-    from amperio.outbox import Outbox
     from amperio.simulator.physics import Vehicle
     from amperio.simulator.server import ChargePostSimulator
+    from amperio.telemetry.outbox import Outbox
 
     config = {
         "settings": {
@@ -326,10 +327,10 @@ def test_chargers_with_a_vehicle_are_served_first_and_idle_ones_share_what_is_le
 
 
 def test_the_caps_are_written_and_given_back_when_enexa_returns_never_above_a_lease(tmp_path):
-    from amperio.autonomy import run_cycle
+    from amperio.dispatch.autonomy_cycle import run_cycle
     from amperio.modbus.client import ChargePostClient
-    from amperio.outbox import Outbox
     from amperio.simulator.server import ChargePostSimulator
+    from amperio.telemetry.outbox import Outbox
 
     state = GatewayState(tmp_path / "state.sqlite3")
     outbox = Outbox(tmp_path / "outbox.sqlite3")

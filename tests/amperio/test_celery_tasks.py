@@ -10,11 +10,11 @@ import pytest
 import redis
 
 from amperio.celery import WATCHDOG_QUEUE, beat_schedule, filesystem_folder, make_app
-from amperio.configsync import load_config
+from amperio.enexa_link.configsync import load_config
+from amperio.procs import Proc, wait_until
 from amperio.settings import load
 from amperio.state import GatewayState
 from tests.httppeer import HttpPeer
-from tests.integration.harness import Proc, wait_until
 
 CONFIG = {
     "version": 9,
@@ -192,7 +192,7 @@ def test_periodic_tasks_follow_the_configured_intervals_and_expire_before_their_
 ):
     settings = replace(load(), state_dir=tmp_path)
     config = {**CONFIG, "settings": {**CONFIG["settings"], "modbus": None}}
-    from amperio.configsync import with_defaults
+    from amperio.enexa_link.configsync import with_defaults
 
     schedule = beat_schedule(with_defaults(config), settings)
     assert schedule["watchdog-beat"]["options"]["queue"] == WATCHDOG_QUEUE
@@ -210,7 +210,7 @@ def test_the_watchdog_worker_keeps_the_unit_alive_only_while_the_site_worker_con
     killed: the watchdog worker, still running, withholds the heartbeat and the unit falls back."""
     from datetime import UTC, datetime
 
-    from amperio.configsync import apply_config
+    from amperio.enexa_link.configsync import apply_config
     from amperio.simulator import ChargePostSimulator
     from amperio.state import GatewayState
 

@@ -5,13 +5,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from amperio.collector import collect
 from amperio.gateway import Gateway, run_control_cycle
 from amperio.modbus.client import ChargePostClient
-from amperio.outbox import Outbox
 from amperio.settings import load
 from amperio.simulator import ChargePostSimulator
 from amperio.state import GatewayState
+from amperio.telemetry.collector import collect
+from amperio.telemetry.outbox import Outbox
 from shared.events import Event
 from shared.telemetry import TelemetryReading
 
@@ -19,12 +19,8 @@ NOW = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def simulator():
-    sim = ChargePostSimulator(port=0, speed=0, seed=1).start()
-    try:
-        yield sim
-    finally:
-        sim.stop()
+def simulator(start_sim):
+    return start_sim(seed=1)
 
 
 @pytest.fixture
@@ -141,7 +137,7 @@ def test_readings_reach_enexa_through_the_outbox_and_stay_while_enexa_is_down(ga
 
 
 def test_a_configured_grid_limit_reaches_the_unit_unless_a_dispatched_one_holds(gateway, simulator):
-    from amperio import configsync
+    from amperio.enexa_link import configsync
 
     settings, state, *_ = gateway
     gw = Gateway(settings)
@@ -174,7 +170,7 @@ def test_a_configured_grid_limit_reaches_the_unit_unless_a_dispatched_one_holds(
 
 
 def test_a_running_gateway_acts_on_a_new_configuration_from_the_next_cycle(gateway, simulator):
-    from amperio import configsync
+    from amperio.enexa_link import configsync
 
     settings, state, *_ = gateway
     gw = Gateway(settings)
@@ -189,7 +185,7 @@ def test_a_running_gateway_acts_on_a_new_configuration_from_the_next_cycle(gatew
 def test_with_two_chargeposts_autonomy_drives_the_first_ones_batteries(tmp_path, monkeypatch):
     """The reading numbers units across ChargePosts (BAT3, BAT4 on the second); autonomy acts
     on the first ChargePost's own registers, not on names it does not have."""
-    from amperio import configsync
+    from amperio.enexa_link import configsync
     from amperio.simulator.physics import Vehicle
 
     first = ChargePostSimulator(port=0, speed=0, seed=1).start()

@@ -4,16 +4,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from amperio.commands import (
-    CommandConflict,
-    CommandError,
-    CommandStore,
-    LimitsUnknown,
-    UnknownCommand,
-    validity_end,
-)
+from amperio.dispatch.errors import CommandConflict, CommandError, LimitsUnknown, UnknownCommand
+from amperio.dispatch.limits import validity_end
+from amperio.dispatch.store import CommandStore
 from amperio.modbus.client import ChargePostClient
-from amperio.simulator.server import ChargePostSimulator
 from shared.errors import SchemaError
 from tests.amperio.limits import LIMITS
 
@@ -34,14 +28,8 @@ def command(command_id="cmd-1", name="set_battery_power", params=None, **extra):
 
 
 @pytest.fixture
-def sim():
-    # speed 0: simulated time moves only when a test steps it
-    simulator = ChargePostSimulator(port=0, speed=0).start()
-    simulator.state.watchdog_timeout_s = 100_000  # no heartbeat in these tests
-    try:
-        yield simulator
-    finally:
-        simulator.stop()
+def sim(start_sim):
+    return start_sim(watchdog_timeout_s=100_000)  # no heartbeat in these tests
 
 
 @pytest.fixture

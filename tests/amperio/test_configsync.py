@@ -5,7 +5,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from amperio.configsync import (
+from amperio.enexa_link.client import EnexaClient, EnexaUnavailable
+from amperio.enexa_link.configsync import (
     ConfigInvalid,
     apply_config,
     load_config,
@@ -13,7 +14,6 @@ from amperio.configsync import (
     validate_config,
     with_defaults,
 )
-from amperio.enexa_client import EnexaClient, EnexaUnavailable
 from amperio.gateway import Gateway
 from amperio.settings import load
 from amperio.state import GatewayState

@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from amperio.enexa_client import (
+from amperio.enexa_link.client import (
     EnexaAuthError,
     EnexaClient,
     EnexaError,

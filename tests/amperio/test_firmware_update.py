@@ -3,8 +3,8 @@
 import hashlib
 import json
 
-from amperio.enexa_client import EnexaClient
-from amperio.firmware import check_and_update, is_newer
+from amperio.enexa_link.client import EnexaClient
+from amperio.enexa_link.firmware import check_and_update, is_newer
 from amperio.state import GatewayState
 from tests.httppeer import HttpPeer
 

@@ -5,8 +5,8 @@ import threading
 
 import requests
 
-from amperio.flusher import LOST_SINCE, Flusher, SendResult, result_from_response
-from amperio.outbox import Outbox
+from amperio.telemetry.flusher import LOST_SINCE, Flusher, SendResult, result_from_response
+from amperio.telemetry.outbox import Outbox
 from shared.events import Event
 from tests.amperio.kill9 import kill_at_random_moment
 from tests.amperio.wall import Wall
@@ -301,8 +301,8 @@ def test_an_outage_of_a_real_enexa_server_stores_every_reading_exactly_once(tmp_
 
 FLUSH_WORKER = """
 import sys, random, requests
-from amperio.outbox import Outbox
-from amperio.flusher import LOST_SINCE, Flusher, SendResult, result_from_response
+from amperio.telemetry.outbox import Outbox
+from amperio.telemetry.flusher import LOST_SINCE, Flusher, SendResult, result_from_response
 url, path, prefix = sys.argv[1], sys.argv[2], sys.argv[3]
 def send(payloads):
     response = requests.post(url, json={"items": payloads}, timeout=5)

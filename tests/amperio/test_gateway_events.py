@@ -9,15 +9,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from amperio import events, gateway, status, watchdog
+from amperio import gateway, watchdog
 from amperio.api import services as api_services
-from amperio.commands import CommandError
-from amperio.configsync import validate_config, write_config
-from amperio.enexa_client import EnexaClient
-from amperio.firmware import check_and_update
+from amperio.dispatch.errors import CommandError
+from amperio.enexa_link import status
+from amperio.enexa_link.client import EnexaClient
+from amperio.enexa_link.configsync import validate_config, write_config
+from amperio.enexa_link.firmware import check_and_update
 from amperio.modbus.errors import ModbusError
-from amperio.outbox import Outbox
 from amperio.settings import load
+from amperio.telemetry import events
+from amperio.telemetry.outbox import Outbox
 from shared.events import Event
 from tests.amperio.limits import LIMITS
 from tests.httppeer import HttpPeer
@@ -112,7 +114,7 @@ def test_a_replayed_command_is_not_a_second_outcome(gw):
 
 
 def test_a_command_the_api_refuses_on_arrival_is_a_command_event(gw, monkeypatch):
-    monkeypatch.setattr(api_services, "_handles", {})
+    monkeypatch.setattr(gateway, "_gateways", {})
     with pytest.raises(CommandError):
         api_services.accept_command(gw.settings, command("c-api", power_kw=500.0))
     assert outcomes(Outbox(gw.settings.outbox_path)) == [("c-api", "rejected")]
@@ -178,7 +180,7 @@ def test_the_gateways_warnings_during_an_outage_are_kept_as_log_events(gw, outag
     status.note_enexa_unreachable(gw.state, T0, "connection refused")
     # The watchdog withholds its beat (no control cycle yet) and says so in the log.
     watchdog.beat(Unit(), gw.state, gw.config(), T0)
-    logging.getLogger("amperio.collector").info("an info line is not kept")
+    logging.getLogger("amperio.telemetry.collector").info("an info line is not kept")
 
     kept = queued_events(gw.outbox(), "log")
     assert [e["message"] for e in kept] == ["Watchdog heartbeat withheld: no control cycle yet"]
@@ -196,12 +198,12 @@ def test_while_enexa_answers_the_log_stays_local(gw, outage_log):
 def test_a_warning_every_cycle_is_kept_once_per_outage(gw, outage_log):
     status.note_enexa_unreachable(gw.state, T0, "connection refused")
     for attempt in range(10):
-        logging.getLogger("amperio.enexa_client").warning("POST failed (attempt %s)", attempt)
+        logging.getLogger("amperio.enexa_link.client").warning("POST failed (attempt %s)", attempt)
     assert [e["message"] for e in queued_events(gw.outbox(), "log")] == ["POST failed (attempt 0)"]
     # The next outage keeps it again.
     status.note_enexa_reachable(gw.state, T0 + timedelta(minutes=1))
     status.note_enexa_unreachable(gw.state, T0 + timedelta(minutes=2), "timeout")
-    logging.getLogger("amperio.enexa_client").warning("POST failed (attempt %s)", 1)
+    logging.getLogger("amperio.enexa_link.client").warning("POST failed (attempt %s)", 1)
     assert len(queued_events(gw.outbox(), "log")) == 2
 
 
@@ -209,7 +211,7 @@ def test_a_long_outage_keeps_a_bounded_number_of_log_lines(gw, outage_log):
     outage_log.max_lines = 3
     status.note_enexa_unreachable(gw.state, T0, "connection refused")
     for n in range(10):
-        logging.getLogger("amperio.flusher").warning(f"distinct line {n}")
+        logging.getLogger("amperio.telemetry.flusher").warning(f"distinct line {n}")
     messages = [e["message"] for e in queued_events(gw.outbox(), "log")]
     assert messages[:3] == ["distinct line 0", "distinct line 1", "distinct line 2"]
     assert len(messages) == 4 and "not kept" in messages[3]

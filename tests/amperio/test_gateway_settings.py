@@ -6,9 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from amperio import autonomy, gateway
-from amperio.commands import CommandError, CommandStore
-from amperio.configsync import operating_limits, validate_config, write_config
+from amperio import gateway
+from amperio.dispatch import autonomy
+from amperio.dispatch.errors import CommandError
+from amperio.dispatch.store import CommandStore
+from amperio.enexa_link.configsync import operating_limits, validate_config, write_config
 from amperio.settings import load
 from tests.amperio.limits import LIMITS
 from tests.httppeer import HttpPeer

@@ -12,14 +12,8 @@ from amperio.simulator import ChargePostSimulator
 
 
 @pytest.fixture
-def sim():
-    simulator = ChargePostSimulator(speed=0).start()  # time moves only through sim.step()
-    simulator.state.watchdog_timeout_s = 3600
-    simulator.state.mean_arrival_s = 0
-    try:
-        yield simulator
-    finally:
-        simulator.stop()
+def sim(start_sim):
+    return start_sim(watchdog_timeout_s=3600, no_arrivals=True)
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import sqlite3
 import subprocess
 import sys
 
-from amperio.outbox import Outbox
 from amperio.procs import REPO_DIR
+from amperio.telemetry.outbox import Outbox
 from tests.amperio.kill9 import kill_at_random_moment
 from tests.amperio.wall import Wall
 
@@ -37,7 +37,7 @@ def ids(items):
 
 WRITER = """
 import sys
-from amperio.outbox import Outbox
+from amperio.telemetry.outbox import Outbox
 box = Outbox(sys.argv[1])
 start, batch = int(sys.argv[2]), int(sys.argv[3])
 i = start
@@ -216,7 +216,7 @@ def test_readings_older_than_the_age_bound_are_dropped_and_reported(tmp_path):
 def test_two_processes_share_one_outbox(tmp_path):
     path = tmp_path / "outbox.sqlite3"
     code = (
-        "from amperio.outbox import Outbox;"
+        "from amperio.telemetry.outbox import Outbox;"
         f"Outbox({str(path)!r}).add_readings([{{'site_id': 'SITE001', 'message_id': 'x{{}}'"
         ".format(i), 'timestamp': '2026-01-15T10:00:00Z'} for i in range(3)])"
     )

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from amperio.demo import pick_port
 from amperio.procs import REPO_DIR, Proc, port_available, wait_until
+from demo.run import pick_port
 
 INTERRUPTIBLE = """
 import sys, time

@@ -8,9 +8,8 @@ import sys
 import pytest
 import requests
 
-from amperio.simulator.server import ChargePostSimulator
+from amperio.procs import REPO_DIR as REPO
 from tests.httppeer import HttpPeer
-from tests.integration.harness import REPO
 
 SECRET = "enroll-secret-123"
 API_KEY = "enx_lookup.secret-part"
@@ -42,15 +41,6 @@ def enexa(sim_port):
         return 404, {"detail": "not found"}
 
     return HttpPeer(handler)
-
-
-@pytest.fixture
-def sim():
-    simulator = ChargePostSimulator(port=0, speed=0).start()
-    try:
-        yield simulator
-    finally:
-        simulator.stop()
 
 
 def provision(peer, state_dir, secret=SECRET):
@@ -105,7 +95,7 @@ def test_a_wrong_enrollment_secret_stores_no_key(sim, tmp_path):
 
 @pytest.mark.integration
 def test_provisioning_against_a_live_enexa_activates_a_new_controller(sim, tmp_path):
-    from tests.integration.harness import LiveEnexa, enexa_database
+    from demo.enexa import LiveEnexa, enexa_database
 
     with enexa_database(tmp_path) as database_url:
         enexa = LiveEnexa(database_url, tmp_path)

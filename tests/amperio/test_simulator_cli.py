@@ -4,7 +4,7 @@ import signal
 import sys
 
 from amperio.modbus.client import ChargePostClient
-from tests.integration.harness import Proc, wait_until
+from amperio.procs import Proc, wait_until
 
 
 def test_the_simulator_command_serves_several_units_until_interrupted(tmp_path):

@@ -13,7 +13,6 @@ from umodbus.client import tcp
 
 from amperio.modbus.client import ChargePostClient
 from amperio.modbus.registermap import DEFAULT_MAP
-from amperio.simulator import ChargePostSimulator
 from amperio.simulator.physics import Vehicle
 
 FORMATS = {"uint16": ">H", "int16": ">h", "uint32": ">I", "int32": ">i", "float32": ">f"}
@@ -33,14 +32,8 @@ def independent_decode(row: dict[str, str], words: list[int]):
 
 
 @pytest.fixture
-def sim():
-    simulator = ChargePostSimulator(speed=0, seed=3).start()
-    simulator.state.watchdog_timeout_s = 3600
-    simulator.state.mean_arrival_s = 0
-    try:
-        yield simulator
-    finally:
-        simulator.stop()
+def sim(start_sim):
+    return start_sim(seed=3, watchdog_timeout_s=3600, no_arrivals=True)
 
 
 @pytest.fixture

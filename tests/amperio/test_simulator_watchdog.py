@@ -3,18 +3,12 @@
 import pytest
 
 from amperio.modbus.client import ChargePostClient
-from amperio.simulator import ChargePostSimulator
 from amperio.simulator.physics import ALARM_WATCHDOG, MODE_AUTO, MODE_SAFE
 
 
 @pytest.fixture
-def sim():
-    simulator = ChargePostSimulator(speed=0).start()
-    simulator.state.mean_arrival_s = 0
-    try:
-        yield simulator
-    finally:
-        simulator.stop()
+def sim(start_sim):
+    return start_sim(no_arrivals=True)
 
 
 @pytest.fixture

@@ -4,9 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from amperio.configsync import with_defaults
+from amperio.enexa_link.configsync import with_defaults
 from amperio.modbus.client import ChargePostClient
-from amperio.simulator import ChargePostSimulator
 from amperio.state import GatewayState
 from amperio.watchdog import beat
 from shared.fields import format_timestamp
@@ -18,15 +17,14 @@ CONFIG = with_defaults(
 
 
 @pytest.fixture
-def unit(tmp_path):
-    sim = ChargePostSimulator(port=0, speed=0, seed=1).start()
+def unit(tmp_path, start_sim):
+    sim = start_sim(seed=1)
     client = ChargePostClient("127.0.0.1", sim.port, retries=0, timeout_s=1)
     state = GatewayState(tmp_path / "state.sqlite3")
     try:
         yield sim, client, state
     finally:
         client.close()
-        sim.stop()
 
 
 def control_loop_alive(state, at):

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
+from demo.bare_enexa import BareEnexa
+from demo.enexa import enexa_database, run_manage
 from shared.fields import format_timestamp
-from tests.integration.bare_enexa import BareEnexa
-from tests.integration.harness import enexa_database, run_manage
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

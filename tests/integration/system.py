@@ -17,16 +17,10 @@ from pathlib import Path
 import requests
 
 from amperio.modbus.client import ChargePostClient
+from amperio.procs import REPO_DIR as REPO
+from amperio.procs import Proc, free_port, wait_until
 from amperio.simulator import ChargePostSimulator
-from tests.integration.harness import (
-    REPO,
-    LiveEnexa,
-    Proc,
-    enexa_database,
-    free_port,
-    run_manage,
-    wait_until,
-)
+from demo.enexa import LiveEnexa, enexa_database, run_manage
 from tests.integration.tcpproxy import TcpProxy
 
 SITE = "SITE001"

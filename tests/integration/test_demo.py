@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from tests.integration.harness import REPO, free_port
+from amperio.procs import REPO_DIR as REPO
+from amperio.procs import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -21,7 +22,7 @@ def test_the_demo_shows_telemetry_arriving_and_a_dispatch_changing_the_battery_p
         "AMPERIO_DEMO_API_PORT": str(free_port()),
     }
     result = subprocess.run(
-        [sys.executable, "-m", "amperio.demo"],
+        [sys.executable, "-m", "demo"],
         cwd=REPO,
         env=env,
         capture_output=True,

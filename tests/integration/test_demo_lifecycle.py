@@ -13,8 +13,8 @@ from urllib.parse import urljoin
 import pytest
 import requests
 
-from amperio.procs import port_available
-from tests.integration.harness import REPO, Proc, free_port, wait_until
+from amperio.procs import REPO_DIR as REPO
+from amperio.procs import Proc, free_port, port_available, wait_until
 from tests.processes import command_line, processes_with
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -25,7 +25,7 @@ ANY_URL = re.compile(r"""https?://[^\s"'<>)]+""")
 
 
 class Demo:
-    """`python -m amperio.demo` as a real process, its descendants marked in their environment
+    """`python -m demo` as a real process, its descendants marked in their environment
     (the demo starts each part in a session of its own)."""
 
     def __init__(self, log_dir):
@@ -34,7 +34,7 @@ class Demo:
         self.amperio_url = f"http://127.0.0.1:{free_port()}"
         self.proc = Proc(
             "demo",
-            [sys.executable, "-m", "amperio.demo"],
+            [sys.executable, "-m", "demo"],
             log_dir,
             {
                 "ENEXA_DEMO_PORT": self.enexa_url.rsplit(":", 1)[1],

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from schemathesis.checks import ALL_CHECKS
 from schemathesis.generation import GenerationConfig, HeaderConfig
 
+from demo.enexa import LiveEnexa, enexa_database
 from tests.amperio.test_amperio_api import NEW_TOKEN, AmperioApi
-from tests.integration.harness import LiveEnexa, enexa_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 # More examples find more (SCHEMATHESIS_EXAMPLES=50); the default keeps `make test` short.

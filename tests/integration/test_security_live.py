@@ -11,14 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.integration.harness import (
-    LiveEnexa,
-    Proc,
-    enexa_database,
-    free_port,
-    run_manage,
-    wait_until,
-)
+from amperio.procs import Proc, free_port, wait_until
+from demo.enexa import LiveEnexa, enexa_database, run_manage
 from tests.integration.tcpproxy import TcpProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]

@@ -17,9 +17,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from amperio.enexa_client import EnexaClient
+from amperio.enexa_link.client import EnexaClient
 from amperio.settings import Settings
-from amperio.state import GatewayState
+from amperio.state import GatewayState, StateKey
 from shared.fields import format_timestamp
 
 log = logging.getLogger(__name__)
@@ -210,9 +210,9 @@ def apply_config(
     write_config(settings.config_path, full)
     state.update(
         {
-            "config_version": full["version"],
-            "config_applied_at": format_timestamp(now),
-            "config_error": None,
+            StateKey.CONFIG_VERSION: full["version"],
+            StateKey.CONFIG_APPLIED_AT: format_timestamp(now),
+            StateKey.CONFIG_ERROR: None,
         }
     )
     log.info("Configuration version %s applied (site %s)", full["version"], settings.site_id)
@@ -221,7 +221,7 @@ def apply_config(
 
 def controller_id(state: GatewayState) -> str | None:
     """The controller id Enexa gave at provisioning (env override for tests and demos)."""
-    return os.environ.get("AMPERIO_CONTROLLER_ID") or state.get("controller_id")
+    return os.environ.get("AMPERIO_CONTROLLER_ID") or state.get(StateKey.CONTROLLER_ID)
 
 
 def sync_config(
@@ -234,7 +234,7 @@ def sync_config(
         log.warning("No controller id yet: provision the gateway (site %s)", settings.site_id)
         return SyncResult("not_provisioned", current["version"])
     remote = client.config_version(ctrl).get("version")
-    state.set("config_checked_at", format_timestamp(now))
+    state.set(StateKey.CONFIG_CHECKED_AT, format_timestamp(now))
     if remote is not None and remote == current["version"]:
         return SyncResult("unchanged", current["version"])
     config, etag = client.config(ctrl, etag=current.get("etag"))
@@ -244,6 +244,6 @@ def sync_config(
         applied = apply_config(settings, state, config, now, etag)
     except ConfigInvalid as exc:
         log.error("Configuration version %s refused: %s", config.get("version"), exc)
-        state.set("config_error", {"version": config.get("version"), "errors": exc.errors})
+        state.set(StateKey.CONFIG_ERROR, {"version": config.get("version"), "errors": exc.errors})
         return SyncResult("invalid", current["version"])
     return SyncResult("applied", applied["version"])

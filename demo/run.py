@@ -328,7 +328,3 @@ def main() -> int:
         stop_all(demo.procs)
         say("stopped")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from amperio.dispatch.records import APPLIED
+from amperio.state import StateKey
 from shared.events import new_event
 
 log = logging.getLogger(__name__)
@@ -23,7 +25,7 @@ log = logging.getLogger(__name__)
 MAX_LOG_EVENTS_PER_OUTAGE = 200
 _MESSAGE_MAX = 2000  # shared.events.Event.message
 
-OutboxOpener = Callable[[], Any]  # returns an amperio.outbox.Outbox
+OutboxOpener = Callable[[], Any]  # returns an amperio.telemetry.outbox.Outbox
 
 
 def _queue(outbox: OutboxOpener, event: dict[str, Any]) -> None:
@@ -38,7 +40,7 @@ def _queue(outbox: OutboxOpener, event: dict[str, Any]) -> None:
 
 
 def command_event(site_id: str, record: Any, now: datetime | None = None) -> dict[str, Any]:
-    """The `command` event of a finished command (an `amperio.commands.CommandRecord`)."""
+    """The `command` event of a finished command (an `amperio.dispatch.records.CommandRecord`)."""
     data: dict[str, Any] = {
         "command_id": record.command_id,
         "command": record.command,
@@ -55,7 +57,7 @@ def command_event(site_id: str, record: Any, now: datetime | None = None) -> dic
         "command",
         message[:_MESSAGE_MAX],
         record.finished_at or now or datetime.now(UTC),
-        "info" if record.status == "applied" else "warning",
+        "info" if record.status == APPLIED else "warning",
         data,
     )
 
@@ -77,8 +79,8 @@ FirmwareStep = Callable[[str, str, str, dict[str, Any]], None]
 
 
 def firmware_steps(outbox: OutboxOpener, site_id: str) -> FirmwareStep:
-    """`step(name, status, message, data)` for `amperio.firmware.check_and_update`: each step
-    (download, verify, install, result) becomes a `firmware` event."""
+    """`step(name, status, message, data)` for `amperio.enexa_link.firmware.check_and_update`:
+    each step (download, verify, install, result) becomes a `firmware` event."""
 
     def step(name: str, status: str, message: str, data: dict[str, Any]) -> None:
         severity = "warning" if status == "failed" else "info"
@@ -133,16 +135,16 @@ class OutageLog(logging.Handler):
             self._inside.active = False
 
     def _keep(self, record: logging.LogRecord) -> None:
-        since = self.state.get("enexa_unreachable_since")
+        since = self.state.get(StateKey.ENEXA_UNREACHABLE_SINCE)
         if not since:
             return
-        kept = self.state.get("outage_log") or {}
+        kept = self.state.get(StateKey.OUTAGE_LOG) or {}
         seen: list[str] = list(kept.get("seen") or []) if kept.get("since") == since else []
         line = hashlib.sha256(f"{record.name}\0{record.msg}".encode()).hexdigest()[:16]
         count = len(seen)
         if count > self.max_lines or line in seen:
             return
-        self.state.set("outage_log", {"since": since, "seen": [*seen, line]})
+        self.state.set(StateKey.OUTAGE_LOG, {"since": since, "seen": [*seen, line]})
         data = {"logger": record.name, "level": record.levelname, "outage_since": since}
         if count == self.max_lines:
             message = (

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from amperio.enexa_client import EnexaError, EnexaUnavailable
+from amperio.enexa_link.client import EnexaError, EnexaUnavailable
+from amperio.state import StateKey
 from shared.fields import format_timestamp
 
 logger = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ _VERSION = re.compile(r"^v?(\d+(?:\.\d+)*)(?:-([0-9A-Za-z.-]+))?(?:\+.*)?$")
 
 
 class FirmwareSource(Protocol):
-    """What an update needs from `amperio.enexa_client.EnexaClient`."""
+    """What an update needs from `amperio.enexa_link.client.EnexaClient`."""
 
     def firmware_latest(self, controller_id: str) -> dict[str, Any] | None: ...
 
@@ -86,7 +87,7 @@ def check_and_update(
     """Install the latest release for this controller if it is newer than what runs.
 
     `step(name, status, message, data)` is told each step (download, verify, install, result):
-    the gateway makes each a `firmware` event (amperio.events.firmware_steps)."""
+    the gateway makes each a `firmware` event (amperio.telemetry.events.firmware_steps)."""
     latest = client.firmware_latest(controller_id)
     if not latest or not latest.get("version"):
         return FirmwareResult("none", current_version)
@@ -128,17 +129,17 @@ def check_and_update(
 
 def install(state: StateStore, version: str, size: int, now: datetime) -> str:
     """Simulated install and reboot: the new version is what runs afterwards."""
-    previous = state.get("firmware_version")
+    previous = state.get(StateKey.FIRMWARE_VERSION)
     state.update(
         {
-            "firmware_version": version,
-            "firmware_previous_version": previous,
-            "firmware_installed_at": format_timestamp(now),
-            "firmware_image_bytes": size,
+            StateKey.FIRMWARE_VERSION: version,
+            StateKey.FIRMWARE_PREVIOUS_VERSION: previous,
+            StateKey.FIRMWARE_INSTALLED_AT: format_timestamp(now),
+            StateKey.FIRMWARE_IMAGE_BYTES: size,
         }
     )
     # After the "reboot" the running version is read back, as a real unit would report it.
-    return str(state.get("firmware_version"))
+    return str(state.get(StateKey.FIRMWARE_VERSION))
 
 
 def _silent(name: str, status: str, message: str, data: dict[str, Any]) -> None:
@@ -157,26 +158,3 @@ def _failed(
     )
     client.report_firmware(controller_id, current, "failed", error=why)
     return FirmwareResult("failed", current, why)
-
-
-def check_and_install() -> dict[str, Any]:
-    """The periodic task: check this gateway's firmware with its own handles."""
-    from amperio import configsync, events, status
-    from amperio.gateway import get_gateway
-
-    gw = get_gateway()
-    controller = configsync.controller_id(gw.state)
-    if not controller:
-        return {"outcome": "not_provisioned"}
-    try:
-        result = check_and_update(
-            gw.enexa(),
-            controller,
-            status.firmware_version(gw.state),
-            gw.state,
-            step=events.firmware_steps(gw.outbox, gw.settings.site_id),
-        )
-    except EnexaError as exc:
-        logger.warning("firmware check skipped: %s", exc)
-        return {"outcome": "unreachable", "detail": str(exc)}
-    return {"outcome": result.outcome, "version": result.version, "detail": result.detail}

@@ -4,19 +4,19 @@ Normal while Enexa answered within `autonomy.enter_after_s`; then the last valid
 that covers now, until the schedule runs out; then a safe local policy: discharge to keep the
 grid import under the connection limit (with a margin), charge from spare headroom while the
 state of charge is below the reserve, never outside the SOC band. Where the battery cannot give
-enough, the chargers are capped so the grid limit still holds. `decide` is pure; `run_cycle` is
-the gateway's glue (write the setpoints and caps, record mode changes as events)."""
+enough, the chargers are capped so the grid limit still holds. `decide` is pure; the gateway's
+glue (write the setpoints and caps, record mode changes as events) is in autonomy_cycle."""
 
 from __future__ import annotations
 
 import logging
 import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from shared.events import new_event
-from shared.fields import format_timestamp, parse_timestamp
+from amperio.modbus import registers
+from shared.fields import parse_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class AutonomyPolicy:
             grid_limit_kw=first(
                 _get(settings, "grid.limit_kw"),
                 _get(limits, "grid.limit_kw"),
-                (snapshot or {}).get("site_grid_limit_kw"),
+                (snapshot or {}).get(registers.SITE_GRID_LIMIT),
             ),
             soc_min_pct=first(
                 _get(settings, "battery.soc_min_pct"),
@@ -147,7 +147,7 @@ class _Unit:
     allowed_discharge_kw: float
 
 
-def _units(snapshot: dict[str, Any]) -> list[_Unit]:
+def units_in(snapshot: dict[str, Any]) -> list[_Unit]:
     units = []
     for key in sorted(snapshot):
         match = _UNIT.match(key)
@@ -155,13 +155,13 @@ def _units(snapshot: dict[str, Any]) -> list[_Unit]:
         if not match or soc is None:
             continue
         name = match.group(1)
-        charge = _num(snapshot.get(f"{name}_allowed_charge_kw"))
-        discharge = _num(snapshot.get(f"{name}_allowed_discharge_kw"))
+        charge = _num(snapshot.get(registers.battery_allowed(name, "charge")))
+        discharge = _num(snapshot.get(registers.battery_allowed(name, "discharge")))
         units.append(
             _Unit(
                 name=name,
                 soc_pct=soc,
-                power_kw=_num(snapshot.get(f"{name}_power_kw")) or 0.0,
+                power_kw=_num(snapshot.get(registers.battery(name, "power_kw"))) or 0.0,
                 allowed_charge_kw=DEFAULT_UNIT_MAX_KW if charge is None else max(0.0, charge),
                 allowed_discharge_kw=DEFAULT_UNIT_MAX_KW
                 if discharge is None
@@ -179,7 +179,7 @@ class _Charger:
     occupied: bool  # a vehicle is plugged in (or power flows)
 
 
-def _chargers(snapshot: dict[str, Any], config: dict[str, Any]) -> list[_Charger]:
+def chargers_in(snapshot: dict[str, Any], config: dict[str, Any]) -> list[_Charger]:
     configured = (config.get("limits") or {}).get("chargers") or {}
     chargers = []
     for key in sorted(snapshot):
@@ -189,7 +189,7 @@ def _chargers(snapshot: dict[str, Any], config: dict[str, Any]) -> list[_Charger
             continue
         name = match.group(1)
         max_kw = _num((configured.get(name.upper()) or {}).get("max_power_kw"))
-        plugged = _num(snapshot.get(f"{name}_connector_state"))
+        plugged = _num(snapshot.get(registers.charger(name, "connector_state")))
         chargers.append(
             _Charger(
                 name=name,
@@ -260,7 +260,7 @@ def split_by_soc(total_kw: float, units: list[_Unit], policy: AutonomyPolicy) ->
     return {n: round(sign * s, 2) for n, s in shares.items()}
 
 
-def _when(value: Any) -> datetime | None:
+def parse_when(value: Any) -> datetime | None:
     """A moment given as an aware datetime or an RFC 3339 string; None otherwise."""
     if isinstance(value, datetime):
         return value if value.tzinfo is not None else None
@@ -269,7 +269,7 @@ def _when(value: Any) -> datetime | None:
 
 def _slot_now(schedule: list[dict[str, Any]] | None, now: datetime) -> dict[str, Any] | None:
     for slot in schedule or []:
-        start, end = _when(slot.get("start")), _when(slot.get("end"))
+        start, end = parse_when(slot.get("start")), parse_when(slot.get("end"))
         power = _num(slot.get("power_kw"))
         if start is None or end is None or power is None or not start < end:
             continue  # not a valid slot: skipped, never guessed at
@@ -296,14 +296,14 @@ def decide(
     """The mode for now and, outside normal mode, the battery power to hold and the chargers'
     caps where the battery cannot keep the grid import under the limit on its own."""
     policy = AutonomyPolicy.from_config(config, snapshot)
-    last_ok = _when(enexa_last_ok_at)
+    last_ok = parse_when(enexa_last_ok_at)
     if last_ok is not None and (now - last_ok).total_seconds() <= policy.enter_after_s:
         return Decision("normal", None, "Enexa reachable: its dispatch holds.")
-    units = _units(snapshot)
+    units = units_in(snapshot)
     demand = _site_demand_kw(snapshot, units)
     target = policy.target_import_kw
     decision = _battery_decision(now, policy, units, schedule, demand, target)
-    chargers = _chargers(snapshot, config)
+    chargers = chargers_in(snapshot, config)
     return _with_charger_caps(decision, chargers, policy, units, demand, target)
 
 
@@ -390,121 +390,3 @@ def _battery_decision(
             "grid headroom.",
         )
     return _decision("safe_local", 0.0, units, policy, "Safe local: under the limit, idle.")
-
-
-class ModeTracker:
-    """Remembers the mode in the gateway state; a change becomes a `mode_change` event."""
-
-    KEY = "autonomy_mode"
-
-    def __init__(self, state: Any, site_id: str, mode: str | None = None):
-        """`mode`: the stored mode where the caller has just read it (else read here)."""
-        self.state = state
-        self.site_id = site_id
-        self.mode = self.stored_mode(state) if mode is None else mode
-
-    @classmethod
-    def stored_mode(cls, state: Any) -> str:
-        """The mode recorded in `state` (the gateway state or a snapshot of it)."""
-        return state.get(cls.KEY) or "normal"
-
-    def observe(self, decision: Decision, now: datetime) -> dict[str, Any] | None:
-        """Record the decision's mode; the event dict when it changed, else None."""
-        previous = self.mode
-        if decision.mode == previous:
-            return None
-        self.state.update({self.KEY: decision.mode, "autonomy_mode_since": format_timestamp(now)})
-        self.mode = decision.mode
-        return new_event(
-            self.site_id,
-            "mode_change",
-            f"Mode {previous} -> {decision.mode}: {decision.reason}",
-            now,
-            "info" if decision.mode == "normal" else "warning",
-            {"from": previous, "to": decision.mode, **decision.to_dict()},
-        )
-
-
-# The chargers autonomy capped, in the gateway state: their limits go back when it stops.
-CAPPED_KEY = "autonomy_capped_chargers"
-
-
-def run_cycle(
-    *,
-    client: Any,
-    state: Any,
-    config: dict[str, Any],
-    snapshot: dict[str, Any],
-    outbox: Any,
-    settings: Any,
-    enexa_unreachable_for_s: float,
-    now: datetime,
-    schedule: list[dict[str, Any]],
-    leases: list[dict[str, Any]] | None = None,
-    mode: str | None = None,
-    capped: list[str] | None = None,
-) -> dict[str, Any]:
-    """One control cycle's autonomy step for the ChargePost `client` talks to, from the
-    snapshot just read from it: decide, write its unit setpoints and charger caps when the
-    gateway is in charge, and queue a mode change event. `leases` are the command table's
-    (a cap never raises a charger limit a dispatched command set lower); `mode` and `capped`
-    what `state` holds (read from it where not given). Returns the decision as a dict."""
-    last_ok = now - timedelta(seconds=enexa_unreachable_for_s) if enexa_unreachable_for_s else now
-    decision = decide(now, snapshot, config, schedule, last_ok)
-    tracker = ModeTracker(state, settings.site_id, mode)
-    previous = tracker.mode
-    capped_before: list[str] = (state.get(CAPPED_KEY) or []) if capped is None else capped
-    writes: dict[str, float] = {}
-    if decision.mode != "normal":
-        # Enexa is away: the gateway is in charge of the battery (written after the lease
-        # re-assertion of the same cycle, so this is what holds).
-        writes = {f"{u}_power_setpoint_kw": p for u, p in decision.unit_power_kw.items()}
-    elif previous == "safe_local":
-        # Hand back: the units idle until Enexa re-dispatches.
-        writes = {f"{u.name}_power_setpoint_kw": 0.0 for u in _units(snapshot)}
-    if decision.charger_limit_kw or capped_before:
-        writes.update(
-            _charger_limit_writes(decision, capped_before, config, snapshot, leases or [], now)
-        )
-    if writes:
-        try:
-            client.write_many(writes, read_back=False)  # nothing here uses what the unit holds
-        except Exception:  # the next cycle tries again; the decision is still recorded
-            log.exception("Autonomy setpoint write failed: %s", writes)
-        else:
-            # Remembered only once written, so a failed release is tried again next cycle.
-            capped_now = sorted(decision.charger_limit_kw)
-            if capped_now != capped_before:
-                state.update({CAPPED_KEY: capped_now})
-    event = tracker.observe(decision, now)
-    if event is not None:
-        outbox.add_event(event)
-    return {**decision.to_dict(), "written": writes}
-
-
-def _charger_limit_writes(
-    decision: Decision,
-    capped_before: list[str],
-    config: dict[str, Any],
-    snapshot: dict[str, Any],
-    leases: list[dict[str, Any]],
-    now: datetime,
-) -> dict[str, float]:
-    """The charger limit registers to write: this decision's caps (never above a live lease),
-    and, for chargers capped before but not now, their limit back: the lease's value where one
-    holds, else the charger's maximum."""
-    held = {
-        row["register"]: float(row["value"])
-        for row in leases
-        if (until := _when(row.get("valid_until"))) is not None and until > now
-    }
-    writes = {}
-    for name, cap in decision.charger_limit_kw.items():
-        register = f"{name}_power_limit_kw"
-        writes[register] = min(cap, held.get(register, cap))
-    maxima = {c.name: c.max_kw for c in _chargers(snapshot, config)}
-    for name in capped_before:
-        register = f"{name}_power_limit_kw"
-        if name not in decision.charger_limit_kw:
-            writes[register] = held.get(register, maxima.get(name, DEFAULT_CHARGER_MAX_KW))
-    return writes

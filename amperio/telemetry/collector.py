@@ -13,9 +13,10 @@ from datetime import datetime
 from statistics import mean
 from typing import Any
 
+from amperio.modbus import registers
 from amperio.modbus.errors import ModbusError
 from amperio.settings import Settings
-from amperio.state import GatewayState
+from amperio.state import GatewayState, StateKey
 from shared.errors import SchemaError
 from shared.events import new_event
 from shared.fields import format_timestamp, parse_timestamp
@@ -52,21 +53,21 @@ def build_reading(
             units.append(
                 {
                     "id": f"BAT{2 * k + b}",
-                    "soc_pct": snap.get(f"bat{b}_soc_pct"),
-                    "power_kw": snap.get(f"bat{b}_power_kw"),
-                    "soh_pct": snap.get(f"bat{b}_soh_pct"),
-                    "temperature_c": snap.get(f"bat{b}_temperature_c"),
-                    "allowed_charge_kw": snap.get(f"bat{b}_allowed_charge_kw"),
-                    "allowed_discharge_kw": snap.get(f"bat{b}_allowed_discharge_kw"),
+                    "soc_pct": snap.get(registers.battery(b, "soc_pct")),
+                    "power_kw": snap.get(registers.battery(b, "power_kw")),
+                    "soh_pct": snap.get(registers.battery(b, "soh_pct")),
+                    "temperature_c": snap.get(registers.battery(b, "temperature_c")),
+                    "allowed_charge_kw": snap.get(registers.battery_allowed(b, "charge")),
+                    "allowed_discharge_kw": snap.get(registers.battery_allowed(b, "discharge")),
                 }
             )
-        status = snap.get("chg1_status")
+        status = snap.get(registers.charger(1, "status"))
         chargers.append(
             {
                 "id": f"CHG{k + 1}",
-                "power_kw": snap.get("chg1_power_kw"),
+                "power_kw": snap.get(registers.charger(1, "power_kw")),
                 "status": CHARGER_STATUS.get(status, "unavailable") if status is not None else None,
-                "energy_kwh": snap.get("chg1_session_energy_kwh"),
+                "energy_kwh": snap.get(registers.charger(1, "session_energy_kwh")),
             }
         )
     voltages = _values(snapshots, "grid_voltage_l1_v")
@@ -148,13 +149,13 @@ def _link_events(
     site_id: str, state: GatewayState, up: bool, error: str | None, now: datetime
 ) -> list[dict[str, Any]]:
     """Record the link's state; an event on each change, with the gap when it comes back."""
-    was_up = state.get("modbus_link_up")
+    was_up = state.get(StateKey.MODBUS_LINK_UP)
     stamp = format_timestamp(now)
     if not up:
-        changes: dict[str, Any] = {"modbus_link_up": False, "modbus_error": error}
+        changes: dict[str, Any] = {StateKey.MODBUS_LINK_UP: False, StateKey.MODBUS_ERROR: error}
         events = []
         if was_up is not False:
-            changes["modbus_down_since"] = stamp
+            changes[StateKey.MODBUS_DOWN_SINCE] = stamp
             events.append(
                 new_event(
                     site_id,
@@ -167,9 +168,13 @@ def _link_events(
             )
         state.update(changes)
         return events
-    changes = {"modbus_link_up": True, "modbus_last_read_at": stamp, "modbus_error": None}
+    changes = {
+        StateKey.MODBUS_LINK_UP: True,
+        StateKey.MODBUS_LAST_READ_AT: stamp,
+        StateKey.MODBUS_ERROR: None,
+    }
     events = []
-    down_since = state.get("modbus_down_since")
+    down_since = state.get(StateKey.MODBUS_DOWN_SINCE)
     if was_up is False and down_since:
         start = parse_timestamp(down_since)
         gap_s = round((now - start).total_seconds(), 3) if start else None
@@ -178,10 +183,10 @@ def _link_events(
             "down_since": down_since,
             "restored_at": stamp,
             "gap_s": gap_s,
-            "last_read_before": state.get("modbus_last_read_at"),
+            "last_read_before": state.get(StateKey.MODBUS_LAST_READ_AT),
         }
-        changes["modbus_gaps"] = [*(state.get("modbus_gaps") or []), gap][-KEEP_GAPS:]
-        changes["modbus_down_since"] = None
+        changes[StateKey.MODBUS_GAPS] = [*(state.get(StateKey.MODBUS_GAPS) or []), gap][-KEEP_GAPS:]
+        changes[StateKey.MODBUS_DOWN_SINCE] = None
         events.append(
             new_event(
                 site_id, "modbus_link", f"Modbus link restored after {gap_s} s", now, "info", gap
@@ -206,7 +211,7 @@ def collect(
     by_client: list[dict[str, Any] | None] = []
     errors: list[str] = []
     events: list[dict[str, Any]] = []
-    old_alarms = state.get("alarm_bits") or {}
+    old_alarms = state.get(StateKey.ALARM_BITS) or {}
     new_alarms = dict(old_alarms)
     for index, client in enumerate(clients):
         try:
@@ -227,8 +232,8 @@ def collect(
         outbox.add_reading(reading)
     for event in events:
         outbox.add_event(event)
-    changes: dict[str, Any] = {"alarm_bits": new_alarms}
+    changes: dict[str, Any] = {StateKey.ALARM_BITS: new_alarms}
     if not errors:
-        changes["control_cycle_ok_at"] = format_timestamp(now)
+        changes[StateKey.CONTROL_CYCLE_OK_AT] = format_timestamp(now)
     state.update(changes)
     return reading, by_client

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import requests
 
-from tests.integration.harness import free_port, run_manage, serve_enexa, unthrottled_env
+from amperio.procs import free_port
+from demo.enexa import run_manage, serve_enexa, unthrottled_env
 
 SEED = """
 from django.contrib.auth import get_user_model
@@ -84,7 +85,7 @@ class BareEnexa:
             json={"username": "bench", "password": self.password},
         )
         response.raise_for_status()
-        return response.json()["access"]
+        return str(response.json()["access"])
 
     def stop(self) -> None:
         self.proc.stop()

@@ -1,6 +1,6 @@
-"""Real processes for integration tests: Enexa server, simulator, Amperio; ports bound on 127.0.0.1.
-
-Each process logs to a file under the test's tmp dir, and is stopped in `finally` by its owner."""
+"""A live Enexa for the integration tests and benches: its database, its server (gunicorn on a
+free port of 127.0.0.1) and the demo data. Each process logs to a file under the caller's
+directory, and is stopped in `finally` by its owner."""
 
 from __future__ import annotations
 
@@ -14,19 +14,16 @@ from pathlib import Path
 
 import requests
 
-from amperio.procs import REPO_DIR as REPO
-from amperio.procs import Proc, free_port, wait_until
-
-__all__ = ["LiveEnexa", "Proc", "enexa_database", "free_port", "run_manage", "wait_until"]
+from amperio.procs import REPO_DIR, Proc, free_port, wait_until
 
 
 def run_manage(*args: str, env: dict[str, str]) -> str:
     result = subprocess.run(
         [sys.executable, "manage.py", *args],
-        cwd=REPO,
+        cwd=REPO_DIR,
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO), **env},
+        env={**os.environ, "PYTHONPATH": str(REPO_DIR), **env},
         timeout=300,
     )
     if result.returncode != 0:
@@ -138,4 +135,4 @@ class LiveEnexa:
             json={"username": "admin", "password": self.admin_password},
         )
         response.raise_for_status()
-        return response.json()["access"]
+        return str(response.json()["access"])

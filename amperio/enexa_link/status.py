@@ -8,9 +8,9 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from amperio.enexa_client import EnexaClient, EnexaError, EnexaUnavailable
+from amperio.enexa_link.client import EnexaClient, EnexaError, EnexaUnavailable
 from amperio.settings import Settings
-from amperio.state import GatewayState
+from amperio.state import GatewayState, StateKey
 from shared.fields import format_timestamp, parse_timestamp
 from shared.status import StatusReport
 
@@ -23,9 +23,9 @@ def note_enexa_reachable(state: GatewayState, now: datetime) -> None:
     """Enexa answered: autonomy and health read these keys."""
     state.update(
         {
-            "enexa_reachable": True,
-            "enexa_last_ok_at": format_timestamp(now),
-            "enexa_unreachable_since": None,
+            StateKey.ENEXA_REACHABLE: True,
+            StateKey.ENEXA_LAST_OK_AT: format_timestamp(now),
+            StateKey.ENEXA_UNREACHABLE_SINCE: None,
         }
     )
 
@@ -34,23 +34,23 @@ def note_enexa_unreachable(state: GatewayState, now: datetime, error: str) -> No
     """Enexa did not answer; `enexa_unreachable_since` keeps the start of the outage."""
     state.update(
         {
-            "enexa_reachable": False,
-            "enexa_unreachable_since": state.get("enexa_unreachable_since")
+            StateKey.ENEXA_REACHABLE: False,
+            StateKey.ENEXA_UNREACHABLE_SINCE: state.get(StateKey.ENEXA_UNREACHABLE_SINCE)
             or format_timestamp(now),
-            "enexa_error": error[:500],
+            StateKey.ENEXA_ERROR: error[:500],
         }
     )
 
 
 def enexa_unreachable_for_s(state: GatewayState, now: datetime) -> float:
     """How long Enexa has been unreachable (0 while it answers)."""
-    since = parse_timestamp(state.get("enexa_unreachable_since"))
+    since = parse_timestamp(state.get(StateKey.ENEXA_UNREACHABLE_SINCE))
     return max(0.0, (now - since).total_seconds()) if since else 0.0
 
 
 def firmware_version(state: GatewayState) -> str:
     return (
-        state.get("firmware_version")
+        state.get(StateKey.FIRMWARE_VERSION)
         or os.environ.get("AMPERIO_FIRMWARE_VERSION")
         or DEFAULT_FIRMWARE_VERSION
     )
@@ -64,11 +64,11 @@ def build_status(
         site_id=settings.site_id,
         online=True,
         timestamp=now,
-        controller_id=state.get("controller_id"),
-        config_version=state.get("config_version"),
+        controller_id=state.get(StateKey.CONTROLLER_ID),
+        config_version=state.get(StateKey.CONFIG_VERSION),
         firmware_version=firmware_version(state),
-        mode=state.get("mode") or "auto",
-        modbus_link_up=state.get("modbus_link_up"),
+        mode=state.get(StateKey.MODE) or "auto",
+        modbus_link_up=state.get(StateKey.MODBUS_LINK_UP),
         buffer_depth=buffer_depth,
         message_id=str(uuid.uuid4()),
     )
@@ -78,8 +78,10 @@ def build_status(
 def status_due(state: GatewayState, config: dict[str, Any], now: datetime) -> bool:
     """Whether a status report is due: `status.interval_s` since the last one was sent (or
     tried), or the applied configuration version changed since, so Enexa learns it at once."""
-    last = parse_timestamp(state.get("status_sent_at"))
-    if last is None or state.get("config_version") != state.get("status_sent_config_version"):
+    last = parse_timestamp(state.get(StateKey.STATUS_SENT_AT))
+    if last is None or state.get(StateKey.CONFIG_VERSION) != state.get(
+        StateKey.STATUS_SENT_CONFIG_VERSION
+    ):
         return True
     interval_s = float(config["settings"]["status"]["interval_s"])
     elapsed = (now - last).total_seconds()
@@ -98,8 +100,8 @@ def report_status(
     report = build_status(settings, state, now, buffer_depth)
     state.update(
         {
-            "status_sent_at": format_timestamp(now),
-            "status_sent_config_version": report.get("config_version"),
+            StateKey.STATUS_SENT_AT: format_timestamp(now),
+            StateKey.STATUS_SENT_CONFIG_VERSION: report.get("config_version"),
         }
     )
     try:

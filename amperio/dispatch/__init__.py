@@ -1,0 +1,1 @@
+"""The command path: command table, setpoint leases, equipment limits, autonomy."""

@@ -1,0 +1,1 @@
+"""The telemetry path: collector (reads), outbox (keeps), flusher (sends to Enexa)."""
