@@ -115,12 +115,14 @@ def validate(document: Any) -> dict[str, list[str]]:
     for key, value in document.items():
         if value is None:  # not set: inherited
             continue
-        for path, message in _section_errors(str(key), RULES.get(key), value):
+        for path, message in section_errors(str(key), RULES.get(key), value):
             errors.setdefault(path, []).append(message)
     return errors
 
 
-def _section_errors(key: str, rule: Any, value: Any) -> list[tuple[str, str]]:
+def section_errors(key: str, rule: Any, value: Any) -> list[tuple[str, str]]:
+    """(path, message) for each problem of one section (or top-level value) `value` under `key`
+    checked against its `rule` (a section's rules, a rule, or None for an unknown key)."""
     if rule is None:
         return [(key, "Unknown setting.")]
     if isinstance(rule, tuple):

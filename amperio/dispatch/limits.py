@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from amperio.dispatch.errors import CommandError
+from shared import site_config
 from shared.dispatch import (
     ApplySchedule,
     DispatchCommand,
@@ -18,7 +19,7 @@ from shared.dispatch import (
 )
 from shared.fields import format_timestamp
 
-DEFAULT_SETPOINT_VALIDITY_S = 900.0
+DEFAULT_SETPOINT_VALIDITY_S = float(site_config.DEFAULTS["setpoint_validity_s"])
 # How long the hardware keeps a setpoint without a fresh write; several reassert cycles, so a
 # missed cycle is harmless but a dead gateway hands control back to the unit quickly.
 DEFAULT_REVERSION_TIMEOUT_S = 60

@@ -20,17 +20,25 @@ from typing import Any
 from amperio.enexa_link.client import EnexaClient
 from amperio.settings import Settings
 from amperio.state import GatewayState, StateKey
+from shared import site_config
 from shared.fields import format_timestamp
 
 log = logging.getLogger(__name__)
 
-# What the gateway runs with before Enexa has ever answered.
+# What the gateway runs with before Enexa has ever answered: the shared defaults, less the
+# values Enexa fills in from the equipment (open there) and the Modbus section (until Enexa
+# names the units, the gateway's own settings do: amperio.chargeposts).
+UNKNOWN_SETTING = "Unknown setting."
+
+
+def _known(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _known(v) for k, v in value.items() if v is not None}
+    return value
+
+
 DEFAULT_SETTINGS: dict[str, Any] = {
-    "watchdog": {"interval_s": 5, "timeout_s": 15},
-    "telemetry": {"interval_s": 5, "batch_size": 100},
-    "status": {"interval_s": 30},
-    "config_poll_interval_s": 30,
-    "setpoint_validity_s": 300,
+    key: _known(value) for key, value in site_config.DEFAULTS.items() if key != "modbus"
 }
 
 
@@ -71,20 +79,6 @@ def with_defaults(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _number(
-    errors: dict[str, list[str]], data: dict[str, Any], path: str, low: float, high: float
-) -> None:
-    value: Any = data
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        errors.setdefault(path, []).append("Must be a number.")
-    elif not low <= value <= high:
-        errors.setdefault(path, []).append(f"Must be between {low:g} and {high:g}.")
-
-
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     """Check a configuration from Enexa; returns it with defaults, or raises ConfigInvalid."""
     errors: dict[str, list[str]] = {}
@@ -95,31 +89,30 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
         errors["version"] = ["Must be an integer."]
     full = with_defaults(config)
     s = full["settings"]
-    _number(errors, s, "watchdog.interval_s", 2, 60)
-    _number(errors, s, "watchdog.timeout_s", 4, 600)
-    _number(errors, s, "telemetry.interval_s", 1, 3600)
-    _number(errors, s, "telemetry.batch_size", 1, 1000)
-    _number(errors, s, "status.interval_s", 5, 3600)
-    _number(errors, s, "config_poll_interval_s", 1, 86400)
-    _number(errors, s, "setpoint_validity_s", 1, 86400)
-    _number(errors, s, "grid.limit_kw", 0, 100_000)
-    _number(errors, s, "battery.max_charge_kw", 0, 100_000)
-    _number(errors, s, "battery.max_discharge_kw", 0, 100_000)
+    for key, rule in site_config.RULES.items():
+        if key != "modbus" and s.get(key) is not None:
+            for path, message in site_config.section_errors(key, rule, s[key]):
+                # A key this gateway does not know yet (a newer Enexa) is not a reason to
+                # refuse the rest: it is left alone.
+                if message != UNKNOWN_SETTING:
+                    errors.setdefault(path, []).append(message)
     watchdog = s["watchdog"]
     if not errors and watchdog["timeout_s"] < 2 * watchdog["interval_s"]:
         # The heartbeat must come at half the hardware timeout or more often.
         errors["watchdog.timeout_s"] = ["Must be at least twice watchdog.interval_s."]
     modbus = s.get("modbus")
     if modbus is not None:
+        # One ChargePost (an object) or several (a list), each checked as the shared rules say.
         for i, unit in enumerate(modbus if isinstance(modbus, list) else [modbus]):
             path = "modbus" if isinstance(modbus, dict) else f"modbus.{i}"
             if not isinstance(unit, dict) or not isinstance(unit.get("host"), str):
                 errors.setdefault(path, []).append("Must be an object with a host.")
                 continue
-            _number(errors, {"m": unit}, "m.port", 1, 65535)
-            _number(errors, {"m": unit}, "m.device_id", 0, 247)
-            for key in [k for k in errors if k.startswith("m.")]:
-                errors[f"{path}.{key[2:]}"] = errors.pop(key)
+            for field, message in site_config.section_errors(
+                path, site_config.RULES["modbus"], unit
+            ):
+                if message != UNKNOWN_SETTING:
+                    errors.setdefault(field, []).append(message)
     if errors:
         raise ConfigInvalid(errors)
     return full
