@@ -25,6 +25,7 @@ from tests.integration.harness import (
     enexa_database,
     free_port,
     run_manage,
+    stop_together,
     wait_until,
 )
 from tests.integration.tcpproxy import TcpProxy
@@ -143,8 +144,7 @@ class System:
         return self
 
     def stop(self) -> None:
-        for proc in reversed(list(self.procs.values())):
-            proc.stop()
+        stop_together(list(self.procs.values()))
         self._stack.close()
 
     def _relay(self, port: int) -> TcpProxy:
