@@ -142,8 +142,17 @@ def test_a_worker_on_the_embedded_broker_consumes_only_its_sites_queue(gateway_e
 
 
 def test_beat_and_a_worker_on_the_embedded_broker_sync_the_config_and_report_status(gateway_env):
+    from datetime import UTC, datetime
+
+    from amperio.configsync import apply_config
+    from amperio.state import GatewayState
+
     env, peer, tmp_path = gateway_env
     settings = load()
+    # A provisioned gateway starts from the configuration provisioning gave it; this one polls
+    # every second (with none, beat would poll at the default 30 s and the test wait for it).
+    initial = {"version": 1, "settings": {"config_poll_interval_s": 1}}
+    apply_config(settings, GatewayState(settings.state_path), initial, datetime.now(UTC))
     procs = [
         worker("site-worker", settings.site_queue, env, tmp_path),
         Proc(
