@@ -14,6 +14,8 @@ from shared.fields import format_timestamp
 from tests.amperio.limits import LIMITS
 from tests.integration.harness import Proc, free_port, wait_until
 
+# Every test here talks to a gunicorn the module starts.
+pytestmark = pytest.mark.integration
 OLD_TOKEN, NEW_TOKEN = "svc-old-" + uuid.uuid4().hex, "svc-new-" + uuid.uuid4().hex
 
 
@@ -201,7 +203,6 @@ def test_the_openapi_schema_and_docs_are_served(api):
     assert requests.get(f"{api.url}/v1/docs/", timeout=10).status_code == 200
 
 
-@pytest.mark.integration
 def test_a_dispatch_reaches_the_simulator_through_a_worker_and_is_applied_once(tmp_path):
     sim = ChargePostSimulator(port=0, speed=0).start()
     sim.state.watchdog_timeout_s = 100_000

@@ -114,6 +114,7 @@ def check_only_its_site_queue_is_consumed(env, peer, log_dir, waiting_on_other_s
         print(proc.log()[-3000:])
 
 
+@pytest.mark.integration
 def test_a_worker_on_redis_consumes_only_its_sites_queue(gateway_env, monkeypatch):
     env, peer, tmp_path = gateway_env
     broker = redis.Redis.from_url(REDIS_URL)
@@ -130,6 +131,7 @@ def test_a_worker_on_redis_consumes_only_its_sites_queue(gateway_env, monkeypatc
         broker.flushdb()
 
 
+@pytest.mark.integration
 def test_a_worker_on_the_embedded_broker_consumes_only_its_sites_queue(gateway_env):
     env, peer, tmp_path = gateway_env
     folder = filesystem_folder(load())
@@ -141,6 +143,7 @@ def test_a_worker_on_the_embedded_broker_consumes_only_its_sites_queue(gateway_e
     check_only_its_site_queue_is_consumed(env, peer, tmp_path, waiting)
 
 
+@pytest.mark.integration
 def test_beat_and_a_worker_on_the_embedded_broker_sync_the_config_and_report_status(gateway_env):
     from datetime import UTC, datetime
 
@@ -204,6 +207,7 @@ def test_periodic_tasks_follow_the_configured_intervals_and_expire_before_their_
         assert entry["options"]["expires"] <= entry["schedule"]
 
 
+@pytest.mark.integration
 def test_the_watchdog_worker_keeps_the_unit_alive_only_while_the_site_worker_controls_it(
     tmp_path, monkeypatch
 ):
