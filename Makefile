@@ -1,4 +1,5 @@
-# Enexa + Amperio. `make demo` runs the whole system; `make test` runs every test.
+# Enexa + Amperio. `make demo` runs the whole system; `make test` runs every test, `make test-fast`
+# those that start no processes (a couple of minutes).
 # Both create .venv and install the project when no virtual environment is active.
 
 SHELL := /bin/bash
@@ -10,7 +11,7 @@ PYTHON := $(VENV)/bin/python
 endif
 STAMP := $(dir $(PYTHON)).enexa-amperio-installed
 
-.PHONY: demo test lint format bench install clean schema-snapshots
+.PHONY: demo test test-fast lint format bench install clean schema-snapshots
 
 $(PYTHON):
 	python3 -m venv $(VENV)
@@ -28,6 +29,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PYTHON) -m pytest
+
+test-fast: $(STAMP)
+	$(PYTHON) -m pytest -m "not integration"
 
 lint: $(STAMP)
 	$(PYTHON) -m ruff check .

@@ -11,7 +11,7 @@ from pathlib import Path
 import requests
 
 from amperio.procs import free_port
-from demo.enexa import run_manage, serve_enexa, unthrottled_env
+from demo.enexa import fill_database, live_settings, run_manage, serve_enexa, unthrottled_env
 
 SEED = """
 from django.contrib.auth import get_user_model
@@ -54,7 +54,7 @@ class BareEnexa:
         self.url = f"http://127.0.0.1:{self.port}"
         self.password = "bench-" + uuid.uuid4().hex
         self.env = {
-            "DJANGO_SETTINGS_MODULE": "enexa.settings.dev",
+            "DJANGO_SETTINGS_MODULE": live_settings(),
             "DEBUG": "0",
             "DATABASE_URL": database_url,
             "ENEXA_VAR_DIR": str(log_dir / "enexa-var"),
@@ -62,7 +62,7 @@ class BareEnexa:
             **unthrottled_env(),
             **(extra_env or {}),
         }
-        run_manage("migrate", "--noinput", env=self.env)
+        fill_database(database_url, "migrated")
         seed = SEED.format(codes=sites, password=self.password, controllers=controllers)
         out = run_manage("shell", "-c", seed, env=self.env)
         # One active controller per site with an API key issued by the real service.

@@ -4,9 +4,14 @@ directory, and is stopped in `finally` by its owner."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +20,19 @@ from pathlib import Path
 import requests
 
 from amperio.procs import REPO_DIR, Proc, free_port, wait_until
+
+
+def live_settings() -> str:
+    """The settings module of the servers and manage.py runs started here: the dev profile, or
+    what ENEXA_LIVE_SETTINGS names (the tests name one with cheap password hashing)."""
+    return os.environ.get("ENEXA_LIVE_SETTINGS", "enexa.settings.dev")
+
+
+# seed_demo's passwords, the same for every copy of the demo database in one run.
+DEMO_PASSWORDS = {
+    "ENEXA_DEMO_ADMIN_PASSWORD": "admin-" + uuid.uuid4().hex,
+    "ENEXA_DEMO_OPERATOR_PASSWORD": "operator-" + uuid.uuid4().hex,
+}
 
 
 def run_manage(*args: str, env: dict[str, str]) -> str:
@@ -61,6 +79,98 @@ def enexa_database(tmp_path: Path) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def _database_name(database_url: str) -> str:
+    return database_url.rsplit("/", 1)[1].split("?")[0]
+
+
+def _server_url(database_url: str) -> str:
+    """A database to connect to for creating and dropping others on the same server: the test
+    run's own DATABASE_URL when it names PostgreSQL (reached directly, not through a relay), else
+    the server's maintenance database."""
+    base = os.environ.get("DATABASE_URL", "")
+    return base if base.startswith("postgres") else database_url.rsplit("/", 1)[0] + "/postgres"
+
+
+def _sqlite_path(database_url: str) -> Path:
+    return Path(database_url.removeprefix("sqlite:///"))
+
+
+# The template databases made so far in this test run: kind -> name (PostgreSQL) or file path.
+_templates: dict[str, str] = {}
+
+
+def _template(kind: str, database_url: str) -> str:
+    """A database migrated (and for "demo", seeded) once per test run, dropped at its end."""
+    if kind in _templates:
+        return _templates[kind]
+    folder = Path(tempfile.mkdtemp(prefix=f"enexa-template-{kind}-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    env = {
+        "DJANGO_SETTINGS_MODULE": live_settings(),
+        "DEBUG": "0",
+        "ENEXA_VAR_DIR": str(folder / "var"),
+        **DEMO_PASSWORDS,
+    }
+    if database_url.startswith("sqlite"):
+        template = str(folder / "template.sqlite3")
+        env["DATABASE_URL"] = f"sqlite:///{template}"
+    else:
+        import psycopg
+
+        template = f"enexa_it_template_{kind}_{uuid.uuid4().hex[:10]}"
+        server = _server_url(database_url)
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{template}"')
+        atexit.register(_drop_database, server, template)
+        env["DATABASE_URL"] = server.rsplit("/", 1)[0] + f"/{template}"
+    run_manage("migrate", "--noinput", env=env)
+    if kind == "demo":
+        run_manage("seed_demo", env=env)
+    _templates[kind] = template
+    return template
+
+
+def _drop_database(server: str, name: str) -> None:
+    import psycopg
+
+    try:
+        with psycopg.connect(server, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    except psycopg.OperationalError:
+        pass  # the server is gone: nothing left to clean
+
+
+def fill_database(database_url: str, kind: str) -> None:
+    """Turn the new, empty database at `database_url` into a migrated one ("migrated"), or one
+    with the demo data too ("demo"): a copy of a template made once per test run, since migrate
+    and seed_demo cost seconds of Django start-up and work each, a copy a fraction of one."""
+    template = _template(kind, database_url)
+    if database_url.startswith("sqlite"):
+        shutil.copyfile(template, _sqlite_path(database_url))
+        return
+    import psycopg
+
+    name = _database_name(database_url)
+    with psycopg.connect(_server_url(database_url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+
+
+def stop_together(procs: list[Proc], timeout_s: float = 10) -> None:
+    """Stop `procs` at once: each winds down (a Celery worker finishing its task, gunicorn its
+    requests) while the others do, instead of one after the other; killed past `timeout_s`."""
+    for proc in procs:
+        if proc.alive():
+            proc.signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for proc in procs:
+        try:
+            proc.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+        proc.stop(timeout_s=0)  # closes its log; kills what is left
+
+
 def serve_enexa(
     port: int, log_dir: Path, env: dict[str, str], *, workers: int = 2, threads: int = 4
 ) -> Proc:
@@ -104,19 +214,17 @@ class LiveEnexa:
     def __init__(self, database_url: str, log_dir: Path, extra_env: dict[str, str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.admin_password = "admin-" + uuid.uuid4().hex
+        self.admin_password = DEMO_PASSWORDS["ENEXA_DEMO_ADMIN_PASSWORD"]
         self.env = {
-            "DJANGO_SETTINGS_MODULE": "enexa.settings.dev",
+            "DJANGO_SETTINGS_MODULE": live_settings(),
             "DEBUG": "0",
             "DATABASE_URL": database_url,
             "ENEXA_VAR_DIR": str(log_dir / "enexa-var"),
-            "ENEXA_DEMO_ADMIN_PASSWORD": self.admin_password,
-            "ENEXA_DEMO_OPERATOR_PASSWORD": "operator-" + uuid.uuid4().hex,
+            **DEMO_PASSWORDS,
             **unthrottled_env(),
             **(extra_env or {}),
         }
-        run_manage("migrate", "--noinput", env=self.env)
-        run_manage("seed_demo", env=self.env)
+        fill_database(database_url, "demo")
         self.log_dir = log_dir
         self.proc: Proc | None = None
         self.start()

@@ -14,6 +14,9 @@ from tests.factories import MembershipFactory, SiteFactory, StaffFactory, UserFa
 # Tests that need Redis use this server; each writes only keys of its own (a unique prefix or
 # queue name) and deletes only those, so it may be a server other programs use too.
 TEST_REDIS_URL = os.environ.get("ENEXA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# Enexa servers the tests start (demo.enexa) hash passwords cheaply: the live tests are about
+# the API, not about the cost of guessing a password.
+os.environ.setdefault("ENEXA_LIVE_SETTINGS", "tests.integration.live_settings")
 
 
 def require_redis(url: str = TEST_REDIS_URL) -> str:

@@ -15,6 +15,8 @@ from amperio.state import GatewayState
 from shared.fields import format_timestamp
 from tests.amperio.limits import LIMITS
 
+# Every test here talks to a gunicorn the module starts.
+pytestmark = pytest.mark.integration
 OLD_TOKEN, NEW_TOKEN = "svc-old-" + uuid.uuid4().hex, "svc-new-" + uuid.uuid4().hex
 
 
@@ -302,7 +304,6 @@ def test_the_docs_pages_typed_without_their_slash_redirect_to_it(api, page):
     assert response.url == f"{api.url}/v1/{page}/"
 
 
-@pytest.mark.integration
 def test_a_dispatch_reaches_the_simulator_through_a_worker_and_is_applied_once(tmp_path):
     sim = ChargePostSimulator(port=0, speed=0).start()
     sim.state.watchdog_timeout_s = 100_000

@@ -119,6 +119,7 @@ def check_only_its_site_queue_is_consumed(
         print(proc.log()[-3000:])
 
 
+@pytest.mark.integration
 def test_a_worker_on_redis_consumes_only_its_sites_queue(gateway_env, monkeypatch, redis_url):
     env, peer, tmp_path = gateway_env
     # Sites, so queues and keys, of this run alone: the Redis server may serve others too, so
@@ -138,6 +139,7 @@ def test_a_worker_on_redis_consumes_only_its_sites_queue(gateway_env, monkeypatc
                 broker.delete(key)
 
 
+@pytest.mark.integration
 def test_a_worker_on_the_embedded_broker_consumes_only_its_sites_queue(gateway_env):
     env, peer, tmp_path = gateway_env
     folder = filesystem_folder(load())
@@ -149,9 +151,20 @@ def test_a_worker_on_the_embedded_broker_consumes_only_its_sites_queue(gateway_e
     check_only_its_site_queue_is_consumed(env, peer, tmp_path, waiting)
 
 
+@pytest.mark.integration
 def test_beat_and_a_worker_on_the_embedded_broker_sync_the_config_and_report_status(gateway_env):
+    from datetime import UTC, datetime
+
+    from amperio.configsync import apply_config
+
+    from amperio.state import GatewayState
+
     env, peer, tmp_path = gateway_env
     settings = load()
+    # A provisioned gateway starts from the configuration provisioning gave it; this one polls
+    # every second (with none, beat would poll at the default 30 s and the test wait for it).
+    initial = {"version": 1, "settings": {"config_poll_interval_s": 1}}
+    apply_config(settings, GatewayState(settings.state_path), initial, datetime.now(UTC))
     procs = [
         worker("site-worker", settings.site_queue, env, tmp_path),
         Proc(
@@ -203,6 +216,7 @@ def test_periodic_tasks_follow_the_configured_intervals_and_expire_before_their_
         assert entry["options"]["expires"] <= entry["schedule"]
 
 
+@pytest.mark.integration
 def test_the_watchdog_worker_keeps_the_unit_alive_only_while_the_site_worker_controls_it(
     tmp_path, monkeypatch
 ):

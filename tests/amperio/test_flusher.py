@@ -3,6 +3,7 @@
 import random
 import threading
 
+import pytest
 import requests
 
 from amperio.telemetry.flusher import LOST_SINCE, Flusher, SendResult, result_from_response
@@ -319,6 +320,7 @@ while True:
 """
 
 
+@pytest.mark.integration
 def test_a_worker_killed_during_flushes_loses_nothing_and_enexa_stores_each_reading_once(
     tmp_path,
 ):

@@ -6,6 +6,8 @@ import sqlite3
 import subprocess
 import sys
 
+import pytest
+
 from amperio.procs import REPO_DIR
 from amperio.telemetry.outbox import Outbox
 from tests.amperio.kill9 import kill_at_random_moment
@@ -55,6 +57,7 @@ while True:
 """
 
 
+@pytest.mark.integration
 def test_every_reading_reported_as_added_survives_kill_9_at_random_moments(tmp_path):
     path = tmp_path / "outbox.sqlite3"
     rng = random.Random(8)

@@ -8,6 +8,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.test import override_settings
 from django.urls import URLResolver, clear_url_caches, get_resolver
 from django.utils import timezone
@@ -73,9 +74,19 @@ def served_endpoints() -> list[tuple[str, list[str]]]:
 ENDPOINTS = [(route, m) for route, methods in served_endpoints() for m in methods]
 
 
-@pytest.fixture
-def world():
-    """Site A with its controller, operator and key; site B with everything a URL can name."""
+@pytest.fixture(scope="module")
+def world(django_db_setup, django_db_blocker):
+    """Site A with its controller, operator and key; site B with everything a URL can name.
+
+    Built once for the module's ~190 tests, inside a transaction that each test's own nests in
+    (as a savepoint rolled back after it) and that is rolled back after the last one: every
+    test still starts from exactly this data, as with Django's setUpTestData."""
+    with django_db_blocker.unblock(), transaction.atomic():
+        yield build_world()
+        transaction.set_rollback(True)
+
+
+def build_world() -> dict:
     site_a = SiteFactory(code="SITEA1")
     site_b = SiteFactory(code="SITEB1")
     controller_a = ControllerFactory(code="CTRLA1", site=site_a)

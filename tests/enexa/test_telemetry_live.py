@@ -2,12 +2,12 @@
 in its own process: the site goes offline after the silence, comes back with its backlog, and
 the outage report counts what was expected, received and backfilled."""
 
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
 
+from amperio.procs import wait_until
 from demo.bare_enexa import BareEnexa
 from demo.enexa import enexa_database, run_manage
 from shared.fields import format_timestamp
@@ -60,8 +60,9 @@ def test_an_outage_is_detected_reported_and_reconciled_across_processes(tmp_path
             )
             assert status()["online"] is True
 
-            time.sleep(SILENCE_S + 1)  # the gateway goes quiet
-            assert status()["online"] is False  # read as offline before any detection ran
+            # The gateway goes quiet: read as offline once the silence has passed, before any
+            # detection ran.
+            wait_until(lambda: status()["online"] is False, SILENCE_S + 2, 0.2, what="offline")
             assert "SITE001" in run_manage("detect_offline", env=enexa.env)
 
             # Back: its status first, then the backlog it kept (one reading lost, at +35 s).

@@ -20,7 +20,7 @@ from amperio.modbus.client import ChargePostClient
 from amperio.procs import REPO_DIR as REPO
 from amperio.procs import Proc, free_port, wait_until
 from amperio.simulator import ChargePostSimulator
-from demo.enexa import LiveEnexa, enexa_database, run_manage
+from demo.enexa import LiveEnexa, enexa_database, run_manage, stop_together
 from tests.integration.tcpproxy import TcpProxy
 
 SITE = "SITE001"
@@ -137,8 +137,7 @@ class System:
         return self
 
     def stop(self) -> None:
-        for proc in reversed(list(self.procs.values())):
-            proc.stop()
+        stop_together(list(self.procs.values()))
         self._stack.close()
 
     def _relay(self, port: int) -> TcpProxy:
