@@ -8,10 +8,15 @@ import json
 import uuid
 from pathlib import Path
 
-import requests
-
 from amperio.procs import free_port
-from demo.enexa import fill_database, live_settings, run_manage, serve_enexa, unthrottled_env
+from demo.enexa import (
+    access_token,
+    fill_database,
+    live_settings,
+    run_manage,
+    serve_enexa,
+    unthrottled_env,
+)
 
 SEED = """
 from django.contrib.auth import get_user_model
@@ -79,13 +84,7 @@ class BareEnexa:
         )
 
     def token(self) -> str:
-        response = requests.post(
-            f"{self.url}/v1/auth/token",
-            timeout=10,
-            json={"username": "bench", "password": self.password},
-        )
-        response.raise_for_status()
-        return str(response.json()["access"])
+        return access_token(self.url, "bench", self.password)
 
     def stop(self) -> None:
         self.proc.stop()

@@ -156,6 +156,15 @@ def fill_database(database_url: str, kind: str) -> None:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
 
 
+def access_token(url: str, username: str, password: str) -> str:
+    """A JWT access token of `username` from the Enexa at `url`."""
+    response = requests.post(
+        f"{url}/v1/auth/token", timeout=10, json={"username": username, "password": password}
+    )
+    response.raise_for_status()
+    return str(response.json()["access"])
+
+
 def stop_together(procs: list[Proc], timeout_s: float = 10) -> None:
     """Stop `procs` at once: each winds down (a Celery worker finishing its task, gunicorn its
     requests) while the others do, instead of one after the other; killed past `timeout_s`."""
@@ -237,10 +246,4 @@ class LiveEnexa:
             self.proc.stop()
 
     def staff_token(self) -> str:
-        response = requests.post(
-            f"{self.url}/v1/auth/token",
-            timeout=5,
-            json={"username": "admin", "password": self.admin_password},
-        )
-        response.raise_for_status()
-        return str(response.json()["access"])
+        return access_token(self.url, "admin", self.admin_password)

@@ -95,12 +95,7 @@ class SchemaRecorder(Reader):
         minimum: float | None = None,
         maximum: float | None = None,
     ) -> float | None:
-        schema: Schema = {"type": "number"}
-        if minimum is not None:
-            schema["minimum"] = minimum
-        if maximum is not None:
-            schema["maximum"] = maximum
-        self._add(name, schema, required)
+        self._add_bounded(name, "number", required, minimum, maximum)
         return None
 
     def integer(
@@ -111,13 +106,15 @@ class SchemaRecorder(Reader):
         minimum: int | None = None,
         maximum: int | None = None,
     ) -> int | None:
-        schema: Schema = {"type": "integer"}
-        if minimum is not None:
-            schema["minimum"] = minimum
-        if maximum is not None:
-            schema["maximum"] = maximum
-        self._add(name, schema, required)
+        self._add_bounded(name, "integer", required, minimum, maximum)
         return None
+
+    def _add_bounded(
+        self, name: str, kind: str, required: bool, minimum: float | None, maximum: float | None
+    ) -> None:
+        bounds = {"minimum": minimum, "maximum": maximum}
+        schema: Schema = {"type": kind, **{k: v for k, v in bounds.items() if v is not None}}
+        self._add(name, schema, required)
 
     def boolean(
         self, name: str, *, required: bool = False, default: bool | None = None

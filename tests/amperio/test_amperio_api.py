@@ -14,6 +14,7 @@ from amperio.simulator.server import ChargePostSimulator
 from amperio.state import GatewayState
 from shared.fields import format_timestamp
 from tests.amperio.limits import LIMITS
+from tests.lifetimes import stopped_at_end
 
 # Every test here talks to a gunicorn the module starts.
 pytestmark = pytest.mark.integration
@@ -70,11 +71,7 @@ class AmperioApi:
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
     # One server for the module (a gunicorn start costs seconds); tests use their own ids.
-    server = AmperioApi(tmp_path_factory.mktemp("api"))
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from stopped_at_end(AmperioApi(tmp_path_factory.mktemp("api")))
 
 
 def dispatch(command_id=None, params=None, **extra):

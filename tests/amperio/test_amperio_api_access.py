@@ -18,6 +18,7 @@ import amperio.api.urls
 from amperio.api.audit import REDACTED, AuditCall, AuditLog
 from shared.fields import format_timestamp
 from tests.amperio.test_amperio_api import AmperioApi, dispatch
+from tests.lifetimes import stopped_at_end
 
 VALID, EXPIRED, BARE = ("svc-" + uuid.uuid4().hex for _ in range(3))
 NOW = datetime.now(UTC)
@@ -70,10 +71,7 @@ def api(tmp_path_factory):
             "AMPERIO_RATE_LIMITS": "auth_failure=none",
         },
     )
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from stopped_at_end(server)
 
 
 def call(api, method, route, token=None, caller=ALLOWED_CALLER, query=""):

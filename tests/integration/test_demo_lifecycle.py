@@ -15,6 +15,7 @@ import requests
 
 from amperio.procs import REPO_DIR as REPO
 from amperio.procs import Proc, free_port, port_available, wait_until
+from tests.lifetimes import stopped_at_end
 from tests.processes import command_line, processes_with
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -89,11 +90,7 @@ def test_when_one_part_of_the_demo_dies_the_rest_stop_and_it_is_named_with_its_l
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """One running demo for the checks of what it serves; the module's last test stops it."""
-    running = Demo(tmp_path_factory.mktemp("demo"))
-    try:
-        yield running
-    finally:
-        running.stop()
+    yield from stopped_at_end(Demo(tmp_path_factory.mktemp("demo")))
 
 
 def test_the_demos_admin_login_page_is_styled(demo):

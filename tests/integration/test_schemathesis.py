@@ -17,6 +17,7 @@ from schemathesis.generation import GenerationConfig, HeaderConfig
 
 from demo.enexa import LiveEnexa, enexa_database
 from tests.amperio.test_amperio_api import NEW_TOKEN, AmperioApi
+from tests.lifetimes import stopped_at_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 # More examples find more (SCHEMATHESIS_EXAMPLES=50); the default keeps `make test` short.
@@ -61,11 +62,7 @@ def live_api(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def live_amperio(tmp_path_factory):
-    server = AmperioApi(tmp_path_factory.mktemp("schemathesis-amperio"))
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from stopped_at_end(AmperioApi(tmp_path_factory.mktemp("schemathesis-amperio")))
 
 
 @pytest.fixture(scope="module")
