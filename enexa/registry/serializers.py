@@ -10,7 +10,7 @@ from rest_framework import serializers
 from enexa.core.visibility import scope_to_caller
 
 from .choices import ConnectorType
-from .models import SPEC_FIELD_NAMES, Controller, Equipment, Site, code_validator
+from .models import SPEC_FIELD_NAMES, UPPER_BOUNDS, Controller, Equipment, Site, code_validator
 from .services import foreign_assets, next_controller_code
 
 
@@ -105,6 +105,9 @@ class EquipmentSpecsSerializer(serializers.ModelSerializer):
         model = Equipment
         fields = SPEC_FIELD_NAMES
         extra_kwargs = {name: {"required": False} for name in SPEC_FIELD_NAMES}
+        # The bound, not the column's range: that differs between SQLite and PostgreSQL, and
+        # the published schema must not depend on the database.
+        extra_kwargs["connector_count"]["max_value"] = UPPER_BOUNDS["connector_count"]
 
     def to_representation(self, instance):
         return instance.specs()

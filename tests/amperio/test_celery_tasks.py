@@ -155,7 +155,7 @@ def test_a_worker_on_the_embedded_broker_consumes_only_its_sites_queue(gateway_e
 def test_beat_and_a_worker_on_the_embedded_broker_sync_the_config_and_report_status(gateway_env):
     from datetime import UTC, datetime
 
-    from amperio.configsync import apply_config
+    from amperio.enexa_link.configsync import apply_config
 
     from amperio.state import GatewayState
 
