@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from amperio.chargeposts import Endpoint, connect, endpoints
+from amperio.chargeposts import Endpoint, SiteClient, connect, endpoints, site_client
 from amperio.dispatch.limits import configured_grid_limit_kw
 from amperio.dispatch.records import APPLIED, CommandRecord
 from amperio.dispatch.store import CommandStore
@@ -185,10 +185,14 @@ def run_control_cycle(gw: Gateway | None = None, now: datetime | None = None) ->
     clients = gw.chargeposts(config)
     reading, snapshots = collector.collect(gw.settings, gw.state, gw.outbox(), clients, now)
     result: dict[str, Any] = {"read": reading is not None, "leases": [], "autonomy": None}
-    # Setpoints, leases and autonomy act on the first ChargePost, with what it just answered.
-    client, snapshot = clients[0], snapshots[0]
-    if snapshot is None:
+    # Setpoints, leases and autonomy act on the site's ChargePosts as one client, with what
+    # they just answered; while one does not answer they wait (its setpoints revert on the
+    # unit's own reversion timer, as when the only ChargePost is away).
+    answered = [snap for snap in snapshots if snap is not None]
+    if len(answered) < len(clients):
         return result
+    client = site_client(clients)
+    snapshot = client.site_snapshot(answered) if isinstance(client, SiteClient) else answered[0]
     # Autonomy's mode and the chargers it capped, as the last cycle left them: read once for
     # the lease and autonomy steps.
     mode = ModeTracker.stored_mode(gw.state)
@@ -272,7 +276,8 @@ def _configured_grid_limit(
     snapshot: dict[str, Any],
     leases: list[dict[str, Any]],
 ) -> float | None:
-    """Write the configured grid limit to the unit when it differs from what the unit holds and
+    """Write the configured grid limit to the units (each its share on a site of several:
+    amperio.chargeposts.SiteClient) when it differs from what they hold and
     no `set_grid_limit` lease holds the register, so a configuration change reaches the
     hardware."""
     limit = configured_grid_limit_kw(config)
@@ -351,11 +356,12 @@ def watchdog_beat(gw: Gateway | None = None, now: datetime | None = None) -> boo
 
 
 def apply_command(command_id: str, gw: Gateway | None = None) -> CommandRecord:
-    """Run one queued command against this gateway's ChargePost (the `apply_command` task)."""
+    """Run one queued command against this gateway's ChargePosts (the `apply_command` task);
+    each write goes to the ChargePost holding the unit it names."""
     gw = gw or get_gateway()
     config = gw.config()
     store = gw.commands()
-    record = store.execute(command_id, gw.chargeposts(config)[0], config)
+    record = store.execute(command_id, site_client(gw.chargeposts(config)), config)
     if record.command == "set_mode" and record.status == APPLIED:
         gw.state.set(StateKey.MODE, store.current_mode())
     return record
@@ -365,7 +371,7 @@ def recover_commands(gw: Gateway | None = None) -> list[CommandRecord]:
     """Finish or expire this gateway's commands whose task was lost."""
     gw = gw or get_gateway()
     config = gw.config()
-    return gw.commands().recover_lost(client=gw.chargeposts(config)[0], config=config)
+    return gw.commands().recover_lost(client=site_client(gw.chargeposts(config)), config=config)
 
 
 def check_firmware(gw: Gateway | None = None) -> dict[str, Any]:

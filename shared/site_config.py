@@ -41,6 +41,9 @@ DEFAULTS: dict[str, Any] = {
 DEFAULT_SOC_BAND_PCT = (10.0, 90.0)
 DEFAULT_RESERVE_PCT = 20.0
 
+# How many ChargePosts (Modbus units) one site's `modbus` setting may list.
+MAX_MODBUS_UNITS = 16
+
 # A rule is a tuple: ("int", lo, hi), ("number", lo, hi), ("host",) or ("choice", options).
 Rule = tuple[Any, ...]
 
@@ -66,6 +69,7 @@ def host() -> Rule:
 # nothing reads is refused rather than accepted and ignored (`tariff` went for that reason;
 # Enexa's configs migration 0002 removed it from stored documents).
 RULES: dict[str, Any] = {
+    # One ChargePost's address, or a list of them (several ChargePosts: unit_list_errors).
     "modbus": {"host": host(), "port": _int(1, 65535), "device_id": _int(0, 247)},
     "watchdog": {"interval_s": _int(2, 60), "timeout_s": _int(4, 600)},
     "telemetry": {"interval_s": _int(1, 3600), "batch_size": _int(1, 1000)},
@@ -125,6 +129,8 @@ def section_errors(key: str, rule: Any, value: Any) -> list[tuple[str, str]]:
     checked against its `rule` (a section's rules, a rule, or None for an unknown key)."""
     if rule is None:
         return [(key, "Unknown setting.")]
+    if key == "modbus" and isinstance(value, list):
+        return unit_list_errors(key, rule, value)
     if isinstance(rule, tuple):
         message = check_value(rule, value)
         return [(key, message)] if message else []
@@ -140,8 +146,27 @@ def section_errors(key: str, rule: Any, value: Any) -> list[tuple[str, str]]:
     return found
 
 
+def unit_list_errors(key: str, rule: dict[str, Rule], units: list[Any]) -> list[tuple[str, str]]:
+    """(path, message) for each problem of a list of ChargePost addresses (`modbus` as a list,
+    one object per unit): 1 to MAX_MODBUS_UNITS units, each an object with its own host (a list
+    replaces whole, so no unit can inherit a host), paths carrying the unit's index."""
+    if not 1 <= len(units) <= MAX_MODBUS_UNITS:
+        return [(key, f"Must list between 1 and {MAX_MODBUS_UNITS} units.")]
+    found = []
+    for index, unit in enumerate(units):
+        path = f"{key}.{index}"
+        if not isinstance(unit, dict):
+            found.append((path, "Must be an object."))
+            continue
+        found += section_errors(path, rule, unit)
+        if unit.get("host") is None:
+            found.append((f"{path}.host", "Required for each unit of a list."))
+    return found
+
+
 def merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """JSON merge patch (RFC 7396): nested objects merge, null removes, anything else replaces."""
+    """JSON merge patch (RFC 7396): nested objects merge, null removes, anything else (a list
+    too, such as several ChargePosts under `modbus`) replaces."""
     out = copy.deepcopy(base)
     for key, value in patch.items():
         if value is None:
@@ -160,6 +185,7 @@ def merged(*documents: dict[str, Any]) -> dict[str, Any]:
     for document in documents:
         out = merge(out, document)
         for key, value in DEFAULTS.items():
-            if isinstance(value, dict):
+            # A section set to a list (several ChargePosts under `modbus`) stands as it is.
+            if isinstance(value, dict) and not isinstance(out.get(key), list):
                 out[key] = {**value, **out.get(key, {})}
     return out

@@ -28,6 +28,13 @@ logger = logging.getLogger(__name__)
 BATTERY_UNITS = registers.BATTERY_UNITS
 
 
+def battery_units(client: RegisterClient) -> tuple[str, ...]:
+    """The battery units `client` reaches: every ChargePost's on a site of several
+    (amperio.chargeposts.SiteClient), else one ChargePost's."""
+    units: tuple[str, ...] = getattr(client, "battery_units", BATTERY_UNITS)
+    return units
+
+
 @dataclass
 class Plan:
     """The register writes of one command, and the leases they start."""
@@ -82,7 +89,7 @@ def plan_command(
         # dispatches, safe stops the batteries and drops every lease.
         plan = Plan(detail=f"Gateway mode set to {params.mode}.")
         if params.mode == "safe":
-            plan.writes = [(registers.battery_setpoint(u), 0.0) for u in BATTERY_UNITS]
+            plan.writes = [(registers.battery_setpoint(u), 0.0) for u in battery_units(client)]
         return plan
     if isinstance(params, ApplySchedule):
         slot = _slot_at(params, now)
@@ -99,26 +106,28 @@ def plan_command(
 def split_battery_power(
     power_kw: float, client: RegisterClient, limits: dict[str, Any]
 ) -> dict[str, float]:
-    """Split a site battery setpoint over the units in proportion to what each allows now.
+    """Split a site battery setpoint over the units (of every ChargePost) in proportion to what
+    each allows now, so no unit is asked for more than it can do while another has room.
 
     The units' allowed charge/discharge power comes from the hardware; where a unit reports
     none (undefined), its configured maximum stands in."""
     direction = "discharge" if power_kw >= 0 else "charge"
     configured = (limits.get("battery") or {}).get("units") or {}
-    names = {unit: registers.battery_allowed(unit, direction) for unit in BATTERY_UNITS}
+    units = battery_units(client)
+    names = {unit: registers.battery_allowed(unit, direction) for unit in units}
     now_allowed = client.read(list(names.values()))
     weights: dict[str, float] = {}
-    for unit in BATTERY_UNITS:
+    for unit in units:
         allowed = now_allowed.get(names[unit])
         if allowed is None:
             allowed = configured.get(unit, {}).get(f"max_{direction}_kw", 0.0)
         weights[unit] = max(0.0, float(allowed or 0.0))
     total = sum(weights.values())
     if total <= 0:
-        return {unit: round(power_kw / len(BATTERY_UNITS), 1) for unit in BATTERY_UNITS}
+        return {unit: round(power_kw / len(units), 1) for unit in units}
     shares = {unit: round(power_kw * w / total, 1) for unit, w in weights.items()}
     # Rounding must not change the total the site asked for.
-    first = BATTERY_UNITS[0]
+    first = units[0]
     shares[first] = round(shares[first] + power_kw - sum(shares.values()), 1)
     return shares
 

@@ -45,7 +45,9 @@ def validate_effective(settings: dict, limits: dict) -> dict[str, list[str]]:
         # The gateway's heartbeat must come at half the hardware timeout or more often.
         add("watchdog.timeout_s", "Must be at least twice watchdog.interval_s.")
     modbus = settings.get("modbus", {})
-    if modbus and "host" not in modbus:
+    # A list of units is checked whole by shared.site_config (each unit names its host); one
+    # object may take its host from the site while a controller sets only the port.
+    if isinstance(modbus, dict) and modbus and "host" not in modbus:
         add("modbus.host", "Required when a Modbus port or device id is set.")
     return errors
 

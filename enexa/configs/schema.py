@@ -1,10 +1,11 @@
 """OpenAPI shape of a settings document, derived from the field rules that validate it
 (shared.site_config.RULES): a section per object, each value typed and bounded, null to inherit."""
 
+import copy
 from typing import Any
 
 from enexa.api.schema import Schema, nullable
-from shared.site_config import RULES
+from shared.site_config import MAX_MODBUS_UNITS, RULES
 
 from .services import READ_ONLY_KEYS
 
@@ -32,9 +33,23 @@ def _section(rules: Any) -> Schema:
     return nullable({"type": "object", "properties": properties, "additionalProperties": False})
 
 
+def modbus_units(nullable: bool = True) -> Schema:
+    """`modbus`: one ChargePost's address, or a list of them (one per unit, each with its
+    host; see shared.site_config.unit_list_errors); null (inherit) only where `nullable`."""
+    unit = _section(RULES["modbus"])
+    unit.pop("nullable")
+    listed = copy.deepcopy(unit)
+    listed["properties"]["host"].pop("nullable")
+    listed["required"] = ["host"]
+    units = {"type": "array", "minItems": 1, "maxItems": MAX_MODBUS_UNITS, "items": listed}
+    schema: Schema = {"oneOf": [unit, units]}
+    return {**schema, "nullable": True} if nullable else schema
+
+
 def settings_document() -> Schema:
     """A sparse settings document as PUT and PATCH take it (a JSON merge patch for PATCH)."""
     properties = {key: _section(rules) for key, rules in RULES.items()}
+    properties["modbus"] = modbus_units()
     # Read-only keys of a document read back are accepted and ignored, so a GET can be sent back.
     properties.update({key: {"readOnly": True} for key in READ_ONLY_KEYS})
     return {

@@ -1,9 +1,16 @@
 """Response shapes of the configuration API (the documents themselves are validated by the
 services, which know the equipment limits)."""
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .models import ConfigVersion
+from .schema import modbus_units
+
+
+@extend_schema_field(modbus_units(nullable=False))
+class ModbusField(serializers.JSONField):
+    """`modbus`: one ChargePost's address (an object) or several (a list)."""
 
 
 class ConfigSerializer(serializers.Serializer):
@@ -57,6 +64,6 @@ class SiteConfigDocumentSerializer(serializers.Serializer):
     telemetry = serializers.DictField()
     status = serializers.DictField()
     autonomy = serializers.DictField()
-    modbus = serializers.DictField(required=False)
+    modbus = ModbusField(required=False)
     config_poll_interval_s = serializers.IntegerField()
     setpoint_validity_s = serializers.IntegerField()

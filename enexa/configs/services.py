@@ -38,7 +38,8 @@ What `GET /v1/controllers/{id}/config` answers (`effective_config_for`), the sha
     }
 
 (*) "modbus" appears only when staff set a host for the site or the controller, and holds
-only the keys that are set; without it the gateway uses its own environment.
+only the keys that are set; without it the gateway uses its own environment. A site of
+several ChargePosts has a list there, one such object per ChargePost (each with its host).
 
 Limits come from the registry: the specs of the equipment the controller runs (its assigned
 assets, or the whole site when none are assigned): battery charge/discharge power is
@@ -92,6 +93,8 @@ def _prune(doc: dict) -> dict:
             value = _prune(value)
             if value:
                 out[key] = value
+        elif isinstance(value, list):  # several ChargePosts under `modbus`: each unit pruned
+            out[key] = [_prune(item) if isinstance(item, dict) else item for item in value]
         elif value is not None:
             out[key] = value
     return out

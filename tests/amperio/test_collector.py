@@ -182,9 +182,9 @@ def test_a_running_gateway_acts_on_a_new_configuration_from_the_next_cycle(gatew
         assert simulator.state.site_grid_limit_kw == pytest.approx(limit_kw)
 
 
-def test_with_two_chargeposts_autonomy_drives_the_first_ones_batteries(tmp_path, monkeypatch):
-    """The reading numbers units across ChargePosts (BAT3, BAT4 on the second); autonomy acts
-    on the first ChargePost's own registers, not on names it does not have."""
+def test_with_two_chargeposts_autonomy_drives_the_batteries_of_both(tmp_path, monkeypatch):
+    """The units are numbered across ChargePosts (BAT3, BAT4 on the second); autonomy keeps
+    the site's import (both feeds) under the site's limit with every ChargePost's batteries."""
     from amperio.enexa_link import configsync
     from amperio.simulator.physics import Vehicle
 
@@ -206,9 +206,8 @@ def test_with_two_chargeposts_autonomy_drives_the_first_ones_batteries(tmp_path,
         state.set("enexa_unreachable_since", "2026-01-15T09:00:00Z")  # Enexa away for an hour
         result = run_control_cycle(Gateway(settings), NOW)
         assert result["autonomy"]["mode"] == "safe_local"
-        setpoints = [b.setpoint_kw for b in first.state.batteries]
-        assert sum(setpoints) > 0, result  # the first ChargePost's batteries discharge
-        assert [b.setpoint_kw for b in second.state.batteries] == [0.0, 0.0]
+        for simulator in (first, second):  # each ChargePost's batteries discharge
+            assert sum(b.setpoint_kw for b in simulator.state.batteries) > 0, result
     finally:
         first.stop()
         second.stop()

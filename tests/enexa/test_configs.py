@@ -360,6 +360,42 @@ def test_a_modbus_endpoint_set_for_the_site_reaches_the_gateway(controller, staf
     assert settings["modbus"] == {"host": "10.0.0.5", "port": 5020}
 
 
+def test_a_site_with_several_chargeposts_lists_their_modbus_units(controller, staff_client):
+    units = [{"host": "10.0.0.5", "port": 502}, {"host": "10.0.0.6", "device_id": 2}]
+    response = staff_client.patch(
+        "/v1/config/SITE001", {"modbus": units}, format="json", HTTP_IF_MATCH='"1"'
+    )
+    assert response.status_code == 200, response.json()
+    assert response.json()["modbus"] == units
+    assert services.effective_config_for(controller)["settings"]["modbus"] == units
+    # A list replaces whatever was there, also when one unit's address is patched back.
+    response = staff_client.patch(
+        "/v1/config/SITE001", {"modbus": {"host": "10.0.0.7"}}, format="json", HTTP_IF_MATCH='"2"'
+    )
+    assert response.json()["modbus"] == {"host": "10.0.0.7"}
+
+
+@pytest.mark.parametrize(
+    ("units", "field"),
+    [
+        ([{"host": "10.0.0.5"}, {"host": "10.0.0.6", "port": 70000}], "modbus.1.port"),
+        ([{"host": "10.0.0.5"}, {"port": 502}], "modbus.1.host"),
+        ([{"host": "10.0.0.5", "speed": 9600}], "modbus.0.speed"),
+        ([{"host": "10.0.0.5"}, "10.0.0.6"], "modbus.1"),
+        ([], "modbus"),
+        ([{"host": f"10.0.0.{i}"} for i in range(17)], "modbus"),
+    ],
+)
+def test_a_bad_modbus_unit_in_a_list_is_refused_naming_its_index(
+    controller, staff_client, units, field
+):
+    for url in ("/v1/config/SITE001", "/v1/controllers/CTRL001/config"):
+        response = staff_client.patch(url, {"modbus": units}, format="json", HTTP_IF_MATCH='"1"')
+        assert response.status_code == 400, (url, response.json())
+        assert field in response.json()["errors"], response.json()
+    assert versions_of(controller) == [1]
+
+
 def test_a_controller_with_assigned_assets_gets_the_limits_of_those_assets(
     controller, staff_client
 ):

@@ -38,3 +38,20 @@ def test_every_default_that_is_set_keeps_its_own_rule():
                 continue
             rule = site_config.RULES[key] if name is None else site_config.RULES[key][name]
             assert site_config.check_value(rule, default) is None, (key, name)
+
+
+def test_several_chargeposts_are_a_list_of_units_each_checked_with_its_index():
+    two = [{"host": "10.0.0.5"}, {"host": "10.0.0.6", "port": 5020, "device_id": 2}]
+    assert site_config.validate({"modbus": two}) == {}
+    errors = site_config.validate({"modbus": [{"host": "10.0.0.5"}, {"port": 0}]})
+    assert set(errors) == {"modbus.1.port", "modbus.1.host"}
+
+
+def test_a_list_of_units_replaces_what_was_there_rather_than_merging():
+    site = {"modbus": {"host": "10.0.0.5", "port": 5020}}
+    two = [{"host": "10.0.0.6"}, {"host": "10.0.0.7"}]
+    assert site_config.merge(site, {"modbus": two})["modbus"] == two
+    assert site_config.merged(site, {"modbus": two})["modbus"] == two
+    assert site_config.merged({"modbus": two}, {"modbus": {"host": "10.0.0.8"}})["modbus"] == {
+        "host": "10.0.0.8"
+    }
