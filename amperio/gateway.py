@@ -19,7 +19,7 @@ from amperio.backend.reports import OutcomeRelay, site_report
 from amperio.chargeposts import Endpoint, connect, endpoints
 from amperio.dispatch.errors import CommandError, LimitsUnknown
 from amperio.dispatch.limits import configured_grid_limit_kw
-from amperio.dispatch.records import APPLIED, QUEUED, CommandRecord
+from amperio.dispatch.records import APPLIED, FAILED, QUEUED, CommandRecord
 from amperio.dispatch.store import CommandStore
 from amperio.enexa_link import configsync, status
 from amperio.enexa_link.client import EnexaClient, EnexaError, EnexaUnavailable
@@ -29,6 +29,7 @@ from amperio.state import GatewayState, StateKey
 from amperio.telemetry import events
 from amperio.telemetry.flusher import Flusher
 from amperio.telemetry.outbox import Outbox
+from shared.fields import format_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -396,8 +397,17 @@ def receive_command(data: dict[str, Any], gw: Gateway | None = None) -> CommandR
     store = gw.commands()
     try:
         record, _ = store.submit(data, configsync.operating_limits(gw.config()), _now())
-    except LimitsUnknown:
-        raise  # nothing stored, so no outcome: the task fails loudly
+    except LimitsUnknown as exc:
+        # Nothing stored on site, so the table has no outcome to tell: say it here.
+        gw.backend_relay().add(
+            {
+                "command_id": data.get("command_id"),
+                "status": FAILED,
+                "detail": exc.detail,
+                "finished_at": format_timestamp(_now()),
+            }
+        )
+        raise
     except CommandError as exc:
         # Refused on arrival: stored as rejected, and the hook has sent the outcome.
         log.warning("command %s refused on the site: %s", data.get("command_id"), exc.detail)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from amperio.backend.store import BackendStore
 from amperio.dispatch.errors import CommandConflict, CommandError, LimitsUnknown, UnknownCommand
 from amperio.dispatch.limits import check_limits
 from amperio.dispatch.records import EXPIRED, FAILED, QUEUED, REJECTED, fingerprint
+from amperio.dispatch.table import STUCK_AFTER_S
 from shared.dispatch import DispatchCommand
 from shared.fields import format_timestamp, parse_timestamp
 
@@ -137,14 +138,20 @@ def _wire(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _sort_key(value: str) -> datetime:
+    return parse_timestamp(value) or datetime.min.replace(tzinfo=UTC)
+
+
 def fleet_health(
     store: BackendStore, configured: tuple[str, ...], silent_after_s: float, now: datetime
 ) -> dict[str, Any]:
     """Every site as its gateway last reported it, with how long ago; a gateway silent for
     longer than `silent_after_s` (or never heard from) makes its site degraded."""
     rows = {row.site_id: row for row in store.sites()}
+    unconfirmed = store.unconfirmed(now - timedelta(seconds=STUCK_AFTER_S))
     sites: dict[str, Any] = {}
     reachable: list[bool] = []
+    last_ok: list[str] = []
     for site_id in served_sites(store, configured):
         row = rows.get(site_id)
         report = (row.health if row else None) or {}
@@ -154,14 +161,23 @@ def fleet_health(
         silent = age is None or age > silent_after_s
         site["last_report_at"] = format_timestamp(last) if last else None
         site["last_report_age_s"] = round(age, 1) if age is not None else None
-        site["status"] = "degraded" if silent or report.get("status") != "ok" else "ok"
+        # Queued here with no outcome after STUCK_AFTER_S: the gateway never answered for it.
+        site["unconfirmed_commands"] = unconfirmed.get(site_id, 0)
+        ok = not silent and report.get("status") == "ok" and not site["unconfirmed_commands"]
+        site["status"] = "ok" if ok else "degraded"
         sites[site_id] = site
+        enexa = report.get("enexa") or {}
         if not silent:
-            reachable.append(bool((report.get("enexa") or {}).get("reachable")))
+            reachable.append(bool(enexa.get("reachable")))
+        if enexa.get("last_ok_at"):
+            last_ok.append(str(enexa["last_ok_at"]))
     ok = bool(sites) and all(site["status"] == "ok" for site in sites.values())
     return {
         "status": "ok" if ok else "degraded",
         "sites": sites,
         # Enexa as the gateways heard from lately see it.
-        "enexa": {"reachable": bool(reachable) and all(reachable), "last_ok_at": None},
+        "enexa": {
+            "reachable": bool(reachable) and all(reachable),
+            "last_ok_at": max(last_ok, key=_sort_key) if last_ok else None,
+        },
     }

@@ -41,15 +41,17 @@ class OutcomeRelay:
         return closing(connect(self.path, timeout_s=30, synchronous="FULL"))
 
     def __call__(self, record: Any) -> None:
-        """The command table's outcome hook: keep it, then try to send what waits."""
+        """The command table's outcome hook (a `CommandRecord`)."""
+        self.add(record.to_dict())
+
+    def add(self, outcome: dict[str, Any]) -> None:
+        """Keep an outcome, then try to send what waits."""
         with self._conn() as conn:
-            conn.execute(
-                "INSERT INTO pending (outcome) VALUES (?)", (json.dumps(record.to_dict()),)
-            )
+            conn.execute("INSERT INTO pending (outcome) VALUES (?)", (json.dumps(outcome),))
         try:
             self.send()
         except Exception:  # noqa: BLE001 - kept; the periodic report sends it later
-            logger.warning("outcome of %s kept until the broker is back", record.command_id)
+            logger.warning("outcome of %s kept until the broker is back", outcome["command_id"])
 
     def depth(self) -> int:
         with self._conn() as conn:

@@ -187,6 +187,19 @@ class BackendStore:
             == 1
         )
 
+    def unconfirmed(self, before: datetime) -> dict[str, int]:
+        """Per site: commands still queued that were received before `before` (no outcome
+        came back: a gateway away, or a message lost)."""
+        with self._cursor() as cur:
+            cur.execute(
+                self._sql(
+                    "SELECT site_id, COUNT(*) FROM backend_commands"
+                    " WHERE status = 'queued' AND received_at < ? GROUP BY site_id"
+                ),
+                (stored_ts(before),),
+            )
+            return {site_id: int(count) for site_id, count in cur.fetchall()}
+
 
 def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value)

@@ -17,6 +17,7 @@ from amperio.backend.fleet import UnknownSite, accept, fleet_health, served_site
 from amperio.backend.reports import OutcomeRelay
 from amperio.backend.store import BackendStore
 from amperio.celery import make_app
+from amperio.dispatch.errors import LimitsUnknown
 from amperio.gateway import Gateway
 from amperio.settings import load
 from amperio.state import GatewayState
@@ -252,3 +253,29 @@ def test_a_site_is_served_once_its_gateway_reports_and_a_failed_publish_is_faile
     assert record["status"] == "failed"
     assert "could not be reached" in record["detail"]
     assert record["finished_at"]
+
+
+def test_a_command_the_gateway_cannot_check_is_reported_failed_not_left_queued(fleet, gateway_a):
+    body = for_site("SITEA")
+    assert fleet.post(body).status_code == 202
+    ((_, args),) = broker_messages(fleet.broker, "amperio.site.SITEA")
+    (gateway_a.settings.config_path).write_text(json.dumps({"version": 8, "settings": {}}))
+    with pytest.raises(LimitsUnknown):
+        gateway_module.receive_command(args[0], gateway_a)
+    run_backend_worker(fleet.broker)
+    record = fleet.status(body["command_id"]).json()
+    assert record["status"] == "failed"
+    assert "limits are unknown" in record["detail"]
+
+
+def test_a_command_queued_in_the_backend_with_no_outcome_for_minutes_degrades_its_site(
+    fleet, gateway_a
+):
+    assert fleet.post(for_site("SITEA")).status_code == 202
+    broker_messages(fleet.broker, "amperio.site.SITEA")  # lost on the way
+    later = datetime.now(UTC) + timedelta(minutes=3)
+    # The gateway itself still reports, and all is well on site.
+    fleet.store.record_report("SITEA", later, LIMITS, {"status": "ok"})
+    site_a = fleet_health(fleet.store, (), 30, later)["sites"]["SITEA"]
+    assert site_a["unconfirmed_commands"] >= 1
+    assert site_a["status"] == "degraded"
