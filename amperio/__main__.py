@@ -1,5 +1,5 @@
 """Amperio's command line: provision, simulator, api, worker, watchdog-worker, beat, run,
-prune-audit."""
+backend-worker, prune-audit."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ log = logging.getLogger("amperio")
 
 CELERY_APP = "amperio.celery:app"
 WATCHDOG_QUEUE = "amperio.watchdog"  # amperio.celery.WATCHDOG_QUEUE, without importing Celery
+BACKEND_QUEUE = "amperio.backend"  # amperio.backend.reports.BACKEND_QUEUE, likewise
 DEFAULT_API_BIND = "127.0.0.1:8100"
 IDENTIFICATION = ("vendor", "model", "serial", "interface_version", "firmware_version")
 
@@ -176,6 +177,14 @@ def watchdog_worker_command(settings: Settings) -> list[str]:
     ]  # fmt: skip
 
 
+def backend_worker_command() -> list[str]:
+    # The backend's worker: what every site's gateway reports (outcomes, limits, health).
+    return [
+        sys.executable, "-m", "celery", "-A", CELERY_APP, "worker",
+        "-Q", BACKEND_QUEUE, "-n", "backend@%h", "--loglevel", "INFO",
+    ]  # fmt: skip
+
+
 def beat_command(settings: Settings) -> list[str]:
     return [
         sys.executable, "-m", "celery", "-A", CELERY_APP, "beat", "--loglevel", "INFO",
@@ -267,6 +276,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
 
     sub.add_parser("watchdog-worker", help="Celery worker for the heartbeat queue alone")
     sub.add_parser("beat", help="the periodic schedule")
+    sub.add_parser("backend-worker", help="Celery worker for what the gateways report")
 
     p = sub.add_parser("run", help="worker, watchdog worker, beat and API together")
     p.add_argument("--bind", default=os.environ.get("AMPERIO_API_BIND", DEFAULT_API_BIND))
@@ -302,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         return _exec(watchdog_worker_command(settings))
     if args.command == "beat":
         return _exec(beat_command(settings))
+    if args.command == "backend-worker":
+        return _exec(backend_worker_command())
     if args.command == "run":
         return run_all(args, settings)
     if args.command == "prune-audit":

@@ -82,7 +82,12 @@ def beat_schedule(config: dict[str, Any], settings: Settings) -> dict[str, Any]:
         }
 
     site = settings.site_queue
-    return {
+    backend = (
+        {"report-backend": every("report_backend", STATUS_TICK_S, site)}
+        if settings.backend_reports
+        else {}
+    )
+    return backend | {
         "control-cycle": every("control_cycle", s["telemetry"]["interval_s"], site),
         "flush-outbox": every("flush_outbox", FLUSH_INTERVAL_S, site),
         "sync-config": every("sync_config", s["config_poll_interval_s"], site),
@@ -154,7 +159,8 @@ def make_app(settings: Settings | None = None) -> Celery:
         beat_scheduler="amperio.celery:ConfigScheduler",
         beat_max_loop_interval=1.0,
     )
-    app.conf.imports = ("amperio.tasks",)
+    # The backend's tasks too: its worker runs this app with `-Q amperio.backend`.
+    app.conf.imports = ("amperio.tasks", "amperio.backend.tasks")
     return app
 
 

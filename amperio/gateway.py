@@ -15,9 +15,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from amperio.backend.reports import OutcomeRelay, site_report
 from amperio.chargeposts import Endpoint, SiteClient, connect, endpoints, site_client
+from amperio.dispatch.errors import CommandError, LimitsUnknown
 from amperio.dispatch.limits import configured_grid_limit_kw
-from amperio.dispatch.records import APPLIED, CommandRecord
+from amperio.dispatch.records import APPLIED, FAILED, QUEUED, CommandRecord
 from amperio.dispatch.store import CommandStore
 from amperio.enexa_link import configsync, status
 from amperio.enexa_link.client import EnexaClient, EnexaError, EnexaUnavailable
@@ -27,6 +29,7 @@ from amperio.state import GatewayState, StateKey
 from amperio.telemetry import events
 from amperio.telemetry.flusher import Flusher
 from amperio.telemetry.outbox import Outbox
+from shared.fields import format_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +89,29 @@ class Gateway:
 
     def commands(self) -> CommandStore:
         if self._commands is None:
-            self._commands = CommandStore(
-                self.settings.commands_path,
-                on_outcome=events.CommandEvents(self.outbox, self.settings.site_id),
-            )
+            hooks: list[Callable[[CommandRecord], None]] = [
+                events.CommandEvents(self.outbox, self.settings.site_id)
+            ]
+            if self.settings.backend_reports:
+                hooks.append(self.backend_relay())
+
+            def on_outcome(record: CommandRecord) -> None:
+                for hook in hooks:
+                    hook(record)
+
+            self._commands = CommandStore(self.settings.commands_path, on_outcome=on_outcome)
         return self._commands
+
+    def backend_relay(self) -> OutcomeRelay:
+        """Outcomes on their way to the backend (AMPERIO_BACKEND_REPORTS=1)."""
+        return self.handle(
+            "backend-relay",
+            lambda: OutcomeRelay(
+                self.settings.state_dir / "backend_outbox.sqlite3",
+                self.settings.site_id,
+                publish,
+            ),
+        )
 
     def flusher(self) -> Flusher:
         # The batch size is read at each call: a new `telemetry.batch_size` holds from the
@@ -365,6 +386,60 @@ def apply_command(command_id: str, gw: Gateway | None = None) -> CommandRecord:
     if record.command == "set_mode" and record.status == APPLIED:
         gw.state.set(StateKey.MODE, store.current_mode())
     return record
+
+
+def publish(task: str, args: list[Any], queue: str) -> None:
+    """Send a task to a queue of the shared broker (a message the backend's worker takes)."""
+    from amperio.celery import app  # the Celery app imports this module's callers
+
+    app.send_task(task, args=args, queue=queue)
+
+
+def receive_command(data: dict[str, Any], gw: Gateway | None = None) -> CommandRecord:
+    """A command the backend published on this site's queue: into the local command table
+    (limits checked again, expired if it arrives late), then run. A redelivery is a replay.
+    Its outcome goes back to the backend through the command table's hook."""
+    gw = gw or get_gateway()
+    store = gw.commands()
+    try:
+        record, _ = store.submit(data, configsync.operating_limits(gw.config()), _now())
+    except LimitsUnknown as exc:
+        # Nothing stored on site, so the table has no outcome to tell: say it here.
+        gw.backend_relay().add(
+            {
+                "command_id": data.get("command_id"),
+                "status": FAILED,
+                "detail": exc.detail,
+                "finished_at": format_timestamp(_now()),
+            }
+        )
+        raise
+    except CommandError as exc:
+        # Refused on arrival: stored as rejected, and the hook has sent the outcome.
+        log.warning("command %s refused on the site: %s", data.get("command_id"), exc.detail)
+        return store.get(str(data.get("command_id")))
+    if record.status != QUEUED:
+        return record
+    return apply_command(record.command_id, gw)
+
+
+def report_backend(gw: Gateway | None = None, now: datetime | None = None) -> int:
+    """Send the backend this site's limits and health, and any outcome still waiting; the
+    number of outcomes sent. Beat runs it every few seconds when AMPERIO_BACKEND_REPORTS=1."""
+    from amperio.api.services import gateway_health  # the one definition of a site's health
+
+    gw = gw or get_gateway()
+    now = now or _now()
+    sent = gw.backend_relay().send()
+    full = gateway_health(gw.settings, now)
+    health = {
+        "status": full["status"],
+        "site": full["sites"][gw.settings.site_id],
+        "enexa": full["enexa"],
+    }
+    limits = configsync.operating_limits(gw.config()) or None
+    site_report(publish, gw.settings.site_id, now, limits, health)
+    return sent
 
 
 def recover_commands(gw: Gateway | None = None) -> list[CommandRecord]:

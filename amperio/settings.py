@@ -119,6 +119,15 @@ class Settings:
     ip_allowlist: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
     audit_retention_days: int = 365
+    # One backend for many sites (docs/architecture.md): the shared store (postgres:// or
+    # sqlite:///; unset: this API serves its own gateway's site from the local command table),
+    # sites served before their gateway first reports, and after how long a silent gateway
+    # makes its site degraded.
+    database_url: str = field(default="", repr=False)  # may hold a password
+    sites: tuple[str, ...] = ()
+    silent_after_s: float = 30.0
+    # On a gateway: send outcomes, limits and health to the backend on `amperio.backend`.
+    backend_reports: bool = False
 
     @property
     def site_queue(self) -> str:
@@ -173,6 +182,10 @@ def load() -> Settings:
         ip_allowlist=_networks("AMPERIO_API_IP_ALLOWLIST"),
         trusted_proxies=_networks("AMPERIO_TRUSTED_PROXIES"),
         audit_retention_days=int(os.environ.get("AMPERIO_AUDIT_RETENTION_DAYS", "365")),
+        database_url=os.environ.get("AMPERIO_DATABASE_URL", ""),
+        sites=_list("AMPERIO_SITES"),
+        silent_after_s=float(os.environ.get("AMPERIO_SILENT_AFTER_S", "30")),
+        backend_reports=os.environ.get("AMPERIO_BACKEND_REPORTS", "0") == "1",
     )
 
 

@@ -42,6 +42,19 @@ def apply_command(command_id: str) -> dict[str, Any]:
     return gateway.apply_command(command_id).to_dict()
 
 
+# Late ack: a redelivery is a replay in the command table, which claims each command once.
+@app.task(name="amperio.tasks.receive_command", ignore_result=True, acks_late=True)
+def receive_command(command: dict[str, Any]) -> dict[str, Any]:
+    """A command the backend published on this site's queue."""
+    return gateway.receive_command(command).to_dict()
+
+
+@app.task(name="amperio.tasks.report_backend", ignore_result=True)
+def report_backend() -> int:
+    """Limits, health and waiting outcomes to the backend (AMPERIO_BACKEND_REPORTS=1)."""
+    return gateway.report_backend()
+
+
 @app.task(name="amperio.tasks.recover_commands", ignore_result=True)
 def recover_commands() -> int:
     """Finish or expire commands whose task was lost (the table, not the broker, is the truth)."""

@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from amperio.api.audit import AuditLog
+from amperio.backend import fleet
+from amperio.backend.store import BackendStore
 from amperio.dispatch.autonomy_cycle import ModeTracker
-from amperio.dispatch.records import QUEUED, CommandRecord
+from amperio.dispatch.records import QUEUED
 from amperio.dispatch.store import CommandStore
 from amperio.enexa_link.configsync import operating_limits
 from amperio.gateway import gateway_for
@@ -49,13 +51,26 @@ def applied_config(settings: Settings) -> dict[str, Any]:
     return gateway_for(settings).config()
 
 
+def backend_store(settings: Settings) -> BackendStore:
+    """The store shared by every replica (opened once per process)."""
+    return gateway_for(settings).handle("backend", lambda: BackendStore(settings.database_url))
+
+
+def publish(task: str, args: list[Any], queue: str) -> None:
+    from amperio.celery import app
+
+    app.send_task(task, args=args, queue=queue)
+
+
 def accept_command(
     settings: Settings, data: Any, idempotency_key: str | None = None
-) -> tuple[CommandRecord, bool]:
-    """Check and store a dispatched command, then queue its task. Returns (record, created).
+) -> tuple[dict[str, Any], bool]:
+    """Check and store a dispatched command, then queue its task. Returns (status record,
+    created): from the shared store for every site it serves when AMPERIO_DATABASE_URL is set
+    (amperio.backend), else from this gateway's command table.
 
-    Raises SchemaError (400), CommandError (400, limits), CommandConflict (422) and
-    LimitsUnknown (503) from the store."""
+    Raises SchemaError (400), UnknownSite (404), CommandError (400, limits), CommandConflict
+    (422) and LimitsUnknown (503) from the store."""
     errors = screen_strings(data)
     if errors:
         raise SchemaError(errors)
@@ -63,6 +78,8 @@ def accept_command(
         # The seed's example carries no id: such a command gets one (and is not idempotent).
         data = {**data, "command_id": idempotency_key or uuid.uuid4().hex}
     cmd = DispatchCommand.from_dict(data)
+    if settings.database_url:
+        return fleet.accept(backend_store(settings), settings.sites, cmd, publish)
     if cmd.site_id != settings.site_id:
         raise SchemaError({"site_id": [f"This gateway serves {settings.site_id}."]})
     record, created = command_store(settings).submit(
@@ -70,7 +87,14 @@ def accept_command(
     )
     if created and record.status == QUEUED:
         enqueue(settings, record.command_id)
-    return record, created
+    return record.to_dict(), created
+
+
+def command_status(settings: Settings, command_id: str) -> dict[str, Any]:
+    """`GET /v1/dispatch/{command_id}`; raises UnknownCommand."""
+    if settings.database_url:
+        return fleet.status_of(backend_store(settings), command_id)
+    return command_store(settings).get(command_id).to_dict()
 
 
 # Names of the dispatch's timestamp fields, at any depth (`valid_until`, `params.slots.0.end`).
@@ -145,6 +169,16 @@ def _age_s(value: Any, now: datetime) -> float | None:
     return (now - moment).total_seconds() if moment else None
 
 
+def health(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
+    """`GET /v1/health`: every site the backend serves, or this gateway's own."""
+    now = now or datetime.now(UTC)
+    if settings.database_url:
+        return fleet.fleet_health(
+            backend_store(settings), settings.sites, settings.silent_after_s, now
+        )
+    return gateway_health(settings, now)
+
+
 def gateway_health(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
     """Per site: Modbus link and last read, watchdog beat, buffer depth, mode; Enexa reachable."""
     now = now or datetime.now(UTC)
@@ -155,7 +189,7 @@ def gateway_health(settings: Settings, now: datetime | None = None) -> dict[str,
     watchdog_ok = beat_age is not None and beat_age <= _watchdog_timeout_s(settings)
     link_up = bool(state.get(StateKey.MODBUS_LINK_UP))
     enexa_reachable = bool(state.get(StateKey.ENEXA_REACHABLE))
-    site = {
+    site: dict[str, Any] = {
         "modbus": {"link_up": link_up, "last_read_at": state.get(StateKey.MODBUS_LAST_READ_AT)},
         "watchdog": {
             "last_beat_at": state.get(StateKey.WATCHDOG_LAST_BEAT_AT),
@@ -185,7 +219,8 @@ def buffer_depth(settings: Settings) -> dict[str, Any]:
     if not settings.outbox_path.exists():
         return {"readings": 0, "events": 0}
     try:
-        return outbox(settings).depth()
+        depth: dict[str, Any] = outbox(settings).depth()
+        return depth
     except Exception:  # noqa: BLE001 - health must answer even when the outbox cannot
         logger.exception("outbox depth unavailable")
         return {"readings": 0, "events": 0, "error": "unavailable"}

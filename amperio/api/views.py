@@ -15,6 +15,7 @@ from amperio.api import serializers, services
 from amperio.api.errors import problem
 from amperio.api.middleware import note_command
 from amperio.api.serializers import problems
+from amperio.backend.fleet import UnknownSite
 from amperio.dispatch.errors import CommandConflict, CommandError, LimitsUnknown, UnknownCommand
 from amperio.settings import get_settings
 from shared import openapi as wire
@@ -33,7 +34,7 @@ class DispatchView(APIView):
             200: OpenApiResponse(
                 serializers.DispatchStatusSerializer, description="A replayed command_id."
             ),
-            **problems(400, 401, 403, 415, 422, 429, 503),
+            **problems(400, 401, 403, 404, 415, 422, 429, 503),
         },
     )
     def post(self, request: Request) -> Response:
@@ -44,6 +45,8 @@ class DispatchView(APIView):
             record, created = services.accept_command(
                 settings, request.data, request.headers.get("Idempotency-Key")
             )
+        except UnknownSite as exc:
+            return problem(404, "Site not served", exc.detail, "unknown_site")
         except SchemaError as exc:
             return problem(
                 400, "Invalid input", "The command has invalid fields.", "invalid", exc.errors
@@ -60,10 +63,12 @@ class DispatchView(APIView):
             )
         except CommandError as exc:
             return problem(400, "Beyond the equipment limits", exc.detail, "limits", exc.errors)
-        note_command(request, record.command_id)
+        note_command(request, record["command_id"])
         if created:
-            return Response({"command_id": record.command_id, "status": record.status}, status=202)
-        return Response(record.to_dict(), status=200)
+            return Response(
+                {"command_id": record["command_id"], "status": record["status"]}, status=202
+            )
+        return Response(record, status=200)
 
 
 class DispatchStatusView(APIView):
@@ -77,10 +82,10 @@ class DispatchStatusView(APIView):
     )
     def get(self, request: Request, command_id: str) -> Response:
         try:
-            record = services.command_store(get_settings()).get(command_id)
+            record = services.command_status(get_settings(), command_id)
         except UnknownCommand as exc:
             return problem(404, "Not found", exc.detail, "not_found")
-        return Response(record.to_dict())
+        return Response(record)
 
 
 class HealthView(APIView):
@@ -93,7 +98,7 @@ class HealthView(APIView):
 
     @extend_schema(responses={200: serializers.HealthSerializer})
     def get(self, request: Request) -> Response:
-        return Response(services.gateway_health(get_settings()))
+        return Response(services.health(get_settings()))
 
 
 def unlisted(view: Any) -> Any:

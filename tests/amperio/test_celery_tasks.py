@@ -156,7 +156,6 @@ def test_beat_and_a_worker_on_the_embedded_broker_sync_the_config_and_report_sta
     from datetime import UTC, datetime
 
     from amperio.enexa_link.configsync import apply_config
-
     from amperio.state import GatewayState
 
     env, peer, tmp_path = gateway_env
