@@ -20,7 +20,9 @@ from amperio.settings import REPO_DIR, Settings, get_settings
 log = logging.getLogger("amperio")
 
 CELERY_APP = "amperio.celery:app"
-WATCHDOG_QUEUE = "amperio.watchdog"  # amperio.celery.WATCHDOG_QUEUE, without importing Celery
+# No gossip, mingle or event heartbeats: they need the broadcast exchanges (celeryev, pidbox)
+# that a site's broker user may not declare (docs/security.md, "The broker").
+QUIET_WORKER = ("--without-gossip", "--without-mingle", "--without-heartbeat")
 DEFAULT_API_BIND = "127.0.0.1:8100"
 IDENTIFICATION = ("vendor", "model", "serial", "interface_version", "firmware_version")
 
@@ -158,6 +160,7 @@ def worker_command(settings: Settings, pool: str | None, concurrency: int | None
     args = [
         sys.executable, "-m", "celery", "-A", CELERY_APP, "worker",
         "-Q", settings.site_queue, "-n", f"site-{settings.site_id}@%h", "--loglevel", "INFO",
+        *QUIET_WORKER,
     ]  # fmt: skip
     if pool:
         args += ["--pool", pool]
@@ -171,8 +174,8 @@ def watchdog_worker_command(settings: Settings) -> list[str]:
     # HTTP call in the site worker can never starve the heartbeat.
     return [
         sys.executable, "-m", "celery", "-A", CELERY_APP, "worker",
-        "-Q", WATCHDOG_QUEUE, "--pool", "solo", "--concurrency", "1",
-        "-n", f"watchdog-{settings.site_id}@%h", "--loglevel", "INFO",
+        "-Q", settings.watchdog_queue, "--pool", "solo", "--concurrency", "1",
+        "-n", f"watchdog-{settings.site_id}@%h", "--loglevel", "INFO", *QUIET_WORKER,
     ]  # fmt: skip
 
 
