@@ -1,5 +1,5 @@
 """Amperio's command line: provision, simulator, api, worker, watchdog-worker, beat, run,
-backend-worker, prune-audit."""
+backend-worker, prune-audit, broker-user."""
 
 from __future__ import annotations
 
@@ -14,14 +14,17 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from amperio.settings import REPO_DIR, Settings, get_settings
 
 log = logging.getLogger("amperio")
 
 CELERY_APP = "amperio.celery:app"
-WATCHDOG_QUEUE = "amperio.watchdog"  # amperio.celery.WATCHDOG_QUEUE, without importing Celery
-BACKEND_QUEUE = "amperio.backend"  # amperio.backend.reports.BACKEND_QUEUE, likewise
+BACKEND_QUEUE = "amperio.backend"  # amperio.backend.reports.BACKEND_QUEUE, without importing Celery
+# No gossip, mingle or event heartbeats: they need the broadcast exchanges (celeryev, pidbox)
+# that a site's broker user may not declare (docs/security.md, "The broker").
+QUIET_WORKER = ("--without-gossip", "--without-mingle", "--without-heartbeat")
 DEFAULT_API_BIND = "127.0.0.1:8100"
 IDENTIFICATION = ("vendor", "model", "serial", "interface_version", "firmware_version")
 
@@ -159,6 +162,7 @@ def worker_command(settings: Settings, pool: str | None, concurrency: int | None
     args = [
         sys.executable, "-m", "celery", "-A", CELERY_APP, "worker",
         "-Q", settings.site_queue, "-n", f"site-{settings.site_id}@%h", "--loglevel", "INFO",
+        *QUIET_WORKER,
     ]  # fmt: skip
     if pool:
         args += ["--pool", pool]
@@ -172,8 +176,8 @@ def watchdog_worker_command(settings: Settings) -> list[str]:
     # HTTP call in the site worker can never starve the heartbeat.
     return [
         sys.executable, "-m", "celery", "-A", CELERY_APP, "worker",
-        "-Q", WATCHDOG_QUEUE, "--pool", "solo", "--concurrency", "1",
-        "-n", f"watchdog-{settings.site_id}@%h", "--loglevel", "INFO",
+        "-Q", settings.watchdog_queue, "--pool", "solo", "--concurrency", "1",
+        "-n", f"watchdog-{settings.site_id}@%h", "--loglevel", "INFO", *QUIET_WORKER,
     ]  # fmt: skip
 
 
@@ -251,6 +255,34 @@ def prune_audit(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def broker_user(args: argparse.Namespace) -> int:
+    """A site's (or the backend's) RabbitMQ user: printed as rabbitmqctl steps, or applied."""
+    from amperio import broker_users
+
+    if bool(args.site) == args.backend:
+        print("broker-user: give a SITE or --backend (not both)", file=sys.stderr)
+        return 2
+    try:
+        user = broker_users.backend_user() if args.backend else broker_users.site_user(args.site)
+        if args.apply:
+            broker_users.apply(user, args.vhost)
+    except broker_users.BrokerUserError as exc:
+        print(f"broker-user: {exc}", file=sys.stderr)
+        return 2
+    # stdout only, never the log: the password is shown this once.
+    print(f"user {user.name} in vhost {args.vhost}")
+    print(f"  configure {user.configure}\n  write     {user.write}\n  read      {user.read}")
+    if args.apply:
+        print(f"password (shown once): {user.password}")
+    else:
+        print("run on the broker:\n" + broker_users.script(user, args.vhost))
+    print(
+        f"CELERY_BROKER_URL=amqps://{user.name}:<password>@<broker>:5671/"
+        f"{quote(args.vhost, safe='')}"
+    )
+    return 0
+
+
 # -- the command line -------------------------------------------------------------------------
 
 
@@ -287,6 +319,14 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
 
     p = sub.add_parser("prune-audit", help="delete the API's audit rows past the retention")
     p.add_argument("--days", type=int, help="default: AMPERIO_AUDIT_RETENTION_DAYS")
+
+    p = sub.add_parser("broker-user", help="a site's RabbitMQ user, limited to its own queues")
+    p.add_argument("site", nargs="?", help="the site id, e.g. SITE001")
+    p.add_argument(
+        "--backend", action="store_true", help="the user that queues every site's commands"
+    )
+    p.add_argument("--vhost", default="/")
+    p.add_argument("--apply", action="store_true", help="run rabbitmqctl here (as root)")
     return parser.parse_known_args(argv)
 
 
@@ -318,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_all(args, settings)
     if args.command == "prune-audit":
         return prune_audit(args, settings)
+    if args.command == "broker-user":
+        return broker_user(args)
     return 2
 
 

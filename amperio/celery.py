@@ -1,12 +1,16 @@
-"""The gateway's Celery app: queues amperio.site.<SITE_ID> and amperio.watchdog, routes, beat.
+"""The gateway's Celery app: queues amperio.site.<SITE_ID>(.watchdog), routes, beat.
 
-The broker is `CELERY_BROKER_URL` (Redis where many gateways share one), else an embedded broker
-with no server: kombu's filesystem transport in the state directory. Results are not kept: the
-command table and the gateway state are the record. Start (see docs/gateway.md):
+The broker is `CELERY_BROKER_URL` (RabbitMQ or Redis where many gateways share one), else an
+embedded broker with no server: kombu's filesystem transport in the state directory. Results are
+not kept: the command table and the gateway state are the record. Start (see docs/gateway.md):
 
     celery -A amperio.celery worker -Q amperio.site.SITE001 -n site@%h   (threads, 8)
-    celery -A amperio.celery worker -Q amperio.watchdog -P solo -n watchdog@%h
+    celery -A amperio.celery worker -Q amperio.site.SITE001.watchdog -P solo -n watchdog@%h
     celery -A amperio.celery beat
+
+Workers run with --without-gossip --without-mingle --without-heartbeat and no remote control:
+nothing but the site's own queues and exchanges is declared, so a per-site RabbitMQ user
+(amperio/broker_users.py) is enough to run them.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery, beat
-from kombu.entity import Queue
+from kombu.entity import Exchange, Queue
 
 from amperio import broker
 from amperio.enexa_link.configsync import load_config
@@ -24,7 +28,7 @@ from amperio.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-WATCHDOG_QUEUE = "amperio.watchdog"
+WATCHDOG_TASK = "amperio.tasks.watchdog_beat"
 FLUSH_INTERVAL_S = 1.0
 # Beat asks for a status report this often; the task sends one only when the configured
 # `status.interval_s` has passed (or the applied configuration version changed), so a new
@@ -64,8 +68,6 @@ def broker_conf(settings: Settings) -> dict[str, Any]:
             "store_processed": False,
             "polling_interval": FILESYSTEM_POLL_S,
         },
-        # Remote control needs broadcast queues and replies the file broker handles poorly.
-        "worker_enable_remote_control": False,
     }
 
 
@@ -94,7 +96,9 @@ def beat_schedule(config: dict[str, Any], settings: Settings) -> dict[str, Any]:
         "report-status": every("report_status", STATUS_TICK_S, site),
         "recover-commands": every("recover_commands", RECOVER_INTERVAL_S, site),
         "check-firmware": every("check_firmware", FIRMWARE_INTERVAL_S, site),
-        "watchdog-beat": every("watchdog_beat", s["watchdog"]["interval_s"], WATCHDOG_QUEUE),
+        "watchdog-beat": every(
+            "watchdog_beat", s["watchdog"]["interval_s"], settings.watchdog_queue
+        ),
     }
 
 
@@ -127,6 +131,26 @@ class ConfigScheduler(beat.Scheduler):
         return min(super().tick(*args, **kwargs), 1.0)
 
 
+def site_queue(name: str) -> Queue:
+    """A queue behind a direct exchange of its own name, as Celery makes for a missing queue."""
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)
+
+
+def own_exchange_router(settings: Settings) -> Any:
+    """Every task goes through its queue's own exchange. Celery would otherwise publish to a
+    direct queue through the default exchange, and write access to that (`amq.default` in
+    RabbitMQ) reaches every queue of the vhost: a site's broker user gets none."""
+
+    def route(name: str, args: Any, kwargs: Any, options: dict[str, Any], **kw: Any) -> Any:
+        queue = options.get("queue") or (
+            settings.watchdog_queue if name == WATCHDOG_TASK else settings.site_queue
+        )
+        qname = getattr(queue, "name", queue)
+        return {"queue": qname, "exchange": qname, "routing_key": qname}
+
+    return route
+
+
 def make_app(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     app = Celery("amperio")
@@ -146,13 +170,13 @@ def make_app(settings: Settings | None = None) -> Celery:
         worker_pool="threads",
         worker_concurrency=8,
         worker_hijack_root_logger=False,
-        task_queues=[
-            Queue(settings.site_queue, routing_key=settings.site_queue),
-            Queue(WATCHDOG_QUEUE, routing_key=WATCHDOG_QUEUE),
-        ],
+        task_queues=[site_queue(settings.site_queue), site_queue(settings.watchdog_queue)],
         task_default_queue=settings.site_queue,
         task_default_routing_key=settings.site_queue,
-        task_routes={"amperio.tasks.watchdog_beat": {"queue": WATCHDOG_QUEUE}},
+        task_routes=[own_exchange_router(settings)],
+        # No broadcast (pidbox) queues: the gateway is run by systemd, not remote-controlled,
+        # and neither a per-site broker user nor the file broker allows the fanout exchanges.
+        worker_enable_remote_control=False,
         # A cycle that hangs (a dead peer without RST) is killed rather than holding a process.
         task_soft_time_limit=60,
         task_time_limit=90,

@@ -134,6 +134,12 @@ class Settings:
         return f"amperio.site.{self.site_id}"
 
     @property
+    def watchdog_queue(self) -> str:
+        # Per site, under the site's name: on a shared broker one gateway's watchdog worker
+        # must never take another's heartbeat, and the site's broker user covers both queues.
+        return f"{self.site_queue}.watchdog"
+
+    @property
     def outbox_path(self) -> Path:
         return self.state_dir / "outbox.sqlite3"
 

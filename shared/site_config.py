@@ -74,7 +74,7 @@ RULES: dict[str, Any] = {
     "watchdog": {"interval_s": _int(2, 60), "timeout_s": _int(4, 600)},
     "telemetry": {"interval_s": _int(1, 3600), "batch_size": _int(1, 1000)},
     "status": {"interval_s": _int(5, 3600)},
-    "config_poll_interval_s": _int(5, 3600),
+    "config_poll_interval_s": _int(1, 3600),  # a cheap version poll: every second is fine
     "battery": {
         "soc_min_pct": _num(0, 100),
         "soc_max_pct": _num(0, 100),

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 import requests
+from kombu.transport import filesystem
 
 from amperio import gateway as gateway_module
 from amperio.backend import tasks as backend_tasks
@@ -40,7 +41,7 @@ def database_url(request, tmp_path_factory):
     try:
         admin = psycopg.connect(f"{POSTGRES}/postgres", autocommit=True)
     except psycopg.OperationalError:
-        pytest.skip("no PostgreSQL at 127.0.0.1:5432")
+        pytest.fail("PostgreSQL needed at 127.0.0.1:5432 (the backend's shared store)")
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
         try:
@@ -105,6 +106,9 @@ def gateway_a(fleet, tmp_path, sim, monkeypatch):
         backend_reports=True,
         database_url="",
     )
+    # kombu's file transport keeps declared exchanges in one state per process: forget those
+    # of the previous module's broker folder, or this one's would never be declared.
+    filesystem.Transport.global_state.clear()
     app = make_app(settings)
     monkeypatch.setattr(
         gateway_module, "publish", lambda task, args, queue: app.send_task(task, args, queue=queue)

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 import redis
 
-from amperio.celery import WATCHDOG_QUEUE, beat_schedule, filesystem_folder, make_app
+from amperio.celery import beat_schedule, filesystem_folder, make_app
 from amperio.enexa_link.configsync import load_config
 from amperio.procs import Proc, wait_until
 from amperio.settings import load
@@ -70,7 +70,7 @@ def worker(name, queue, env, log_dir):
             "-Q",
             queue,
             # The site worker runs on the app's default pool (threads); the watchdog on solo.
-            *(["-P", "solo"] if queue == WATCHDOG_QUEUE else []),
+            *(["-P", "solo"] if queue.endswith(".watchdog") else []),
             "-n",
             f"{name}@test",
             "--without-gossip",
@@ -207,7 +207,9 @@ def test_periodic_tasks_follow_the_configured_intervals_and_expire_before_their_
     from amperio.enexa_link.configsync import with_defaults
 
     schedule = beat_schedule(with_defaults(config), settings)
-    assert schedule["watchdog-beat"]["options"]["queue"] == WATCHDOG_QUEUE
+    assert (
+        schedule["watchdog-beat"]["options"]["queue"] == f"amperio.site.{settings.site_id}.watchdog"
+    )
     assert schedule["watchdog-beat"]["schedule"] == 2
     assert schedule["control-cycle"]["schedule"] == 3
     assert schedule["control-cycle"]["options"]["queue"] == settings.site_queue
@@ -250,7 +252,7 @@ def test_the_watchdog_worker_keeps_the_unit_alive_only_while_the_site_worker_con
         }
         apply_config(settings, GatewayState(settings.state_path), config, datetime.now(UTC))
         site = worker("site-worker", settings.site_queue, env, tmp_path)
-        dog = worker("watchdog-worker", WATCHDOG_QUEUE, env, tmp_path)
+        dog = worker("watchdog-worker", settings.watchdog_queue, env, tmp_path)
         beat = Proc(
             "beat", [sys.executable, "-m", "celery", "-A", "amperio.celery", "beat"], tmp_path, env
         )
