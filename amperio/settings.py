@@ -8,10 +8,25 @@ from functools import lru_cache
 from pathlib import Path
 
 REPO_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_BACKLOG_DELAY_S = (1.0, 10.0)
 
 
 def _list(name: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in os.environ.get(name, "").split(",") if v.strip())
+
+
+def _range(name: str, default: tuple[float, float]) -> tuple[float, float]:
+    """`low,high` seconds, 0 <= low <= high."""
+    values = _list(name)
+    if not values:
+        return default
+    try:
+        low, high = (float(v) for v in values)
+    except ValueError:
+        raise ValueError(f"{name} must be two numbers of seconds, low,high") from None
+    if not 0 <= low <= high:
+        raise ValueError(f"{name} must be two numbers of seconds with 0 <= low <= high")
+    return low, high
 
 
 @dataclass(frozen=True)
@@ -30,6 +45,8 @@ class Settings:
     modbus_port: int
     modbus_device_id: int
     http_timeout_s: float
+    # After Enexa is back, the backlog waits a random delay in this range (spreading gateways).
+    backlog_delay_s: tuple[float, float] = DEFAULT_BACKLOG_DELAY_S
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -75,6 +92,7 @@ def load() -> Settings:
         modbus_port=int(os.environ.get("AMPERIO_MODBUS_PORT", "502")),
         modbus_device_id=int(os.environ.get("AMPERIO_MODBUS_DEVICE_ID", "1")),
         http_timeout_s=float(os.environ.get("AMPERIO_HTTP_TIMEOUT_S", "5")),
+        backlog_delay_s=_range("AMPERIO_BACKLOG_DELAY_S", DEFAULT_BACKLOG_DELAY_S),
     )
 
 
