@@ -1,5 +1,5 @@
 # Enexa + Amperio. `make demo` runs the whole system; `make test` runs every test, `make test-fast`
-# those that start no processes (a couple of minutes).
+# those that start no servers or workers (about 2 minutes).
 # Both create .venv and install the project when no virtual environment is active.
 
 SHELL := /bin/bash

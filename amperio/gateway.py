@@ -124,6 +124,7 @@ class Gateway:
                 lambda items: client().post_telemetry(items),
                 lambda items: client().post_events(items),
                 batch_size=batch_size,
+                jitter_s=self.settings.backlog_delay_s,
                 site_id=self.settings.site_id,
             )
         self._flusher.batch_size = batch_size

@@ -11,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 
 REPO_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_BACKLOG_DELAY_S = (1.0, 10.0)
 
 # Limits of Amperio's API per scope, as (calls, window in seconds); None = not limited.
 # service: per service token; anon: per client address without a token (schema, docs);
@@ -22,6 +23,20 @@ UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 def _list(name: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in os.environ.get(name, "").split(",") if v.strip())
+
+
+def _range(name: str, default: tuple[float, float]) -> tuple[float, float]:
+    """`low,high` seconds, 0 <= low <= high."""
+    values = _list(name)
+    if not values:
+        return default
+    try:
+        low, high = (float(v) for v in values)
+    except ValueError:
+        raise ValueError(f"{name} must be two numbers of seconds, low,high") from None
+    if not 0 <= low <= high:
+        raise ValueError(f"{name} must be two numbers of seconds with 0 <= low <= high")
+    return low, high
 
 
 @dataclass(frozen=True)
@@ -107,6 +122,8 @@ class Settings:
     modbus_port: int
     modbus_device_id: int
     http_timeout_s: float
+    # After Enexa is back, the backlog waits a random delay in this range (spreading gateways).
+    backlog_delay_s: tuple[float, float] = DEFAULT_BACKLOG_DELAY_S
     extra: dict[str, str] = field(default_factory=dict)
     # The API's guards (docs/security.md): rate limits counted in Redis when it is set (shared
     # by every API process), callers' address allowlist, proxies whose X-Forwarded-For is
@@ -192,6 +209,7 @@ def load() -> Settings:
         sites=_list("AMPERIO_SITES"),
         silent_after_s=float(os.environ.get("AMPERIO_SILENT_AFTER_S", "30")),
         backend_reports=os.environ.get("AMPERIO_BACKEND_REPORTS", "0") == "1",
+        backlog_delay_s=_range("AMPERIO_BACKLOG_DELAY_S", DEFAULT_BACKLOG_DELAY_S),
     )
 
 

@@ -360,3 +360,20 @@ def test_a_worker_killed_during_flushes_loses_nothing_and_enexa_stores_each_read
     )
     assert reported <= stored
     assert box.depth()["readings"] == 0
+
+
+def test_the_backlog_delay_range_comes_from_the_environment_and_a_wrong_one_is_refused(
+    tmp_path, monkeypatch
+):
+    from amperio.gateway import Gateway
+    from amperio.settings import load
+
+    monkeypatch.setenv("AMPERIO_STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("AMPERIO_BACKLOG_DELAY_S", raising=False)
+    assert Gateway(load()).flusher().jitter_s == (1.0, 10.0)
+    monkeypatch.setenv("AMPERIO_BACKLOG_DELAY_S", "0.5, 2")
+    assert Gateway(load()).flusher().jitter_s == (0.5, 2.0)
+    for wrong in ("2,1", "1", "1,2,3", "a,b", "-1,2"):
+        monkeypatch.setenv("AMPERIO_BACKLOG_DELAY_S", wrong)
+        with pytest.raises(ValueError, match="AMPERIO_BACKLOG_DELAY_S"):
+            load()

@@ -116,6 +116,8 @@ class System:
                 "AMPERIO_API_BIND": f"127.0.0.1:{self.amperio_port}",
                 "AMPERIO_MODBUS_PORT": str(self.modbus_link.port),
                 "CELERY_BROKER_URL": broker,
+                # The backlog still waits after each restore, but seconds, not up to ten.
+                "AMPERIO_BACKLOG_DELAY_S": "0.5,2",
                 **self._amperio_extra,
             }
             if self.before_provisioning:

@@ -104,9 +104,14 @@ def test_a_site_cut_off_from_enexa_is_recovered_when_it_is_back(system, figures)
     """Both directions cut: the gateway keeps reading, Enexa sees the site go offline and cannot
     deliver a command; when the links return the backlog is stored, the still-valid command is
     re-dispatched and applied, and an outage report says what came back and what is missing."""
-    # Start from a steady state: readings flowing, nothing waiting in the outbox.
+    # Start from a steady state: readings flowing, nothing waiting in the outbox. Beat may still
+    # be starting after an earlier test's count (seconds on a loaded machine); a cut then would
+    # open the outage with a gap no cut caused.
+    added = system.outbox_depth()["readings_added"]
+    wait_until(
+        lambda: system.outbox_depth()["readings_added"] >= added + 3, 60, 0.5, what="readings"
+    )
     wait_until(lambda: system.outbox_depth()["readings"] <= 1, 60, 0.5, what="steady state")
-    time.sleep(3)
     system.enexa_link.cut()
     system.amperio_link.cut()
     try:
