@@ -50,16 +50,22 @@ def filesystem_folder(settings: Settings) -> Path | None:
     return Path("/" + rest.lstrip("/")) if rest.strip("/") else settings.state_dir / "broker"
 
 
+def _broker_urls(url: str) -> dict[str, str]:
+    # Celery lets CELERY_BROKER_URL in the environment win over broker_url; a process given
+    # other Settings (the tests, a bench with several sites) must still use its own broker.
+    return {"broker_url": url, "broker_read_url": url, "broker_write_url": url}
+
+
 def broker_conf(settings: Settings) -> dict[str, Any]:
     folder = filesystem_folder(settings)
     if folder is None:
-        return {"broker_url": settings.broker_url}
+        return _broker_urls(settings.broker_url)
     # One folder both in and out: producers (beat, the API) and workers on one machine meet
     # there; each worker only takes the files of the queues it consumes.
     for sub in ("queue", "control", "processed"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     return {
-        "broker_url": f"{broker.SCHEME}://",
+        **_broker_urls(f"{broker.SCHEME}://"),
         "broker_transport_options": {
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
