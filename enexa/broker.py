@@ -34,9 +34,11 @@ class Channel(filesystem.Channel):
         os.replace(hidden, final)
 
     def _get(self, queue: str, timeout: float | None = None) -> Any:
-        suffix = f".{queue}.msg"
+        wanted = f"{queue}.msg"
         for name in sorted(os.listdir(self.data_folder_in)):
-            if name.startswith(".") or not name.endswith(suffix) or name.count(".") != 2:
+            # <stamp>_<uuid>.<queue>.msg; a hidden (partial) file has an empty stamp part.
+            stamp, _, rest = name.partition(".")
+            if not stamp or rest != wanted:
                 continue
             taken = Path(self.processed_folder, name)
             try:

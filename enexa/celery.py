@@ -17,7 +17,7 @@ from typing import Any
 
 from celery import Celery
 from celery.schedules import crontab
-from kombu import Queue
+from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "enexa.settings.dev")
 # Celery takes CELERY_BROKER_URL from the environment over any configuration; on a machine
@@ -26,6 +26,7 @@ os.environ.pop("CELERY_BROKER_URL", None)
 
 DELIVERY_QUEUE = "enexa.delivery"
 PERIODIC_QUEUE = "enexa.periodic"
+QUEUES = (DELIVERY_QUEUE, PERIODIC_QUEUE)
 # Beat cadence, in seconds. Offline detection stays well inside ENEXA_OFFLINE_AFTER_S (120).
 OFFLINE_EVERY_S = 30.0
 RECONCILE_EVERY_S = 30.0
@@ -80,7 +81,7 @@ def configuration() -> dict[str, Any]:
     return {
         **conf,
         "task_default_queue": DELIVERY_QUEUE,
-        "task_queues": [Queue(DELIVERY_QUEUE), Queue(PERIODIC_QUEUE)],
+        "task_queues": [Queue(name, Exchange(name), routing_key=name) for name in QUEUES],
         "task_ignore_result": True,
         "task_serializer": "json",
         "accept_content": ["json"],

@@ -315,3 +315,37 @@ def test_another_sites_command_is_not_found(site, other_site, amperio, staff_cli
     assert jwt_client(outsider).get(f"/v1/commands/{command_id}").status_code == 404
     listing = jwt_client(outsider).get("/v1/sites/SITE001/commands")
     assert listing.status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_site_amperio_refuses_does_not_hold_up_another_sites_redelivery(
+    site, other_site, settings
+):
+    now = timezone.now()
+    undelivered(site, "s1-a", now)
+    undelivered(site, "s1-b", now + timedelta(seconds=1))
+    undelivered(other_site, "s2-a", now + timedelta(seconds=2))
+
+    def handle(method, path, headers, body):
+        if body["site_id"] == "SITE001":
+            return 503, {"title": "Site queue unavailable"}
+        return 202, {"command_id": body["command_id"], "status": "queued"}
+
+    with HttpPeer(handle) as peer:
+        settings.ENEXA_AMPERIO_URL = peer.url
+        settings.ENEXA_AMPERIO_TOKEN = "svc-token"
+        counts = tasks.redeliver_commands.run()
+    assert counts == {"delivered": 1, "expired": 0, "still_undelivered": 2}
+    # SITE001's second command waits for the next run; the other site's is delivered.
+    assert [r["body"]["command_id"] for r in peer.requests] == ["s1-a", "s2-a"]
+
+
+@pytest.mark.django_db
+def test_the_admin_shows_a_commands_delivery_attempts(admin_client, site, amperio):
+    command, _ = services.issue_command(
+        site=site, command="set_grid_limit", params={"limit_kw": 300}, created_by="t"
+    )
+    tasks.deliver_command.run(command.command_id)
+    page = admin_client.get(f"/admin/dispatch/command/{command.pk}/change/")
+    assert page.status_code == 200
+    assert "Accepted by Amperio" in page.content.decode()

@@ -236,6 +236,22 @@ def test_reconnection_redelivers_valid_commands_expires_stale_ones_and_reports_t
     ]
 
 
+@pytest.mark.django_db
+def test_the_contact_that_brings_a_site_back_never_calls_amperio_itself(
+    site, staff, t0, amperio, enqueued
+):
+    live(staff, t0, [0, 5])
+    services.mark_offline_sites(now=t0 + timedelta(seconds=155))
+    with enqueued.committing(execute=True):
+        live(staff, t0, [200])
+    assert amperio.requests == []
+    report = OutageReport.objects.get(site=site)
+    assert report.online_at is not None and report.reconciled_at is not None
+    assert [(task.name, args) for task, args, _ in enqueued] == [
+        ("enexa.telemetry.tasks.recover_after_outage", (report.pk,))
+    ]
+
+
 def open_command(site, command_id, issued_at):
     """A command Amperio took before the outage (queued there), its outcome not yet known."""
     return Command.objects.create(
