@@ -20,9 +20,6 @@ from celery.schedules import crontab
 from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "enexa.settings.dev")
-# Celery takes CELERY_BROKER_URL from the environment over any configuration; on a machine
-# that also runs Amperio it names Amperio's broker, never Enexa's.
-os.environ.pop("CELERY_BROKER_URL", None)
 
 DELIVERY_QUEUE = "enexa.delivery"
 PERIODIC_QUEUE = "enexa.periodic"
@@ -76,10 +73,13 @@ def configuration() -> dict[str, Any]:
             "worker_enable_remote_control": False,
         }
     )
-    if not settings.ENEXA_CELERY_BROKER_URL:
-        var_dir.mkdir(parents=True, exist_ok=True)
     return {
         **conf,
+        # Celery's broker_url prefers CELERY_BROKER_URL from the environment to any
+        # configuration, and that variable names Amperio's broker; the read and write URLs,
+        # set here, are what connections use, so Enexa's broker holds whatever it says.
+        "broker_read_url": conf["broker_url"],
+        "broker_write_url": conf["broker_url"],
         "task_default_queue": DELIVERY_QUEUE,
         "task_queues": [Queue(name, Exchange(name), routing_key=name) for name in QUEUES],
         "task_ignore_result": True,

@@ -47,7 +47,7 @@ def recover_site_by_id(report_id: int) -> OutageReport | None:
 def recover_site(report: OutageReport, *, now: datetime | None = None) -> OutageReport:
     """After an outage: the state the gateway reports now is the truth (status and telemetry
     already overwrite it); ask Amperio for the site's health and the outcomes of its open
-    commands; redeliver still-valid commands, expire stale ones; reconcile.
+    commands; redeliver still-valid commands, expire stale ones.
 
     This runs on the worker, enqueued by the contact that brought the site back (each Amperio
     call bounded by ENEXA_AMPERIO_TIMEOUT_S, and none after the first it does not answer)."""
@@ -64,8 +64,11 @@ def recover_site(report: OutageReport, *, now: datetime | None = None) -> Outage
     except Exception:  # a failed redelivery is recorded on the report; reconciliation still runs
         logger.exception("redelivery to %s after its outage failed", site.code)
         report.commands_redelivered = {"error": "redelivery failed; see the log"}
+    # Only these fields: the readings part was reconciled when the site came back and is
+    # kept up to date as backfill arrives, concurrently; saving it from here could put back
+    # counts read before the latest backfill was stored.
     report.save(update_fields=["state_sync", "commands_redelivered"])
-    return reconcile_outage(report, now=now)
+    return report
 
 
 def _health_part(health: dict, section: str, name: str) -> Any:
