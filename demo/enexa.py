@@ -217,8 +217,31 @@ def serve_enexa(
     return proc
 
 
+def enexa_worker_args(concurrency: int = 2) -> list[str]:
+    """Enexa's Celery worker (deliveries to Amperio, recoveries, periodic work)."""
+    return [
+        "-m",
+        "celery",
+        "-A",
+        "enexa.celery",
+        "worker",
+        "-n",
+        f"enexa-{uuid.uuid4().hex[:8]}@%h",
+        "-P",
+        "threads",
+        "-c",
+        str(concurrency),
+        "--without-heartbeat",
+        "--without-gossip",
+        "--without-mingle",
+        "-l",
+        "INFO",
+    ]
+
+
 class LiveEnexa:
-    """A migrated Enexa with the demo data, served by gunicorn on a free port."""
+    """A migrated Enexa with the demo data, served by gunicorn on a free port, and its worker
+    (on the embedded broker in its var dir) delivering commands."""
 
     def __init__(self, database_url: str, log_dir: Path, extra_env: dict[str, str] | None = None):
         self.port = free_port()
@@ -236,14 +259,20 @@ class LiveEnexa:
         fill_database(database_url, "demo")
         self.log_dir = log_dir
         self.proc: Proc | None = None
+        self.worker: Proc | None = None
         self.start()
 
     def start(self) -> None:
+        self.worker = Proc(
+            f"enexa-worker-{self.port}",
+            [sys.executable, *enexa_worker_args()],
+            self.log_dir,
+            self.env,
+        )
         self.proc = serve_enexa(self.port, self.log_dir, self.env)
 
     def stop(self) -> None:
-        if self.proc:
-            self.proc.stop()
+        stop_together([p for p in (self.proc, self.worker) if p])
 
     def staff_token(self) -> str:
         return access_token(self.url, "admin", self.admin_password)

@@ -1,7 +1,8 @@
 """`make demo`: the whole system on one machine, no server to install.
 
-Enexa on SQLite (gunicorn), the ChargePost simulator, and Amperio (worker, watchdog worker,
-beat and API) on the embedded broker. It provisions the demo controller through the real
+Enexa on SQLite (gunicorn, and its Celery worker and beat on Enexa's embedded broker), the
+ChargePost simulator, and Amperio (worker, watchdog worker, beat and API) on its own embedded
+broker. It provisions the demo controller through the real
 enrollment flow, shows telemetry arriving in Enexa and a dispatched `set_battery_power`
 changing the simulator's battery power, then keeps reporting until Ctrl-C, SIGTERM or SIGHUP
 stops it all, or one part exits (named, with its log) and the rest are stopped."""
@@ -32,6 +33,7 @@ from amperio.procs import (
     stop_on_signals,
     wait_until,
 )
+from demo.enexa import enexa_worker_args
 
 SITE = "SITE001"
 SERIAL = "CP-DEMO-0001"
@@ -153,6 +155,10 @@ class Demo:
             self.enexa_env,
         )
         self.wait(lambda: self.api("GET", "/v1/health").ok, 30, what="Enexa health")
+        # Deliveries to Amperio, outage recovery, and beat's offline detection, reconciliation,
+        # redelivery and status pull, on the embedded broker in ENEXA_VAR_DIR.
+        self.start("enexa-worker", enexa_worker_args(), self.enexa_env)
+        self.start("enexa-beat", ["-m", "celery", "-A", "enexa.celery", "beat"], self.enexa_env)
         response = self.api(
             "POST", "/v1/auth/token", json={"username": "admin", "password": self.admin_password}
         )
@@ -294,7 +300,8 @@ def main() -> int:
     demo = Demo(work_dir)
     say(f"logs: {demo.log_dir}/ (one file per process)")
     os.environ.pop("DATABASE_URL", None)  # the demo always runs on SQLite
-    os.environ.pop("CELERY_BROKER_URL", None)  # and on the embedded broker
+    os.environ.pop("CELERY_BROKER_URL", None)  # and on the embedded brokers
+    os.environ.pop("ENEXA_CELERY_BROKER_URL", None)
     try:
         demo.start_enexa()
         say(

@@ -2,7 +2,19 @@
 
 from django.contrib import admin
 
-from .models import Command
+from .models import Command, DeliveryAttempt
+
+
+class DeliveryAttemptInline(admin.TabularInline):
+    """Each POST of the command to Amperio, read-only."""
+
+    model = DeliveryAttempt
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = ["attempted_at", "outcome", "http_status", "error"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Command)
@@ -20,6 +32,7 @@ class CommandAdmin(admin.ModelAdmin):
     search_fields = ["command_id", "site__code", "detail"]
     date_hierarchy = "issued_at"
     readonly_fields = [f.name for f in Command._meta.fields]
+    inlines = [DeliveryAttemptInline]
 
     def has_add_permission(self, request):
         return False

@@ -15,3 +15,13 @@ class CommandStatus(models.TextChoices):
     @classmethod
     def final(cls) -> set[str]:
         return {cls.APPLIED, cls.REJECTED, cls.FAILED, cls.EXPIRED}
+
+
+class DeliveryOutcome(models.TextChoices):
+    ACCEPTED = "accepted", "Accepted by Amperio"
+    REJECTED = "rejected", "Rejected by Amperio"
+    # Transient: Amperio did not answer, or answered 5xx / 429 (tried again with backoff).
+    UNREACHABLE = "unreachable", "Amperio unreachable"
+    UNAVAILABLE = "unavailable", "Amperio unavailable"
+    # Amperio refused the service token (401): kept for the periodic redelivery, not retried.
+    UNAUTHORIZED = "unauthorized", "Service token refused"

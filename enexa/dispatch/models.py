@@ -1,10 +1,11 @@
-"""A command for a site, as Enexa sent it to Amperio, and its latest known status."""
+"""A command for a site, as Enexa sent it to Amperio, its latest known status, and each
+attempt to deliver it."""
 
 from django.db import models
 
 from enexa.registry.models import Site
 
-from .choices import CommandStatus
+from .choices import CommandStatus, DeliveryOutcome
 
 
 class Command(models.Model):
@@ -32,3 +33,19 @@ class Command(models.Model):
 
     def __str__(self) -> str:
         return f"{self.command_id} {self.command} @ {self.site.code} ({self.status})"
+
+
+class DeliveryAttempt(models.Model):
+    """One POST of a command to Amperio: when, what came of it, and why not when it failed."""
+
+    command = models.ForeignKey(Command, on_delete=models.CASCADE, related_name="attempts")
+    attempted_at = models.DateTimeField()
+    outcome = models.CharField(max_length=16, choices=DeliveryOutcome.choices)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["command", "attempted_at"]
+
+    def __str__(self) -> str:
+        return f"{self.command.command_id} at {self.attempted_at}: {self.outcome}"

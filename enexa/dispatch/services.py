@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import random
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 import requests
@@ -17,8 +19,8 @@ from shared.dispatch import DispatchCommand
 from shared.errors import SchemaError
 from shared.fields import format_timestamp
 
-from .choices import CommandStatus
-from .models import Command
+from .choices import CommandStatus, DeliveryOutcome
+from .models import Command, DeliveryAttempt
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +75,8 @@ def issue_command(
     command_id: str | None = None,
     now: datetime | None = None,
 ) -> tuple[Command, bool]:
-    """Store a command and try to deliver it. Returns (command, created).
+    """Store a command, undelivered: the caller enqueues its delivery (enexa.dispatch.tasks)
+    once the transaction commits. Returns (command, created).
 
     Replaying a command_id with the same command returns the first one; with a different one
     it is refused, never applied."""
@@ -101,7 +104,7 @@ def issue_command(
     except IntegrityError:  # the same id raced in from another request
         existing = Command.objects.select_related("site").get(command_id=command_id)
         return _replay(existing, site, parsed), False
-    return deliver(stored, now=now), True
+    return stored, True
 
 
 def _replay(existing: Command, site: Site, parsed: DispatchCommand) -> Command:
@@ -119,14 +122,40 @@ def _expired(command: Command, now: datetime) -> bool:
     return command.valid_until is not None and command.valid_until <= now
 
 
-def deliver(command: Command, *, now: datetime | None = None) -> Command:
-    """POST the command to Amperio; unreachable leaves it undelivered for a later attempt."""
+@dataclass(frozen=True)
+class Delivery:
+    """What came of one delivery: the command, and whether Amperio may take it soon."""
+
+    command: Command
+    transient: bool = False  # unreachable, 5xx or 429: worth another try with backoff
+    retry_after_s: float | None = None  # Amperio's Retry-After, when it sent one
+    unreachable: bool = False  # no answer at all: nothing else is deliverable right now
+
+
+# Answers that say "not now" rather than "not this": the command may be taken later.
+TRANSIENT_STATUSES = {429, 500, 502, 503, 504}
+
+
+def deliver_by_id(command_id: str, *, now: datetime | None = None) -> Delivery | None:
+    """Deliver the stored command `command_id` if it is still undelivered; None when there is
+    no such command or it was delivered (or expired) meanwhile, so a repeated task is harmless."""
+    command = (
+        Command.objects.filter(command_id=command_id, status=CommandStatus.UNDELIVERED)
+        .select_related("site")
+        .first()
+    )
+    return deliver(command, now=now) if command is not None else None
+
+
+def deliver(command: Command, *, now: datetime | None = None) -> Delivery:
+    """POST the command to Amperio and record the attempt; a failure leaves it undelivered for
+    a later attempt (the task's retry, else the periodic redelivery)."""
     now = now or timezone.now()
     if _expired(command, now):
-        return _set(command, CommandStatus.EXPIRED, "Not delivered before valid_until.")
+        return Delivery(_set(command, CommandStatus.EXPIRED, "Not delivered before valid_until."))
     token = settings.ENEXA_AMPERIO_TOKEN
     if not token:
-        return _set(command, CommandStatus.UNDELIVERED, "ENEXA_AMPERIO_TOKEN is not set.")
+        return Delivery(_set(command, CommandStatus.UNDELIVERED, "ENEXA_AMPERIO_TOKEN is not set."))
     command.delivery_attempts += 1
     try:
         response = _session.post(
@@ -142,27 +171,75 @@ def deliver(command: Command, *, now: datetime | None = None) -> Command:
             command.site.code,
             exc.__class__.__name__,
         )
-        return _set(command, CommandStatus.UNDELIVERED, "Amperio unreachable; will retry.")
-    if response.status_code in (200, 201, 202):
+        _attempt(command, now, DeliveryOutcome.UNREACHABLE, None, exc.__class__.__name__)
+        return Delivery(
+            _set(command, CommandStatus.UNDELIVERED, "Amperio unreachable; will retry."),
+            transient=True,
+            unreachable=True,
+        )
+    code = response.status_code
+    if code in (200, 201, 202):
+        _attempt(command, now, DeliveryOutcome.ACCEPTED, code, "")
         command.delivered_at = now
         body = _json(response)
-        return (
+        return Delivery(
             _apply_remote(command, body)
             if body.get("status")
             else _set(command, CommandStatus.QUEUED, "")
         )
-    if response.status_code >= 500 or response.status_code in (401, 429):
-        logger.warning("dispatch %s: Amperio answered %s", command.command_id, response.status_code)
-        return _set(
-            command,
-            CommandStatus.UNDELIVERED,
-            f"Amperio answered {response.status_code}; will retry.",
+    if code >= 500 or code in (401, 429):
+        logger.warning(
+            "dispatch %s to %s: Amperio answered %s", command.command_id, command.site.code, code
         )
+        outcome = DeliveryOutcome.UNAUTHORIZED if code == 401 else DeliveryOutcome.UNAVAILABLE
+        _attempt(command, now, outcome, code, _problem(response))
+        return Delivery(
+            _set(command, CommandStatus.UNDELIVERED, f"Amperio answered {code}; will retry."),
+            transient=code in TRANSIENT_STATUSES,
+            retry_after_s=_retry_after_s(response),
+        )
+    detail = _problem(response)
+    _attempt(command, now, DeliveryOutcome.REJECTED, code, detail)
+    return Delivery(_set(command, CommandStatus.REJECTED, detail))
+
+
+def _attempt(command: Command, at: datetime, outcome: str, status: int | None, error: str) -> None:
+    DeliveryAttempt.objects.create(
+        command=command, attempted_at=at, outcome=outcome, http_status=status, error=error[:2000]
+    )
+
+
+def _problem(response: requests.Response) -> str:
+    """What Amperio's problem details say went wrong."""
     body = _json(response)
     detail = body.get("detail") or body.get("title") or f"HTTP {response.status_code}"
     if body.get("errors"):
         detail = f"{detail} {body['errors']}"
-    return _set(command, CommandStatus.REJECTED, str(detail))
+    return str(detail)
+
+
+def _retry_after_s(response: requests.Response) -> float | None:
+    """Retry-After in seconds (the HTTP-date form is not used by Amperio: ignored)."""
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "")))
+    except ValueError:
+        return None
+
+
+def retry_countdown_s(delivery: Delivery | None, retries_done: int) -> float | None:
+    """Seconds until the next try of a failed delivery, or None when there is none: it was no
+    transient failure, or the retries are spent (the periodic redelivery takes over).
+    Exponential backoff with jitter, so commands that failed together do not retry together;
+    never sooner than Amperio's Retry-After."""
+    if delivery is None or not delivery.transient:
+        return None
+    if retries_done >= settings.ENEXA_DELIVERY_MAX_RETRIES:
+        return None
+    backoff = min(
+        settings.ENEXA_DELIVERY_BACKOFF_MAX_S, settings.ENEXA_DELIVERY_BACKOFF_S * 2**retries_done
+    )
+    countdown = backoff * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not a secret
+    return max(countdown, delivery.retry_after_s or 0.0)
 
 
 def _get(path: str) -> requests.Response:
@@ -198,8 +275,8 @@ def sync_from_amperio(site: Site) -> dict:
     on the command). Returns `{"health": <the site's health, or None>, "health_result",
     "commands": {"refreshed", "finished", "still_open"}}`; `health_result` is `synced`,
     `not_reported` (Amperio answered without this site), `unreachable` or `skipped` (no
-    token). Once Amperio does not answer, nothing more is asked: `manage.py
-    redeliver_commands` and a command's own page ask again later."""
+    token). Once Amperio does not answer, nothing more is asked: the worker's periodic status
+    pull and a command's own page ask again later."""
     counts = {"refreshed": 0, "finished": 0, "still_open": 0}
     result: dict = {"health": None, "health_result": "skipped", "commands": counts}
     open_commands = list(
@@ -236,27 +313,53 @@ def redeliver_undelivered(
     site: Site | None = None, *, now: datetime | None = None
 ) -> dict[str, int]:
     """Deliver what is still valid of the site's undelivered commands (every site's when
-    `site` is None), oldest first; expire what is not. Once Amperio does not take one, the
-    rest wait for the next attempt rather than each waiting out its own timeout: this runs
-    inline in the request that brings a site back, and from `manage.py redeliver_commands`."""
+    `site` is None), oldest first; expire what is not. Runs on the worker: periodically
+    (enexa.dispatch.tasks.redeliver_commands) and when a site comes back after an outage.
+    A site whose command Amperio answered with a failure waits for the next run, without
+    holding up other sites; once Amperio does not answer at all, every remaining command
+    waits, rather than each waiting out its own timeout."""
     now = now or timezone.now()
     counts = {"delivered": 0, "expired": 0, "still_undelivered": 0}
     pending = Command.objects.filter(status=CommandStatus.UNDELIVERED)
     if site is not None:
         pending = pending.filter(site=site)
-    amperio_took_the_last = True
+    waiting_sites: set[int] = set()
+    amperio_down = False
     for command in pending.order_by("issued_at").select_related("site"):
-        if not amperio_took_the_last and not _expired(command, now):
+        if (amperio_down or command.site_id in waiting_sites) and not _expired(command, now):
             counts["still_undelivered"] += 1
             continue
-        result = deliver(command, now=now)
+        delivery = deliver(command, now=now)
+        result = delivery.command
         if result.status == CommandStatus.EXPIRED:
             counts["expired"] += 1
         elif result.status == CommandStatus.UNDELIVERED:
             counts["still_undelivered"] += 1
-            amperio_took_the_last = False
+            waiting_sites.add(command.site_id)
+            amperio_down = amperio_down or delivery.unreachable
         else:
             counts["delivered"] += 1
+    return counts
+
+
+# At most this many open commands are asked after per status pull, oldest first.
+PULL_BATCH = 500
+
+
+def pull_open_statuses() -> dict[str, int]:
+    """Ask Amperio what became of each command it holds open (queued), oldest first, and
+    record the answers; stops at the first it does not answer (the next pull asks again)."""
+    counts = {"refreshed": 0, "finished": 0}
+    if not settings.ENEXA_AMPERIO_TOKEN:
+        return counts
+    open_commands = Command.objects.filter(status=CommandStatus.QUEUED).order_by("issued_at")
+    for command in open_commands.select_related("site")[:PULL_BATCH]:
+        try:
+            refreshed = _refresh(command)
+        except requests.RequestException:
+            break
+        counts["refreshed"] += 1
+        counts["finished"] += refreshed.status in CommandStatus.final()
     return counts
 
 

@@ -8,7 +8,7 @@ from enexa.api.pagination import envelope
 from enexa.api.scoping import SiteLookupMixin, SiteScopedMixin
 from enexa.core.principals import principal_label
 
-from . import services
+from . import services, tasks
 from .models import Command
 from .serializers import CommandSerializer, IssueCommandSerializer
 
@@ -40,6 +40,9 @@ class SiteCommandsView(SiteLookupMixin, generics.ListCreateAPIView):
             or request.headers.get("Idempotency-Key"),
             created_by=principal_label(request.user),
         )
+        if created:
+            # Stored and answered at once; the worker delivers it once the row is committed.
+            tasks.deliver_command.delay_on_commit(command.command_id)
         return Response(
             CommandSerializer(command).data,
             status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK,

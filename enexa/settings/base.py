@@ -183,6 +183,17 @@ ENEXA_AMPERIO_URL = env_str("ENEXA_AMPERIO_URL", "http://127.0.0.1:8100").rstrip
 ENEXA_AMPERIO_TOKEN = env_str("ENEXA_AMPERIO_TOKEN")
 ENEXA_AMPERIO_TIMEOUT_S = float(env_str("ENEXA_AMPERIO_TIMEOUT_S", "5"))
 
+# Enexa's Celery broker (delivery to Amperio, periodic work). Not CELERY_BROKER_URL: that names
+# Amperio's broker. Unset: an embedded broker in <ENEXA_VAR_DIR>/broker (dev and the demo).
+ENEXA_CELERY_BROKER_URL = env_str("ENEXA_CELERY_BROKER_URL")
+# A delivery that fails transiently (Amperio unreachable, 5xx, 429) is retried this many times,
+# after about ENEXA_DELIVERY_BACKOFF_S * 2**n seconds (with jitter, at most
+# ENEXA_DELIVERY_BACKOFF_MAX_S, never sooner than Amperio's Retry-After); then the periodic
+# redelivery takes it over.
+ENEXA_DELIVERY_MAX_RETRIES = env_int("ENEXA_DELIVERY_MAX_RETRIES", 5)
+ENEXA_DELIVERY_BACKOFF_S = float(env_str("ENEXA_DELIVERY_BACKOFF_S", "2"))
+ENEXA_DELIVERY_BACKOFF_MAX_S = float(env_str("ENEXA_DELIVERY_BACKOFF_MAX_S", "300"))
+
 # Redis, where set, counts rate limits atomically across processes (enexa.api.throttling).
 REDIS_URL = env_str("REDIS_URL")
 

@@ -16,3 +16,8 @@ ENEXA_RATE_LIMITS = {scope: "1000000/min" for scope in ENEXA_RATE_LIMITS}  # noq
 # would warn at every test client's start that STATIC_ROOT is missing.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+
+# A test that commits (transaction=True) may enqueue: kombu's in-memory transport takes it and
+# nothing runs it. Tests run task bodies themselves (no eager Celery); the worker's own
+# integration test sets a real broker.
+ENEXA_CELERY_BROKER_URL = env_str("ENEXA_CELERY_BROKER_URL", "memory://")

@@ -38,28 +38,37 @@ def telemetry_interval_s(site_pk: int) -> float:
     return float(settings.ENEXA_TELEMETRY_INTERVAL_S)
 
 
+def recover_site_by_id(report_id: int) -> OutageReport | None:
+    """`recover_site` of the outage report `report_id` (None when it is gone)."""
+    report = OutageReport.objects.filter(pk=report_id).first()
+    return recover_site(report) if report is not None else None
+
+
 def recover_site(report: OutageReport, *, now: datetime | None = None) -> OutageReport:
     """After an outage: the state the gateway reports now is the truth (status and telemetry
-    already overwrite it); ask Amperio at once for the site's health and the outcomes of its
-    open commands; redeliver still-valid commands, expire stale ones; reconcile.
+    already overwrite it); ask Amperio for the site's health and the outcomes of its open
+    commands; redeliver still-valid commands, expire stale ones.
 
-    This runs in the request that brought the site back, as redelivery does (each Amperio call
-    bounded by ENEXA_AMPERIO_TIMEOUT_S, and none after the first it does not answer)."""
+    This runs on the worker, enqueued by the contact that brought the site back (each Amperio
+    call bounded by ENEXA_AMPERIO_TIMEOUT_S, and none after the first it does not answer)."""
     from enexa.dispatch.services import redeliver_undelivered
 
     site = Site.objects.get(pk=report.site_id)
     try:
         report.state_sync = sync_state(site)
-    except Exception:  # recovery must not fail the request that brought the site back
+    except Exception:  # a failed sync is recorded on the report; the redelivery still runs
         logger.exception("state sync of %s after its outage failed", site.code)
         report.state_sync = {"error": "state sync failed; see the log"}
     try:
         report.commands_redelivered = redeliver_undelivered(site, now=now)
-    except Exception:  # recovery must not fail the request that brought the site back
+    except Exception:  # a failed redelivery is recorded on the report; reconciliation still runs
         logger.exception("redelivery to %s after its outage failed", site.code)
         report.commands_redelivered = {"error": "redelivery failed; see the log"}
+    # Only these fields: the readings part was reconciled when the site came back and is
+    # kept up to date as backfill arrives, concurrently; saving it from here could put back
+    # counts read before the latest backfill was stored.
     report.save(update_fields=["state_sync", "commands_redelivered"])
-    return reconcile_outage(report, now=now)
+    return report
 
 
 def _health_part(health: dict, section: str, name: str) -> Any:

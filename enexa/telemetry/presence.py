@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from .choices import TransitionReason
 from .models import OutageReport, SiteStatus, SiteStatusTransition, TelemetryReading
-from .outages import recover_site, telemetry_interval_s
+from .outages import reconcile_outage, telemetry_interval_s
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +47,9 @@ def touch_sites(site_pks: set[int], now: datetime, reason: str, *, force: bool =
 
 
 def come_online(site_pk: int, now: datetime, reason: str) -> OutageReport | None:
-    """Mark the site online (once, however many requests race) and, after an outage, recover:
-    close its outage report, redeliver undelivered commands and reconcile the readings."""
+    """Mark the site online (once, however many requests race) and, after an outage, close its
+    outage report and reconcile the readings; what needs Amperio (its health, the outcomes of
+    open commands, redelivery) is enqueued for the worker, never run in this request."""
     with transaction.atomic():
         status, created = SiteStatus.objects.get_or_create(
             site_id=site_pk, defaults={"online": True, "last_seen_at": now}
@@ -68,7 +69,10 @@ def come_online(site_pk: int, now: datetime, reason: str) -> OutageReport | None
             report.online_at = now
             report.save(update_fields=["online_at"])
     if report is not None:
-        recover_site(report, now=now)
+        from . import tasks  # tasks call into this module's callers: imported when needed
+
+        reconcile_outage(report, now=now)
+        tasks.recover_after_outage.delay_on_commit(report.pk)
     return report
 
 

@@ -71,6 +71,15 @@ def live(staff, t0, seconds, *, now_s=None):
     return services.ingest_readings(poster_for(staff), {"items": items}, now=now)
 
 
+def reconnect(enqueued, staff, t0, seconds):
+    """`live` readings that bring the site back, committed; then what that enqueued (the
+    recovery that asks Amperio) runs, as the worker would, and only then."""
+    with enqueued.committing(execute=True):
+        live(staff, t0, seconds)
+    assert [task.name for task, _, _ in enqueued] == ["enexa.telemetry.tasks.recover_after_outage"]
+    enqueued.run_all()
+
+
 def transitions(site):
     return list(SiteStatusTransition.objects.filter(site=site).values_list("online", "reason"))
 
@@ -185,7 +194,7 @@ def test_a_gateway_reporting_offline_is_offline_at_once(site, staff):
 
 @pytest.mark.django_db
 def test_reconnection_redelivers_valid_commands_expires_stale_ones_and_reports_the_gap(
-    site, staff, t0, amperio, staff_client
+    site, staff, t0, amperio, staff_client, enqueued
 ):
     live(staff, t0, [0, 5, 10, 15, 20, 25])
     services.mark_offline_sites(now=t0 + timedelta(seconds=155))
@@ -208,7 +217,7 @@ def test_reconnection_redelivers_valid_commands_expires_stale_ones_and_reports_t
         created_by="staff",
     )
 
-    live(staff, t0, [200])  # the first live reading after the outage
+    reconnect(enqueued, staff, t0, [200])  # the first live reading after the outage
 
     valid.refresh_from_db()
     stale.refresh_from_db()
@@ -224,6 +233,22 @@ def test_reconnection_redelivers_valid_commands_expires_stale_ones_and_reports_t
             "to": format_timestamp(t0 + timedelta(seconds=195)),
             "missing": 34,
         }
+    ]
+
+
+@pytest.mark.django_db
+def test_the_contact_that_brings_a_site_back_never_calls_amperio_itself(
+    site, staff, t0, amperio, enqueued
+):
+    live(staff, t0, [0, 5])
+    services.mark_offline_sites(now=t0 + timedelta(seconds=155))
+    with enqueued.committing(execute=True):
+        live(staff, t0, [200])
+    assert amperio.requests == []
+    report = OutageReport.objects.get(site=site)
+    assert report.online_at is not None and report.reconciled_at is not None
+    assert [(task.name, args) for task, args, _ in enqueued] == [
+        ("enexa.telemetry.tasks.recover_after_outage", (report.pk,))
     ]
 
 
@@ -243,7 +268,7 @@ def open_command(site, command_id, issued_at):
 
 @pytest.mark.django_db
 def test_a_site_coming_back_takes_its_health_and_open_command_outcomes_from_amperio_at_once(
-    site, staff, t0, amperio
+    site, staff, t0, amperio, enqueued
 ):
     controller = ControllerFactory(site=site, code="CTRL001", firmware_version="2.0.5")
     services.record_status(
@@ -268,7 +293,9 @@ def test_a_site_coming_back_takes_its_health_and_open_command_outcomes_from_ampe
         "buffer": {"depth": 1234, "readings": 1230, "events": 4},
     }
 
-    live(staff, t0, [200])  # the first contact after the outage, before any status report
+    reconnect(
+        enqueued, staff, t0, [200]
+    )  # the first contact after the outage, before any status report
 
     applied.refresh_from_db()
     waiting.refresh_from_db()
@@ -298,7 +325,7 @@ def test_a_site_coming_back_takes_its_health_and_open_command_outcomes_from_ampe
 
 @pytest.mark.django_db
 def test_a_site_comes_back_even_when_amperio_does_not_answer_and_its_commands_stay_open(
-    site, staff, t0, settings
+    site, staff, t0, settings, enqueued
 ):
     settings.ENEXA_AMPERIO_URL = "http://127.0.0.1:9"  # discard port: nothing listens
     settings.ENEXA_AMPERIO_TOKEN = "svc-token"
@@ -306,7 +333,7 @@ def test_a_site_comes_back_even_when_amperio_does_not_answer_and_its_commands_st
     services.mark_offline_sites(now=t0 + timedelta(seconds=155))
     command = open_command(site, "c-open", t0)
 
-    live(staff, t0, [200])
+    reconnect(enqueued, staff, t0, [200])
 
     assert SiteStatus.objects.get(site=site).online is True
     command.refresh_from_db()
@@ -320,7 +347,7 @@ def test_a_site_comes_back_even_when_amperio_does_not_answer_and_its_commands_st
 
 @pytest.mark.django_db
 def test_health_from_amperio_that_breaks_the_status_schema_changes_nothing(
-    site, staff, t0, amperio
+    site, staff, t0, amperio, enqueued
 ):
     services.record_status(
         poster_for(staff), {"site_id": "SITE001", "online": True, "mode": "auto"}, now=t0
@@ -329,7 +356,7 @@ def test_health_from_amperio_that_breaks_the_status_schema_changes_nothing(
     services.mark_offline_sites(now=t0 + timedelta(seconds=155))
     amperio.health["SITE001"] = {"mode": "party", "buffer": {"depth": -1}, "modbus": "up"}
 
-    live(staff, t0, [200])
+    reconnect(enqueued, staff, t0, [200])
 
     assert SiteStatus.objects.get(site=site).mode == "auto"
     assert OutageReport.objects.get(site=site).state_sync["health"] == "invalid"

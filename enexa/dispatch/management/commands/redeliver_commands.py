@@ -8,7 +8,7 @@ from enexa.dispatch.services import redeliver_undelivered
 class Command(BaseCommand):
     help = (
         "Deliver every still-valid undelivered command to Amperio (oldest first) and expire "
-        "those past valid_until; run by enexa-offline.timer."
+        "those past valid_until; the Enexa worker does this periodically (beat)."
     )
 
     def handle(self, *args, **options):

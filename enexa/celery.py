@@ -1,0 +1,98 @@
+"""Enexa's Celery app: delivery to Amperio on the queue enexa.delivery, periodic work on
+enexa.periodic, and beat's schedule (see docs/operations.md).
+
+The broker is ENEXA_CELERY_BROKER_URL (Redis or RabbitMQ), else an embedded broker with no
+server in <ENEXA_VAR_DIR>/broker. Results are not kept: commands, their delivery attempts and
+outage reports are the record. Start:
+
+    celery -A enexa.celery worker -n enexa@%h
+    celery -A enexa.celery beat
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from celery.schedules import crontab
+from kombu import Exchange, Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "enexa.settings.dev")
+
+DELIVERY_QUEUE = "enexa.delivery"
+PERIODIC_QUEUE = "enexa.periodic"
+QUEUES = (DELIVERY_QUEUE, PERIODIC_QUEUE)
+# Beat cadence, in seconds. Offline detection stays well inside ENEXA_OFFLINE_AFTER_S (120).
+OFFLINE_EVERY_S = 30.0
+RECONCILE_EVERY_S = 30.0
+REDELIVER_EVERY_S = 30.0
+PULL_STATUS_EVERY_S = 15.0
+
+
+def every(task: str, interval_s: float, queue: str = PERIODIC_QUEUE) -> dict[str, Any]:
+    """A periodic task that expires before its next run: a worker that was down never works
+    through a backlog of stale cycles."""
+    return {
+        "task": task,
+        "schedule": interval_s,
+        "options": {"queue": queue, "expires": interval_s},
+    }
+
+
+def beat_schedule() -> dict[str, Any]:
+    prune = every("enexa.telemetry.tasks.prune_telemetry", 3600.0)
+    prune["schedule"] = crontab(hour=3, minute=15)  # daily, expiring within the hour
+    return {
+        "detect-offline": every("enexa.telemetry.tasks.detect_offline", OFFLINE_EVERY_S),
+        "reconcile-outages": every("enexa.telemetry.tasks.reconcile_outages", RECONCILE_EVERY_S),
+        "redeliver-commands": every(
+            "enexa.dispatch.tasks.redeliver_commands", REDELIVER_EVERY_S, DELIVERY_QUEUE
+        ),
+        "pull-command-status": every(
+            "enexa.dispatch.tasks.pull_command_status", PULL_STATUS_EVERY_S, DELIVERY_QUEUE
+        ),
+        "prune-telemetry": prune,
+    }
+
+
+def configuration() -> dict[str, Any]:
+    """The app's settings, read from Django's settings when Celery first needs them."""
+    from django.conf import settings
+
+    from enexa import broker
+
+    var_dir = Path(settings.VAR_DIR)
+    conf: dict[str, Any] = (
+        {"broker_url": settings.ENEXA_CELERY_BROKER_URL}
+        if settings.ENEXA_CELERY_BROKER_URL
+        else {
+            **broker.embedded(var_dir / "broker"),
+            # Remote control needs broadcast queues the file broker handles poorly.
+            "worker_enable_remote_control": False,
+        }
+    )
+    return {
+        **conf,
+        # Celery's broker_url prefers CELERY_BROKER_URL from the environment to any
+        # configuration, and that variable names Amperio's broker; the read and write URLs,
+        # set here, are what connections use, so Enexa's broker holds whatever it says.
+        "broker_read_url": conf["broker_url"],
+        "broker_write_url": conf["broker_url"],
+        "task_default_queue": DELIVERY_QUEUE,
+        "task_queues": [Queue(name, Exchange(name), routing_key=name) for name in QUEUES],
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "worker_hijack_root_logger": False,
+        "broker_connection_retry_on_startup": True,
+        "beat_schedule": beat_schedule(),
+        "beat_schedule_filename": str(var_dir / "celerybeat-schedule"),
+        "timezone": "UTC",
+    }
+
+
+app = Celery("enexa")
+app.add_defaults(configuration)
+app.autodiscover_tasks()

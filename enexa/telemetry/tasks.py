@@ -1,0 +1,31 @@
+"""Telemetry's Celery tasks: offline detection, outage recovery and reconciliation, retention."""
+
+from __future__ import annotations
+
+from enexa.celery import app
+
+from . import outages, presence, queries
+
+
+@app.task
+def recover_after_outage(report_id: int) -> None:
+    """A site is back: sync its state with Amperio, redeliver its commands, reconcile."""
+    outages.recover_site_by_id(report_id)
+
+
+@app.task
+def detect_offline() -> list[str]:
+    """Beat: mark offline every site silent past ENEXA_OFFLINE_AFTER_S."""
+    return presence.mark_offline_sites()
+
+
+@app.task
+def reconcile_outages() -> int:
+    """Beat: recompute the outage reports within the raw retention."""
+    return outages.reconcile_outages()
+
+
+@app.task
+def prune_telemetry() -> dict[str, int]:
+    """Beat, daily: roll old raw readings into hourly aggregates and apply the retentions."""
+    return queries.prune_telemetry()
