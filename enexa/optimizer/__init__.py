@@ -1,0 +1,1 @@
+"""The optimization engine: battery schedules from prices, limits and a load forecast."""
