@@ -202,8 +202,11 @@ def _exec(args: list[str]) -> int:
 
 
 def run_all(args: argparse.Namespace, settings: Settings) -> int:
-    """Worker, watchdog worker, beat and API as children. Ctrl-C, SIGTERM or SIGHUP stops them
-    all; so does one of them exiting, named with where its output is."""
+    """A site gateway: its worker, watchdog worker and beat as children. Ctrl-C, SIGTERM or
+    SIGHUP stops them all; so does one of them exiting, named with where its output is.
+
+    No API: a gateway only connects outward (broker, Enexa), and Amperio's API is the fleet's
+    backend (`amperio api`), which also keeps the gateway's memory small (docs/gateway.md)."""
     from amperio.procs import (
         Proc,
         ProcessExited,
@@ -218,7 +221,6 @@ def run_all(args: argparse.Namespace, settings: Settings) -> int:
         "worker": worker_command(settings, args.pool, args.concurrency),
         "watchdog-worker": watchdog_worker_command(settings),
         "beat": beat_command(settings),
-        "api": api_command(args.bind, args.workers),
     }
     procs: list[Proc] = []
     try:
@@ -226,7 +228,7 @@ def run_all(args: argparse.Namespace, settings: Settings) -> int:
             procs.append(Proc(name, command, args.log_dir, _env()))
         logs = f"; logs in {args.log_dir}" if args.log_dir else ""
         print(
-            f"Amperio for {settings.site_id}: API on http://{args.bind}/v1/{logs} "
+            f"Amperio gateway for {settings.site_id}: worker, watchdog worker and beat{logs} "
             "(Ctrl-C stops all)",
             flush=True,
         )
@@ -310,9 +312,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     sub.add_parser("beat", help="the periodic schedule")
     sub.add_parser("backend-worker", help="Celery worker for what the gateways report")
 
-    p = sub.add_parser("run", help="worker, watchdog worker, beat and API together")
-    p.add_argument("--bind", default=os.environ.get("AMPERIO_API_BIND", DEFAULT_API_BIND))
-    p.add_argument("--workers", type=int, default=2)
+    p = sub.add_parser("run", help="a site gateway: worker, watchdog worker and beat together")
     p.add_argument("--pool", help="Celery pool of the site worker")
     p.add_argument("--concurrency", type=int)
     p.add_argument("--log-dir", type=Path, help="one log file per process (default: terminal)")

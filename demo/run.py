@@ -1,8 +1,8 @@
 """`make demo`: the whole system on one machine, no server to install.
 
 Enexa on SQLite (gunicorn, and its Celery worker and beat on Enexa's embedded broker), the
-ChargePost simulator, and Amperio (worker, watchdog worker, beat and API) on its own embedded
-broker. It provisions the demo controller through the real
+ChargePost simulator, and Amperio (its API, and the gateway's worker, watchdog worker and beat)
+on its own embedded broker. It provisions the demo controller through the real
 enrollment flow, shows telemetry arriving in Enexa and a dispatched `set_battery_power`
 changing the simulator's battery power, then keeps reporting until Ctrl-C, SIGTERM or SIGHUP
 stops it all, or one part exits (named, with its log) and the rest are stopped."""
@@ -211,13 +211,26 @@ class Demo:
 
     def start_amperio(self) -> None:
         env = dict(self.amperio_env)
-        # Long enough for `amperio run` to stop its own four processes: killed sooner, it
+        # Amperio's API (in production the fleet's backend in the cloud; here it serves the
+        # one site from the gateway's state directory) and the gateway itself.
+        self.start("amperio-api", ["-m", "amperio", "api"], env)
+        # Long enough for `amperio run` to stop its own three processes: killed sooner, it
         # would leave them running.
         self.start(
             "amperio",
             ["-m", "amperio", "run", "--log-dir", str(self.log_dir)],
             env,
             stop_timeout_s=60,
+        )
+        self.wait(
+            lambda: (
+                requests.get(
+                    f"http://{self.amperio_env['AMPERIO_API_BIND']}/v1/health", timeout=2
+                ).ok
+            ),
+            60,
+            0.3,
+            what="Amperio's API",
         )
 
     def show_telemetry(self) -> None:
