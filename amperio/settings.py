@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ def _list(name: str) -> tuple[str, ...]:
 
 
 def _range(name: str, default: tuple[float, float]) -> tuple[float, float]:
-    """`low,high` seconds, 0 <= low <= high."""
+    """`low,high` seconds, 0 <= low <= high, both finite (an endless delay is no delay)."""
     values = _list(name)
     if not values:
         return default
@@ -34,8 +35,8 @@ def _range(name: str, default: tuple[float, float]) -> tuple[float, float]:
         low, high = (float(v) for v in values)
     except ValueError:
         raise ValueError(f"{name} must be two numbers of seconds, low,high") from None
-    if not 0 <= low <= high:
-        raise ValueError(f"{name} must be two numbers of seconds with 0 <= low <= high")
+    if not 0 <= low <= high < math.inf:
+        raise ValueError(f"{name} must be two finite numbers of seconds, 0 <= low <= high")
     return low, high
 
 

@@ -5,6 +5,7 @@ import os
 
 import pytest
 from django.test import Client
+from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
@@ -17,6 +18,10 @@ TEST_REDIS_URL = os.environ.get("ENEXA_TEST_REDIS_URL", "redis://127.0.0.1:6379/
 # Enexa servers the tests start (demo.enexa) hash passwords cheaply: the live tests are about
 # the API, not about the cost of guessing a password.
 os.environ.setdefault("ENEXA_LIVE_SETTINGS", "tests.integration.live_settings")
+# Property tests judge answers, not speed: on a busy machine (tests run in parallel with other
+# work) a per-example deadline fails correct code. Timing belongs in `make bench`.
+hypothesis_settings.register_profile("enexa", deadline=None)
+hypothesis_settings.load_profile("enexa")
 
 
 def require_redis(url: str = TEST_REDIS_URL) -> str:
