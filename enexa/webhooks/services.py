@@ -398,7 +398,9 @@ def _post(webhook: Webhook, delivery: WebhookDelivery) -> Answer:
                 preload_content=False,
             )
             response.release_conn()
-    except urllib3.exceptions.HTTPError as exc:
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        # The kind of failure only: its text may carry the URL's query, where some receivers
+        # keep a token of their own.
         return answer(None, type(exc).__name__)
     error = "" if 200 <= response.status < 300 else f"HTTP {response.status}"
     return answer(response.status, error)

@@ -12,6 +12,7 @@ from django.utils import timezone
 from enexa.alerts import services
 from enexa.alerts.models import Alert
 from enexa.alerts.rules import RULES, Rule
+from enexa.audit.models import AuditEntry
 from enexa.configs.models import ConfigState
 from enexa.dispatch.models import Command
 from enexa.firmware.models import FirmwareReport
@@ -332,6 +333,8 @@ def test_an_operator_acknowledges_an_alert_which_stays_until_its_condition_clear
     assert response.status_code == 200, response.content
     assert response.json()["state"] == "acknowledged"
     assert response.json()["acknowledged_by"] == "user:operator"
+    entry = AuditEntry.objects.get(path=f"/v1/alerts/{alert.code}/acknowledge")
+    assert {"model": "alerts.alert", "id": alert.code, "action": "target"} in entry.changes
     services.evaluate(rules=["site_offline"])
     assert [a.state for a in Alert.objects.all()] == ["acknowledged"]
     SiteStatus.objects.update(online=True)

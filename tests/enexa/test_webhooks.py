@@ -414,3 +414,20 @@ def test_opening_and_resolving_an_alert_publishes_both_events(site, operator, en
     types = [json.loads(d.body)["type"] for d in WebhookDelivery.objects.order_by("pk")]
     assert types == ["alert.opened", "alert.resolved"]
     assert json.loads(WebhookDelivery.objects.last().body)["data"]["state"] == "resolved"
+
+
+@loopback_allowed
+def test_the_admin_shows_endpoints_and_deliveries_but_never_the_secret(
+    admin_client, site, operator
+):
+    webhook, secret = services.create_webhook(
+        owner=operator, url="http://127.0.0.1:9/", events=["site.online"], site_codes=None
+    )
+    [code] = services.publish("site.online", site, {"site_id": site.code})
+    pages = [
+        admin_client.get("/admin/webhooks/webhook/").content,
+        admin_client.get(f"/admin/webhooks/webhook/{webhook.pk}/change/").content,
+        admin_client.get("/admin/webhooks/webhookdelivery/").content,
+    ]
+    assert webhook.code.encode() in pages[0] and code.encode() in pages[2]
+    assert all(secret.encode() not in page for page in pages)
