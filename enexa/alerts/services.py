@@ -63,7 +63,10 @@ def _evaluate_rule(rule: Rule, site_pks: set[int] | None, now: datetime) -> dict
     for site_pk, detail in holds.items():
         alert = unresolved.pop(site_pk, None)
         if alert is None:
-            _, created = open_alert(rule.name, rule.severity, detail, site_pk=site_pk, now=now)
+            try:
+                _, created = open_alert(rule.name, rule.severity, detail, site_pk=site_pk, now=now)
+            except ConflictError:  # raced with another evaluation: the next run settles it
+                continue
             counts["opened" if created else "updated"] += 1
         elif alert.detail != detail:
             alert.detail = detail

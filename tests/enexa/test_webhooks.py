@@ -104,6 +104,15 @@ def test_a_target_on_loopback_private_or_link_local_addresses_is_refused(operato
     assert not Webhook.objects.exists()
 
 
+def test_a_name_that_does_not_resolve_is_refused_even_where_private_targets_are_allowed(
+    operator_client,
+):
+    with loopback_allowed:
+        response = subscribe(operator_client, "https://no-such-host.invalid/hook")
+    assert response.status_code == 400
+    assert "does not resolve" in response.json()["errors"]["url"][0]
+
+
 def test_a_public_address_and_only_http_schemes_are_accepted(operator_client):
     assert subscribe(operator_client, "https://93.184.216.34/hook").status_code == 201
     response = subscribe(operator_client, "ftp://93.184.216.34/hook")
