@@ -1,5 +1,5 @@
 """Enexa's Celery app: delivery to Amperio on the queue enexa.delivery, periodic work on
-enexa.periodic, and beat's schedule (see docs/operations.md).
+enexa.periodic, webhook deliveries on enexa.webhooks, and beat's schedule (see docs/operations.md).
 
 The broker is ENEXA_CELERY_BROKER_URL (Redis or RabbitMQ), else an embedded broker with no
 server in <ENEXA_VAR_DIR>/broker. Results are not kept: commands, their delivery attempts and
@@ -23,12 +23,16 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "enexa.settings.dev")
 
 DELIVERY_QUEUE = "enexa.delivery"
 PERIODIC_QUEUE = "enexa.periodic"
-QUEUES = (DELIVERY_QUEUE, PERIODIC_QUEUE)
+# Webhook deliveries apart: receivers that answer slowly never hold up commands to Amperio.
+WEBHOOK_QUEUE = "enexa.webhooks"
+QUEUES = (DELIVERY_QUEUE, PERIODIC_QUEUE, WEBHOOK_QUEUE)
 # Beat cadence, in seconds. Offline detection stays well inside ENEXA_OFFLINE_AFTER_S (120).
 OFFLINE_EVERY_S = 30.0
 RECONCILE_EVERY_S = 30.0
 REDELIVER_EVERY_S = 30.0
 PULL_STATUS_EVERY_S = 15.0
+ALERTS_EVERY_S = 30.0
+WEBHOOK_SWEEP_EVERY_S = 30.0
 
 
 def every(task: str, interval_s: float, queue: str = PERIODIC_QUEUE) -> dict[str, Any]:
@@ -54,6 +58,10 @@ def beat_schedule() -> dict[str, Any]:
             "enexa.dispatch.tasks.pull_command_status", PULL_STATUS_EVERY_S, DELIVERY_QUEUE
         ),
         "prune-telemetry": prune,
+        "evaluate-alerts": every("enexa.alerts.tasks.evaluate_alerts", ALERTS_EVERY_S),
+        "send-due-webhooks": every(
+            "enexa.webhooks.tasks.send_due_deliveries", WEBHOOK_SWEEP_EVERY_S, WEBHOOK_QUEUE
+        ),
     }
 
 
@@ -81,6 +89,10 @@ def configuration() -> dict[str, Any]:
         "broker_read_url": conf["broker_url"],
         "broker_write_url": conf["broker_url"],
         "task_default_queue": DELIVERY_QUEUE,
+        "task_routes": {
+            "enexa.webhooks.tasks.*": {"queue": WEBHOOK_QUEUE},
+            "enexa.alerts.tasks.*": {"queue": PERIODIC_QUEUE},
+        },
         "task_queues": [Queue(name, Exchange(name), routing_key=name) for name in QUEUES],
         "task_ignore_result": True,
         "task_serializer": "json",

@@ -31,6 +31,8 @@ v1_patterns = [
     path("", include("enexa.firmware.urls")),
     path("", include("enexa.telemetry.urls")),
     path("", include("enexa.dispatch.urls")),
+    path("", include("enexa.alerts.urls")),
+    path("", include("enexa.webhooks.urls")),
 ]
 
 urlpatterns = [

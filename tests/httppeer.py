@@ -27,7 +27,13 @@ class HttpPeer:
                 body = json.loads(raw) if raw else None
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 peer.requests.append(
-                    {"method": self.command, "path": self.path, "headers": headers, "body": body}
+                    {
+                        "method": self.command,
+                        "path": self.path,
+                        "headers": headers,
+                        "body": body,
+                        "raw": raw,  # the exact bytes, for checking a signature over them
+                    }
                 )
                 status, answer, *extra = peer.handler(self.command, self.path, headers, body)
                 data = b"" if answer is None else json.dumps(answer).encode()

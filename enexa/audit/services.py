@@ -32,6 +32,8 @@ URL_TARGETS = {
     "site_id": "registry.site",
     "asset_id": "registry.equipment",
     "command_id": "dispatch.command",
+    "alert_id": "alerts.alert",
+    "webhook_id": "webhooks.webhook",
 }
 
 _changes: contextvars.ContextVar[list[dict] | None] = contextvars.ContextVar(

@@ -1,6 +1,8 @@
-"""The caller's address: X-Forwarded-For is believed only from TRUSTED_PROXIES."""
+"""The caller's address (X-Forwarded-For is believed only from TRUSTED_PROXIES), and the check
+that an outbound target (a webhook) is not an address inside."""
 
 import ipaddress
+import socket
 from collections.abc import Iterable
 from functools import lru_cache
 
@@ -57,3 +59,37 @@ def _client_ip(meta) -> str | None:
             except ValueError:
                 return remote  # garbage from the proxy's client: fall back to what we know
     return remote
+
+
+class UnsafeTarget(ValueError):
+    """An outbound target that resolves to an address inside (loopback, private, link-local,
+    reserved), or does not resolve at all."""
+
+
+def is_public_address(ip: str) -> bool:
+    """Whether `ip` is a global unicast address (an IPv4-mapped IPv6 address as its IPv4)."""
+    address = ipaddress.ip_address(ip)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
+
+
+def resolve_public(host: str, port: int, *, allow_private: bool = False) -> list[str]:
+    """The addresses `host` resolves to, every one of them public (unless `allow_private`);
+    raises UnsafeTarget otherwise. Callers connect to a returned address, not to the name, so
+    a second resolution cannot swap in an inside address (DNS rebinding)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise UnsafeTarget(f"{host} does not resolve.") from exc
+    addresses = list(dict.fromkeys(str(info[4][0]).split("%", 1)[0] for info in infos))
+    if not addresses:
+        raise UnsafeTarget(f"{host} does not resolve.")
+    if not allow_private:
+        inside = [a for a in addresses if not is_public_address(a)]
+        if inside:
+            raise UnsafeTarget(
+                f"{host} resolves to {inside[0]}, a loopback, private, link-local or reserved "
+                "address; webhooks go to public addresses only."
+            )
+    return addresses

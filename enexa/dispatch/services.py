@@ -21,6 +21,7 @@ from shared.fields import format_timestamp
 
 from .choices import CommandStatus, DeliveryOutcome
 from .models import Command, DeliveryAttempt
+from .signals import command_status_changed
 
 logger = logging.getLogger(__name__)
 
@@ -372,9 +373,15 @@ def _apply_remote(command: Command, body: dict) -> Command:
 
 
 def _set(command: Command, status: str, detail: str) -> Command:
+    previous = command.status
     command.status = status
     command.detail = detail
     command.save()
+    if previous != status:
+        # Alerts and webhooks follow status changes; after the commit, so never a rolled-back one.
+        transaction.on_commit(
+            lambda: command_status_changed.send(Command, command=command, previous=previous)
+        )
     return command
 
 

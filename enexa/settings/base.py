@@ -47,6 +47,8 @@ INSTALLED_APPS = [
     "enexa.telemetry",
     "enexa.audit",
     "enexa.dispatch",
+    "enexa.alerts",
+    "enexa.webhooks",
 ]
 
 MIDDLEWARE = [
@@ -246,3 +248,33 @@ ENEXA_TELEMETRY_MAX_POINTS = env_int("ENEXA_TELEMETRY_MAX_POINTS", 10000)
 
 # How long audit entries are kept (`manage.py prune_audit_log` deletes older ones).
 ENEXA_AUDIT_RETENTION_DAYS = env_int("ENEXA_AUDIT_RETENTION_DAYS", 365)
+
+# Alerts (enexa.alerts.rules): the thresholds of the rules the worker evaluates every 30 s.
+# An online gateway whose outbox holds this many readings is degraded (it cannot send).
+ENEXA_ALERT_BUFFER_DEPTH_MAX = env_int("ENEXA_ALERT_BUFFER_DEPTH_MAX", 1000)
+# A failed, rejected or expired command keeps its site's alert open this long.
+ENEXA_ALERT_COMMAND_WINDOW_S = env_int("ENEXA_ALERT_COMMAND_WINDOW_S", 3600)
+# SOC outside the site's band by more than this (percentage points) opens an alert.
+ENEXA_ALERT_SOC_MARGIN_PCT = float(env_str("ENEXA_ALERT_SOC_MARGIN_PCT", "1"))
+# Grid import above grid.limit_kw for this long opens an alert.
+ENEXA_ALERT_GRID_OVER_LIMIT_S = env_int("ENEXA_ALERT_GRID_OVER_LIMIT_S", 300)
+# A controller that has not applied its current configuration version for this long drifts.
+ENEXA_ALERT_CONFIG_DRIFT_S = env_int("ENEXA_ALERT_CONFIG_DRIFT_S", 900)
+# An online site without a reading for this long has a telemetry gap.
+ENEXA_ALERT_TELEMETRY_GAP_S = env_int("ENEXA_ALERT_TELEMETRY_GAP_S", 300)
+
+# Webhooks (enexa.webhooks): targets on loopback, private or link-local addresses are refused
+# (at creation and, after resolving the name again, at each send) unless this is on (the
+# development profile turns it on).
+ENEXA_WEBHOOK_ALLOW_PRIVATE = env_bool("ENEXA_WEBHOOK_ALLOW_PRIVATE", False)
+# Connect and read timeout of one attempt: a slow receiver holds one worker thread this long.
+ENEXA_WEBHOOK_TIMEOUT_S = float(env_str("ENEXA_WEBHOOK_TIMEOUT_S", "5"))
+# Seconds from each failed attempt to the next (each with +-20 % jitter); after the last, the
+# delivery is a dead letter. The default spans about a day (5 s ... 10 h, 8 attempts).
+ENEXA_WEBHOOK_RETRY_SCHEDULE_S = env_list(
+    "ENEXA_WEBHOOK_RETRY_SCHEDULE_S", ["5", "300", "1800", "7200", "18000", "36000", "36000"]
+)
+# Waits up to this long ride on the task's countdown; longer ones on the 30 s sweep.
+ENEXA_WEBHOOK_COUNTDOWN_MAX_S = float(env_str("ENEXA_WEBHOOK_COUNTDOWN_MAX_S", "60"))
+# An endpoint whose every attempt failed for this long is disabled, with an alert.
+ENEXA_WEBHOOK_DISABLE_AFTER_S = env_int("ENEXA_WEBHOOK_DISABLE_AFTER_S", 86400)

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from enexa.core.errors import InvalidInput, NotFoundError
@@ -27,6 +28,7 @@ from .models import Event, SiteStatus
 from .outages import reconcile_backfill
 from .presence import after_contact, go_offline, last_seen_cache, touch_sites
 from .reports import REPORTED_FIELDS, record_controller_versions, status_view
+from .signals import events_stored
 from .storage import (
     EVENT_COLUMNS,
     adapt_ts,
@@ -309,6 +311,11 @@ def ingest_events(poster: Poster, payload: Any, *, now: datetime | None = None) 
         result.accepted = len(inserted)
         result.duplicate += len(valid) - len(inserted)
         after_contact({pk for pk, _ in valid}, now, TransitionReason.EVENT)
+        if inserted:
+            # Alerts re-check the rules these events bear on (on the worker, not here).
+            kinds = {row[4] for row in valid.values()}
+            site_pks = {pk for pk, _ in valid}
+            transaction.on_commit(lambda: events_stored.send(Event, site_pks=site_pks, kinds=kinds))
     return result
 
 

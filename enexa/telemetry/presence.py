@@ -14,6 +14,7 @@ from django.utils import timezone
 from .choices import TransitionReason
 from .models import OutageReport, SiteStatus, SiteStatusTransition, TelemetryReading
 from .outages import reconcile_outage, telemetry_interval_s
+from .signals import site_came_online, site_went_offline
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,9 @@ def come_online(site_pk: int, now: datetime, reason: str) -> OutageReport | None
         if report is not None:
             report.online_at = now
             report.save(update_fields=["online_at"])
+        transaction.on_commit(
+            lambda: site_came_online.send(SiteStatus, site_pk=site_pk, at=now, reason=reason)
+        )
     if report is not None:
         from . import tasks  # tasks call into this module's callers: imported when needed
 
@@ -102,6 +106,9 @@ def go_offline(site_pk: int, now: datetime, reason: str, *, cutoff: datetime | N
             silent_since=newest or last_seen or now,
             offline_at=now,
             interval_s=interval_s,
+        )
+        transaction.on_commit(
+            lambda: site_went_offline.send(SiteStatus, site_pk=site_pk, at=now, reason=reason)
         )
     logger.info("site %s offline (%s)", site_pk, reason)
     return True

@@ -15,8 +15,10 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
+from enexa.alerts.services import open_alert
 from enexa.dispatch.models import Command
 from enexa.provisioning import services
+from enexa.webhooks.services import create_webhook, publish
 from tests.conftest import jwt_client
 from tests.factories import (
     ChargerFactory,
@@ -106,6 +108,14 @@ def build_world() -> dict:
     services.revoke_api_keys(controller_revoked)
     operator_a = UserFactory(username="operator-a")
     MembershipFactory(user=operator_a, site=site_a)
+    operator_b = UserFactory(username="operator-b")
+    MembershipFactory(user=operator_b, site=site_b)
+    alert_b, _ = open_alert("site_offline", "critical", {"site": site_b.code}, site_pk=site_b.pk)
+    with override_settings(ENEXA_WEBHOOK_ALLOW_PRIVATE=True):
+        webhook_b, _ = create_webhook(
+            owner=operator_b, url="http://127.0.0.1:9/b", events=["site.offline"], site_codes=None
+        )
+    [delivery_b] = publish("site.offline", site_b, {"site_id": site_b.code})
     expired = AccessToken.for_user(StaffFactory(username="expired-staff"))
     expired.set_exp(lifetime=-timedelta(minutes=1))
     return {
@@ -119,6 +129,9 @@ def build_world() -> dict:
             "controller_id": controller_b.code,
             "asset_id": charger_b.code,
             "command_id": command_b.command_id,
+            "alert_id": alert_b.code,
+            "webhook_id": webhook_b.code,
+            "delivery_id": delivery_b,
             "n": "1",
             "number": "1",
             "version": "1",
@@ -129,6 +142,9 @@ def build_world() -> dict:
             charger_b.code,
             controller_b.serial,
             command_b.command_id,
+            alert_b.code,
+            webhook_b.code,
+            delivery_b,
         },
     }
 

@@ -1,0 +1,1 @@
+"""Alerts: rules evaluated over the fleet's state, one open alert per rule and site."""

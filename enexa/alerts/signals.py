@@ -1,0 +1,52 @@
+"""The alert signals (an alert opened or resolved: webhooks tell subscribers), and the
+receivers that re-check the rules an event bears on right after it, on the worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.dispatch import Signal, receiver
+
+from enexa.dispatch.signals import command_status_changed
+from enexa.telemetry.signals import events_stored, site_came_online, site_went_offline
+
+# alert (the Alert), sent once committed.
+alert_opened = Signal()
+alert_resolved = Signal()
+
+# The rules worth re-checking at once after each kind of gateway event.
+RULES_BY_EVENT_KIND = {
+    "modbus_link": ["modbus_link_down"],
+    "alarm": ["chargepost_alarm", "watchdog_fallback"],
+    "watchdog": ["watchdog_fallback"],
+    "mode_change": ["gateway_degraded"],
+    "firmware": ["firmware_update_failed"],
+    "command": ["command_failed"],
+}
+PRESENCE_RULES = ["site_offline", "telemetry_gap", "gateway_degraded"]
+
+
+def _evaluate_soon(site_pks: set[int], rules: list[str]) -> None:
+    # Imported here: the tasks call the services, which send the signals above.
+    from . import tasks
+
+    for site_pk in sorted(site_pks):
+        tasks.evaluate_site.delay(site_pk, rules)
+
+
+@receiver(site_went_offline, dispatch_uid="alerts_site_went_offline")
+@receiver(site_came_online, dispatch_uid="alerts_site_came_online")
+def presence_changed(sender: Any, site_pk: int, **kwargs: Any) -> None:
+    _evaluate_soon({site_pk}, PRESENCE_RULES)
+
+
+@receiver(events_stored, dispatch_uid="alerts_events_stored")
+def events_arrived(sender: Any, site_pks: set[int], kinds: set[str], **kwargs: Any) -> None:
+    rules = sorted({name for kind in kinds for name in RULES_BY_EVENT_KIND.get(kind, [])})
+    if rules:
+        _evaluate_soon(site_pks, rules)
+
+
+@receiver(command_status_changed, dispatch_uid="alerts_command_status_changed")
+def command_changed(sender: Any, command: Any, **kwargs: Any) -> None:
+    _evaluate_soon({command.site_id}, ["command_failed"])
