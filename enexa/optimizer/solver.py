@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import highspy
 import numpy as np
 
-from enexa.optimizer.problem import Problem, Solution, Violation
+from enexa.optimizer.problem import VIOLATION_KINDS, Problem, Solution, Violation
 
 # Reported violations: a soft limit broken by more than this (kW, or percentage points).
 VIOLATION_EPSILON = 1e-6
@@ -32,15 +32,6 @@ _BLOCKS = 10
 # Row blocks, each `slots` long, then the terminal row.
 _R_BALANCE, _R_SOC, _R_MIN, _R_RES, _R_MAX, _R_IMP, _R_EXP, _R_PEAK = range(8)
 _ROW_BLOCKS = 8
-
-VIOLATION_KINDS = (
-    "soc_below_min",
-    "soc_below_reserve",
-    "soc_above_max",
-    "grid_import_limit",
-    "grid_export_limit",
-    "terminal_soc",
-)
 
 
 @dataclass(frozen=True)
