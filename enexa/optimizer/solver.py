@@ -8,6 +8,7 @@ See docs/optimizer.md for the formulation."""
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -68,6 +69,69 @@ def penalties_for(problem: Problem) -> Penalties:
     )
 
 
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _structure(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The constraint matrix of `n` slots, column-wise (CSC: starts, row indices, values), with
+    the places of the SOC rows' charge and discharge coefficients, which depend on the slot
+    length and efficiency and are left for the caller to fill. Building it is most of the
+    time a new model takes outside HiGHS; it depends on `n` alone."""
+    t = np.arange(n)
+    peak, u_term, terminal_row = _BLOCKS * n, _BLOCKS * n + 1, _ROW_BLOCKS * n
+
+    def col(block: int) -> np.ndarray:
+        return block * n + t
+
+    def row(block: int) -> np.ndarray:
+        return block * n + t
+
+    charge, discharge = np.full(n, np.nan), np.full(n, np.inf)  # placeholders, told apart
+    entries = [
+        # balance: g - e + d - c = load
+        (row(_R_BALANCE), col(_G), np.ones(n)),
+        (row(_R_BALANCE), col(_E), -np.ones(n)),
+        (row(_R_BALANCE), col(_D), np.ones(n)),
+        (row(_R_BALANCE), col(_C), -np.ones(n)),
+        # soc: s_t - s_{t-1} - eta dt c + dt/eta d = (s0 for t = 0, else 0)
+        (row(_R_SOC), col(_S), np.ones(n)),
+        (row(_R_SOC)[1:], col(_S)[:-1], -np.ones(n - 1)),
+        (row(_R_SOC), col(_C), charge),
+        (row(_R_SOC), col(_D), discharge),
+        # s + u_min >= floor; s + u_res >= reserve; s - u_max <= ceiling
+        (row(_R_MIN), col(_S), np.ones(n)),
+        (row(_R_MIN), col(_UMIN), np.ones(n)),
+        (row(_R_RES), col(_S), np.ones(n)),
+        (row(_R_RES), col(_URES), np.ones(n)),
+        (row(_R_MAX), col(_S), np.ones(n)),
+        (row(_R_MAX), col(_UMAX), -np.ones(n)),
+        # g - v_imp <= import limit; e - v_exp <= export limit; g - peak <= 0
+        (row(_R_IMP), col(_G), np.ones(n)),
+        (row(_R_IMP), col(_VIMP), -np.ones(n)),
+        (row(_R_EXP), col(_E), np.ones(n)),
+        (row(_R_EXP), col(_VEXP), -np.ones(n)),
+        (row(_R_PEAK), col(_G), np.ones(n)),
+        (row(_R_PEAK), np.full(n, peak), -np.ones(n)),
+        # terminal: s_last + u_term >= target
+        (np.array([terminal_row]), np.array([col(_S)[-1]]), np.ones(1)),
+        (np.array([terminal_row]), np.array([u_term]), np.ones(1)),
+    ]
+    rows = np.concatenate([e[0] for e in entries])
+    cols = np.concatenate([e[1] for e in entries])
+    vals = np.concatenate([e[2] for e in entries])
+    order = np.lexsort((rows, cols))  # by column, then row
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    start = np.searchsorted(cols, np.arange(_BLOCKS * n + 3)).astype(np.int32)
+    arrays = (
+        start,
+        rows.astype(np.int32),
+        vals,
+        np.flatnonzero(np.isnan(vals)),
+        np.flatnonzero(np.isinf(vals)),
+    )
+    for array in arrays:
+        array.setflags(write=False)
+    return arrays
+
+
 class _Layout:
     """One HiGHS model of a given size and coefficients; costs and bounds change per solve."""
 
@@ -79,69 +143,35 @@ class _Layout:
         self.u_term = _BLOCKS * n + 1
         self.num_row = _ROW_BLOCKS * n + 1
         self.terminal_row = _ROW_BLOCKS * n
-        t = np.arange(n)
-
-        def col(block: int) -> np.ndarray:
-            return block * n + t
-
-        def row(block: int) -> np.ndarray:
-            return block * n + t
-
-        entries = [
-            # balance: g - e + d - c = load
-            (row(_R_BALANCE), col(_G), np.ones(n)),
-            (row(_R_BALANCE), col(_E), -np.ones(n)),
-            (row(_R_BALANCE), col(_D), np.ones(n)),
-            (row(_R_BALANCE), col(_C), -np.ones(n)),
-            # soc: s_t - s_{t-1} - eta dt c + dt/eta d = (s0 for t = 0, else 0)
-            (row(_R_SOC), col(_S), np.ones(n)),
-            (row(_R_SOC)[1:], col(_S)[:-1], -np.ones(n - 1)),
-            (row(_R_SOC), col(_C), np.full(n, -eta * dt_h)),
-            (row(_R_SOC), col(_D), np.full(n, dt_h / eta)),
-            # s + u_min >= floor; s + u_res >= reserve; s - u_max <= ceiling
-            (row(_R_MIN), col(_S), np.ones(n)),
-            (row(_R_MIN), col(_UMIN), np.ones(n)),
-            (row(_R_RES), col(_S), np.ones(n)),
-            (row(_R_RES), col(_URES), np.ones(n)),
-            (row(_R_MAX), col(_S), np.ones(n)),
-            (row(_R_MAX), col(_UMAX), -np.ones(n)),
-            # g - v_imp <= import limit; e - v_exp <= export limit; g - peak <= 0
-            (row(_R_IMP), col(_G), np.ones(n)),
-            (row(_R_IMP), col(_VIMP), -np.ones(n)),
-            (row(_R_EXP), col(_E), np.ones(n)),
-            (row(_R_EXP), col(_VEXP), -np.ones(n)),
-            (row(_R_PEAK), col(_G), np.ones(n)),
-            (row(_R_PEAK), np.full(n, self.peak), -np.ones(n)),
-            # terminal: s_last + u_term >= target
-            (np.array([self.terminal_row]), np.array([col(_S)[-1]]), np.ones(1)),
-            (np.array([self.terminal_row]), np.array([self.u_term]), np.ones(1)),
-        ]
-        rows = np.concatenate([e[0] for e in entries])
-        cols = np.concatenate([e[1] for e in entries])
-        vals = np.concatenate([e[2] for e in entries])
-        # Column-wise (CSC) arrays: sort by column, then row.
-        order = np.lexsort((rows, cols))
-        rows, cols, vals = rows[order], cols[order], vals[order]
-        start = np.searchsorted(cols, np.arange(self.num_col + 1)).astype(np.int32)
+        start, index, template, charge_at, discharge_at = _structure(n)
+        values = template.copy()
+        values[charge_at] = -eta * dt_h
+        values[discharge_at] = dt_h / eta
 
         inf = highspy.kHighsInf
-        lp = highspy.HighsLp()
-        lp.num_col_ = self.num_col
-        lp.num_row_ = self.num_row
-        lp.col_cost_ = np.zeros(self.num_col)
-        lp.col_lower_ = np.zeros(self.num_col)
-        lp.col_upper_ = np.full(self.num_col, inf)
-        lp.row_lower_ = np.full(self.num_row, -inf)
-        lp.row_upper_ = np.full(self.num_row, inf)
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = start
-        lp.a_matrix_.index_ = rows.astype(np.int32)
-        lp.a_matrix_.value_ = vals.astype(np.float64)
         self.highs = highspy.Highs()
         self.highs.setOptionValue("output_flag", False)
         # Measured: presolve costs a third of a cold solve of this LP and saves nothing.
         self.highs.setOptionValue("presolve", "off")
-        self.highs.passModel(lp)
+        # The array form of passModel: assigning numpy arrays to a HighsLp's fields copies
+        # them element by element (2 ms of a 672-slot model), this takes their buffers.
+        self.highs.passModel(
+            self.num_col,
+            self.num_row,
+            len(index),
+            int(highspy.MatrixFormat.kColwise),
+            int(highspy.ObjSense.kMinimize),
+            0.0,  # objective offset
+            np.zeros(self.num_col),  # costs, bounds: set per solve
+            np.zeros(self.num_col),
+            np.full(self.num_col, inf),
+            np.full(self.num_row, -inf),
+            np.full(self.num_row, inf),
+            start,
+            index,
+            values,
+            np.zeros(self.num_col, dtype=np.int32),  # every column continuous: an LP
+        )
         self.all_cols = np.arange(self.num_col, dtype=np.int32)
         self.all_rows = np.arange(self.num_row, dtype=np.int32)
         self.dt_h = dt_h
