@@ -39,6 +39,11 @@ class TelemetryReading(models.Model):
     grid_import_kw = models.FloatField(null=True, blank=True)
     grid_export_kw = models.FloatField(null=True, blank=True)
     grid_frequency_hz = models.FloatField(null=True, blank=True)
+    grid_voltage_v = models.FloatField(null=True, blank=True)
+    # The grid meter's cumulative counters: energy per period is their increase
+    # (enexa.telemetry.energy), a drop being the meter's reset.
+    grid_import_energy_kwh = models.FloatField(null=True, blank=True)
+    grid_export_energy_kwh = models.FloatField(null=True, blank=True)
     # Sum of the chargers' power in this reading (None when no charger reported).
     chargers_power_kw = models.FloatField(null=True, blank=True)
 

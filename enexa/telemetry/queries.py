@@ -7,6 +7,7 @@ export, and retention (raw readings rolled up into hourly aggregates, then prune
 from __future__ import annotations
 
 import csv
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -71,6 +72,9 @@ def parse_range(params: Any, *, now: datetime | None = None) -> Range:
     return Range(start, end, resolution)
 
 
+# GridReading's fields -> the reading's columns that store them.
+GRID_COLUMNS = {f.name: f"grid_{f.name}" for f in dataclasses.fields(GridReading)}
+
 # --- raw ------------------------------------------------------------------------------------------
 
 
@@ -112,15 +116,10 @@ def _reading_dicts(site: Site, rows: list[dict]) -> list[dict]:
             battery = BatteryReading(
                 row["battery_soc_pct"], row["battery_power_kw"], tuple(units.get(row["id"], ()))
             )
-        grid = None
-        if any(
-            row[n] is not None for n in ("grid_import_kw", "grid_export_kw", "grid_frequency_hz")
-        ):
-            grid = GridReading(
-                import_kw=row["grid_import_kw"],
-                export_kw=row["grid_export_kw"],
-                frequency_hz=row["grid_frequency_hz"],
-            )
+        grid_values = {name: row[column] for name, column in GRID_COLUMNS.items()}
+        grid = (
+            GridReading(**grid_values) if any(v is not None for v in grid_values.values()) else None
+        )
         reading = ReadingSchema(
             site_id=site.code,
             timestamp=row["timestamp"],
