@@ -15,9 +15,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 from celery.schedules import crontab
 from kombu import Exchange, Queue
+
+from shared.logs import connect_task_signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "enexa.settings.dev")
 
@@ -94,5 +96,7 @@ def configuration() -> dict[str, Any]:
 
 
 app = Celery("enexa")
+# A task enqueued by a request runs with the request's id on its log lines.
+connect_task_signals(signals.before_task_publish, signals.task_prerun, signals.task_postrun)
 app.add_defaults(configuration)
 app.autodiscover_tasks()

@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 from enexa.api.errors import PROBLEM_CONTENT_TYPE, problem_body
 from enexa.api.schema import json_body, problems
 from enexa.api.scoping import SiteView
+from enexa.core import metrics
 from enexa.core.principals import is_controller
 from enexa.core.visibility import may_operate
 from shared import openapi as wire
@@ -34,6 +35,13 @@ def poster_for(user) -> services.Poster:
         may_post_for=functools.partial(may_operate, user, controller_own_site=True),
         controller_pk=user.controller_pk if is_controller(user) else None,
     )
+
+
+def count_items(kind: str, result: services.IngestResult) -> None:
+    """The items' outcomes into the ingest counters of /metrics."""
+    for outcome in ("accepted", "duplicate", "rejected"):
+        if n := getattr(result, outcome):
+            metrics.INGESTED_ITEMS.labels(kind=kind, outcome=outcome).inc(n)
 
 
 def counts_response(result: services.IngestResult) -> Response:
@@ -68,7 +76,10 @@ class TelemetryIngestView(APIView):
         responses=schema.INGEST_RESPONSES,
     )
     def post(self, request):
-        return counts_response(services.ingest_readings(poster_for(request.user), request.data))
+        with metrics.INGEST_SECONDS.labels(kind="telemetry").time():
+            result = services.ingest_readings(poster_for(request.user), request.data)
+        count_items("telemetry", result)
+        return counts_response(result)
 
 
 class EventIngestView(APIView):
@@ -79,7 +90,10 @@ class EventIngestView(APIView):
 
     @extend_schema(request=json_body(wire.one_or_batch("Event")), responses=schema.INGEST_RESPONSES)
     def post(self, request):
-        return counts_response(services.ingest_events(poster_for(request.user), request.data))
+        with metrics.INGEST_SECONDS.labels(kind="events").time():
+            result = services.ingest_events(poster_for(request.user), request.data)
+        count_items("events", result)
+        return counts_response(result)
 
 
 class StatusView(APIView):
