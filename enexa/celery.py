@@ -97,6 +97,6 @@ def configuration() -> dict[str, Any]:
 
 app = Celery("enexa")
 # A task enqueued by a request runs with the request's id on its log lines.
-connect_task_signals(signals.before_task_publish, signals.task_prerun, signals.task_postrun)
+connect_task_signals(signals, os.environ.get("ENEXA_LOG_FORMAT", "plain"))
 app.add_defaults(configuration)
 app.autodiscover_tasks()

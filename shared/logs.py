@@ -80,12 +80,30 @@ def _on_postrun(**_: Any) -> None:
     _request_id.set(None)  # a worker's next task starts without the last one's id
 
 
-def connect_task_signals(before_task_publish: Any, task_prerun: Any, task_postrun: Any) -> None:
-    """Wire Celery's signals (passed in: shared imports no Celery) so that a task published
-    while a request id is bound carries it in its message, and runs with it bound."""
-    before_task_publish.connect(_on_publish, weak=False)
-    task_prerun.connect(_on_prerun, weak=False)
-    task_postrun.connect(_on_postrun, weak=False)
+def format_handlers(logger: logging.Logger, log_format: str) -> None:
+    """Every handler of `logger` adds the request id, and writes JSON when asked: for the
+    handlers Celery sets up itself."""
+    for handler in logger.handlers:
+        if not any(isinstance(f, RequestIdFilter) for f in handler.filters):
+            handler.addFilter(RequestIdFilter())
+        if log_format == "json":
+            handler.setFormatter(JsonFormatter())
+
+
+def connect_task_signals(signals: Any, log_format: str) -> None:
+    """Wire Celery's signals (the `celery.signals` module, passed in: shared imports no
+    Celery): a task published while a request id is bound carries it in its message and runs
+    with it bound, and the worker's own log handlers add it (in JSON when `log_format` says)."""
+    signals.before_task_publish.connect(_on_publish, weak=False)
+    signals.task_prerun.connect(_on_prerun, weak=False)
+    signals.task_postrun.connect(_on_postrun, weak=False)
+
+    def adopt(logger: logging.Logger | None = None, **_: Any) -> None:
+        if logger is not None:
+            format_handlers(logger, log_format)
+
+    signals.after_setup_logger.connect(adopt, weak=False)
+    signals.after_setup_task_logger.connect(adopt, weak=False)
 
 
 class RequestIdFilter(logging.Filter):

@@ -5,7 +5,6 @@ sites online, the buffers the gateways report)."""
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Iterator
 
@@ -22,17 +21,9 @@ from enexa.core.metrics import counted_metrics
 from enexa.dispatch.choices import CommandStatus
 from enexa.dispatch.models import Command, DeliveryAttempt
 from enexa.telemetry.models import SiteStatus
+from shared.metrics import refusal
 
 logger = logging.getLogger(__name__)
-
-
-def bearer_ok(header: str, token: str) -> bool:
-    """True when no token is configured, or `header` is `Bearer <token>` (compared in
-    constant time, so the answer's timing tells nothing of the token)."""
-    if not token:
-        return True
-    scheme, _, given = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token)
 
 
 class DatabaseFigures(Collector):
@@ -128,11 +119,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
     """`GET /metrics` (a plain Django view: outside /v1/, no DRF, no audit row per scrape)."""
     if request.method != "GET":
         return HttpResponse(status=405, headers={"Allow": "GET"})
-    if not bearer_ok(request.headers.get("Authorization", ""), settings.ENEXA_METRICS_TOKEN):
-        return HttpResponse(
-            "A bearer token is required.\n",
-            status=401,
-            content_type="text/plain",
-            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
-        )
+    refused = refusal(request.headers.get("Authorization", ""), settings.ENEXA_METRICS_TOKEN)
+    if refused is not None:
+        return HttpResponse(**refused)
     return HttpResponse(metrics_text(), content_type=CONTENT_TYPE_LATEST)
