@@ -2,6 +2,7 @@
 grid import and export from the meter's counters, the chargers' from their session counters,
 the battery's by integrating its power over time (the reading carries no battery counter).
 
+Hours past raw retention come from HourlyEnergy, filled by roll_up_energy before pruning.
 Periods are aligned in UTC. A counter's increase is attributed to the period of the reading
 that shows it; a counter that drops (a meter reset, a new charging session) counts from its new
 value, never as a negative. Battery power is held from one reading to the next, and not across
@@ -27,7 +28,7 @@ from django.utils import timezone
 from enexa.core.errors import InvalidInput
 from shared.fields import format_timestamp, read_timestamp
 
-from .models import ChargerValue, TelemetryReading
+from .models import ChargerValue, HourlyEnergy, TelemetryReading
 from .storage import _table, adapt_ts, as_utc
 
 PERIODS = ("hour", "day", "month")
@@ -184,6 +185,15 @@ def _battery_sql() -> str:
     )
 
 
+def _archived_sql() -> str:
+    """The hours rolled up before their raw readings were pruned, as increment rows (their
+    raw readings are gone, so nothing counts twice)."""
+    return (
+        f"SELECT hour AS ts, {', '.join(FIGURES)} FROM {_table(HourlyEnergy)} "
+        "WHERE site_id = %s AND hour >= %s AND hour < %s"
+    )
+
+
 def energy_sql(period: str) -> str:
     """One query: every figure's increments (UNION ALL), summed per period."""
     increments = " UNION ALL ".join(
@@ -192,6 +202,7 @@ def energy_sql(period: str) -> str:
             _grid_counter_sql("grid_export_energy_kwh", "grid_export_kwh"),
             _battery_sql(),
             _chargers_sql(),
+            _archived_sql(),
         ]
     )
     sums = ", ".join(f"SUM({f})" for f in FIGURES)
@@ -207,7 +218,7 @@ def site_energy(site_pk: int, rng: PeriodRange) -> list[dict[str, Any]]:
     start, end = adapt_ts(rng.start), adapt_ts(rng.end)
     counter = [site_pk, site_pk, start, start, end, start]  # where, lookback (3), to, from
     battery = [*counter, settings.ENEXA_OFFLINE_AFTER_S]
-    params = counter + counter + battery + counter
+    params = counter + counter + battery + counter + [site_pk, start, end]
     with connection.cursor() as cursor:
         cursor.execute(energy_sql(rng.period), params)
         rows = cursor.fetchall()
@@ -221,6 +232,26 @@ def site_energy(site_pk: int, rng: PeriodRange) -> list[dict[str, Any]]:
         }
         for period, *values in rows
     ]
+
+
+def roll_up_energy(cutoff: datetime) -> int:
+    """Before raw readings older than `cutoff` (an hour boundary) are pruned: each site's
+    energy per hour up to it into HourlyEnergy; an hour already rolled up is kept as it is.
+    Returns the hours added."""
+    table = _table(TelemetryReading)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT site_id, MIN(timestamp) FROM {table} WHERE timestamp < %s GROUP BY site_id",
+            [adapt_ts(cutoff)],
+        )
+        oldest = cursor.fetchall()
+    rows = []
+    for site_pk, first in oldest:
+        start = as_utc(first).replace(minute=0, second=0, microsecond=0)
+        for period in site_energy(site_pk, PeriodRange(start, cutoff, "hour")):
+            hour = datetime.fromisoformat(period.pop("start").replace("Z", "+00:00"))
+            rows.append(HourlyEnergy(site_id=site_pk, hour=hour, **period))
+    return len(HourlyEnergy.objects.bulk_create(rows, ignore_conflicts=True))
 
 
 def energy_csv(periods: list[dict[str, Any]]) -> Iterator[str]:

@@ -245,3 +245,24 @@ class HourlyAggregate(models.Model):
 
     def __str__(self) -> str:
         return f"{self.site_id} {self.hour}"
+
+
+class HourlyEnergy(models.Model):
+    """One site's energy in one UTC hour, computed from raw readings before retention prunes
+    them (enexa.telemetry.energy): energy reports reach back past raw retention."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+", db_index=False)
+    hour = models.DateTimeField()
+    grid_import_kwh = models.FloatField(null=True)
+    grid_export_kwh = models.FloatField(null=True)
+    battery_charged_kwh = models.FloatField(null=True)
+    battery_discharged_kwh = models.FloatField(null=True)
+    chargers_kwh = models.FloatField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["site", "hour"], name="unique_hourly_energy")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.site_id} {self.hour}"

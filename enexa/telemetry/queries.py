@@ -25,12 +25,14 @@ from shared.telemetry import BatteryReading, BatteryUnitReading, ChargerReading,
 from shared.telemetry import TelemetryReading as ReadingSchema
 
 from .choices import RESOLUTION_SECONDS, Resolution
+from .energy import roll_up_energy
 from .models import (
     METRICS,
     BatteryUnitValue,
     ChargerValue,
     Event,
     HourlyAggregate,
+    HourlyEnergy,
     TelemetryReading,
 )
 from .storage import _table, adapt_ts, as_utc
@@ -286,7 +288,8 @@ def _cells(values) -> list:
 
 def prune_telemetry(*, now: datetime | None = None) -> dict[str, int]:
     """Roll raw readings older than ENEXA_TELEMETRY_RAW_RETENTION_DAYS into hourly aggregates
-    and delete them; delete aggregates older than ENEXA_TELEMETRY_AGGREGATE_RETENTION_DAYS.
+    and hourly energy, and delete them; delete both roll-ups older than
+    ENEXA_TELEMETRY_AGGREGATE_RETENTION_DAYS.
 
     The raw cutoff is aligned to the hour so that every rolled-up hour is complete. An hour
     already rolled up is kept as it is (a reading arriving that late is dropped)."""
@@ -299,6 +302,7 @@ def prune_telemetry(*, now: datetime | None = None) -> dict[str, int]:
     columns = ["site_id", "hour", "count", *STAT_COLUMNS]
     select, params = aggregate_sql(3600, "timestamp < %s", by_site=True)
     with transaction.atomic(), connection.cursor() as cursor:
+        energy_hours = roll_up_energy(cutoff)
         cursor.execute(
             f"INSERT INTO {_table(HourlyAggregate)} ({', '.join(columns)}) {select} "
             "ON CONFLICT DO NOTHING",
@@ -315,4 +319,10 @@ def prune_telemetry(*, now: datetime | None = None) -> dict[str, int]:
             f"DELETE FROM {_table(HourlyAggregate)} WHERE hour < %s", [adapt_ts(agg_cutoff)]
         )
         expired = cursor.rowcount
-    return {"raw_deleted": deleted, "hours_rolled_up": rolled, "aggregates_deleted": expired}
+    HourlyEnergy.objects.filter(hour__lt=agg_cutoff).delete()
+    return {
+        "raw_deleted": deleted,
+        "hours_rolled_up": rolled,
+        "energy_hours_rolled_up": energy_hours,
+        "aggregates_deleted": expired,
+    }

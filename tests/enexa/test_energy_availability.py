@@ -268,3 +268,31 @@ def test_the_admin_shows_a_sites_availability_by_day_and_month(site, admin_clien
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     share = 100 * max(timedelta(0), now - day - timedelta(hours=1)) / (now - day)
     assert f"{share:.1f} %" in html  # today: online but for the last hour
+
+
+@pytest.mark.django_db
+def test_energy_past_raw_retention_comes_from_the_hourly_roll_up(site, staff, staff_client):
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from enexa.telemetry.models import HourlyEnergy, TelemetryReading
+
+    old_hour = (timezone.now() - timedelta(days=40)).replace(minute=0, second=0, microsecond=0)
+    post(
+        staff,
+        [reading(old_hour + timedelta(minutes=m), imp=10 + m) for m in (0, 20, 40)]
+        + [reading(old_hour + timedelta(minutes=70), imp=75)],
+    )
+    call_command("prune_telemetry")
+    assert not TelemetryReading.objects.exists()
+    assert HourlyEnergy.objects.count() == 2
+    call_command("prune_telemetry")  # again: nothing counted twice
+    assert HourlyEnergy.objects.count() == 2
+    response = energy(
+        staff_client,
+        period="day",
+        **{"from": format_timestamp(old_hour - timedelta(days=1))},
+        to=format_timestamp(old_hour + timedelta(days=1)),
+    )
+    periods = response.json()["periods"]
+    assert sum(p["grid_import_kwh"] for p in periods) == 65.0  # 10 -> 50 -> 75
