@@ -8,12 +8,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.test import override_settings
+from hypothesis import given
+from hypothesis import strategies as st
 
 from enexa.telemetry import services
 from enexa.telemetry.choices import TransitionReason
 from enexa.telemetry.models import SiteStatusTransition
 from enexa.telemetry.views import poster_for
 from shared.fields import format_timestamp
+from tests.hostile import hostile_text
 
 T0 = datetime(2024, 5, 6, 10, 0, 0, tzinfo=UTC)
 
@@ -296,3 +299,26 @@ def test_energy_past_raw_retention_comes_from_the_hourly_roll_up(site, staff, st
     )
     periods = response.json()["periods"]
     assert sum(p["grid_import_kwh"] for p in periods) == 65.0  # 10 -> 50 -> 75
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["from", "to", "period"]),
+        st.one_of(
+            hostile_text,
+            st.sampled_from(["hour", "day", "month", "week", ""]),
+            st.datetimes(timezones=st.just(UTC)).map(format_timestamp),
+        ),
+    )
+)
+def test_the_period_range_parser_answers_a_range_or_field_errors_for_any_query(params):
+    from enexa.core.errors import InvalidInput
+    from enexa.telemetry.energy import MAX_PERIODS, PERIOD_SECONDS, parse_period_range
+
+    try:
+        rng = parse_period_range(params, now=T0)
+    except InvalidInput as exc:
+        assert set(exc.errors) <= {"from", "to", "period"} and exc.errors
+        return
+    assert rng.start < rng.end and rng.period in ("hour", "day", "month")
+    assert (rng.end - rng.start).total_seconds() <= MAX_PERIODS * PERIOD_SECONDS[rng.period]
