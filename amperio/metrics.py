@@ -57,7 +57,9 @@ class MetricCounters:
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._connections = Connections(self.path, timeout_s=5)
+        # NORMAL: a power cut may lose the last counts, never corrupt the file; no fsync per
+        # control cycle for figures that are only statistics.
+        self._connections = Connections(self.path, timeout_s=5, synchronous="NORMAL")
         self._connections.get().execute(SCHEMA)
 
     def add(self, increments: Sequence[tuple[str, dict[str, str], float]]) -> None:

@@ -5,6 +5,7 @@ and in the gateway worker's task log, with no secret in either."""
 import json
 import sys
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -15,6 +16,7 @@ from amperio import gateway
 from amperio.api.services import metrics_text
 from amperio.metrics import MetricCounters, record_modbus_read
 from amperio.procs import Proc, wait_until
+from tests.amperio.limits import LIMITS
 from tests.amperio.test_amperio_api import NEW_TOKEN, AmperioApi, dispatch
 
 
@@ -123,3 +125,36 @@ def test_metrics_and_a_commands_request_id_through_the_api_and_the_gateways_task
     for log in (tmp_path / "amperio-api.log", tmp_path / "amperio-worker.log"):
         text = log.read_text()
         assert NEW_TOKEN not in text and metrics_token not in text
+
+
+def test_the_fleet_backends_metrics_show_each_site_as_reported_and_its_commands(tmp_path):
+    from amperio.api.services import backend_store
+    from amperio.settings import load
+
+    settings = replace(
+        load(),
+        state_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path}/backend.sqlite3",
+        sites=("SITEB",),
+    )
+    store = backend_store(settings)
+    now = datetime.now(UTC)
+    health = {
+        "status": "ok",
+        "site": {
+            "buffer": {"depth": 7},
+            "modbus": {"link_up": True},
+            "watchdog": {"beating": True},
+        },
+    }
+    store.record_report("SITEA", now, LIMITS, health)
+    for n, status in enumerate(["queued", "applied", "applied"]):
+        store.add_command(f"c{n}", "SITEA", {}, "fp", status, "", now)
+    samples = parse(metrics_text(settings, now).decode())
+    assert value(samples, "amperio_site_ok", site="SITEA") == 1
+    assert value(samples, "amperio_site_outbox_depth", site="SITEA") == 7
+    assert value(samples, "amperio_site_report_age_seconds", site="SITEA") == 0
+    assert value(samples, "amperio_backend_commands", site="SITEA", status="applied") == 2
+    # Configured but never heard from: not ok, and no made-up figures.
+    assert value(samples, "amperio_site_ok", site="SITEB") == 0
+    assert value(samples, "amperio_site_outbox_depth", site="SITEB") is None
