@@ -35,6 +35,9 @@ PERIODS = ("hour", "day", "month")
 DEFAULT_SPAN = {"hour": timedelta(days=1), "day": timedelta(days=31), "month": timedelta(days=366)}
 # Periods one request may cover: ten thousand hours is over a year.
 MAX_PERIODS = 10_000
+# How far before the range the reference value of a counter is looked for: a site silent
+# longer than this counts its first value in the range from zero.
+LOOKBACK = timedelta(days=31)
 PERIOD_SECONDS = {"hour": 3600, "day": 86400, "month": 28 * 86400}
 # The figures of a period, in the response's order.
 FIGURES = (
@@ -120,11 +123,13 @@ def _increase_sql(value: str, previous: str) -> str:
 
 
 def _lookback_sql(column: str) -> str:
-    """The newest reading before the range that carries `column`: the reference for the range's
-    first value (the index on (site, timestamp) finds it scanning back)."""
+    """The newest reading before the range (at most LOOKBACK back) that carries `column`: the
+    reference for the range's first value. The index on (site, timestamp) finds it scanning
+    back; the bound keeps a site that never sends `column` from a scan of its whole history."""
     return (
         f"COALESCE((SELECT MAX(timestamp) FROM {_table(TelemetryReading)} "
-        f"WHERE site_id = %s AND timestamp < %s AND {column} IS NOT NULL), %s)"
+        f"WHERE site_id = %s AND timestamp < %s AND timestamp >= %s AND {column} IS NOT NULL), "
+        "%s)"
     )
 
 
@@ -149,10 +154,12 @@ def _grid_counter_sql(column: str, figure: str) -> str:
 def _chargers_sql() -> str:
     """Each charger's session counter's increases (a new session restarts it: a drop)."""
     readings, chargers = _table(TelemetryReading), _table(ChargerValue)
+    # ORDER BY ... LIMIT 1 rather than MAX(): over a join only this scans back and stops.
     lookback = (
-        f"COALESCE((SELECT MAX(r.timestamp) FROM {readings} r JOIN {chargers} c "
+        f"COALESCE((SELECT r.timestamp FROM {readings} r JOIN {chargers} c "
         "ON c.reading_id = r.id WHERE r.site_id = %s AND r.timestamp < %s "
-        "AND c.energy_kwh IS NOT NULL), %s)"
+        "AND r.timestamp >= %s AND c.energy_kwh IS NOT NULL "
+        "ORDER BY r.timestamp DESC LIMIT 1), %s)"
     )
     return (
         f"SELECT ts, {_columns(chargers_kwh=_increase_sql('v', 'prev'))} FROM ("
@@ -216,7 +223,8 @@ def site_energy(site_pk: int, rng: PeriodRange) -> list[dict[str, Any]]:
     """The periods of the range that have readings, oldest first: each figure in kWh, null
     when the period has no value to compute it from (0 when nothing flowed)."""
     start, end = adapt_ts(rng.start), adapt_ts(rng.end)
-    counter = [site_pk, site_pk, start, start, end, start]  # where, lookback (3), to, from
+    back = adapt_ts(rng.start - LOOKBACK)
+    counter = [site_pk, site_pk, start, back, start, end, start]  # where, lookback (4), to, from
     battery = [*counter, settings.ENEXA_OFFLINE_AFTER_S]
     params = counter + counter + battery + counter + [site_pk, start, end]
     with connection.cursor() as cursor:
