@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import logging.config
 import os
 import re
 import sys
@@ -17,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from amperio.settings import REPO_DIR, Settings, get_settings
+from shared.logs import logging_config
 
 log = logging.getLogger("amperio")
 
@@ -340,8 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         print(f"amperio {args.command}: unrecognized arguments: {' '.join(extra)}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = get_settings()
+    logging.config.dictConfig(logging_config(settings.log_format, settings.log_level))
     if args.command == "provision":
         return provision(args, settings)
     if args.command == "api":

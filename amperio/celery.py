@@ -19,12 +19,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from celery import Celery, beat
+from celery import Celery, beat, signals
 from kombu.entity import Exchange, Queue
 
 from amperio import broker
 from amperio.enexa_link.configsync import load_config
 from amperio.settings import Settings, get_settings
+from shared.logs import connect_task_signals
 
 log = logging.getLogger(__name__)
 
@@ -195,3 +196,6 @@ def make_app(settings: Settings | None = None) -> Celery:
 
 
 app = make_app()
+# A command's request id (from Enexa, through the API) rides in the task's message and is on
+# every log line of its run; the worker's handlers write JSON with AMPERIO_LOG_FORMAT=json.
+connect_task_signals(signals, get_settings().log_format)

@@ -23,6 +23,7 @@ from amperio.dispatch.records import APPLIED, FAILED, QUEUED, CommandRecord
 from amperio.dispatch.store import CommandStore
 from amperio.enexa_link import configsync, status
 from amperio.enexa_link.client import EnexaClient, EnexaError, EnexaUnavailable
+from amperio.metrics import MetricCounters, record_watchdog_beat
 from amperio.modbus import registers
 from amperio.settings import Settings, get_settings
 from amperio.state import GatewayState, StateKey
@@ -101,6 +102,10 @@ class Gateway:
 
             self._commands = CommandStore(self.settings.commands_path, on_outcome=on_outcome)
         return self._commands
+
+    def metrics(self) -> MetricCounters:
+        """The counters every process of this gateway adds to (GET /metrics reads them)."""
+        return self.handle("metrics", lambda: MetricCounters(self.settings.metrics_path))
 
     def backend_relay(self) -> OutcomeRelay:
         """Outcomes on their way to the backend (AMPERIO_BACKEND_REPORTS=1)."""
@@ -205,7 +210,9 @@ def run_control_cycle(gw: Gateway | None = None, now: datetime | None = None) ->
     now = now or _now()
     config = gw.config()
     clients = gw.chargeposts(config)
-    reading, snapshots = collector.collect(gw.settings, gw.state, gw.outbox(), clients, now)
+    reading, snapshots = collector.collect(
+        gw.settings, gw.state, gw.outbox(), clients, now, counters=gw.metrics()
+    )
     result: dict[str, Any] = {"read": reading is not None, "leases": [], "autonomy": None}
     # Setpoints, leases and autonomy act on the site's ChargePosts as one client, with what
     # they just answered; while one does not answer they wait (its setpoints revert on the
@@ -374,6 +381,7 @@ def watchdog_beat(gw: Gateway | None = None, now: datetime | None = None) -> boo
     now = now or _now()
     config = gw.config()
     beats = [watchdog.beat(c, gw.state, config, now) for c in gw.chargeposts(config)]
+    record_watchdog_beat(gw.metrics(), all(beats))
     return all(beats)
 
 
@@ -384,6 +392,7 @@ def apply_command(command_id: str, gw: Gateway | None = None) -> CommandRecord:
     config = gw.config()
     store = gw.commands()
     record = store.execute(command_id, site_client(gw.chargeposts(config)), config)
+    log.info("command %s on %s: %s", command_id, gw.settings.site_id, record.status)
     if record.command == "set_mode" and record.status == APPLIED:
         gw.state.set(StateKey.MODE, store.current_mode())
     return record

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
+from shared.logs import LOG_FORMATS
+
 REPO_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_BACKLOG_DELAY_S = (1.0, 10.0)
 
@@ -146,6 +148,11 @@ class Settings:
     silent_after_s: float = 30.0
     # On a gateway: send outcomes, limits and health to the backend on `amperio.backend`.
     backend_reports: bool = False
+    # GET /metrics: open when empty, else only with this bearer token.
+    metrics_token: str = field(default="", repr=False)
+    # Logs of every Amperio process: `plain` lines or one JSON object per line (`json`).
+    log_format: str = "plain"
+    log_level: str = "INFO"
 
     @property
     def site_queue(self) -> str:
@@ -168,6 +175,10 @@ class Settings:
     @property
     def state_path(self) -> Path:
         return self.state_dir / "state.sqlite3"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.state_dir / "metrics.sqlite3"
 
     @property
     def audit_path(self) -> Path:
@@ -211,7 +222,17 @@ def load() -> Settings:
         silent_after_s=float(os.environ.get("AMPERIO_SILENT_AFTER_S", "30")),
         backend_reports=os.environ.get("AMPERIO_BACKEND_REPORTS", "0") == "1",
         backlog_delay_s=_range("AMPERIO_BACKLOG_DELAY_S", DEFAULT_BACKLOG_DELAY_S),
+        metrics_token=os.environ.get("AMPERIO_METRICS_TOKEN", ""),
+        log_format=_log_format(),
+        log_level=os.environ.get("AMPERIO_LOG_LEVEL", "INFO"),
     )
+
+
+def _log_format() -> str:
+    value = os.environ.get("AMPERIO_LOG_FORMAT", "plain")
+    if value not in LOG_FORMATS:
+        raise ValueError(f"AMPERIO_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}.")
+    return value
 
 
 @lru_cache(maxsize=1)

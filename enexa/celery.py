@@ -15,9 +15,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 from celery.schedules import crontab
 from kombu import Exchange, Queue
+
+from shared.logs import connect_task_signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "enexa.settings.dev")
 
@@ -106,5 +108,7 @@ def configuration() -> dict[str, Any]:
 
 
 app = Celery("enexa")
+# A task enqueued by a request runs with the request's id on its log lines.
+connect_task_signals(signals, os.environ.get("ENEXA_LOG_FORMAT", "plain"))
 app.add_defaults(configuration)
 app.autodiscover_tasks()

@@ -1,4 +1,5 @@
-"""URL configuration: the /v1/ API (namespace v1), its schema and docs, and the admin."""
+"""URL configuration: the /v1/ API (namespace v1), its schema and docs, the admin, and
+/metrics."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -9,6 +10,7 @@ from drf_spectacular.views import (
 )
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
+from enexa.api.metrics import metrics
 from enexa.api.views import health, unlisted
 
 v1_patterns = [
@@ -37,6 +39,8 @@ v1_patterns = [
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # Prometheus scrapes it at the top level, as on Amperio (bearer token when configured).
+    path("metrics", metrics, name="metrics"),
     path("v1/", include((v1_patterns, "v1"), namespace="v1")),
 ]
 

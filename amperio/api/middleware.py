@@ -10,6 +10,7 @@ from amperio.api.audit import AuditCall
 from amperio.api.errors import problem_response
 from amperio.api.network import allowed, client_ip
 from amperio.settings import get_settings
+from shared.logs import REQUEST_ID_HEADER, REQUEST_ID_META, accept_request_id, request_context
 
 logger = logging.getLogger(__name__)
 
@@ -17,6 +18,21 @@ logger = logging.getLogger(__name__)
 def note_command(request, command_id: str | None) -> None:
     """Tell the audit row which command a call concerned (a view knows it once parsed)."""
     getattr(request, "_request", request).audit_command_id = command_id
+
+
+class RequestIdMiddleware:
+    """Enexa's X-Request-ID (when plausible; else a new one) on every log record of the call,
+    on the answer, and in the message of the task it queues (amperio.celery's signals)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request_id = accept_request_id(request.META.get(REQUEST_ID_META))
+        with request_context(request_id):
+            response = self.get_response(request)
+        response[REQUEST_ID_HEADER] = request_id
+        return response
 
 
 class GuardMiddleware:

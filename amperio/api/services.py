@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from amperio import metrics
 from amperio.api.audit import AuditLog
 from amperio.backend import fleet
 from amperio.backend.store import BackendStore
@@ -87,6 +88,13 @@ def accept_command(
     )
     if created and record.status == QUEUED:
         enqueue(settings, record.command_id)
+    logger.info(
+        "command %s for %s: %s (%s)",
+        record.command_id,
+        cmd.site_id,
+        record.status,
+        "new" if created else "replayed",
+    )
     return record.to_dict(), created
 
 
@@ -212,6 +220,27 @@ def gateway_health(settings: Settings, now: datetime | None = None) -> dict[str,
         "sites": {settings.site_id: site},
         "enexa": {"reachable": enexa_reachable, "last_ok_at": state.get(StateKey.ENEXA_LAST_OK_AT)},
     }
+
+
+def metrics_text(settings: Settings, now: datetime | None = None) -> bytes:
+    """`GET /metrics`: the fleet backend's figures, or this gateway's (what its processes
+    counted, and its stores' state, read now)."""
+    if settings.database_url:
+        store = backend_store(settings)
+        health_view = fleet.fleet_health(
+            store, settings.sites, settings.silent_after_s, now or datetime.now(UTC)
+        )
+        return metrics.render(metrics.FleetFigures(health_view, store.command_counts()))
+    counters = gateway_for(settings).metrics()
+    return metrics.render(
+        metrics.GatewayFigures(
+            counters,
+            lambda: buffer_depth(settings),
+            gateway_state(settings).snapshot(),
+            command_store(settings).status_counts,
+            now,
+        )
+    )
 
 
 def buffer_depth(settings: Settings) -> dict[str, Any]:

@@ -5,6 +5,7 @@ import secrets
 from pathlib import Path
 
 from amperio.settings import get_settings
+from shared.logs import logging_config
 
 _gateway = get_settings()
 
@@ -26,7 +27,9 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
 ]
 MIDDLEWARE = [
-    # First: refuses callers outside the allowlist, and audits every call, refused ones too.
+    # First: the request id on every log line of the call (the refused ones too).
+    "amperio.api.middleware.RequestIdMiddleware",
+    # Then: refuses callers outside the allowlist, and audits every call, refused ones too.
     "amperio.api.middleware.GuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # The API docs' files (Swagger UI, Redoc) from gunicorn itself, found in the installed
@@ -86,9 +89,4 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("AMPERIO_LOG_LEVEL", "INFO")},
-}
+LOGGING = logging_config(_gateway.log_format, _gateway.log_level)

@@ -25,7 +25,11 @@ v1_patterns += [
     for name in ("schema", "docs", "redoc")
 ]
 
-urlpatterns = [path("v1/", include((v1_patterns, "v1"), namespace="v1"))]
+urlpatterns = [
+    path("v1/", include((v1_patterns, "v1"), namespace="v1")),
+    # Prometheus scrapes it at the top level, as on Enexa (bearer token when configured).
+    path("metrics", views.MetricsView.as_view(), name="metrics"),
+]
 
 handler404 = "amperio.api.errors.not_found_view"
 handler500 = "amperio.api.errors.server_error_view"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
+from prometheus_client import CONTENT_TYPE_LATEST
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,6 +21,7 @@ from amperio.dispatch.errors import CommandConflict, CommandError, LimitsUnknown
 from amperio.settings import get_settings
 from shared import openapi as wire
 from shared.errors import SchemaError
+from shared.metrics import refusal
 
 LIMITS_RETRY_AFTER_S = "5"
 
@@ -99,6 +101,24 @@ class HealthView(APIView):
     @extend_schema(responses={200: serializers.HealthSerializer})
     def get(self, request: Request) -> Response:
         return Response(services.health(get_settings()))
+
+
+class MetricsView(APIView):
+    """`GET /metrics`: the Prometheus text format (outside /v1/ and its schema); with
+    AMPERIO_METRICS_TOKEN set, only for `Authorization: Bearer <that token>`, which is not a
+    service token (a scraper may not dispatch)."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes: list = []  # Prometheus scrapes on its own schedule
+    schema = None  # not part of the /v1/ contract's schema
+
+    def get(self, request: Request) -> HttpResponse:
+        settings = get_settings()
+        refused = refusal(request.headers.get("Authorization", ""), settings.metrics_token)
+        if refused is not None:
+            return HttpResponse(**refused)
+        return HttpResponse(services.metrics_text(settings), content_type=CONTENT_TYPE_LATEST)
 
 
 def unlisted(view: Any) -> Any:

@@ -187,6 +187,14 @@ class BackendStore:
             == 1
         )
 
+    def command_counts(self) -> dict[tuple[str, str], int]:
+        """(site, status) -> commands, for /metrics."""
+        with self._cursor() as cur:
+            cur.execute(
+                "SELECT site_id, status, COUNT(*) FROM backend_commands GROUP BY site_id, status"
+            )
+            return {(site, status): int(n) for site, status, n in cur.fetchall()}
+
     def unconfirmed(self, before: datetime) -> dict[str, int]:
         """Per site: commands still queued that were received before `before` (no outcome
         came back: a gateway away, or a message lost)."""

@@ -321,6 +321,11 @@ class CommandTable:
         ]
         return [slot for slot in slots if slot["end"] > now]
 
+    def status_counts(self) -> dict[str, int]:
+        """Commands per status (for /metrics), counted in SQL."""
+        rows = self.conn().execute("SELECT status, COUNT(*) FROM commands GROUP BY status")
+        return {status: int(n) for status, n in rows.fetchall()}
+
     def health(self, now: datetime | None = None) -> dict[str, Any]:
         """For `GET /v1/health`: queued commands, those stuck (still queued `STUCK_AFTER_S`
         after their last try, so recovery cannot finish them), failed ones and the last failure.

@@ -7,12 +7,14 @@ and marks the cycle good so the watchdog keeps beating."""
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from statistics import mean
 from typing import Any
 
+from amperio.metrics import MetricCounters, record_modbus_read
 from amperio.modbus import registers
 from amperio.modbus.errors import ModbusError
 from amperio.settings import Settings
@@ -202,6 +204,7 @@ def collect(
     outbox: Any,
     clients: Sequence[Any],
     now: datetime,
+    counters: MetricCounters | None = None,
 ) -> tuple[dict[str, Any] | None, list[dict[str, Any] | None]]:
     """Read every ChargePost, queue one reading (and any events) in the outbox; returns the
     reading (None when no ChargePost answered) and each ChargePost's register snapshot (None
@@ -214,12 +217,15 @@ def collect(
     old_alarms = state.get(StateKey.ALARM_BITS) or {}
     new_alarms = dict(old_alarms)
     for index, client in enumerate(clients):
+        started = time.perf_counter()
         try:
             snap = client.read_snapshot()
         except ModbusError as exc:
+            record_modbus_read(counters, index + 1, time.perf_counter() - started, ok=False)
             errors.append(f"ChargePost {index + 1}: {exc}")
             by_client.append(None)
             continue
+        record_modbus_read(counters, index + 1, time.perf_counter() - started, ok=True)
         snapshots.append(snap)
         by_client.append(snap)
         bits = snap.get("alarm_bits")

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 
 from shared.fields import UNSTORABLE_TEXT_ERROR, find_unstorable_text
+from shared.logs import REQUEST_ID_HEADER, REQUEST_ID_META, accept_request_id, request_context
 
 from .errors import RequestTooLarge, problem_response
 from .parsers import TOO_DEEP, nested_too_deeply
@@ -16,6 +17,22 @@ from .parsers import TOO_DEEP, nested_too_deeply
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_S = "5"
+
+
+class RequestIdMiddleware:
+    """The caller's X-Request-ID (when plausible) or a new one: on every log record of the
+    request, on the answer, and on the commands it issues (which carry it to Amperio)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request_id = accept_request_id(request.META.get(REQUEST_ID_META))
+        request.request_id = request_id
+        with request_context(request_id):
+            response = self.get_response(request)
+        response[REQUEST_ID_HEADER] = request_id
+        return response
 
 
 class DatabaseUnavailableMiddleware:

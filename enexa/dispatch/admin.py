@@ -29,7 +29,7 @@ class CommandAdmin(admin.ModelAdmin):
         "delivery_attempts",
     ]
     list_filter = ["status", "command", "site"]
-    search_fields = ["command_id", "site__code", "detail"]
+    search_fields = ["command_id", "site__code", "detail", "request_id"]
     date_hierarchy = "issued_at"
     readonly_fields = [f.name for f in Command._meta.fields]
     inlines = [DeliveryAttemptInline]

@@ -23,6 +23,9 @@ class Command(models.Model):
     detail = models.TextField(blank=True)
     registers = models.JSONField(default=dict, blank=True)
     created_by = models.CharField(max_length=150)
+    # The X-Request-ID of the request that issued it: sent with every delivery, so the
+    # command can be followed through Amperio's API and the gateway's task in the logs.
+    request_id = models.CharField(max_length=64, blank=True)
     delivery_attempts = models.PositiveIntegerField(default=0)
     delivered_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)

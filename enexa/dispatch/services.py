@@ -18,6 +18,7 @@ from enexa.registry.models import Site
 from shared.dispatch import DispatchCommand
 from shared.errors import SchemaError
 from shared.fields import format_timestamp
+from shared.logs import REQUEST_ID_HEADER, current_request_id, request_context
 
 from .choices import CommandStatus, DeliveryOutcome
 from .models import Command, DeliveryAttempt
@@ -101,6 +102,7 @@ def issue_command(
                 issued_at=now,
                 valid_until=parsed.valid_until,
                 created_by=created_by,
+                request_id=current_request_id() or "",
             )
     except IntegrityError:  # the same id raced in from another request
         existing = Command.objects.select_related("site").get(command_id=command_id)
@@ -150,8 +152,22 @@ def deliver_by_id(command_id: str, *, now: datetime | None = None) -> Delivery |
 
 def deliver(command: Command, *, now: datetime | None = None) -> Delivery:
     """POST the command to Amperio and record the attempt; a failure leaves it undelivered for
-    a later attempt (the task's retry, else the periodic redelivery)."""
-    now = now or timezone.now()
+    a later attempt (the task's retry, else the periodic redelivery). The log lines and the
+    call carry the request id of the request that issued it."""
+    with request_context(command.request_id or current_request_id()):
+        return _deliver(command, now or timezone.now())
+
+
+def _amperio_headers() -> dict[str, str]:
+    """The service token, and the request id this work is for, if any."""
+    headers = {"Authorization": f"Bearer {settings.ENEXA_AMPERIO_TOKEN}"}
+    request_id = current_request_id()
+    if request_id:
+        headers[REQUEST_ID_HEADER] = request_id
+    return headers
+
+
+def _deliver(command: Command, now: datetime) -> Delivery:
     if _expired(command, now):
         return Delivery(_set(command, CommandStatus.EXPIRED, "Not delivered before valid_until."))
     token = settings.ENEXA_AMPERIO_TOKEN
@@ -162,7 +178,7 @@ def deliver(command: Command, *, now: datetime | None = None) -> Delivery:
         response = _session.post(
             f"{settings.ENEXA_AMPERIO_URL}/v1/dispatch",
             json=_payload(command),
-            headers={"Authorization": f"Bearer {token}"},
+            headers=_amperio_headers(),
             timeout=settings.ENEXA_AMPERIO_TIMEOUT_S,
         )
     except requests.RequestException as exc:
@@ -180,6 +196,12 @@ def deliver(command: Command, *, now: datetime | None = None) -> Delivery:
         )
     code = response.status_code
     if code in (200, 201, 202):
+        logger.info(
+            "dispatch %s to %s: accepted by Amperio (%s)",
+            command.command_id,
+            command.site.code,
+            code,
+        )
         _attempt(command, now, DeliveryOutcome.ACCEPTED, code, "")
         command.delivered_at = now
         body = _json(response)
@@ -247,7 +269,7 @@ def _get(path: str) -> requests.Response:
     """GET from Amperio's API; raises requests.RequestException when it does not answer."""
     return _session.get(
         f"{settings.ENEXA_AMPERIO_URL}{path}",
-        headers={"Authorization": f"Bearer {settings.ENEXA_AMPERIO_TOKEN}"},
+        headers=_amperio_headers(),
         timeout=settings.ENEXA_AMPERIO_TIMEOUT_S,
     )
 
@@ -264,7 +286,8 @@ def _refresh(command: Command) -> Command:
     """As `refresh_status`, raising requests.RequestException when Amperio does not answer."""
     if command.status in CommandStatus.final() or command.status == CommandStatus.UNDELIVERED:
         return command
-    response = _get(f"/v1/dispatch/{command.command_id}")
+    with request_context(command.request_id or current_request_id()):
+        response = _get(f"/v1/dispatch/{command.command_id}")
     if response.status_code != 200:
         return command
     return _apply_remote(command, _json(response))

@@ -5,6 +5,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from shared.logs import LOG_FORMATS, logging_config
 
 from .env import env_bool, env_int, env_list, env_str
 
@@ -52,6 +55,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every log line of the request, and the answer, carry its request id.
+    "enexa.api.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files from gunicorn itself (the demo, a server without nginx); in production nginx
     # answers /static/ before a request reaches it (infra/nginx/enexa.conf).
@@ -199,14 +204,16 @@ ENEXA_DELIVERY_BACKOFF_MAX_S = float(env_str("ENEXA_DELIVERY_BACKOFF_MAX_S", "30
 # Redis, where set, counts rate limits atomically across processes (enexa.api.throttling).
 REDIS_URL = env_str("REDIS_URL")
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("ENEXA_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+# Logs: `plain` lines or one JSON object per line (`json`); every record carries the request
+# id (X-Request-ID, accepted from the caller or made here) that Enexa passes on to Amperio.
+ENEXA_LOG_FORMAT = env_str("ENEXA_LOG_FORMAT", "plain")
+if ENEXA_LOG_FORMAT not in LOG_FORMATS:
+    raise ImproperlyConfigured(f"ENEXA_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}.")
+LOGGING = logging_config(ENEXA_LOG_FORMAT, env_str("ENEXA_LOG_LEVEL", "INFO"))
+LOGGING["loggers"] = {"django.db.backends": {"level": "WARNING"}}
+
+# GET /metrics: open when empty, else only with `Authorization: Bearer <this>`.
+ENEXA_METRICS_TOKEN = env_str("ENEXA_METRICS_TOKEN", "")
 
 # Provisioning: how long a rotated-out API key keeps working, and an enrollment secret's
 # default lifetime.

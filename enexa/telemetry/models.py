@@ -39,6 +39,11 @@ class TelemetryReading(models.Model):
     grid_import_kw = models.FloatField(null=True, blank=True)
     grid_export_kw = models.FloatField(null=True, blank=True)
     grid_frequency_hz = models.FloatField(null=True, blank=True)
+    grid_voltage_v = models.FloatField(null=True, blank=True)
+    # The grid meter's cumulative counters: energy per period is their increase
+    # (enexa.telemetry.energy), a drop being the meter's reset.
+    grid_import_energy_kwh = models.FloatField(null=True, blank=True)
+    grid_export_energy_kwh = models.FloatField(null=True, blank=True)
     # Sum of the chargers' power in this reading (None when no charger reported).
     chargers_power_kw = models.FloatField(null=True, blank=True)
 
@@ -236,6 +241,27 @@ class HourlyAggregate(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["site", "hour"], name="unique_hourly_aggregate")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.site_id} {self.hour}"
+
+
+class HourlyEnergy(models.Model):
+    """One site's energy in one UTC hour, computed from raw readings before retention prunes
+    them (enexa.telemetry.energy): energy reports reach back past raw retention."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+", db_index=False)
+    hour = models.DateTimeField()
+    grid_import_kwh = models.FloatField(null=True)
+    grid_export_kwh = models.FloatField(null=True)
+    battery_charged_kwh = models.FloatField(null=True)
+    battery_discharged_kwh = models.FloatField(null=True)
+    chargers_kwh = models.FloatField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["site", "hour"], name="unique_hourly_energy")
         ]
 
     def __str__(self) -> str:

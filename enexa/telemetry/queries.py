@@ -7,6 +7,7 @@ export, and retention (raw readings rolled up into hourly aggregates, then prune
 from __future__ import annotations
 
 import csv
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,12 +25,14 @@ from shared.telemetry import BatteryReading, BatteryUnitReading, ChargerReading,
 from shared.telemetry import TelemetryReading as ReadingSchema
 
 from .choices import RESOLUTION_SECONDS, Resolution
+from .energy import roll_up_energy
 from .models import (
     METRICS,
     BatteryUnitValue,
     ChargerValue,
     Event,
     HourlyAggregate,
+    HourlyEnergy,
     TelemetryReading,
 )
 from .storage import _table, adapt_ts, as_utc
@@ -70,6 +73,9 @@ def parse_range(params: Any, *, now: datetime | None = None) -> Range:
         raise InvalidInput("The range is invalid.", errors)
     return Range(start, end, resolution)
 
+
+# GridReading's fields -> the reading's columns that store them.
+GRID_COLUMNS = {f.name: f"grid_{f.name}" for f in dataclasses.fields(GridReading)}
 
 # --- raw ------------------------------------------------------------------------------------------
 
@@ -112,15 +118,10 @@ def _reading_dicts(site: Site, rows: list[dict]) -> list[dict]:
             battery = BatteryReading(
                 row["battery_soc_pct"], row["battery_power_kw"], tuple(units.get(row["id"], ()))
             )
-        grid = None
-        if any(
-            row[n] is not None for n in ("grid_import_kw", "grid_export_kw", "grid_frequency_hz")
-        ):
-            grid = GridReading(
-                import_kw=row["grid_import_kw"],
-                export_kw=row["grid_export_kw"],
-                frequency_hz=row["grid_frequency_hz"],
-            )
+        grid_values = {name: row[column] for name, column in GRID_COLUMNS.items()}
+        grid = (
+            GridReading(**grid_values) if any(v is not None for v in grid_values.values()) else None
+        )
         reading = ReadingSchema(
             site_id=site.code,
             timestamp=row["timestamp"],
@@ -287,7 +288,8 @@ def _cells(values) -> list:
 
 def prune_telemetry(*, now: datetime | None = None) -> dict[str, int]:
     """Roll raw readings older than ENEXA_TELEMETRY_RAW_RETENTION_DAYS into hourly aggregates
-    and delete them; delete aggregates older than ENEXA_TELEMETRY_AGGREGATE_RETENTION_DAYS.
+    and hourly energy, and delete them; delete both roll-ups older than
+    ENEXA_TELEMETRY_AGGREGATE_RETENTION_DAYS.
 
     The raw cutoff is aligned to the hour so that every rolled-up hour is complete. An hour
     already rolled up is kept as it is (a reading arriving that late is dropped)."""
@@ -300,6 +302,7 @@ def prune_telemetry(*, now: datetime | None = None) -> dict[str, int]:
     columns = ["site_id", "hour", "count", *STAT_COLUMNS]
     select, params = aggregate_sql(3600, "timestamp < %s", by_site=True)
     with transaction.atomic(), connection.cursor() as cursor:
+        energy_hours = roll_up_energy(cutoff)
         cursor.execute(
             f"INSERT INTO {_table(HourlyAggregate)} ({', '.join(columns)}) {select} "
             "ON CONFLICT DO NOTHING",
@@ -316,4 +319,10 @@ def prune_telemetry(*, now: datetime | None = None) -> dict[str, int]:
             f"DELETE FROM {_table(HourlyAggregate)} WHERE hour < %s", [adapt_ts(agg_cutoff)]
         )
         expired = cursor.rowcount
-    return {"raw_deleted": deleted, "hours_rolled_up": rolled, "aggregates_deleted": expired}
+    HourlyEnergy.objects.filter(hour__lt=agg_cutoff).delete()
+    return {
+        "raw_deleted": deleted,
+        "hours_rolled_up": rolled,
+        "energy_hours_rolled_up": energy_hours,
+        "aggregates_deleted": expired,
+    }

@@ -6,7 +6,9 @@ from enexa.api.schema import DATETIME, PROBLEM, Schema, fields, nullable
 from shared import openapi as wire
 from shared.status import StatusReport
 
+from .availability import AVAILABILITY_PERIODS
 from .choices import Resolution
+from .energy import FIGURES, PERIODS
 from .models import METRICS
 from .queries import STATS
 
@@ -139,4 +141,64 @@ OUTAGES = fields(
             reconciled_at=nullable(DATETIME),
         ),
     },
+)
+
+
+def _per_period(periods: tuple[str, ...], item: Schema, description: str) -> Schema:
+    """The envelope of figures per period: the site, the range, the period and its items."""
+    return fields(
+        site_id={"type": "string"},
+        **{"from": DATETIME, "to": DATETIME},
+        period={"type": "string", "enum": list(periods)},
+        periods={"type": "array", "description": description, "items": item},
+    )
+
+
+_KWH = nullable({"type": "number", "description": "kWh; null without values to compute it."})
+ENERGY: Schema = {
+    "allOf": [
+        _per_period(
+            PERIODS,
+            fields(start=DATETIME, **dict.fromkeys(FIGURES, _KWH)),
+            "The UTC periods with readings, oldest first.",
+        ),
+        fields(
+            methods={
+                "type": "object",
+                "description": "How each figure is found: `counter` (increases of a cumulative "
+                "counter, a drop counted as a reset) or `integrated_power` (power over time).",
+                "additionalProperties": {
+                    "type": "string",
+                    "enum": ["counter", "integrated_power"],
+                },
+            }
+        ),
+    ]
+}
+ENERGY_CSV: Schema = {
+    "type": "string",
+    "description": "CSV: a header line `start," + ",".join(FIGURES) + "`, then a line per "
+    "period; an empty cell where a figure is null.",
+}
+_PCT = nullable({"type": "number", "description": "Percent; null when nothing was observed."})
+AVAILABILITY = _per_period(
+    AVAILABILITY_PERIODS,
+    fields(
+        start=DATETIME,
+        end=DATETIME,
+        observed_s={
+            "type": "number",
+            "description": "Seconds of the period past and after the site's first "
+            "online/offline transition.",
+        },
+        online_s={"type": "number"},
+        online_pct=_PCT,
+        chargers_available_pct=_PCT,
+        chargers={
+            "type": "object",
+            "description": "Charger id -> its in-service share of reports (percent).",
+            "additionalProperties": _PCT,
+        },
+    ),
+    "Every UTC period meeting the range, oldest first, clipped to it.",
 )

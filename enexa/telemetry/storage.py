@@ -98,6 +98,9 @@ READING_COLUMNS = {
     "grid_export_kw": "float8",
     "grid_frequency_hz": "float8",
     "chargers_power_kw": "float8",
+    "grid_voltage_v": "float8",
+    "grid_import_energy_kwh": "float8",
+    "grid_export_energy_kwh": "float8",
 }
 
 
@@ -148,6 +151,9 @@ def _reading_row(site_pk: int, r: ReadingSchema, received_at: Any) -> tuple:
         grid.export_kw if grid else None,
         grid.frequency_hz if grid else None,
         sum(chargers_kw) if chargers_kw else None,
+        grid.voltage_v if grid else None,
+        grid.import_energy_kwh if grid else None,
+        grid.export_energy_kwh if grid else None,
     )
 
 

@@ -17,4 +17,10 @@ urlpatterns = [
     path("sites/<str:site_id>/status", views.SiteStatusView.as_view(), name="site-status"),
     path("sites/<str:site_id>/events", views.SiteEventsView.as_view(), name="site-events"),
     path("sites/<str:site_id>/outages", views.SiteOutagesView.as_view(), name="site-outages"),
+    path("sites/<str:site_id>/energy", views.SiteEnergyView.as_view(), name="site-energy"),
+    path(
+        "sites/<str:site_id>/availability",
+        views.SiteAvailabilityView.as_view(),
+        name="site-availability",
+    ),
 ]

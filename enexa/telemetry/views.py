@@ -17,12 +17,13 @@ from rest_framework.views import APIView
 from enexa.api.errors import PROBLEM_CONTENT_TYPE, problem_body
 from enexa.api.schema import json_body, problems
 from enexa.api.scoping import SiteView
+from enexa.core import metrics
 from enexa.core.principals import is_controller
 from enexa.core.visibility import may_operate
 from shared import openapi as wire
 from shared.fields import format_timestamp
 
-from . import queries, schema, services
+from . import availability, energy, queries, schema, services
 from .choices import Resolution
 from .models import OutageReport
 
@@ -34,6 +35,13 @@ def poster_for(user) -> services.Poster:
         may_post_for=functools.partial(may_operate, user, controller_own_site=True),
         controller_pk=user.controller_pk if is_controller(user) else None,
     )
+
+
+def count_items(kind: str, result: services.IngestResult) -> None:
+    """The items' outcomes into the ingest counters of /metrics."""
+    for outcome in ("accepted", "duplicate", "rejected"):
+        if n := getattr(result, outcome):
+            metrics.INGESTED_ITEMS.labels(kind=kind, outcome=outcome).inc(n)
 
 
 def counts_response(result: services.IngestResult) -> Response:
@@ -68,7 +76,10 @@ class TelemetryIngestView(APIView):
         responses=schema.INGEST_RESPONSES,
     )
     def post(self, request):
-        return counts_response(services.ingest_readings(poster_for(request.user), request.data))
+        with metrics.INGEST_SECONDS.labels(kind="telemetry").time():
+            result = services.ingest_readings(poster_for(request.user), request.data)
+        count_items("telemetry", result)
+        return counts_response(result)
 
 
 class EventIngestView(APIView):
@@ -79,7 +90,10 @@ class EventIngestView(APIView):
 
     @extend_schema(request=json_body(wire.one_or_batch("Event")), responses=schema.INGEST_RESPONSES)
     def post(self, request):
-        return counts_response(services.ingest_events(poster_for(request.user), request.data))
+        with metrics.INGEST_SECONDS.labels(kind="events").time():
+            result = services.ingest_events(poster_for(request.user), request.data)
+        count_items("events", result)
+        return counts_response(result)
 
 
 class StatusView(APIView):
@@ -103,6 +117,18 @@ class CSVRenderer(BaseRenderer):
         return data
 
 
+def csv_download(lines, name: str) -> StreamingHttpResponse:
+    """The CSV lines streamed as an attachment called `name`."""
+    response = StreamingHttpResponse(lines, content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+def json_or_csv(json_schema, csv_schema) -> dict:
+    """`extend_schema` responses of a view answering JSON, or CSV when asked."""
+    return {(200, "application/json"): json_schema, (200, "text/csv"): csv_schema}
+
+
 RANGE_PARAMETERS = [
     OpenApiParameter("from", OpenApiTypes.DATETIME, description="Start (default: to - 1 h)."),
     OpenApiParameter("to", OpenApiTypes.DATETIME, description="End, exclusive (default: now)."),
@@ -118,19 +144,14 @@ class SiteTelemetryView(SiteView):
 
     @extend_schema(
         parameters=RANGE_PARAMETERS,
-        responses={
-            (200, "application/json"): schema.TELEMETRY_RANGE,
-            (200, "text/csv"): schema.TELEMETRY_CSV,
-        },
+        responses=json_or_csv(schema.TELEMETRY_RANGE, schema.TELEMETRY_CSV),
     )
     def get(self, request, site_id: str):
         site = self.site
         rng = queries.parse_range(request.query_params)
         if request.query_params.get("format") == "csv":
-            response = StreamingHttpResponse(queries.csv_lines(site, rng), content_type="text/csv")
             name = f"{site.code}-{rng.start:%Y%m%dT%H%M%S}-{rng.resolution}.csv"
-            response["Content-Disposition"] = f'attachment; filename="{name}"'
-            return response
+            return csv_download(queries.csv_lines(site, rng), name)
         body = {
             "site_id": site.code,
             "from": format_timestamp(rng.start),
@@ -214,4 +235,89 @@ class SiteOutagesView(SiteView):
         reports = OutageReport.objects.filter(site=site).order_by("-offline_at")[:100]
         return Response(
             {"site_id": site.code, "outages": [services.outage_view(r) for r in reports]}
+        )
+
+
+PERIOD_PARAMETERS = [
+    OpenApiParameter(
+        "from",
+        OpenApiTypes.DATETIME,
+        description="Start (default: a day of hours, a month of days or a year of months "
+        "before `to`).",
+    ),
+    OpenApiParameter("to", OpenApiTypes.DATETIME, description="End, exclusive (default: now)."),
+]
+
+
+def wants_csv(request) -> bool:
+    """`?format=csv` or `Accept: text/csv` (DRF's negotiation picked the CSV renderer)."""
+    renderer = getattr(request, "accepted_renderer", None)
+    return renderer is not None and renderer.format == "csv"
+
+
+class SiteEnergyView(SiteView):
+    """`GET /v1/sites/{site_id}/energy?from=&to=&period=hour|day|month[&format=csv]`: energy
+    per UTC period (default day; without `from` the last day, month or year of periods): grid
+    import and export and the chargers' from their counters (a drop counts as a reset),
+    the battery's by integrating its power. Only periods with readings are listed; a figure is
+    null when the period has nothing to compute it from. CSV with `?format=csv` or
+    `Accept: text/csv`."""
+
+    renderer_classes = [JSONRenderer, CSVRenderer]
+
+    @extend_schema(
+        parameters=[
+            *PERIOD_PARAMETERS,
+            OpenApiParameter("period", OpenApiTypes.STR, enum=list(energy.PERIODS)),
+            OpenApiParameter("format", OpenApiTypes.STR, enum=["json", "csv"]),
+        ],
+        responses=json_or_csv(schema.ENERGY, schema.ENERGY_CSV),
+    )
+    def get(self, request, site_id: str):
+        site = self.site
+        rng = energy.parse_period_range(request.query_params)
+        periods = energy.site_energy(site.pk, rng)
+        if wants_csv(request):
+            name = f"{site.code}-energy-{rng.start:%Y%m%dT%H%M%S}-{rng.period}.csv"
+            return csv_download(energy.energy_csv(periods), name)
+        return Response(
+            {
+                "site_id": site.code,
+                "from": format_timestamp(rng.start),
+                "to": format_timestamp(rng.end),
+                "period": rng.period,
+                "methods": energy.METHODS,
+                "periods": periods,
+            }
+        )
+
+
+class SiteAvailabilityView(SiteView):
+    """`GET /v1/sites/{site_id}/availability?from=&to=&period=day|month`: per UTC period, the
+    share of the observed time the site was online (from its online/offline transitions) and
+    the share of its chargers' reports that found them in service (not `faulted` or
+    `unavailable`). Without `from`: the last month of days, or the last year of months."""
+
+    @extend_schema(
+        parameters=[
+            *PERIOD_PARAMETERS,
+            OpenApiParameter(
+                "period", OpenApiTypes.STR, enum=list(availability.AVAILABILITY_PERIODS)
+            ),
+        ],
+        responses={200: schema.AVAILABILITY},
+    )
+    def get(self, request, site_id: str):
+        site = self.site
+        rng = energy.parse_period_range(
+            request.query_params, periods=availability.AVAILABILITY_PERIODS
+        )
+        return Response(
+            {
+                "site_id": site.code,
+                "from": format_timestamp(rng.start),
+                "to": format_timestamp(rng.end),
+                "period": rng.period,
+                "periods": availability.site_availability(site.pk, rng),
+            }
         )

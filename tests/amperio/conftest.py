@@ -34,3 +34,31 @@ def start_sim():
 def sim(start_sim):
     """A simulator with its defaults."""
     return start_sim()
+
+
+@pytest.fixture
+def sims(start_sim):
+    """Two simulators: the two ChargePosts of one site."""
+    return [start_sim(seed=n, watchdog_timeout_s=100_000, no_arrivals=True) for n in (1, 2)]
+
+
+@pytest.fixture
+def gw(tmp_path, sims):
+    """A gateway of the two ChargePosts of `sims` (TWO_UNIT_LIMITS), its state in tmp_path."""
+    from dataclasses import replace
+
+    from amperio import gateway
+    from amperio.enexa_link.configsync import validate_config, write_config
+    from amperio.settings import load
+    from tests.amperio.limits import TWO_UNIT_LIMITS
+
+    settings = replace(load(), state_dir=tmp_path, key_file=tmp_path / "api_key")
+    units = [{"host": "127.0.0.1", "port": sim.port} for sim in sims]
+    config = {"version": 1, "settings": {"modbus": units}, "limits": TWO_UNIT_LIMITS}
+    write_config(settings.config_path, validate_config(config))
+    gw = gateway.Gateway(settings)
+    try:
+        yield gw
+    finally:
+        for client in gw.chargeposts(gw.config()):
+            client.close()

@@ -31,7 +31,8 @@ TOKENS = ",".join(
 )
 # nginx on the same host is the trusted proxy; callers reach the API through it.
 ALLOWED_CALLER, DISALLOWED_CALLER = "203.0.113.7", "198.51.100.7"
-PUBLIC = {"v1/health", "v1/health/", "v1/schema/", "v1/docs/", "v1/redoc/"}
+# /metrics too while no AMPERIO_METRICS_TOKEN is set (its token: test_metrics_and_logs.py).
+PUBLIC = {"v1/health", "v1/health/", "v1/schema/", "v1/docs/", "v1/redoc/", "metrics"}
 # The docs pages typed without their slash redirect to them (followed here, as browsers do).
 REDIRECTS = {"v1/schema", "v1/docs", "v1/redoc"}
 METHODS = ("get", "post", "put", "patch", "delete")

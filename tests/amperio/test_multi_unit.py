@@ -1,46 +1,9 @@
 """A site of several ChargePosts: one reading of all their units, each command on its unit."""
 
-from dataclasses import replace
 from datetime import UTC, datetime
 
-import pytest
-
 from amperio import gateway
-from amperio.enexa_link.configsync import validate_config, write_config
-from amperio.settings import load
-from tests.amperio.limits import LIMITS
-
-# Two ChargePosts: four battery units and two chargers, as Enexa's registry would list them;
-# and a CHG3 the registry lists but no configured ChargePost holds (a registry out of step).
-TWO_UNIT_LIMITS = {
-    **LIMITS,
-    "battery": {
-        **LIMITS["battery"],
-        "max_charge_kw": 440,
-        "max_discharge_kw": 440,
-        "units": {f"BAT{n}": {"max_charge_kw": 110, "max_discharge_kw": 110} for n in range(1, 5)},
-    },
-    "chargers": {f"CHG{n}": {"max_power_kw": 300} for n in (1, 2, 3)},
-}
-
-
-@pytest.fixture
-def sims(start_sim):
-    return [start_sim(seed=n, watchdog_timeout_s=100_000, no_arrivals=True) for n in (1, 2)]
-
-
-@pytest.fixture
-def gw(tmp_path, sims):
-    settings = replace(load(), state_dir=tmp_path, key_file=tmp_path / "api_key")
-    units = [{"host": "127.0.0.1", "port": sim.port} for sim in sims]
-    config = {"version": 1, "settings": {"modbus": units}, "limits": TWO_UNIT_LIMITS}
-    write_config(settings.config_path, validate_config(config))
-    gw = gateway.Gateway(settings)
-    try:
-        yield gw
-    finally:
-        for client in gw.chargeposts(gw.config()):
-            client.close()
+from tests.amperio.limits import TWO_UNIT_LIMITS
 
 
 def run(gw, command_id, name, params):
