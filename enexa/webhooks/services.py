@@ -26,6 +26,7 @@ from django.utils import timezone
 from enexa.alerts import services as alerts
 from enexa.alerts.choices import Severity
 from enexa.core.errors import ConflictError, ForbiddenError, InvalidInput
+from enexa.core.metrics import WEBHOOK_ATTEMPTS
 from enexa.core.network import UnsafeTarget, resolve_public
 from enexa.core.principals import is_controller, is_staff_user
 from enexa.registry.choices import MemberRole
@@ -316,6 +317,7 @@ def _finish(delivery: WebhookDelivery, status: str, now: datetime) -> None:
 
 
 def _record(delivery: WebhookDelivery, now: datetime, answer: Answer) -> None:
+    WEBHOOK_ATTEMPTS.labels(outcome=_outcome(answer)).inc()
     WebhookAttempt.objects.create(
         delivery=delivery,
         attempted_at=now,
@@ -323,6 +325,14 @@ def _record(delivery: WebhookDelivery, now: datetime, answer: Answer) -> None:
         error=answer.error[:MAX_ERROR_CHARS],
         duration_ms=answer.duration_ms,
     )
+
+
+def _outcome(answer: Answer) -> str:
+    """The attempt's outcome as /metrics counts it: delivered, http_<class> or error."""
+    code = answer.status_code
+    if code is None:
+        return "error"
+    return "delivered" if 200 <= code < 300 else f"http_{code // 100}xx"
 
 
 def _after_failure(webhook: Webhook, now: datetime) -> None:

@@ -12,6 +12,7 @@ from django.test import override_settings
 from django.utils import timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from enexa.alerts import services as alert_services
@@ -234,6 +235,10 @@ def test_an_event_reaches_the_receiver_signed_as_the_standard_says(site, operato
 def test_a_receiver_answering_500_gets_retries_until_it_accepts(
     site, operator, operator_client, enqueued
 ):
+    def attempts(outcome: str) -> float:
+        return REGISTRY.get_sample_value("enexa_webhook_attempts_total", {"outcome": outcome}) or 0
+
+    before = {o: attempts(o) for o in ("http_5xx", "delivered")}
     with HttpPeer(answering(500, 503, 200)) as peer:
         webhook, secret = services.create_webhook(
             owner=operator, url=peer.url, events=["alert.opened"], site_codes=None
@@ -250,6 +255,9 @@ def test_a_receiver_answering_500_gets_retries_until_it_accepts(
     assert [a["status_code"] for a in delivery["attempt_log"]] == [500, 503, 200]
     assert all(a["duration_ms"] >= 0 for a in delivery["attempt_log"])
     assert delivery["payload"]["data"]["rule"] == "site_offline"
+    # What /metrics counts of it.
+    assert attempts("http_5xx") - before["http_5xx"] == 2
+    assert attempts("delivered") - before["delivered"] == 1
 
 
 @loopback_allowed
