@@ -42,6 +42,8 @@ def every(task: str, interval_s: float, queue: str = PERIODIC_QUEUE) -> dict[str
 
 
 def beat_schedule() -> dict[str, Any]:
+    from django.conf import settings
+
     prune = every("enexa.telemetry.tasks.prune_telemetry", 3600.0)
     prune["schedule"] = crontab(hour=3, minute=15)  # daily, expiring within the hour
     return {
@@ -54,6 +56,14 @@ def beat_schedule() -> dict[str, Any]:
             "enexa.dispatch.tasks.pull_command_status", PULL_STATUS_EVERY_S, DELIVERY_QUEUE
         ),
         "prune-telemetry": prune,
+        # Model-predictive control: controlled sites re-planned on a schedule, and sooner when
+        # the measured SOC leaves the plan (enexa.optimizer).
+        "replan-sites": every(
+            "enexa.optimizer.tasks.replan_due_sites", settings.ENEXA_OPTIMIZER_REPLAN_INTERVAL_S
+        ),
+        "check-soc-drift": every(
+            "enexa.optimizer.tasks.check_soc_drift", settings.ENEXA_OPTIMIZER_DRIFT_CHECK_S
+        ),
     }
 
 

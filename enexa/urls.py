@@ -31,6 +31,7 @@ v1_patterns = [
     path("", include("enexa.firmware.urls")),
     path("", include("enexa.telemetry.urls")),
     path("", include("enexa.dispatch.urls")),
+    path("", include("enexa.optimizer.urls")),
 ]
 
 urlpatterns = [

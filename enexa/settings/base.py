@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "enexa.telemetry",
     "enexa.audit",
     "enexa.dispatch",
+    "enexa.optimizer",
 ]
 
 MIDDLEWARE = [
@@ -193,6 +194,22 @@ ENEXA_CELERY_BROKER_URL = env_str("ENEXA_CELERY_BROKER_URL")
 ENEXA_DELIVERY_MAX_RETRIES = env_int("ENEXA_DELIVERY_MAX_RETRIES", 5)
 ENEXA_DELIVERY_BACKOFF_S = float(env_str("ENEXA_DELIVERY_BACKOFF_S", "2"))
 ENEXA_DELIVERY_BACKOFF_MAX_S = float(env_str("ENEXA_DELIVERY_BACKOFF_MAX_S", "300"))
+
+# The optimizer (enexa.optimizer, docs/configuration.md): the horizon and slot of a plan not
+# asking for others; how often controlled sites are re-planned, and how often (and how far, in
+# SOC points) the measurement is checked against the plan in force; the cost per kWh through
+# the battery that keeps it from churning for nothing; the round-trip efficiency (the registry
+# has none); how many weeks of telemetry the load forecast reads.
+ENEXA_OPTIMIZER_HORIZON_H = env_int("ENEXA_OPTIMIZER_HORIZON_H", 24)
+ENEXA_OPTIMIZER_SLOT_MINUTES = env_int("ENEXA_OPTIMIZER_SLOT_MINUTES", 15)
+ENEXA_OPTIMIZER_REPLAN_INTERVAL_S = float(env_str("ENEXA_OPTIMIZER_REPLAN_INTERVAL_S", "900"))
+ENEXA_OPTIMIZER_DRIFT_CHECK_S = float(env_str("ENEXA_OPTIMIZER_DRIFT_CHECK_S", "60"))
+ENEXA_OPTIMIZER_SOC_DRIFT_PCT = float(env_str("ENEXA_OPTIMIZER_SOC_DRIFT_PCT", "5"))
+ENEXA_OPTIMIZER_CYCLE_COST_PER_KWH = float(env_str("ENEXA_OPTIMIZER_CYCLE_COST_PER_KWH", "0.001"))
+ENEXA_OPTIMIZER_ROUND_TRIP_EFFICIENCY = float(
+    env_str("ENEXA_OPTIMIZER_ROUND_TRIP_EFFICIENCY", "0.9")
+)
+ENEXA_OPTIMIZER_FORECAST_WEEKS = env_int("ENEXA_OPTIMIZER_FORECAST_WEEKS", 4)
 
 # Redis, where set, counts rate limits atomically across processes (enexa.api.throttling).
 REDIS_URL = env_str("REDIS_URL")
