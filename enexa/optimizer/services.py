@@ -37,6 +37,7 @@ from shared.errors import SchemaError
 from shared.fields import format_timestamp
 from shared.site_config import merged
 
+from . import solver
 from .choices import PlanReason
 from .models import Plan, PriceSlot
 from .problem import Battery, Problem, Solution
@@ -65,14 +66,8 @@ class NoBattery(DomainError):
     title = "No battery to plan"
 
 
-def _solver():
-    from . import solver  # the solver (optimizer-core) lands beside this module; see below
-
-    return solver
-
-
 def _forecast():
-    from . import forecast  # likewise
+    from . import forecast  # the forecast (branch optimizer-core) lands beside this module
 
     return forecast
 
@@ -385,7 +380,7 @@ def create_plan(
     problem, starts, context = build_problem(
         site, horizon_h=horizon_h, slot_minutes=slot_minutes, now=now
     )
-    solution = _solver().solve(problem)
+    solution = solver.solve(problem)
     inputs = problem_inputs(problem, starts, context)
     slots = _slot_rows(problem, solution, starts)
     with transaction.atomic():

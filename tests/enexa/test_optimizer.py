@@ -28,26 +28,15 @@ T0 = datetime(2026, 1, 15, 0, 0, tzinfo=UTC)  # a Thursday, midnight UTC
 
 
 @pytest.fixture(autouse=True)
-def _solver_double(monkeypatch):
-    """Until the solver and forecast (branch optimizer-core) are merged: an idle battery and a
-    flat forecast, enough for the service around them."""
+def _forecast_double(monkeypatch):
+    """Until the forecast (branch optimizer-core) is merged: a flat forecast of the history's
+    average, enough for the service around it."""
     import importlib.util
     import sys
     import types
 
-    from enexa.optimizer.problem import Solution
-
-    if importlib.util.find_spec("enexa.optimizer.solver") is not None:
+    if importlib.util.find_spec("enexa.optimizer.forecast") is not None:
         return
-
-    def solve(problem):
-        hours = problem.slot_minutes / 60
-        grid = [max(0.0, x) for x in problem.load_kw]
-        cost = sum(g * p * hours for g, p in zip(grid, problem.import_price, strict=True))
-        n = problem.slots
-        return Solution(
-            "optimal", (0.0,) * n, (problem.soc_pct,) * n, tuple(grid), (0.0,) * n, cost, cost
-        )
 
     def forecast_load(history, starts, slot_minutes):
         loads = [load for _, load in history]
@@ -57,7 +46,6 @@ def _solver_double(monkeypatch):
         pairs = [(f, a) for f, a in zip(forecast, actual, strict=True) if a is not None]
         return sum(abs(f - a) for f, a in pairs) / len(pairs) if pairs else None
 
-    monkeypatch.setitem(sys.modules, "enexa.optimizer.solver", types.SimpleNamespace(solve=solve))
     monkeypatch.setitem(
         sys.modules,
         "enexa.optimizer.forecast",
@@ -472,3 +460,18 @@ def test_after_an_outage_a_site_without_plans_is_left_to_the_redelivery(equipped
     report = recover_site(report, now=now)
     assert "replanned" not in report.commands_redelivered
     assert not Plan.objects.exists()
+
+
+def test_with_a_cheap_night_the_plan_charges_then_and_covers_the_dear_hours_below_baseline(
+    priced_site,
+):
+    week_ago = T0 - timedelta(days=7)
+    for k in range(96):  # a 50 kW load all day, a week ago
+        add_reading(priced_site, week_ago + timedelta(minutes=15 * k), grid_import=50.0)
+    plan = plan_now(priced_site, dispatch=False)
+    power = [s["battery_power_kw"] for s in plan.slots]
+    night, day = power[: 6 * 4], power[6 * 4 :]
+    assert min(night) < -1.0  # charges while import costs 0.10
+    assert max(day) > 1.0  # discharges while it costs 0.30
+    assert plan.cost_total < plan.cost_baseline
+    assert all(s["load_kw"] == pytest.approx(50.0, abs=0.5) for s in plan.slots)
