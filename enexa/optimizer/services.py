@@ -37,7 +37,7 @@ from shared.errors import SchemaError
 from shared.fields import format_timestamp
 from shared.site_config import merged
 
-from . import solver
+from . import forecast, solver
 from .choices import PlanReason
 from .models import Plan, PriceSlot
 from .problem import Battery, Problem, Solution
@@ -64,12 +64,6 @@ class NoBattery(DomainError):
     status = 422
     code = "no_battery"
     title = "No battery to plan"
-
-
-def _forecast():
-    from . import forecast  # the forecast (branch optimizer-core) lands beside this module
-
-    return forecast
 
 
 # --- prices -------------------------------------------------------------------------------------
@@ -259,7 +253,13 @@ def build_problem(
     buys, sells, currency = slot_prices(site, starts, slot_minutes, tariff)
     soc, soc_at = measured_soc(site)
     history = load_history(site, starts[0], slot_minutes)
-    load = _forecast().forecast_load(history, starts, slot_minutes)
+    load = forecast.forecast_load(
+        history,
+        starts[0],
+        len(starts),
+        slot_minutes,
+        weeks=settings.ENEXA_OPTIMIZER_FORECAST_WEEKS,
+    )
     grid_kw = config["grid"]["limit_kw"]
     problem = Problem(
         slot_minutes=slot_minutes,
@@ -469,9 +469,16 @@ def _forecast_error(previous: Plan, now: datetime) -> float | None:
     measured = {
         row[0]: _load_kw(row) for row in _slot_stats(previous.site_id, first, last, seconds)
     }
-    pairs = [(s["load_kw"], measured.get(datetime.fromisoformat(s["start"]))) for s in ended]
-    error = _forecast().forecast_error([f for f, _ in pairs], [m for _, m in pairs])
-    return round(error, 3) if error is not None else None
+    # Slots without a reading (an outage) are left out rather than counted as no load.
+    pairs = [
+        (s["load_kw"], measured[start])
+        for s in ended
+        if (start := datetime.fromisoformat(s["start"])) in measured
+    ]
+    if not pairs:
+        return None
+    error = forecast.forecast_error([f for f, _ in pairs], [m for _, m in pairs])
+    return round(error.mae_kw, 3)
 
 
 def plans_of(site: Site):

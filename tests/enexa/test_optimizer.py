@@ -27,32 +27,6 @@ pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 1, 15, 0, 0, tzinfo=UTC)  # a Thursday, midnight UTC
 
 
-@pytest.fixture(autouse=True)
-def _forecast_double(monkeypatch):
-    """Until the forecast (branch optimizer-core) is merged: a flat forecast of the history's
-    average, enough for the service around it."""
-    import importlib.util
-    import sys
-    import types
-
-    if importlib.util.find_spec("enexa.optimizer.forecast") is not None:
-        return
-
-    def forecast_load(history, starts, slot_minutes):
-        loads = [load for _, load in history]
-        return [sum(loads) / len(loads) if loads else 0.0 for _ in starts]
-
-    def forecast_error(forecast, actual):
-        pairs = [(f, a) for f, a in zip(forecast, actual, strict=True) if a is not None]
-        return sum(abs(f - a) for f, a in pairs) / len(pairs) if pairs else None
-
-    monkeypatch.setitem(
-        sys.modules,
-        "enexa.optimizer.forecast",
-        types.SimpleNamespace(forecast_load=forecast_load, forecast_error=forecast_error),
-    )
-
-
 def hourly_prices(start: datetime, hours: int, cheap=(0, 6), price=0.30, cheap_price=0.10):
     """`PUT .../prices` body: hourly import prices, cheap in the `cheap` hours (UTC)."""
     slots = []
@@ -475,3 +449,17 @@ def test_with_a_cheap_night_the_plan_charges_then_and_covers_the_dear_hours_belo
     assert max(day) > 1.0  # discharges while it costs 0.30
     assert plan.cost_total < plan.cost_baseline
     assert all(s["load_kw"] == pytest.approx(50.0, abs=0.5) for s in plan.slots)
+
+
+def test_a_new_plan_reports_how_far_the_previous_forecast_was_from_the_load_measured(
+    priced_site,
+):
+    week_ago = T0 - timedelta(days=7)
+    for k in range(8):
+        add_reading(priced_site, week_ago + timedelta(minutes=15 * k), grid_import=50.0)
+    first = plan_now(priced_site, now=T0 + timedelta(minutes=1))
+    assert first.slots[0]["load_kw"] == pytest.approx(50.0)
+    add_reading(priced_site, T0 + timedelta(minutes=3), grid_import=20.0, battery=10.0)  # 30 kW
+    second = plan_now(priced_site, now=T0 + timedelta(minutes=16))
+    assert second.previous_forecast_error_kw == pytest.approx(20.0)
+    assert first.previous_forecast_error_kw is None

@@ -122,7 +122,9 @@ def test_a_plan_is_followed_re_planned_on_drift_and_after_an_outage(system, figu
             unit.soc_pct = max(0.0, unit.soc_pct - 30.0)
     low_soc = system.simulator_values()["bat1_soc_pct"]
     wait_until(
-        lambda: (system.latest_reading() or {}).get("battery", {}).get("soc_pct", 100) < low_soc + 5,
+        lambda: (
+            (system.latest_reading() or {}).get("battery", {}).get("soc_pct", 100) < low_soc + 5
+        ),
         30,
         0.5,
         what="the low SOC in Enexa",
