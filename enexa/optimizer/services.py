@@ -387,8 +387,11 @@ def create_plan(
         # One writer per site at a time, so versions follow each other.
         Site.objects.select_for_update().filter(pk=site.pk).first()
         previous = Plan.objects.filter(site=site).order_by("-version").first()
+        code = f"plan_{uuid.uuid4().hex[:20]}"
+        end_at = starts[-1] + timedelta(minutes=slot_minutes)
+        command_id = _dispatch(site, code, problem, slots, end_at, by, now) if dispatch else ""
         plan = Plan.objects.create(
-            code=f"plan_{uuid.uuid4().hex[:20]}",
+            code=code,
             site=site,
             version=previous.version + 1 if previous else 1,
             created_at=now,
@@ -397,7 +400,7 @@ def create_plan(
             status=solution.status,
             slot_minutes=slot_minutes,
             start_at=starts[0],
-            end_at=starts[-1] + timedelta(minutes=slot_minutes),
+            end_at=end_at,
             currency=context["currency"],
             slots=slots,
             cost_total=round(solution.cost, 4),
@@ -412,12 +415,11 @@ def create_plan(
             ],
             solve_ms=round(solution.solve_ms, 3),
             dispatched=dispatch,
+            command_id=command_id,
             inputs=inputs,
             inputs_digest=digest(inputs),
             previous_forecast_error_kw=_forecast_error(previous, now) if previous else None,
         )
-        if dispatch:
-            _dispatch(plan, problem, by)
         transaction.on_commit(lambda: on_plan_created(plan))
     logger.info(
         "plan %s v%s for %s (%s): %s, cost %.2f vs %.2f",
@@ -432,22 +434,30 @@ def create_plan(
     return plan
 
 
-def _dispatch(plan: Plan, problem: Problem, by: str) -> None:
-    supersede_undelivered(
-        plan.site, APPLY_SCHEDULE, f"Superseded by plan {plan.code} before delivery."
-    )
+def _dispatch(
+    site: Site,
+    code: str,
+    problem: Problem,
+    slots: list[dict[str, Any]],
+    end_at: datetime,
+    by: str,
+    now: datetime,
+) -> str:
+    """Issue plan `code` as the site's `apply_schedule` (its code is the command's idempotency
+    key), superseding the site's schedules not yet delivered; delivered once this commits.
+    Returns the command id."""
+    supersede_undelivered(site, APPLY_SCHEDULE, f"Superseded by plan {code} before delivery.")
     command, _ = issue_command(
-        site=plan.site,
+        site=site,
         command=APPLY_SCHEDULE,
-        params=_schedule_params(problem, plan.slots),
+        params=_schedule_params(problem, slots),
         created_by=by,
-        valid_until=plan.end_at,
-        command_id=plan.code,  # the plan's code is the idempotency key of its command
-        now=plan.created_at,
+        valid_until=end_at,
+        command_id=code,
+        now=now,
     )
-    plan.command_id = command.command_id
-    plan.save(update_fields=["command_id"])
     dispatch_tasks.deliver_command.delay_on_commit(command.command_id)
+    return command.command_id
 
 
 def on_plan_created(plan: Plan) -> None:

@@ -129,12 +129,7 @@ def test_a_plan_is_followed_re_planned_on_drift_and_after_an_outage(system, figu
         0.5,
         what="the low SOC in Enexa",
     )
-    checked = system.run_manage(
-        "shell",
-        "-c",
-        "import json; from enexa.optimizer.services import check_drift; "
-        "print(json.dumps(check_drift()))",
-    )
+    checked = system.run_manage("check_soc_drift")
     assert json.loads(checked.strip().splitlines()[-1]) == [SITE], checked
     drifted = wait_until(
         lambda: plan_for(system, "soc_drift", plan["version"]), 60, 0.5, what="a soc_drift plan"

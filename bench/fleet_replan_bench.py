@@ -1,0 +1,201 @@
+"""A fleet re-plan: 1,000 sites under the optimizer's control re-planned through the real
+service (`enexa.optimizer.services.replan_fleet`: registry, configuration, newest reading, a
+week-old load history, prices, the solve, the stored plan and its `apply_schedule` command) on
+a throw-away test database (SQLite, or PostgreSQL with DATABASE_URL), in one process.
+
+The floor, measured in the same run: the solver alone on the same problems, so what the
+service adds (reads, writes, the forecast) is the difference. Target: under 60 s for 1,000.
+Results: bench/results/fleet_replan.json. `python -m bench fleet_replan`
+(BENCH_FLEET_SITES to change the count)."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results" / "fleet_replan.json"
+SITES = int(os.environ.get("BENCH_FLEET_SITES", "1000"))
+TARGET_S = 60.0
+NOW = datetime(2026, 1, 15, 12, 3, tzinfo=UTC)
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))]
+
+
+def _fleet() -> list:
+    """SITES sites, each with a battery of two units, 48 h of hourly prices, a day of readings
+    a week ago (the forecast's history) and a reading now (the SOC)."""
+    from enexa.optimizer.models import PriceSlot
+    from enexa.registry.choices import EquipmentKind
+    from enexa.registry.models import Equipment, Site
+    from enexa.telemetry.models import TelemetryReading
+
+    sites = Site.objects.bulk_create(
+        Site(code=f"SITE{n:05d}", name=f"Site {n}", grid_connection_limit_kw=400.0)
+        for n in range(SITES)
+    )
+    systems = Equipment.objects.bulk_create(
+        Equipment(
+            code=f"BESS{n:05d}",
+            site=site,
+            kind=EquipmentKind.BATTERY_SYSTEM,
+            capacity_kwh=200.0,
+            max_power_kw=220.0,
+            soc_min_pct=5.0,
+            soc_max_pct=95.0,
+        )
+        for n, site in enumerate(sites)
+    )
+    Equipment.objects.bulk_create(
+        Equipment(
+            code=f"BAT{n:05d}{u}",
+            site=site,
+            parent=system,
+            kind=EquipmentKind.BATTERY_UNIT,
+            capacity_kwh=100.0,
+            max_power_kw=110.0,
+            soc_min_pct=5.0,
+            soc_max_pct=95.0,
+        )
+        for n, (site, system) in enumerate(zip(sites, systems, strict=True))
+        for u in (1, 2)
+    )
+    start = NOW.replace(minute=0) - timedelta(hours=1)
+    prices = []
+    readings = []
+    for n, site in enumerate(sites):
+        for h in range(48):
+            at = start + timedelta(hours=h)
+            dear = 17 <= at.hour < 21
+            prices.append(
+                PriceSlot(
+                    site=site,
+                    start=at,
+                    end=at + timedelta(hours=1),
+                    import_price=0.35 if dear else 0.12 + 0.001 * (n % 50),
+                    export_price=0.05,
+                    currency="EUR",
+                )
+            )
+        week_ago = NOW - timedelta(days=7)
+        for k in range(96):
+            at = week_ago + timedelta(minutes=15 * k)
+            load = 40.0 + 30.0 * ((k // 8) % 3)
+            readings.append(
+                TelemetryReading(
+                    site=site,
+                    timestamp=at,
+                    received_at=at,
+                    battery_soc_pct=50.0,
+                    battery_power_kw=0.0,
+                    grid_import_kw=load,
+                    grid_export_kw=0.0,
+                )
+            )
+        readings.append(
+            TelemetryReading(
+                site=site,
+                timestamp=NOW - timedelta(seconds=30),
+                received_at=NOW,
+                battery_soc_pct=30.0 + n % 40,
+                battery_power_kw=0.0,
+                grid_import_kw=50.0,
+                grid_export_kw=0.0,
+            )
+        )
+    PriceSlot.objects.bulk_create(prices, batch_size=5000)
+    TelemetryReading.objects.bulk_create(readings, batch_size=5000)
+    return sites
+
+
+def main() -> None:
+    os.environ["DJANGO_SETTINGS_MODULE"] = "enexa.settings.test"
+    import django
+
+    django.setup()
+    import logging
+
+    logging.getLogger("enexa.optimizer").setLevel(logging.WARNING)  # not a line per plan
+    from django.db import connection
+    from django.test.utils import setup_test_environment, teardown_test_environment
+
+    setup_test_environment()
+    old_name = connection.settings_dict["NAME"]
+    connection.creation.create_test_db(verbosity=0)
+    try:
+        from enexa.optimizer import services, solver
+        from enexa.optimizer.choices import PlanReason
+        from enexa.optimizer.models import Plan
+
+        started = time.perf_counter()
+        sites = _fleet()
+        setup_s = time.perf_counter() - started
+        # The first plans put every site under control (dispatched, as the API would).
+        started = time.perf_counter()
+        for site in sites:
+            services.create_plan(site, reason=PlanReason.MANUAL, now=NOW)
+        first_s = time.perf_counter() - started
+
+        # The fleet re-plan, 15 minutes later, through the service the beat's tasks call.
+        later = NOW + timedelta(minutes=15)
+        per_site: list[float] = []
+        original = services.replan_site
+
+        def timed(*args, **kwargs):
+            t = time.perf_counter()
+            made = original(*args, **kwargs)
+            per_site.append((time.perf_counter() - t) * 1000)
+            return made
+
+        services.replan_site = timed
+        load_before = os.getloadavg()
+        started = time.perf_counter()
+        try:
+            counts = services.replan_fleet(now=later)
+        finally:
+            services.replan_site = original
+        fleet_s = time.perf_counter() - started
+        load_after = os.getloadavg()
+
+        # The floor: the solver alone on the same problems (warm, as in the fleet run).
+        problems = [
+            services.problem_from_inputs(p.inputs)
+            for p in Plan.objects.filter(reason=PlanReason.SCHEDULED).order_by("pk")
+        ]
+        started = time.perf_counter()
+        for problem in problems:
+            solver.solve(problem)
+        floor_s = time.perf_counter() - started
+        results = {
+            "database": connection.vendor,
+            "sites": SITES,
+            "slots": len(problems[0].load_kw) if problems else 0,
+            "setup_s": round(setup_s, 1),
+            "first_plans_s": round(first_s, 2),
+            "fleet_replan_s": round(fleet_s, 2),
+            "planned": counts["planned"],
+            "skipped": counts["skipped"],
+            "per_site_median_ms": round(statistics.median(per_site), 2),
+            "per_site_p99_ms": round(_percentile(per_site, 99), 2),
+            "floor_solver_only_s": round(floor_s, 2),
+            "target_s": TARGET_S,
+            "within_target": fleet_s < TARGET_S,
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in load_after],
+        }
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+        teardown_test_environment()
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
