@@ -10,12 +10,13 @@ Results: bench/results/fleet_replan.json. `python -m bench fleet_replan`
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from bench.testdb import throwaway_database, write_results
 
 RESULTS = Path(__file__).parent / "results" / "fleet_replan.json"
 SITES = int(os.environ.get("BENCH_FLEET_SITES", "1000"))
@@ -115,20 +116,12 @@ def _fleet() -> list:
 
 
 def main() -> None:
-    os.environ["DJANGO_SETTINGS_MODULE"] = "enexa.settings.test"
-    import django
-
-    django.setup()
     import logging
 
-    logging.getLogger("enexa.optimizer").setLevel(logging.WARNING)  # not a line per plan
-    from django.db import connection
-    from django.test.utils import setup_test_environment, teardown_test_environment
+    with throwaway_database():
+        logging.getLogger("enexa.optimizer").setLevel(logging.WARNING)  # not a line per plan
+        from django.db import connection
 
-    setup_test_environment()
-    old_name = connection.settings_dict["NAME"]
-    connection.creation.create_test_db(verbosity=0)
-    try:
         from enexa.optimizer import services, solver
         from enexa.optimizer.choices import PlanReason
         from enexa.optimizer.models import Plan
@@ -189,12 +182,7 @@ def main() -> None:
             "load_average_before": [round(x, 2) for x in load_before],
             "load_average_after": [round(x, 2) for x in load_after],
         }
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
-        teardown_test_environment()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    write_results(RESULTS, results)
 
 
 if __name__ == "__main__":
