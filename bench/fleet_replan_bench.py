@@ -5,7 +5,7 @@ a throw-away test database (SQLite, or PostgreSQL with DATABASE_URL), in one pro
 
 The floor, measured in the same run: the solver alone on the same problems, so what the
 service adds (reads, writes, the forecast) is the difference. Target: under 60 s for 1,000.
-Results: bench/results/fleet_replan.json. `python -m bench fleet_replan`
+Results: bench/results/fleet_replan.json (fleet_replan_postgresql.json on PostgreSQL). `python -m bench fleet_replan`
 (BENCH_FLEET_SITES to change the count)."""
 
 from __future__ import annotations
@@ -182,7 +182,11 @@ def main() -> None:
             "load_average_before": [round(x, 2) for x in load_before],
             "load_average_after": [round(x, 2) for x in load_after],
         }
-    write_results(RESULTS, results)
+    # One file per database: the SQLite default, and PostgreSQL's beside it.
+    vendor = results["database"]
+    write_results(
+        RESULTS.with_stem(f"fleet_replan_{vendor}") if vendor != "sqlite" else RESULTS, results
+    )
 
 
 if __name__ == "__main__":

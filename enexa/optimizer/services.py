@@ -661,7 +661,10 @@ def check_drift(*, now: datetime | None = None) -> list[str]:
         drift = soc_drift(site, now=now)
         if drift is not None and drift > settings.ENEXA_OPTIMIZER_SOC_DRIFT_PCT:
             logger.info("%s: SOC %.1f points off its plan; re-planning", site.code, drift)
-            tasks.replan_site.delay(site.pk, PlanReason.SOC_DRIFT, format_timestamp(now))
+            tasks.replan_site.apply_async(
+                (site.pk, PlanReason.SOC_DRIFT, format_timestamp(now)),
+                expires=settings.ENEXA_OPTIMIZER_DRIFT_CHECK_S,  # the next check asks again
+            )
             drifted.append(site.code)
     return drifted
 

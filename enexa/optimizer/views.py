@@ -88,9 +88,11 @@ class SitePlansView(SiteView):
     )
     def get(self, request, site_id: str):
         raw = request.query_params.get("limit", "20")
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PLANS_LISTED:
+        # ASCII digits only: str.isdigit() also takes superscripts, which int() refuses.
+        limit = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 3 else 0
+        if not 1 <= limit <= MAX_PLANS_LISTED:
             raise InvalidInput("The limit is invalid.", {"limit": ["Must be 1-100."]})
-        plans = services.plans_of(self.site).select_related("site")[: int(raw)]
+        plans = services.plans_of(self.site).select_related("site")[:limit]
         return Response({"plans": [services.plan_view(p) for p in plans]})
 
     @extend_schema(request=PlanRequestSerializer, responses={201: PlanSerializer, **problems(422)})

@@ -242,6 +242,13 @@ def test_plans_are_listed_newest_first_with_growing_versions(priced_site, staff_
     assert [p["version"] for p in listed] == [2, 1]
 
 
+@pytest.mark.parametrize("limit", ["0", "101", "²", "ten", "-1"])
+def test_a_bad_limit_of_the_plan_list_is_a_field_error(equipped_site, staff_client, limit):
+    response = staff_client.get("/v1/sites/SITE001/plans", {"limit": limit})
+    assert response.status_code == 400
+    assert "limit" in response.json()["errors"]
+
+
 def test_a_plan_without_dispatch_is_kept_but_never_in_force(priced_site, staff_client):
     response = staff_client.post("/v1/sites/SITE001/plans", {"dispatch": False}, format="json")
     assert response.status_code == 201
