@@ -5,8 +5,8 @@ a throw-away test database (SQLite, or PostgreSQL with DATABASE_URL), in one pro
 
 The floor, measured in the same run: the solver alone on the same problems, so what the
 service adds (reads, writes, the forecast) is the difference. Target: under 60 s for 1,000.
-Results: bench/results/fleet_replan.json (fleet_replan_postgresql.json on PostgreSQL). `python -m bench fleet_replan`
-(BENCH_FLEET_SITES to change the count)."""
+Results: bench/results/fleet_replan.json (fleet_replan_postgresql.json on PostgreSQL).
+`python -m bench fleet_replan` (BENCH_FLEET_SITES to change the count)."""
 
 from __future__ import annotations
 
