@@ -588,8 +588,9 @@ def replan_site(
     """Re-plan a controlled site, dispatched; nothing when it has a plan made at or after
     `since` (the task ran twice, or another trigger re-planned it meanwhile) or when it cannot
     be planned now (no prices, no battery: logged; the next trigger tries again)."""
-    site = Site.objects.filter(pk=site_pk).first()
-    if site is None or not is_controlled(site_pk):
+    # The site, if it is under control: one read.
+    site = Site.objects.filter(pk=site_pk, plans__dispatched=True).distinct().first()
+    if site is None:
         return None
     if since is not None:
         after = datetime.fromisoformat(since)
