@@ -4,6 +4,7 @@ on prices, configuration, SOC drift and reconnection."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,6 +21,7 @@ from enexa.telemetry.models import OutageReport, TelemetryReading
 from enexa.telemetry.outages import recover_site
 from shared.fields import format_timestamp
 from tests.conftest import jwt_client
+from tests.hostile import CALENDAR_EDGES
 from tests.factories import ControllerFactory, MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -107,6 +109,31 @@ def test_overlapping_price_slots_are_refused(equipped_site, staff_client):
     response = staff_client.put("/v1/sites/SITE001/prices", body, format="json")
     assert response.status_code == 400
     assert "slots" in response.json()["errors"]
+
+
+@pytest.mark.parametrize("stamp", CALENDAR_EDGES)
+def test_prices_or_a_range_at_the_calendars_limits_are_field_errors(
+    equipped_site, staff_client, stamp
+):
+    body = hourly_prices(T0, 1)
+    body["slots"][0]["start"] = stamp
+    response = staff_client.put("/v1/sites/SITE001/prices", body, format="json")
+    assert "slots.0.start" in response.json()["errors"]
+    for name in ("from", "to"):
+        response = staff_client.get("/v1/sites/SITE001/prices", {name: stamp})
+        assert response.status_code == 400 and name in response.json()["errors"]
+
+
+def test_prices_that_are_not_an_object_or_hold_a_lone_surrogate_are_field_errors(
+    equipped_site, staff_client
+):
+    for body, field in [([1, 2], "non_field_errors"), ({"currency": "E\ud800R"}, "currency")]:
+        text = json.dumps(body)  # the surrogate travels as the escape `\ud800`
+        response = staff_client.generic(
+            "PUT", "/v1/sites/SITE001/prices", text.encode(), content_type="application/json"
+        )
+        assert response.status_code == 400, response.content
+        assert field in response.json()["errors"], response.json()
 
 
 def test_a_slot_without_prices_takes_the_configured_tariff_in_the_sites_local_time(
