@@ -21,8 +21,8 @@ from enexa.telemetry.models import OutageReport, TelemetryReading
 from enexa.telemetry.outages import recover_site
 from shared.fields import format_timestamp
 from tests.conftest import jwt_client
-from tests.hostile import CALENDAR_EDGES
 from tests.factories import ControllerFactory, MembershipFactory, UserFactory
+from tests.hostile import CALENDAR_EDGES
 
 pytestmark = pytest.mark.django_db
 
