@@ -1,5 +1,6 @@
 """Settings shared by every profile; each value can be set from the environment."""
 
+import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -16,9 +17,20 @@ def _dev_secret_key() -> str:
     """A random key kept in var/ so development sessions survive restarts; never in the repo."""
     path = VAR_DIR / "dev-secret-key"
     if not path.exists():
+        # Processes started together (gunicorn's workers, the Celery worker) must agree on one
+        # key: each writes its own candidate aside and links it in place, which only the first
+        # can do; the others then read the first's (a key of their own would make every JWT
+        # the other processes sign invalid here).
         VAR_DIR.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+        candidate = VAR_DIR / f"dev-secret-key.{os.getpid()}.{secrets.token_hex(4)}"
+        candidate.write_text(secrets.token_urlsafe(50))
+        candidate.chmod(0o600)
+        try:
+            os.link(candidate, path)
+        except FileExistsError:
+            pass
+        finally:
+            candidate.unlink()
     return path.read_text().strip()
 
 
