@@ -385,8 +385,13 @@ def create_plan(
     slots = _slot_rows(problem, solution, starts)
     with transaction.atomic():
         # One writer per site at a time, so versions follow each other.
-        Site.objects.select_for_update().filter(pk=site.pk).first()
-        previous = Plan.objects.filter(site=site).order_by("-version").first()
+        Site.objects.select_for_update().filter(pk=site.pk).values_list("pk").first()
+        previous = (
+            Plan.objects.filter(site=site)
+            .order_by("-version")
+            .only("version", "slots", "slot_minutes", "site_id")  # not the inputs: large
+            .first()
+        )
         code = f"plan_{uuid.uuid4().hex[:20]}"
         end_at = starts[-1] + timedelta(minutes=slot_minutes)
         command_id = _dispatch(site, code, problem, slots, end_at, by, now) if dispatch else ""

@@ -396,6 +396,20 @@ def test_a_re_plan_already_made_since_it_was_asked_is_not_repeated(priced_site):
     assert Plan.objects.count() == 2
 
 
+def test_a_re_plan_costs_a_fixed_number_of_queries_however_long_the_history(
+    priced_site, django_assert_max_num_queries
+):
+    week_ago = T0 - timedelta(days=7)
+    for k in range(200):
+        add_reading(priced_site, week_ago + timedelta(minutes=5 * k), grid_import=40.0 + k % 7)
+    plan_now(priced_site)
+    # Reads: site, equipment, settings, prices, SOC, history, lock, previous plan, forecast
+    # error; writes: superseded schedules, the command (looked up first), the plan.
+    with django_assert_max_num_queries(17):
+        made = services.replan_site(priced_site.pk, "scheduled", now=T0 + timedelta(minutes=20))
+    assert made is not None and made.version == 2
+
+
 def test_a_site_never_planned_is_not_re_planned(priced_site):
     assert services.replan_site(priced_site.pk, PlanReason.SCHEDULED) is None
     assert services.sites_due() == []
