@@ -46,6 +46,8 @@ def beat_schedule() -> dict[str, Any]:
 
     prune = every("enexa.telemetry.tasks.prune_telemetry", 3600.0)
     prune["schedule"] = crontab(hour=3, minute=15)  # daily, expiring within the hour
+    prune_plans = every("enexa.optimizer.tasks.prune_plans", 3600.0)
+    prune_plans["schedule"] = crontab(hour=3, minute=45)
     return {
         "detect-offline": every("enexa.telemetry.tasks.detect_offline", OFFLINE_EVERY_S),
         "reconcile-outages": every("enexa.telemetry.tasks.reconcile_outages", RECONCILE_EVERY_S),
@@ -64,6 +66,7 @@ def beat_schedule() -> dict[str, Any]:
         "check-soc-drift": every(
             "enexa.optimizer.tasks.check_soc_drift", settings.ENEXA_OPTIMIZER_DRIFT_CHECK_S
         ),
+        "prune-plans": prune_plans,
     }
 
 

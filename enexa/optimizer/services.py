@@ -20,6 +20,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import OuterRef, Subquery
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -627,6 +628,19 @@ def replan_fleet(reason: str = PlanReason.SCHEDULED, *, now: datetime | None = N
         made = replan_site(pk, reason, now=now)
         counts["planned" if made else "skipped"] += 1
     return counts
+
+
+def prune_plans(*, now: datetime | None = None) -> int:
+    """Delete plans whose horizon ended more than ENEXA_OPTIMIZER_PLAN_RETENTION_DAYS ago,
+    keeping each site's newest plan (what makes it controlled, and the version to follow).
+    Re-planning every 15 minutes stores about a hundred plans a day per site. Returns how
+    many went."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.ENEXA_OPTIMIZER_PLAN_RETENTION_DAYS)
+    newest = Plan.objects.filter(site=OuterRef("site")).order_by("-version").values("pk")[:1]
+    old = Plan.objects.filter(end_at__lt=cutoff).exclude(pk=Subquery(newest))
+    deleted, _ = old.delete()
+    return deleted
 
 
 def planned_soc_at(plan: Plan, at: datetime) -> float | None:

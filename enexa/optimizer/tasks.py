@@ -34,3 +34,10 @@ def replan_due_sites() -> int:
 def check_soc_drift() -> list[str]:
     """Beat: a `soc_drift` re-plan of each site whose SOC left its plan by the threshold."""
     return services.check_drift()
+
+
+@app.task
+def prune_plans() -> int:
+    """Beat, daily: plans past ENEXA_OPTIMIZER_PLAN_RETENTION_DAYS deleted (a site's newest
+    kept)."""
+    return services.prune_plans()

@@ -222,6 +222,8 @@ ENEXA_OPTIMIZER_ROUND_TRIP_EFFICIENCY = float(
     env_str("ENEXA_OPTIMIZER_ROUND_TRIP_EFFICIENCY", "0.9")
 )
 ENEXA_OPTIMIZER_FORECAST_WEEKS = env_int("ENEXA_OPTIMIZER_FORECAST_WEEKS", 4)
+# Plans are kept this long after their horizon ends (each site's newest always).
+ENEXA_OPTIMIZER_PLAN_RETENTION_DAYS = env_int("ENEXA_OPTIMIZER_PLAN_RETENTION_DAYS", 14)
 
 # Redis, where set, counts rate limits atomically across processes (enexa.api.throttling).
 REDIS_URL = env_str("REDIS_URL")

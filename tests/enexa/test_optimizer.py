@@ -511,3 +511,12 @@ def test_a_new_plan_reports_how_far_the_previous_forecast_was_from_the_load_meas
     second = plan_now(priced_site, now=T0 + timedelta(minutes=16))
     assert second.previous_forecast_error_kw == pytest.approx(20.0)
     assert first.previous_forecast_error_kw is None
+
+
+def test_plans_past_their_retention_go_but_each_sites_newest_stays(priced_site, settings):
+    settings.ENEXA_OPTIMIZER_PLAN_RETENTION_DAYS = 14
+    old = [plan_now(priced_site) for _ in range(3)]  # horizons end on 2026-01-16
+    assert services.prune_plans(now=T0 + timedelta(days=10)) == 0
+    assert services.prune_plans(now=T0 + timedelta(days=20)) == 2
+    assert list(Plan.objects.values_list("code", flat=True)) == [old[-1].code]
+    assert services.is_controlled(priced_site.pk)
