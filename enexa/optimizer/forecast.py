@@ -28,7 +28,8 @@ def forecast_load(
     """The load (kW) for each of `slots` slots from `start_at`, from `(timestamp, load_kw)`
     history: per slot, the mean of the readings in the same slot 1..`weeks` weeks earlier;
     where none exist, the mean of the last `recent_hours` before `start_at` (else of all the
-    history before it); 0 with no history. Only readings before `start_at` count."""
+    history before it); 0 with no history. Only readings before `start_at` count. Readings may
+    be raw or already averaged per slot (fewer points, the same means when evenly spaced)."""
     if start_at.tzinfo is None:
         raise ValueError("start_at: a time-zone aware datetime")
     if slots < 0 or slot_minutes <= 0 or weeks < 0:
@@ -42,16 +43,19 @@ def forecast_load(
     recent = [kw for at, kw in past if at >= recent_from] or [kw for _, kw in past]
     fallback = sum(recent) / len(recent)
 
-    # Sum and count of the readings per slot index relative to start_at, for each week back.
+    # Sum and count of the readings per slot index relative to start_at: a reading `age` before
+    # start_at falls `week * 7 days - age` into the horizon for each week it reaches.
+    horizon = slots * slot
     sums: dict[int, float] = {}
     counts: dict[int, int] = {}
     for at, kw in past:
-        for week in range(1, weeks + 1):
-            offset = at + week * _WEEK - start_at
-            if timedelta(0) <= offset < slots * slot:
-                index = offset // slot
-                sums[index] = sums.get(index, 0.0) + kw
-                counts[index] = counts.get(index, 0) + 1
+        age = start_at - at
+        week = max(1, -(-age // _WEEK))  # the first week back that reaches this reading
+        while week <= weeks and (offset := week * _WEEK - age) < horizon:
+            index = offset // slot
+            sums[index] = sums.get(index, 0.0) + kw
+            counts[index] = counts.get(index, 0) + 1
+            week += 1
     return tuple(sums[i] / counts[i] if i in counts else fallback for i in range(slots))
 
 

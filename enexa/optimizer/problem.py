@@ -43,11 +43,21 @@ class Problem:
         return len(self.load_kw)
 
 
+# Every kind of `Violation`: percentage points for the SOC ones, kW for the grid ones.
+VIOLATION_KINDS = (
+    "soc_below_min",
+    "soc_below_reserve",
+    "soc_above_max",
+    "grid_import_limit",
+    "grid_export_limit",
+    "terminal_soc",  # short of terminal_soc_pct, at the last slot
+)
+
+
 @dataclass(frozen=True)
 class Violation:
-    """A soft limit the plan breaks: `kind` (e.g. `grid_import_limit`, `soc_below_min`,
-    `soc_below_reserve`, `soc_above_max`, `terminal_soc`), the slot index and the amount (kW
-    or percentage points, by kind)."""
+    """A soft limit the plan breaks: `kind` (one of `VIOLATION_KINDS`), the slot index and the
+    amount (kW or percentage points, by kind)."""
 
     kind: str
     slot: int

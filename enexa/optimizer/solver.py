@@ -2,12 +2,13 @@
 
 Never infeasible: only physics (power limits, 0..100 % SOC) is hard; the SOC band, the reserve,
 the grid limits and the terminal target are soft, with penalties that dominate any price. The
-model layout is fixed per (slots, slot length, efficiency), so a solver per layout is cached per
-thread and re-solved from its last basis with new costs and bounds (the warm path).
+model layout is fixed per (slots, slot length), so a solver per layout is cached per thread and
+re-solved from its last basis with new costs, bounds and efficiency (the warm path).
 See docs/optimizer.md for the formulation."""
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 import highspy
 import numpy as np
 
-from enexa.optimizer.problem import Problem, Solution, Violation
+from enexa.optimizer.problem import VIOLATION_KINDS, Problem, Solution, Violation
 
 # Reported violations: a soft limit broken by more than this (kW, or percentage points).
 VIOLATION_EPSILON = 1e-6
@@ -32,15 +33,6 @@ _BLOCKS = 10
 # Row blocks, each `slots` long, then the terminal row.
 _R_BALANCE, _R_SOC, _R_MIN, _R_RES, _R_MAX, _R_IMP, _R_EXP, _R_PEAK = range(8)
 _ROW_BLOCKS = 8
-
-VIOLATION_KINDS = (
-    "soc_below_min",
-    "soc_below_reserve",
-    "soc_above_max",
-    "grid_import_limit",
-    "grid_export_limit",
-    "terminal_soc",
-)
 
 
 @dataclass(frozen=True)
@@ -77,6 +69,69 @@ def penalties_for(problem: Problem) -> Penalties:
     )
 
 
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _structure(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The constraint matrix of `n` slots, column-wise (CSC: starts, row indices, values), with
+    the places of the SOC rows' charge and discharge coefficients, which depend on the slot
+    length and efficiency and are left for the caller to fill. Building it is most of the
+    time a new model takes outside HiGHS; it depends on `n` alone."""
+    t = np.arange(n)
+    peak, u_term, terminal_row = _BLOCKS * n, _BLOCKS * n + 1, _ROW_BLOCKS * n
+
+    def col(block: int) -> np.ndarray:
+        return block * n + t
+
+    def row(block: int) -> np.ndarray:
+        return block * n + t
+
+    charge, discharge = np.full(n, np.nan), np.full(n, np.inf)  # placeholders, told apart
+    entries = [
+        # balance: g - e + d - c = load
+        (row(_R_BALANCE), col(_G), np.ones(n)),
+        (row(_R_BALANCE), col(_E), -np.ones(n)),
+        (row(_R_BALANCE), col(_D), np.ones(n)),
+        (row(_R_BALANCE), col(_C), -np.ones(n)),
+        # soc: s_t - s_{t-1} - eta dt c + dt/eta d = (s0 for t = 0, else 0)
+        (row(_R_SOC), col(_S), np.ones(n)),
+        (row(_R_SOC)[1:], col(_S)[:-1], -np.ones(n - 1)),
+        (row(_R_SOC), col(_C), charge),
+        (row(_R_SOC), col(_D), discharge),
+        # s + u_min >= floor; s + u_res >= reserve; s - u_max <= ceiling
+        (row(_R_MIN), col(_S), np.ones(n)),
+        (row(_R_MIN), col(_UMIN), np.ones(n)),
+        (row(_R_RES), col(_S), np.ones(n)),
+        (row(_R_RES), col(_URES), np.ones(n)),
+        (row(_R_MAX), col(_S), np.ones(n)),
+        (row(_R_MAX), col(_UMAX), -np.ones(n)),
+        # g - v_imp <= import limit; e - v_exp <= export limit; g - peak <= 0
+        (row(_R_IMP), col(_G), np.ones(n)),
+        (row(_R_IMP), col(_VIMP), -np.ones(n)),
+        (row(_R_EXP), col(_E), np.ones(n)),
+        (row(_R_EXP), col(_VEXP), -np.ones(n)),
+        (row(_R_PEAK), col(_G), np.ones(n)),
+        (row(_R_PEAK), np.full(n, peak), -np.ones(n)),
+        # terminal: s_last + u_term >= target
+        (np.array([terminal_row]), np.array([col(_S)[-1]]), np.ones(1)),
+        (np.array([terminal_row]), np.array([u_term]), np.ones(1)),
+    ]
+    rows = np.concatenate([e[0] for e in entries])
+    cols = np.concatenate([e[1] for e in entries])
+    vals = np.concatenate([e[2] for e in entries])
+    order = np.lexsort((rows, cols))  # by column, then row
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    start = np.searchsorted(cols, np.arange(_BLOCKS * n + 3)).astype(np.int32)
+    arrays = (
+        start,
+        rows.astype(np.int32),
+        vals,
+        np.flatnonzero(np.isnan(vals)),
+        np.flatnonzero(np.isinf(vals)),
+    )
+    for array in arrays:
+        array.setflags(write=False)
+    return arrays
+
+
 class _Layout:
     """One HiGHS model of a given size and coefficients; costs and bounds change per solve."""
 
@@ -88,69 +143,49 @@ class _Layout:
         self.u_term = _BLOCKS * n + 1
         self.num_row = _ROW_BLOCKS * n + 1
         self.terminal_row = _ROW_BLOCKS * n
-        t = np.arange(n)
-
-        def col(block: int) -> np.ndarray:
-            return block * n + t
-
-        def row(block: int) -> np.ndarray:
-            return block * n + t
-
-        entries = [
-            # balance: g - e + d - c = load
-            (row(_R_BALANCE), col(_G), np.ones(n)),
-            (row(_R_BALANCE), col(_E), -np.ones(n)),
-            (row(_R_BALANCE), col(_D), np.ones(n)),
-            (row(_R_BALANCE), col(_C), -np.ones(n)),
-            # soc: s_t - s_{t-1} - eta dt c + dt/eta d = (s0 for t = 0, else 0)
-            (row(_R_SOC), col(_S), np.ones(n)),
-            (row(_R_SOC)[1:], col(_S)[:-1], -np.ones(n - 1)),
-            (row(_R_SOC), col(_C), np.full(n, -eta * dt_h)),
-            (row(_R_SOC), col(_D), np.full(n, dt_h / eta)),
-            # s + u_min >= floor; s + u_res >= reserve; s - u_max <= ceiling
-            (row(_R_MIN), col(_S), np.ones(n)),
-            (row(_R_MIN), col(_UMIN), np.ones(n)),
-            (row(_R_RES), col(_S), np.ones(n)),
-            (row(_R_RES), col(_URES), np.ones(n)),
-            (row(_R_MAX), col(_S), np.ones(n)),
-            (row(_R_MAX), col(_UMAX), -np.ones(n)),
-            # g - v_imp <= import limit; e - v_exp <= export limit; g - peak <= 0
-            (row(_R_IMP), col(_G), np.ones(n)),
-            (row(_R_IMP), col(_VIMP), -np.ones(n)),
-            (row(_R_EXP), col(_E), np.ones(n)),
-            (row(_R_EXP), col(_VEXP), -np.ones(n)),
-            (row(_R_PEAK), col(_G), np.ones(n)),
-            (row(_R_PEAK), np.full(n, self.peak), -np.ones(n)),
-            # terminal: s_last + u_term >= target
-            (np.array([self.terminal_row]), np.array([col(_S)[-1]]), np.ones(1)),
-            (np.array([self.terminal_row]), np.array([self.u_term]), np.ones(1)),
-        ]
-        rows = np.concatenate([e[0] for e in entries])
-        cols = np.concatenate([e[1] for e in entries])
-        vals = np.concatenate([e[2] for e in entries])
-        # Column-wise (CSC) arrays: sort by column, then row.
-        order = np.lexsort((rows, cols))
-        rows, cols, vals = rows[order], cols[order], vals[order]
-        start = np.searchsorted(cols, np.arange(self.num_col + 1)).astype(np.int32)
+        start, index, template, charge_at, discharge_at = _structure(n)
+        values = template.copy()
+        values[charge_at] = -eta * dt_h
+        values[discharge_at] = dt_h / eta
 
         inf = highspy.kHighsInf
-        lp = highspy.HighsLp()
-        lp.num_col_ = self.num_col
-        lp.num_row_ = self.num_row
-        lp.col_cost_ = np.zeros(self.num_col)
-        lp.col_lower_ = np.zeros(self.num_col)
-        lp.col_upper_ = np.full(self.num_col, inf)
-        lp.row_lower_ = np.full(self.num_row, -inf)
-        lp.row_upper_ = np.full(self.num_row, inf)
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = start
-        lp.a_matrix_.index_ = rows.astype(np.int32)
-        lp.a_matrix_.value_ = vals.astype(np.float64)
         self.highs = highspy.Highs()
         self.highs.setOptionValue("output_flag", False)
-        self.highs.passModel(lp)
+        # Measured: presolve costs a third of a cold solve of this LP and saves nothing.
+        self.highs.setOptionValue("presolve", "off")
+        # The array form of passModel: assigning numpy arrays to a HighsLp's fields copies
+        # them element by element (2 ms of a 672-slot model), this takes their buffers.
+        self.highs.passModel(
+            self.num_col,
+            self.num_row,
+            len(index),
+            int(highspy.MatrixFormat.kColwise),
+            int(highspy.ObjSense.kMinimize),
+            0.0,  # objective offset
+            np.zeros(self.num_col),  # costs, bounds: set per solve
+            np.zeros(self.num_col),
+            np.full(self.num_col, inf),
+            np.full(self.num_row, -inf),
+            np.full(self.num_row, inf),
+            start,
+            index,
+            values,
+            np.zeros(self.num_col, dtype=np.int32),  # every column continuous: an LP
+        )
         self.all_cols = np.arange(self.num_col, dtype=np.int32)
         self.all_rows = np.arange(self.num_row, dtype=np.int32)
+        self.dt_h = dt_h
+        self.eta = eta
+
+    def set_efficiency(self, eta: float) -> None:
+        """Change the one-way efficiency in the SOC rows (sites differ; the layout does not)."""
+        if eta == self.eta:
+            return
+        n = self.slots
+        for t in range(n):
+            self.highs.changeCoeff(_R_SOC * n + t, _C * n + t, -eta * self.dt_h)
+            self.highs.changeCoeff(_R_SOC * n + t, _D * n + t, self.dt_h / eta)
+        self.eta = eta
 
 
 _local = threading.local()
@@ -160,17 +195,18 @@ def _layout(slots: int, dt_h: float, eta: float, warm: bool) -> _Layout:
     """The cached model of this layout (warm), or a new one (cold, and not cached)."""
     if not warm:
         return _Layout(slots, dt_h, eta)
-    cache: OrderedDict[tuple[int, float, float], _Layout] = getattr(_local, "cache", None) or (
+    cache: OrderedDict[tuple[int, float], _Layout] = getattr(_local, "cache", None) or (
         OrderedDict()
     )
     _local.cache = cache
-    key = (slots, dt_h, eta)
+    key = (slots, dt_h)
     layout = cache.get(key)
     if layout is None:
         layout = cache[key] = _Layout(slots, dt_h, eta)
         if len(cache) > _CACHE_SIZE:
             cache.popitem(last=False)
     cache.move_to_end(key)
+    layout.set_efficiency(eta)
     return layout
 
 
@@ -208,7 +244,7 @@ def validate(problem: Problem) -> None:
     ]
     if problem.terminal_soc_pct is not None:
         numbers.append(problem.terminal_soc_pct)
-    if not all(math.isfinite(x) for x in numbers):
+    if not np.isfinite(np.asarray(numbers, dtype=np.float64)).all():
         raise ValueError("every number must be finite")
     if b.capacity_kwh <= 0:
         raise ValueError("battery.capacity_kwh: must be positive")
@@ -230,6 +266,31 @@ def _fastest_path(start_kwh: float, rate_kwh: np.ndarray) -> np.ndarray:
 def solve(problem: Problem, *, warm: bool = True) -> Solution:
     """The cheapest schedule for `problem`; `warm=False` builds a new model (for benchmarks)."""
     started = time.perf_counter()
+    layout, col_lo, col_hi = load_model(problem, warm=warm)
+    h = layout.highs
+    n = problem.slots
+    for round_ in range(_MAX_DIRECTION_ROUNDS):
+        if round_:
+            h.changeColsBounds(layout.num_col, layout.all_cols, col_lo, col_hi)
+        x = _run(h)
+        charge = x[_C * n : (_C + 1) * n]
+        discharge = x[_D * n : (_D + 1) * n]
+        both = np.minimum(charge, discharge) > VIOLATION_EPSILON
+        if not both.any():
+            break
+        # The battery does one or the other in a slot: keep the net direction of every slot
+        # that moves (so none of them turns into both next time) and re-solve.
+        moving = np.flatnonzero(np.maximum(charge, discharge) > VIOLATION_EPSILON)
+        net_out = discharge[moving] >= charge[moving]
+        col_hi[_C * n + moving[net_out]] = 0.0
+        col_hi[_D * n + moving[~net_out]] = 0.0
+
+    return _solution(problem, x, problem.slot_minutes / 60, started)
+
+
+def load_model(problem: Problem, *, warm: bool = True) -> tuple[_Layout, np.ndarray, np.ndarray]:
+    """The HiGHS model of `problem` with its costs and row bounds set (the column bounds are
+    returned, for the caller to set): what `solve` runs, and what the benchmark's floor runs."""
     validate(problem)
     b = problem.battery
     n = problem.slots
@@ -295,22 +356,8 @@ def solve(problem: Problem, *, warm: bool = True) -> Solution:
 
     h.changeColsCost(layout.num_col, layout.all_cols, cost)
     h.changeRowsBounds(layout.num_row, layout.all_rows, row_lo, row_hi)
-    for _ in range(_MAX_DIRECTION_ROUNDS):
-        h.changeColsBounds(layout.num_col, layout.all_cols, col_lo, col_hi)
-        x = _run(h)
-        charge = x[_C * n : (_C + 1) * n]
-        discharge = x[_D * n : (_D + 1) * n]
-        both = np.minimum(charge, discharge) > VIOLATION_EPSILON
-        if not both.any():
-            break
-        # The battery does one or the other in a slot: keep the net direction of every slot
-        # that moves (so none of them turns into both next time) and re-solve.
-        moving = np.flatnonzero(np.maximum(charge, discharge) > VIOLATION_EPSILON)
-        net_out = discharge[moving] >= charge[moving]
-        col_hi[_C * n + moving[net_out]] = 0.0
-        col_hi[_D * n + moving[~net_out]] = 0.0
-
-    return _solution(problem, x, dt_h, started)
+    h.changeColsBounds(layout.num_col, layout.all_cols, col_lo, col_hi)
+    return layout, col_lo, col_hi
 
 
 def _run(h: highspy.Highs) -> np.ndarray:

@@ -87,7 +87,7 @@ def test_naive_datetimes_are_refused():
     st.lists(
         st.tuples(st.integers(-40 * 96 * 7, -1), st.floats(0, 1000)), min_size=0, max_size=200
     ),
-    st.integers(0, 200),
+    st.integers(0, 700),  # up to a week and more
 )
 def test_a_forecast_lies_within_the_loads_seen(points, slots):
     history = [(MONDAY + i * SLOT, kw) for i, kw in points]
@@ -116,3 +116,9 @@ def test_zero_actual_load_leaves_the_percentages_defined_or_none():
     assert all_zero.mape_pct is None and all_zero.wape_pct is None
     assert all_zero.mae_kw == pytest.approx(0.5)
     assert forecast_error([], []).slots == 0
+
+
+def test_a_week_long_forecast_follows_each_weekday():
+    history = weekly_history(4, lambda week, slot: float(slot // 96))  # the weekday's number
+    forecast = forecast_load(history, MONDAY, 7 * 96)
+    assert forecast == pytest.approx([float(slot // 96) for slot in range(7 * 96)])

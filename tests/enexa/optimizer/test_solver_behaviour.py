@@ -1,10 +1,11 @@
 """What an operator sees the plan do: arbitrage, peak shaving, a grid limit it cannot keep, a
 battery below its band, a terminal target out of reach, and the same plan warm or cold."""
 
+import numpy as np
 import pytest
 
 from enexa.optimizer.problem import Problem
-from enexa.optimizer.solver import clear_cache, solve
+from enexa.optimizer.solver import _follow_net_power, clear_cache, solve
 from tests.enexa.optimizer.batteries import SITE_BATTERY, battery
 
 BATTERY = SITE_BATTERY
@@ -143,7 +144,8 @@ def test_a_warm_solve_gives_the_same_plan_as_a_cold_one():
     problem = day(import_price=prices, demand_charge_per_kw=2.0)
     clear_cache()
     cold = solve(problem, warm=False)
-    solve(day(soc_pct=5.0))  # leaves another basis in the cache
+    # Leaves another basis and another efficiency in the cached model.
+    solve(day(soc_pct=5.0, battery=battery(round_trip_efficiency=0.7)))
     warm = solve(problem)
     assert warm.cost == pytest.approx(cold.cost, abs=1e-6)
     assert warm.violations == cold.violations
@@ -154,3 +156,19 @@ def test_an_impossible_problem_is_refused_not_solved():
         solve(day(import_price=(0.1,) * 95))
     with pytest.raises(ValueError, match="finite"):
         solve(day(soc_pct=float("nan")))
+
+
+def test_the_last_resort_follows_the_net_power_and_stops_at_empty_and_full():
+    """Should re-solving not settle which way a slot goes, the battery follows the net power:
+    the SOC is what that power does, and the power stops where the battery is full or empty."""
+    problem = day(load_kw=(0.0,) * 4, soc_pct=85.0)
+    power, soc_kwh = _follow_net_power(problem, np.array([-100.0, -100.0, 100.0, 100.0]), 0.25)
+    eta = 0.9**0.5
+    # 170 kWh stored: 30 kWh of room takes 30 / (eta * 0.25) kW, the rest of the slot is idle.
+    assert power[0] == pytest.approx(-100.0)
+    assert power[1] == pytest.approx(-(200 - 170 - 100 * 0.25 * eta) / (eta * 0.25))
+    assert soc_kwh[1] == pytest.approx(200.0)
+    assert soc_kwh[3] == pytest.approx(200.0 - 2 * 100 * 0.25 / eta)
+    empty = _follow_net_power(day(soc_pct=1.0), np.full(96, 100.0), 0.25)
+    assert min(empty[1]) == pytest.approx(0.0)
+    assert sum(empty[0]) * 0.25 / eta == pytest.approx(2.0)  # the 2 kWh there were, no more
