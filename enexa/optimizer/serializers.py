@@ -7,6 +7,7 @@ from rest_framework import serializers
 from shared.dispatch import MAX_SLOTS
 
 from .choices import PlanReason, PlanStatus
+from .problem import VIOLATION_KINDS
 from .services import MAX_HORIZON_H, SLOT_MINUTES
 
 
@@ -62,9 +63,7 @@ class CostSerializer(serializers.Serializer):
 
 
 class ViolationSerializer(serializers.Serializer):
-    kind = serializers.CharField(
-        help_text="grid_import_limit, soc_below_min, soc_below_reserve, soc_above_max, ..."
-    )
+    kind = serializers.CharField(help_text="One of: " + ", ".join(VIOLATION_KINDS) + ".")
     start = serializers.DateTimeField(help_text="The slot's start.")
     amount = serializers.FloatField(help_text="kW or percentage points, by kind.")
 
