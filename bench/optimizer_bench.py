@@ -1,8 +1,9 @@
 """Optimizer solve time: 96 and 672 slots, cold (a new model) and warm (the cached one), against
 a bare HiGHS run of the same LP; and a fleet of 1,000 96-slot solves with varied inputs.
 
-The fleet figure here is the solver alone (`replan_fleet` with `solve`); the planning service
-can pass its own per-site function to `replan_fleet` to measure the whole re-plan.
+The fleet figure here is the solver alone (`replan_fleet` with `solve`); the whole re-plan
+through the planning service on a database (reads, forecast, solve, plan and command stored)
+is bench/fleet_replan_bench.py.
 Results in bench/results/optimizer.json, with the load average at the start and the end."""
 
 from __future__ import annotations

@@ -48,8 +48,12 @@ def every(task: str, interval_s: float, queue: str = PERIODIC_QUEUE) -> dict[str
 
 
 def beat_schedule() -> dict[str, Any]:
+    from django.conf import settings
+
     prune = every("enexa.telemetry.tasks.prune_telemetry", 3600.0)
     prune["schedule"] = crontab(hour=3, minute=15)  # daily, expiring within the hour
+    prune_plans = every("enexa.optimizer.tasks.prune_plans", 3600.0)
+    prune_plans["schedule"] = crontab(hour=3, minute=45)
     return {
         "detect-offline": every("enexa.telemetry.tasks.detect_offline", OFFLINE_EVERY_S),
         "reconcile-outages": every("enexa.telemetry.tasks.reconcile_outages", RECONCILE_EVERY_S),
@@ -64,6 +68,15 @@ def beat_schedule() -> dict[str, Any]:
         "send-due-webhooks": every(
             "enexa.webhooks.tasks.send_due_deliveries", WEBHOOK_SWEEP_EVERY_S, WEBHOOK_QUEUE
         ),
+        # Model-predictive control: controlled sites re-planned on a schedule, and sooner when
+        # the measured SOC leaves the plan (enexa.optimizer).
+        "replan-sites": every(
+            "enexa.optimizer.tasks.replan_due_sites", settings.ENEXA_OPTIMIZER_REPLAN_INTERVAL_S
+        ),
+        "check-soc-drift": every(
+            "enexa.optimizer.tasks.check_soc_drift", settings.ENEXA_OPTIMIZER_DRIFT_CHECK_S
+        ),
+        "prune-plans": prune_plans,
     }
 
 

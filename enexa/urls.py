@@ -35,6 +35,7 @@ v1_patterns = [
     path("", include("enexa.dispatch.urls")),
     path("", include("enexa.alerts.urls")),
     path("", include("enexa.webhooks.urls")),
+    path("", include("enexa.optimizer.urls")),
 ]
 
 urlpatterns = [

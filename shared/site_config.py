@@ -35,6 +35,16 @@ DEFAULTS: dict[str, Any] = {
     "autonomy": {"enter_after_s": 60, "mode": "follow_schedule_then_safe"},
     "setpoint_validity_s": 300,
     "firmware": {"channel": "stable"},
+    # Unset: no tariff; the optimizer then plans only slots that have prices (PUT .../prices).
+    "tariff": {
+        "import_price": None,
+        "export_price": None,
+        "peak_import_price": None,
+        "peak_export_price": None,
+        "peak_from_hour": None,
+        "peak_to_hour": None,
+        "demand_charge_per_kw": None,
+    },
 }
 
 # The SOC band and reserve a battery gets when none is set (within the equipment's band).
@@ -64,10 +74,17 @@ def host() -> Rule:
     return ("host",)
 
 
+# Prices per kWh (any currency: the one of the site's prices), within what a market may
+# reach; negative prices happen.
+PRICE_RANGE = (-100.0, 100.0)
+
 # section -> field -> rule; a top-level scalar has a rule instead of a section. Every key here
-# changes what the gateway does (tests/test_settings_honoured.py checks each one); a setting
-# nothing reads is refused rather than accepted and ignored (`tariff` went for that reason;
-# Enexa's configs migration 0002 removed it from stored documents).
+# changes what the gateway does, or what Enexa decides for it (tests/test_settings_honoured.py
+# checks each one); a setting nothing reads is refused rather than accepted and ignored.
+# `tariff` is read by Enexa's optimizer (enexa.optimizer.services.tariff_prices): the price of
+# a slot no `PUT /v1/sites/{id}/prices` covers, in two hour-of-day bands of the site's local
+# time (the peak band [peak_from_hour, peak_to_hour), wrapping midnight when from > to, and the
+# rest of the day), and the demand charge per kW of the horizon's peak import.
 RULES: dict[str, Any] = {
     # One ChargePost's address, or a list of them (several ChargePosts: unit_list_errors).
     "modbus": {"host": host(), "port": _int(1, 65535), "device_id": _int(0, 247)},
@@ -91,6 +108,15 @@ RULES: dict[str, Any] = {
     },
     "setpoint_validity_s": _int(1, 86_400),
     "firmware": {"channel": choice(FIRMWARE_CHANNELS)},
+    "tariff": {
+        "import_price": _num(*PRICE_RANGE),
+        "export_price": _num(*PRICE_RANGE),
+        "peak_import_price": _num(*PRICE_RANGE),
+        "peak_export_price": _num(*PRICE_RANGE),
+        "peak_from_hour": _int(0, 23),
+        "peak_to_hour": _int(0, 24),
+        "demand_charge_per_kw": _num(0, 10_000),
+    },
 }
 
 

@@ -1,9 +1,10 @@
-"""Every setting Enexa accepts changes what the gateway does; a setting nothing reads is refused.
+"""Every setting Enexa accepts changes what the gateway does (or what Enexa decides for it, as
+the firmware it offers and the schedule the optimizer plans); a setting nothing reads is refused.
 
 The keys come from the one definition of the site configuration (`shared.site_config.RULES`),
 so a setting added there without a check here, or without the gateway reading it, fails this
-test. Each check runs the gateway code that reads the setting with two values and shows the
-behaviour differs."""
+test. Each check runs the code that reads the setting with two values and shows the behaviour
+differs."""
 
 from __future__ import annotations
 
@@ -26,12 +27,12 @@ from amperio.enexa_link.configsync import validate_config, write_config
 from amperio.gateway import Gateway
 from amperio.settings import Settings, load
 from amperio.state import GatewayState
-from enexa.configs.services import update_controller_config
+from enexa.configs.services import update_controller_config, update_site_config
 from enexa.firmware.services import latest_for
 from shared.fields import format_timestamp
 from shared.site_config import RULES
 from shared.site_config import validate as validate_document
-from tests.factories import ControllerFactory, FirmwareReleaseFactory
+from tests.factories import BatteryUnitFactory, ControllerFactory, FirmwareReleaseFactory
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 UNIT = {
@@ -187,6 +188,37 @@ def offered_firmware(ctx: Any, config: dict[str, Any]) -> Any:
     return release.version if release else None
 
 
+def planned_price(hour_utc: int):
+    """Read by Enexa's optimizer on the gateway's behalf: the import and export price it plans
+    the slot at `hour_utc` with, where no prices were put (the site is in Europe/Berlin)."""
+
+    def run(ctx: Any, config: dict[str, Any]) -> Any:
+        from enexa.optimizer.services import slot_prices
+
+        site = ctx.controller.site
+        at = NOW.replace(hour=hour_utc)
+        buys, sells, _ = slot_prices(site, [at], 60, config["settings"]["tariff"])
+        return buys, sells
+
+    return run
+
+
+def planned_demand_charge(ctx: Any, config: dict[str, Any]) -> Any:
+    """The demand charge of the problem the optimizer solves for the site."""
+    from enexa.optimizer.services import build_problem
+
+    site = ctx.controller.site
+    BatteryUnitFactory(site=site)
+    update_site_config(site, {"tariff": config["settings"]["tariff"]}, if_match=None, by="test")
+    problem, _, _ = build_problem(site, horizon_h=1, slot_minutes=60, now=NOW)
+    return problem.demand_charge_per_kw
+
+
+TARIFF = {"import_price": 0.20, "export_price": 0.05}
+# The evening band, 17-21 local: 16-20 UTC in January.
+PEAK = {**TARIFF, "peak_from_hour": 17, "peak_to_hour": 21}
+IN_PEAK_UTC, OFF_PEAK_UTC = 17, 8
+
 # path -> (value, other value, base settings, what the gateway does with it)
 CHECKS: dict[str, tuple[Any, Any, dict[str, Any], Any]] = {
     "modbus.host": ("10.0.0.5", "10.0.0.6", {}, chargepost_address),
@@ -238,6 +270,28 @@ CHECKS: dict[str, tuple[Any, Any, dict[str, Any], Any]] = {
     "autonomy.margin_kw": (2.0, 10.0, {}, autonomy_with(NEEDS_DISCHARGE)),
     "setpoint_validity_s": (60, 900, {}, lease_length),
     "firmware.channel": ("stable", "beta", {}, offered_firmware),
+    "tariff.import_price": (0.20, 0.30, {"tariff": TARIFF}, planned_price(OFF_PEAK_UTC)),
+    "tariff.export_price": (0.05, 0.08, {"tariff": TARIFF}, planned_price(OFF_PEAK_UTC)),
+    "tariff.peak_import_price": (0.40, 0.50, {"tariff": PEAK}, planned_price(IN_PEAK_UTC)),
+    "tariff.peak_export_price": (0.10, 0.12, {"tariff": PEAK}, planned_price(IN_PEAK_UTC)),
+    "tariff.peak_from_hour": (
+        17,
+        19,
+        {"tariff": {**PEAK, "peak_import_price": 0.4}},
+        planned_price(IN_PEAK_UTC),
+    ),
+    "tariff.peak_to_hour": (
+        21,
+        18,
+        {"tariff": {**PEAK, "peak_import_price": 0.4}},
+        planned_price(IN_PEAK_UTC),
+    ),
+    "tariff.demand_charge_per_kw": (
+        0.0,
+        12.5,
+        {"tariff": TARIFF},
+        planned_demand_charge,
+    ),
 }
 
 

@@ -366,6 +366,14 @@ def redeliver_undelivered(
     return counts
 
 
+def supersede_undelivered(site: Site, command: str, detail: str) -> int:
+    """Expire the site's undelivered `command`s: a newer one replaces them (a new plan's
+    schedule), so none may reach the site after it. Returns how many."""
+    return Command.objects.filter(
+        site=site, command=command, status=CommandStatus.UNDELIVERED
+    ).update(status=CommandStatus.EXPIRED, detail=detail, updated_at=timezone.now())
+
+
 # At most this many open commands are asked after per status pull, oldest first.
 PULL_BATCH = 500
 

@@ -1,5 +1,6 @@
 """Settings shared by every profile; each value can be set from the environment."""
 
+import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -19,9 +20,20 @@ def _dev_secret_key() -> str:
     """A random key kept in var/ so development sessions survive restarts; never in the repo."""
     path = VAR_DIR / "dev-secret-key"
     if not path.exists():
+        # Processes started together (gunicorn's workers, the Celery worker) must agree on one
+        # key: each writes its own candidate aside and links it in place, which only the first
+        # can do; the others then read the first's (a key of their own would make every JWT
+        # the other processes sign invalid here).
         VAR_DIR.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+        candidate = VAR_DIR / f"dev-secret-key.{os.getpid()}.{secrets.token_hex(4)}"
+        candidate.write_text(secrets.token_urlsafe(50))
+        candidate.chmod(0o600)
+        try:
+            os.link(candidate, path)
+        except FileExistsError:
+            pass
+        finally:
+            candidate.unlink()
     return path.read_text().strip()
 
 
@@ -52,6 +64,7 @@ INSTALLED_APPS = [
     "enexa.dispatch",
     "enexa.alerts",
     "enexa.webhooks",
+    "enexa.optimizer",
 ]
 
 MIDDLEWARE = [
@@ -200,6 +213,24 @@ ENEXA_CELERY_BROKER_URL = env_str("ENEXA_CELERY_BROKER_URL")
 ENEXA_DELIVERY_MAX_RETRIES = env_int("ENEXA_DELIVERY_MAX_RETRIES", 5)
 ENEXA_DELIVERY_BACKOFF_S = float(env_str("ENEXA_DELIVERY_BACKOFF_S", "2"))
 ENEXA_DELIVERY_BACKOFF_MAX_S = float(env_str("ENEXA_DELIVERY_BACKOFF_MAX_S", "300"))
+
+# The optimizer (enexa.optimizer, docs/configuration.md): the horizon and slot of a plan not
+# asking for others; how often controlled sites are re-planned, and how often (and how far, in
+# SOC points) the measurement is checked against the plan in force; the cost per kWh through
+# the battery that keeps it from churning for nothing; the round-trip efficiency (the registry
+# has none); how many weeks of telemetry the load forecast reads.
+ENEXA_OPTIMIZER_HORIZON_H = env_int("ENEXA_OPTIMIZER_HORIZON_H", 24)
+ENEXA_OPTIMIZER_SLOT_MINUTES = env_int("ENEXA_OPTIMIZER_SLOT_MINUTES", 15)
+ENEXA_OPTIMIZER_REPLAN_INTERVAL_S = float(env_str("ENEXA_OPTIMIZER_REPLAN_INTERVAL_S", "900"))
+ENEXA_OPTIMIZER_DRIFT_CHECK_S = float(env_str("ENEXA_OPTIMIZER_DRIFT_CHECK_S", "60"))
+ENEXA_OPTIMIZER_SOC_DRIFT_PCT = float(env_str("ENEXA_OPTIMIZER_SOC_DRIFT_PCT", "5"))
+ENEXA_OPTIMIZER_CYCLE_COST_PER_KWH = float(env_str("ENEXA_OPTIMIZER_CYCLE_COST_PER_KWH", "0.001"))
+ENEXA_OPTIMIZER_ROUND_TRIP_EFFICIENCY = float(
+    env_str("ENEXA_OPTIMIZER_ROUND_TRIP_EFFICIENCY", "0.9")
+)
+ENEXA_OPTIMIZER_FORECAST_WEEKS = env_int("ENEXA_OPTIMIZER_FORECAST_WEEKS", 4)
+# Plans are kept this long after their horizon ends (each site's newest always).
+ENEXA_OPTIMIZER_PLAN_RETENTION_DAYS = env_int("ENEXA_OPTIMIZER_PLAN_RETENTION_DAYS", 14)
 
 # Redis, where set, counts rate limits atomically across processes (enexa.api.throttling).
 REDIS_URL = env_str("REDIS_URL")

@@ -47,11 +47,14 @@ def recover_site_by_id(report_id: int) -> OutageReport | None:
 def recover_site(report: OutageReport, *, now: datetime | None = None) -> OutageReport:
     """After an outage: the state the gateway reports now is the truth (status and telemetry
     already overwrite it); ask Amperio for the site's health and the outcomes of its open
-    commands; redeliver still-valid commands, expire stale ones.
+    commands; re-plan a site the optimizer controls (its new schedule supersedes the stale
+    ones); redeliver still-valid commands, expire stale ones.
 
     This runs on the worker, enqueued by the contact that brought the site back (each Amperio
     call bounded by ENEXA_AMPERIO_TIMEOUT_S, and none after the first it does not answer)."""
+    # Imported here: only recovery needs them, and the optimizer itself reads telemetry.
     from enexa.dispatch.services import redeliver_undelivered
+    from enexa.optimizer.services import replan_after_outage
 
     site = Site.objects.get(pk=report.site_id)
     try:
@@ -59,11 +62,21 @@ def recover_site(report: OutageReport, *, now: datetime | None = None) -> Outage
     except Exception:  # a failed sync is recorded on the report; the redelivery still runs
         logger.exception("state sync of %s after its outage failed", site.code)
         report.state_sync = {"error": "state sync failed; see the log"}
+    # Seed recovery steps 2-3: a site under the optimizer's control gets a new plan from its
+    # newest reading (step 1: status and telemetry already made it the truth), which
+    # supersedes its stale schedules, rather than having them re-sent as they were.
+    try:
+        replanned = replan_after_outage(site, now=now)
+    except Exception:  # a failed re-plan is recorded; the redelivery below still runs
+        logger.exception("re-plan of %s after its outage failed", site.code)
+        replanned = {"plan": None, "error": "re-plan failed; see the log"}
     try:
         report.commands_redelivered = redeliver_undelivered(site, now=now)
     except Exception:  # a failed redelivery is recorded on the report; reconciliation still runs
         logger.exception("redelivery to %s after its outage failed", site.code)
         report.commands_redelivered = {"error": "redelivery failed; see the log"}
+    if replanned is not None:
+        report.commands_redelivered["replanned"] = replanned
     # Only these fields: the readings part was reconciled when the site came back and is
     # kept up to date as backfill arrives, concurrently; saving it from here could put back
     # counts read before the latest backfill was stored.

@@ -1,5 +1,5 @@
 """The events webhooks send, from the signals of the apps where they happen: alerts opened and
-resolved, command status changes, sites going offline and coming back online. Each body's
+resolved, command status changes, sites going offline and coming back online, plans created. Each body's
 `data` has the shape the API gives the same thing (its serializer)."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from enexa.alerts.serializers import AlertSerializer
 from enexa.alerts.signals import alert_opened, alert_resolved
 from enexa.dispatch.serializers import CommandSerializer
 from enexa.dispatch.signals import command_status_changed
+from enexa.optimizer.services import plan_created, plan_view
 from enexa.registry.models import Site
 from enexa.telemetry.signals import site_came_online, site_went_offline
 from shared.fields import format_timestamp
@@ -50,3 +51,11 @@ def site_is_offline(sender: Any, site_pk: int, at: Any, reason: str, **kwargs: A
 @receiver(site_came_online, dispatch_uid="webhooks_site_came_online")
 def site_is_online(sender: Any, site_pk: int, at: Any, reason: str, **kwargs: Any) -> None:
     _presence("site.online", site_pk, at, reason)
+
+
+@receiver(plan_created, dispatch_uid="webhooks_plan_created")
+def plan_was_created(sender: Any, plan: Any, **kwargs: Any) -> None:
+    # The plan as the API shows it, without its slots (up to 672 of them: GET the plan).
+    data = {k: v for k, v in plan_view(plan).items() if k != "slots"}
+    data |= {"start": format_timestamp(plan.start_at), "end": format_timestamp(plan.end_at)}
+    services.publish("plan.created", plan.site, data)

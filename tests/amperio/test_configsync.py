@@ -156,3 +156,14 @@ def test_syncing_the_config_leaves_the_outbox_alone(gateway):
     with HttpPeer(FakeEnexa(config_v(3))) as peer:
         sync_config(EnexaClient(peer.url, api_key="k"), settings, state, NOW)
     assert settings.outbox_path.read_bytes() == b"buffered readings"
+
+
+def test_a_tariff_and_keys_this_gateway_does_not_know_are_taken_and_left_alone():
+    """The tariff is Enexa's (its optimizer reads it): a gateway takes a configuration with one,
+    and with a section or key it does not know yet (a newer Enexa), without refusing the rest."""
+    config = config_v(1, interval_s=10, timeout_s=30)
+    config["settings"]["tariff"] = {"import_price": 0.25, "peak_from_hour": 17, "later_key": 1}
+    config["settings"]["newer_section"] = {"anything": True}
+    applied = validate_config(config)
+    assert applied["settings"]["tariff"]["import_price"] == 0.25
+    assert applied["settings"]["watchdog"]["timeout_s"] == 30

@@ -17,6 +17,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from enexa.alerts.services import open_alert
 from enexa.dispatch.models import Command
+from enexa.optimizer.models import Plan
 from enexa.provisioning import services
 from enexa.webhooks.services import create_webhook, publish
 from tests.conftest import jwt_client
@@ -102,6 +103,24 @@ def build_world() -> dict:
         issued_at=timezone.now(),
         created_by="staff",
     )
+    # Site B's plan in force: no caller of site A may see it (GET .../plan, .../plans).
+    plan_b = Plan.objects.create(
+        code="plan_site_b",
+        site=site_b,
+        version=1,
+        created_at=timezone.now(),
+        created_by="staff",
+        reason="manual",
+        status="optimal",
+        slot_minutes=60,
+        start_at=timezone.now() - timedelta(minutes=30),
+        end_at=timezone.now() + timedelta(hours=23),
+        cost_total=0.0,
+        cost_baseline=0.0,
+        solve_ms=1.0,
+        dispatched=True,
+        inputs_digest="0" * 64,
+    )
     _, key_a = services.issue_api_key(controller_a)
     controller_revoked = ControllerFactory(site=site_a)
     _, revoked = services.issue_api_key(controller_revoked)
@@ -145,6 +164,7 @@ def build_world() -> dict:
             alert_b.code,
             webhook_b.code,
             delivery_b,
+            plan_b.code,
         },
     }
 
@@ -175,6 +195,15 @@ def test_the_matrix_covers_the_provisioning_and_registry_endpoints():
     routes = {route for route, _ in ENDPOINTS}
     assert "v1/provisioning/initial-config" in routes
     assert "v1/controllers/<str:controller_id>/api-keys/rotate" in routes
+
+
+def test_the_matrix_covers_the_planning_endpoints():
+    assert {
+        ("v1/sites/<str:site_id>/prices", "put"),
+        ("v1/sites/<str:site_id>/plans", "post"),
+        ("v1/sites/<str:site_id>/plan", "get"),
+        ("v1/sites/<str:site_id>/plan/actual", "get"),
+    } <= set(ENDPOINTS)
 
 
 @pytest.mark.parametrize(("route", "method"), ENDPOINTS, ids=[f"{m} {r}" for r, m in ENDPOINTS])

@@ -14,6 +14,7 @@ def test_enexas_worker_and_producers_ignore_amperios_celery_broker_url(monkeypat
 def test_every_periodic_task_expires_before_its_next_run_and_names_a_real_task():
     import enexa.alerts.tasks  # noqa: F401 - registers the tasks
     import enexa.dispatch.tasks  # noqa: F401
+    import enexa.optimizer.tasks  # noqa: F401
     import enexa.telemetry.tasks  # noqa: F401
     import enexa.webhooks.tasks  # noqa: F401
 

@@ -172,7 +172,8 @@ def test_replaying_an_applied_change_returns_the_result_instead_of_412(controlle
         ({"grid": {"limit_kw": 500}}, "grid.limit_kw"),
         ({"telemetry": {"interval_s": "fast"}}, "telemetry.interval_s"),
         ({"surprise": 1}, "surprise"),
-        ({"tariff": {"import_eur_per_kwh": 0.25}}, "tariff"),  # nothing on the gateway reads it
+        ({"tariff": {"import_eur_per_kwh": 0.25}}, "tariff.import_eur_per_kwh"),  # unknown
+        ({"tariff": {"peak_to_hour": 25}}, "tariff.peak_to_hour"),
     ],
 )
 def test_a_setting_breaking_a_rule_or_the_equipment_is_refused_with_a_field_error(
@@ -237,15 +238,17 @@ def test_restoring_a_version_stored_with_a_retired_setting_does_not_bring_it_bac
     old = services.get_version(controller, 1)
     # As stored before the setting went (versions are immutable to the model, not the table).
     ConfigVersion.objects.filter(pk=old.pk).update(
-        settings={**old.settings, "tariff": {"currency": "EUR"}}
+        settings={**old.settings, "tariff": {"currency": "EUR"}, "surcharge": {"eur": 1}}
     )
     services.update_controller_config(
         controller, {"telemetry": {"interval_s": 60}}, if_match=None, by="test"
     )
     restored = services.restore_version(controller, 1, by="test")
-    assert "tariff" not in restored["settings"]
+    assert "surcharge" not in restored["settings"]
+    assert "currency" not in restored["settings"]["tariff"]  # a key of a section retired too
     assert restored["settings"]["telemetry"]["interval_s"] == 5
-    assert "tariff" not in ControllerConfig.objects.get(controller=controller).overrides
+    overrides = ControllerConfig.objects.get(controller=controller).overrides
+    assert "surcharge" not in overrides and "tariff" not in overrides
 
 
 def test_the_migration_removes_the_retired_tariff_from_stored_documents(controller):

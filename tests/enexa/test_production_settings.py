@@ -77,3 +77,20 @@ def test_production_is_https_only():
         "SECURE_PROXY_SSL_HEADER": ["HTTP_X_FORWARDED_PROTO", "https"],
         "SECURE_CONTENT_TYPE_NOSNIFF": True,
     }
+
+
+def test_processes_starting_together_without_a_secret_key_agree_on_one(tmp_path):
+    """gunicorn's workers and the Celery worker each read the development key at start-up: a
+    key of their own would make the JWTs one signs invalid at the others."""
+    env = {**os.environ, "ENEXA_VAR_DIR": str(tmp_path)}
+    env.pop("SECRET_KEY", None)
+    code = "from enexa.settings import base; print(base.SECRET_KEY)"
+    procs = [
+        subprocess.Popen(  # noqa: S603 - our own interpreter
+            [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(6)
+    ]
+    keys = {proc.communicate(timeout=60)[0].strip() for proc in procs}
+    assert len(keys) == 1 and "" not in keys
+    assert [p.name for p in tmp_path.iterdir()] == ["dev-secret-key"]

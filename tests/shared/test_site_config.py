@@ -9,11 +9,11 @@ def test_a_sparse_document_within_the_ranges_is_valid():
 
 def test_a_value_out_of_range_an_unknown_key_and_a_wrong_type_each_name_their_field():
     errors = site_config.validate(
-        {"watchdog": {"interval_s": 1}, "tariff": {}, "grid": 5, "firmware": {"channel": "x"}}
+        {"watchdog": {"interval_s": 1}, "surcharge": {}, "grid": 5, "firmware": {"channel": "x"}}
     )
     assert errors == {
         "watchdog.interval_s": ["Must be between 2 and 60."],
-        "tariff": ["Unknown setting."],
+        "surcharge": ["Unknown setting."],
         "grid": ["Must be an object."],
         "firmware.channel": ["Must be one of: stable, beta."],
     }
