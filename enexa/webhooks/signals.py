@@ -1,6 +1,6 @@
 """The events webhooks send, from the signals of the apps where they happen: alerts opened and
-resolved, command status changes, sites going offline and coming back online, plans created. Each body's
-`data` has the shape the API gives the same thing (its serializer)."""
+resolved, command status changes, sites going offline and coming back online, plans created.
+Each body's `data` has the shape the API gives the same thing (its serializer)."""
 
 from __future__ import annotations
 
