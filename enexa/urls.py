@@ -1,4 +1,5 @@
-"""URL configuration: the /v1/ API (namespace v1), its schema and docs, and the admin."""
+"""URL configuration: the /v1/ API (namespace v1), its schema and docs, the admin, and the
+operator dashboard under /app/ (namespace dashboard)."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -35,6 +36,7 @@ v1_patterns = [
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("app/", include(("enexa.dashboard.urls", "dashboard"), namespace="dashboard")),
     path("v1/", include((v1_patterns, "v1"), namespace="v1")),
 ]
 
