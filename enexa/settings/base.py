@@ -136,6 +136,9 @@ LOGOUT_REDIRECT_URL = "dashboard:login"
 # `manage.py collectstatic` copies the admin's and the API docs' files here (the demo does it
 # at start, infra/systemd/enexa.service before each start).
 STATIC_ROOT = VAR_DIR / "static"
+# WhiteNoise also serves the apps' own static files (the dashboard's stylesheet, htmx, uPlot)
+# where collectstatic has not run (a test server, a development server with DEBUG=0).
+WHITENOISE_USE_FINDERS = True
 
 REST_FRAMEWORK = {
     # House style: the controller API-key class runs first and claims only its own prefix;
