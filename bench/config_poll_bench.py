@@ -10,6 +10,8 @@ import statistics
 import time
 from pathlib import Path
 
+from bench import throwaway_database
+
 RESULTS = Path(__file__).parent / "results" / "config_poll.json"
 REQUESTS = int(os.environ.get("BENCH_CONFIG_POLL_REQUESTS", "500"))
 
@@ -35,17 +37,8 @@ def _measure(client, path: str, headers: dict, expected: int) -> dict:
 
 
 def main() -> None:
-    os.environ["DJANGO_SETTINGS_MODULE"] = "enexa.settings.test"
-    import django
-
-    django.setup()
-    from django.db import connection
-    from django.test.utils import setup_test_environment, teardown_test_environment
-
-    setup_test_environment()
-    old_name = connection.settings_dict["NAME"]
-    connection.creation.create_test_db(verbosity=0)
-    try:
+    with throwaway_database():
+        from django.db import connection
         from rest_framework.test import APIClient
 
         from enexa.provisioning.services import issue_api_key
@@ -64,9 +57,6 @@ def main() -> None:
             ),
             "config_full": _measure(client, "/v1/controllers/CTRL001/config", {}, 200),
         }
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
-        teardown_test_environment()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

@@ -125,8 +125,12 @@ def fleet(request: HttpRequest) -> HttpResponse:
         "query": request.GET.urlencode(),
         "poll_s": POLL_S,
         "now": timezone.now(),
+        # `/app/sites/{site_id}/` (fixed in the contract): one reverse, not one per row.
+        "sites_url": reverse("dashboard:fleet") + "sites/",
     }
-    template = "dashboard/_fleet_table.html" if request.htmx else "dashboard/fleet.html"
+    # htmx restoring a page from history (back button after a filter) needs the whole page.
+    fragment = request.htmx and not request.htmx.history_restore_request
+    template = "dashboard/_fleet_table.html" if fragment else "dashboard/fleet.html"
     return render(request, template, context)
 
 

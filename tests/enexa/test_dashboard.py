@@ -281,6 +281,13 @@ def test_the_fleets_poll_gets_only_the_table(site, operator):
     assert 'hx-get="/app/?sort=soc"' in page
 
 
+def test_htmx_restoring_the_fleet_from_history_gets_the_whole_page(site, operator):
+    response = logged_in(operator).get(
+        "/app/?sort=soc", HTTP_HX_REQUEST="true", HTTP_HX_HISTORY_RESTORE_REQUEST="true"
+    )
+    assert "<html" in response.content.decode()
+
+
 def _fleet_world(count: int):
     staff = StaffFactory()
     FirmwareReleaseFactory(version="1.1.0")
@@ -471,6 +478,26 @@ def test_an_operator_dispatches_from_the_form_and_the_worker_is_asked_to_deliver
     assert command.command_id[:8] in response.content.decode()
 
 
+def test_a_command_sent_from_the_dashboard_is_in_the_audit_log_and_its_polls_are_not(
+    site, operator, enqueued
+):
+    from enexa.audit.models import AuditEntry
+
+    client = logged_in(operator)
+    client.get(f"/app/sites/{site.code}/live")
+    client.post(
+        f"/app/sites/{site.code}/commands",
+        {"command": "set_mode", "mode": "safe", "confirm": "on"},
+    )
+    (entry,) = AuditEntry.objects.all()
+    assert (entry.principal, entry.method, entry.path) == (
+        "user:operator",
+        "POST",
+        f"/app/sites/{site.code}/commands",
+    )
+    assert entry.status_code == 302
+
+
 def test_without_javascript_a_sent_command_redirects_to_the_site_page(site, operator, enqueued):
     response = logged_in(operator).post(
         f"/app/sites/{site.code}/commands",
@@ -565,3 +592,59 @@ def test_the_vendored_libraries_are_served_as_static_files():
 def test_the_fleet_url_is_where_the_contract_says():
     assert reverse("dashboard:fleet") == "/app/"
     assert reverse("dashboard:site", args=["SITE001"]) == "/app/sites/SITE001/"
+
+
+# --- the access matrix of /app/, built from the URL configuration -------------------------
+
+
+def dashboard_routes() -> list[str]:
+    """Every /app/ route, `<str:site_id>` filled with SITE001."""
+    from django.urls import URLResolver, get_resolver
+
+    def walk(patterns, prefix):
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                yield from walk(pattern.url_patterns, prefix + str(pattern.pattern))
+            else:
+                yield prefix + str(pattern.pattern)
+
+    return [
+        "/" + route.replace("<str:site_id>", "SITE001")
+        for route in walk(get_resolver().url_patterns, "")
+        if route.startswith("app/")
+    ]
+
+
+OPEN_ROUTES = {"/app/login/", "/app/logout/"}
+
+
+def test_the_matrix_finds_the_dashboards_routes():
+    routes = dashboard_routes()
+    assert {"/app/", "/app/sites/SITE001/", "/app/sites/SITE001/commands"} <= set(routes)
+
+
+def test_every_dashboard_route_sends_an_anonymous_visitor_to_the_login(site):
+    for route in set(dashboard_routes()) - OPEN_ROUTES:
+        for method in ("get", "post"):
+            response = getattr(Client(), method)(route)
+            assert response.status_code in (302, 405), (method, route)
+            if response.status_code == 302:
+                assert response["Location"].startswith("/app/login/"), (method, route)
+
+
+def test_every_site_route_is_404_for_another_sites_operator(site, stranger):
+    client = logged_in(stranger)
+    for route in (r for r in dashboard_routes() if "/sites/" in r):
+        for method in ("get", "post"):
+            response = getattr(client, method)(route, {"command": "set_mode", "confirm": "on"})
+            assert response.status_code in (404, 405), (method, route)
+            assert b"SITE001" not in response.content, (method, route)
+    assert not Command.objects.exists()
+
+
+def test_no_site_route_lets_a_viewer_change_anything(site, viewer):
+    client = logged_in(viewer)
+    for route in (r for r in dashboard_routes() if "/sites/" in r):
+        response = client.post(route, {"command": "set_mode", "mode": "safe", "confirm": "on"})
+        assert response.status_code in (403, 405), route
+    assert not Command.objects.exists()
