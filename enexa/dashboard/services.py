@@ -117,12 +117,17 @@ def _status_of(site: Site) -> SiteStatus | None:
         return None
 
 
-def open_alarms_by_site(site_pks: Iterable[int]) -> dict[int, list[str]]:
+# Which sites a helper reads for: their primary keys, or a query of them (`.values("pk")`),
+# which the database takes as a subquery instead of a list of hundreds of parameters.
+SitePks = Iterable[int] | QuerySet
+
+
+def open_alarms_by_site(site_pks: SitePks) -> dict[int, list[str]]:
     """Each site's open ChargePost alarms: per ChargePost, the newest `alarm` event still
     reporting alarm bits set. One query (a window over the sites' alarm events)."""
     chargepost = KT("data__chargepost")
     newest = (
-        Event.objects.filter(site_id__in=list(site_pks), kind="alarm")
+        Event.objects.filter(site_id__in=site_pks, kind="alarm")
         .annotate(
             rank=Window(
                 RowNumber(),
@@ -163,10 +168,10 @@ def _optional_module(name: str) -> Any:
         raise
 
 
-def config_drift_by_site(site_pks: Iterable[int]) -> dict[int, list[str]]:
+def config_drift_by_site(site_pks: SitePks) -> dict[int, list[str]]:
     """Controllers whose gateway has not applied the current configuration version."""
     drift: dict[int, list[str]] = {}
-    states = ConfigState.objects.filter(controller__site_id__in=list(site_pks)).values_list(
+    states = ConfigState.objects.filter(controller__site_id__in=site_pks).values_list(
         "controller__site_id", "controller__code", "version", "applied_version"
     )
     for site_pk, code, version, applied in states.order_by("controller__code"):
@@ -194,22 +199,24 @@ def fleet_rows(user: Any, *, now: datetime | None = None) -> list[FleetRow]:
     """Every site `user` may see, with its state: a fixed number of queries, one per kind of
     data (sites, readings, chargers, alarms, configuration, controllers, firmware)."""
     now = now or timezone.now()
-    sites = list(_sites_with_latest(visible_sites(user)).order_by("code"))
-    site_pks = [s.pk for s in sites]
-    reading_pks = [s.newest_reading_pk for s in sites if s.newest_reading_pk is not None]
+    scope = visible_sites(user)
+    sites = list(_sites_with_latest(scope).order_by("code"))
+    # The other reads narrow by subqueries of the same scope, not by lists of ids.
+    site_pks = scope.values("pk")
+    newest_readings = _sites_with_latest(scope).values("newest_reading_pk")
     readings = {
         r["pk"]: r
-        for r in TelemetryReading.objects.filter(pk__in=reading_pks).values(
+        for r in TelemetryReading.objects.filter(pk__in=newest_readings).values(
             "pk", "timestamp", "battery_soc_pct", "battery_power_kw", "grid_import_kw"
         )
     }
     chargers: dict[int, list[tuple[str, float | None]]] = {}
     for reading_pk, status, power_kw in ChargerValue.objects.filter(
-        reading_id__in=reading_pks
+        reading_id__in=newest_readings
     ).values_list("reading_id", "status", "power_kw"):
         chargers.setdefault(reading_pk, []).append((status, power_kw))
     alarms = open_alarms_by_site(site_pks)
-    alerts = open_alert_counts(site_pks)
+    alerts = open_alert_counts([s.pk for s in sites])
     drift = config_drift_by_site(site_pks)
     controllers = list(Controller.objects.filter(site_id__in=site_pks).order_by("code"))
     outdated = outdated_firmware_by_site(controllers)
