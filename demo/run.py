@@ -248,6 +248,9 @@ class Demo:
         )
         response.raise_for_status()
         page = browser.get(f"{self.enexa_url}/app/sites/{SITE}/", timeout=10).text
+        # Its scripts come from this server (WhiteNoise), never from the internet.
+        for asset in ("vendor/htmx/htmx.min.js", "vendor/uplot/uPlot.iife.min.js"):
+            browser.get(f"{self.enexa_url}/static/dashboard/{asset}", timeout=10).raise_for_status()
         found = re.search(r'id="soc-value" data-soc="([0-9.]+)"', page)
         if found is None:
             raise RuntimeError("the dashboard's site page shows no SOC")

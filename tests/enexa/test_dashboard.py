@@ -10,6 +10,9 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from enexa.dashboard import services
 from enexa.dashboard.choices import CHART_RANGES, ChartRange
@@ -648,3 +651,22 @@ def test_no_site_route_lets_a_viewer_change_anything(site, viewer):
         response = client.post(route, {"command": "set_mode", "mode": "safe", "confirm": "on"})
         assert response.status_code in (403, 405), route
     assert not Command.objects.exists()
+
+
+# --- any query string ---------------------------------------------------------------------
+
+ANY_TEXT = st.text(max_size=40)
+
+
+@hypothesis_settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(q=ANY_TEXT, status=ANY_TEXT, sort=ANY_TEXT, chart_range=ANY_TEXT)
+def test_no_query_string_makes_a_dashboard_page_fail(site, operator, q, status, sort, chart_range):
+    client = logged_in(operator)
+    fleet = client.get("/app/", {"q": q, "status": status, "sort": sort})
+    assert fleet.status_code == 200
+    chart = client.get(f"/app/sites/{site.code}/chart", {"range": chart_range})
+    assert chart.status_code == (200 if chart_range in ChartRange.values else 400)
+    export = client.get(f"/app/sites/{site.code}/export.csv", {"range": chart_range})
+    assert export.status_code == (200 if chart_range in ChartRange.values else 400)
