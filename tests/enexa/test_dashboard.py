@@ -335,7 +335,7 @@ def test_the_site_page_reads_a_fixed_number_of_queries(
             site=site, silent_since=timezone.now(), offline_at=timezone.now(), interval_s=5
         )
     client = logged_in(operator)
-    with django_assert_max_num_queries(25):
+    with django_assert_max_num_queries(16):
         assert client.get(f"/app/sites/{site.code}/").status_code == 200
 
 
