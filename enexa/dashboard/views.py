@@ -91,10 +91,14 @@ class LoginView(auth_views.LoginView):
             allowed, remaining_s = check_and_add(key, 1, limit, window_s)
             if not allowed:
                 logger.info("dashboard login rate limit reached by %s", client_ip(request))
-                form = self.get_form()
-                form.errors.clear()
-                form.add_error(None, "Too many attempts; try again in a minute.")
-                response = self.render_to_response(self.get_context_data(form=form))
+                # Unbound: a bound form would check the password while refusing to.
+                form = self.get_form_class()(
+                    request, initial={"username": request.POST.get("username", "")}
+                )
+                refused = "Too many attempts; try again in a minute."
+                response = self.render_to_response(
+                    self.get_context_data(form=form, refused=refused)
+                )
                 response.status_code = 429
                 response["Retry-After"] = str(max(1, int(remaining_s)))
                 return response

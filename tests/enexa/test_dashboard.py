@@ -139,6 +139,8 @@ def test_login_attempts_beyond_the_login_rate_limit_are_refused(operator, settin
     assert codes == [200, 200, 200, 429]
     right = client.post("/app/login/", {"username": "operator", "password": PASSWORD})
     assert right.status_code == 429
+    assert "Too many attempts" in right.content.decode()
+    assert "_auth_user_id" not in client.session
 
 
 def test_logout_ends_the_session(operator):
