@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection
-from django.db.models import F, OuterRef, QuerySet, Subquery, Window
+from django.db.models import Count, F, OuterRef, QuerySet, Subquery, Window
 from django.db.models.fields.json import KT
 from django.db.models.functions import RowNumber
 from django.utils import timezone
@@ -46,9 +46,10 @@ CHARGER_BUSY_KW = 0.1
 # No chart asks for more points than this (the issue's bound; CHART_RANGES keep below it).
 MAX_CHART_POINTS = 2000
 
-# Other apps the dashboard shows once they exist; until then their block is not rendered (no
-# stand-in data). Each is found by import, so the dashboard needs no change when they land.
-ALERTS_SERVICES = "enexa.alerts.services"  # open_alert_counts(site_pks) -> {site_pk: count}
+# Other apps the dashboard shows where they are installed; elsewhere their block is not
+# rendered (no stand-in data). Each is found by import, so the dashboard needs no change when
+# one lands or leaves.
+ALERTS_MODELS = "enexa.alerts.models"  # Alert, and UNRESOLVED (open or acknowledged)
 OPTIMIZER_SERVICES = "enexa.optimizer.services"  # plan_in_force(site) -> plan or None
 
 
@@ -150,11 +151,28 @@ def open_alarms_by_site(site_pks: SitePks) -> dict[int, list[str]]:
     return alarms
 
 
-def open_alert_counts(site_pks: Iterable[int]) -> dict[int, int] | None:
-    """Open alerts per site from enexa.alerts, or None while that app does not exist."""
-    alerts = _optional_module(ALERTS_SERVICES)
-    counter = getattr(alerts, "open_alert_counts", None)
-    return dict(counter(list(site_pks))) if counter else None
+def _unresolved_alerts(site_pks: SitePks) -> QuerySet | None:
+    """enexa.alerts' unresolved (open or acknowledged) alerts of the sites, or None where that
+    app is not installed."""
+    alerts = _optional_module(ALERTS_MODELS)
+    if alerts is None:
+        return None
+    return alerts.Alert.objects.filter(alerts.UNRESOLVED, site_id__in=site_pks)
+
+
+def open_alert_counts(site_pks: SitePks) -> dict[int, int] | None:
+    """Unresolved alerts per site (one query), or None without enexa.alerts."""
+    unresolved = _unresolved_alerts(site_pks)
+    if unresolved is None:
+        return None
+    counts = unresolved.order_by().values("site_id").annotate(count=Count("pk"))
+    return {row["site_id"]: row["count"] for row in counts}
+
+
+def site_alerts(site: Site, *, limit: int = 20) -> list | None:
+    """The site's unresolved alerts, newest first, or None without enexa.alerts."""
+    unresolved = _unresolved_alerts([site.pk])
+    return None if unresolved is None else list(unresolved.order_by("-opened_at")[:limit])
 
 
 def _optional_module(name: str) -> Any:
@@ -216,7 +234,7 @@ def fleet_rows(user: Any, *, now: datetime | None = None) -> list[FleetRow]:
     ).values_list("reading_id", "status", "power_kw"):
         chargers.setdefault(reading_pk, []).append((status, power_kw))
     alarms = open_alarms_by_site(site_pks)
-    alerts = open_alert_counts([s.pk for s in sites])
+    alerts = open_alert_counts(site_pks)
     drift = config_drift_by_site(site_pks)
     controllers = list(Controller.objects.filter(site_id__in=site_pks).order_by("code"))
     outdated = outdated_firmware_by_site(controllers)

@@ -157,6 +157,7 @@ def _render_site(
         "site": site,
         "live": services.live_state(site),
         "controllers": services.site_controllers(site),
+        "alerts": services.site_alerts(site),
         "timeline": services.site_timeline(site),
         "outages": services.site_outages(site),
         "may_act": may_act,

@@ -1,6 +1,7 @@
 """The operator dashboard under /app/: what each role sees and may do, what the fleet and a site
 show, the chart data and the CSV export, the dispatch form, and bounded query counts."""
 
+import importlib.util
 import json
 import sys
 import types
@@ -32,6 +33,9 @@ from tests.factories import (
 pytestmark = pytest.mark.django_db
 
 PASSWORD = "correct-horse-battery"  # tests.factories.UserFactory's
+# enexa.alerts, where installed, adds one read to the fleet page (its unresolved alerts).
+ALERTS_INSTALLED = importlib.util.find_spec("enexa.alerts") is not None
+FLEET_QUERIES = 11 + ALERTS_INSTALLED
 
 
 def logged_in(user) -> Client:
@@ -306,7 +310,7 @@ def test_the_fleet_reads_a_fixed_number_of_queries_for_1_or_50_sites(
     count, django_assert_max_num_queries
 ):
     client = logged_in(_fleet_world(count))
-    with django_assert_max_num_queries(11):
+    with django_assert_max_num_queries(FLEET_QUERIES):
         page = client.get("/app/").content.decode()
     assert page.count("data-site=") == count
     assert page.count("1 open") == count
@@ -317,7 +321,7 @@ def test_an_operators_fleet_also_reads_a_fixed_number_of_queries(django_assert_m
     for _ in range(30):
         MembershipFactory(user=operator, site=equip(SiteFactory()))
     client = logged_in(operator)
-    with django_assert_max_num_queries(12):
+    with django_assert_max_num_queries(FLEET_QUERIES + 1):  # + the memberships
         assert client.get("/app/").content.decode().count("data-site=") == 30
 
 
@@ -337,7 +341,7 @@ def test_the_site_page_reads_a_fixed_number_of_queries(
             site=site, silent_since=timezone.now(), offline_at=timezone.now(), interval_s=5
         )
     client = logged_in(operator)
-    with django_assert_max_num_queries(16):
+    with django_assert_max_num_queries(16 + ALERTS_INSTALLED):
         assert client.get(f"/app/sites/{site.code}/").status_code == 200
 
 
@@ -375,6 +379,40 @@ def test_the_site_page_shows_power_flow_versions_events_and_outages(site, operat
         "vendor/uplot/uPlot.iife.min.js",
     ):
         assert shown in page, shown
+
+
+def test_unresolved_alerts_show_on_the_fleet_and_the_site_page_where_enexa_alerts_is(
+    site, other_site, operator
+):
+    alerts = pytest.importorskip("enexa.alerts.models", reason="enexa.alerts not installed")
+    now = timezone.now()
+    for code, where, state in (
+        ("ALR1", site, "open"),
+        ("ALR2", site, "acknowledged"),
+        ("ALR3", site, "resolved"),
+        ("ALR4", other_site, "open"),
+    ):
+        alerts.Alert.objects.create(
+            code=code,
+            site=where,
+            rule=f"rule_{code}",
+            severity="warning",
+            state=state,
+            opened_at=now,
+        )
+    client = logged_in(operator)
+    row = client.get("/app/").content.decode().split('data-site="SITE001"')[1].split("</tr>")[0]
+    assert "2 alerts" in row
+    page = client.get(f"/app/sites/{site.code}/").content.decode()
+    assert 'data-alert="ALR1"' in page and 'data-alert="ALR2"' in page
+    assert 'data-alert="ALR3"' not in page and 'data-alert="ALR4"' not in page
+
+
+def test_no_alerts_block_where_enexa_alerts_is_not_installed(site, operator):
+    if ALERTS_INSTALLED:
+        pytest.skip("enexa.alerts is installed here")
+    assert services.open_alert_counts([site.pk]) is None
+    assert 'id="alerts"' not in logged_in(operator).get(f"/app/sites/{site.code}/").content.decode()
 
 
 def test_no_plan_block_without_the_optimizers_planning_service(site, operator):
