@@ -10,6 +10,7 @@ stops it all, or one part exits (named, with its log) and the rest are stopped."
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -71,12 +72,14 @@ class Demo:
         self.amperio_port = pick_port("AMPERIO_DEMO_API_PORT", 8100, "Amperio's API")
         self.enexa_url = f"http://127.0.0.1:{self.enexa_port}"
         self.admin_password = secrets.token_urlsafe(12)
+        self.operator_password = secrets.token_urlsafe(12)
         service_token = secrets.token_urlsafe(24)
         self.enexa_env = {
             "DJANGO_SETTINGS_MODULE": "enexa.settings.dev",
             "DATABASE_URL": f"sqlite:///{work_dir / 'enexa.sqlite3'}",
             "ENEXA_VAR_DIR": str(work_dir / "enexa"),
             "ENEXA_DEMO_ADMIN_PASSWORD": self.admin_password,
+            "ENEXA_DEMO_OPERATOR_PASSWORD": self.operator_password,
             "ENEXA_AMPERIO_URL": f"http://127.0.0.1:{self.amperio_port}",
             "ENEXA_AMPERIO_TOKEN": service_token,
         }
@@ -241,6 +244,35 @@ class Demo:
         reading = self.wait(latest, 60, 0.5, what="telemetry in Enexa")
         say(f"telemetry arriving in Enexa: {_summary(reading)}")
 
+    def show_dashboard(self) -> None:
+        """Log in to the dashboard as the operator, as a browser would (CSRF cookie and field),
+        and say what the site's page shows."""
+        browser = requests.Session()
+        login = f"{self.enexa_url}/app/login/"
+        browser.get(login, timeout=10).raise_for_status()
+        response = browser.post(
+            login,
+            data={
+                "username": "operator",
+                "password": self.operator_password,
+                "csrfmiddlewaretoken": browser.cookies["csrftoken"],
+            },
+            timeout=10,
+        )
+        response.raise_for_status()
+        page = browser.get(f"{self.enexa_url}/app/sites/{SITE}/", timeout=10).text
+        # Its scripts come from this server (WhiteNoise), never from the internet.
+        for asset in ("vendor/htmx/htmx.min.js", "vendor/uplot/uPlot.iife.min.js"):
+            browser.get(f"{self.enexa_url}/static/dashboard/{asset}", timeout=10).raise_for_status()
+        found = re.search(r'id="soc-value" data-soc="([0-9.]+)"', page)
+        if found is None:
+            raise RuntimeError("the dashboard's site page shows no SOC")
+        say(
+            f"Dashboard: {self.enexa_url}/app/ (operator login: user operator, password "
+            f"{self.operator_password}, this run only; admin sees every site); {SITE} shows "
+            f"SOC {float(found.group(1)):.1f} %"
+        )
+
     def show_dispatch(self) -> None:
         from amperio.modbus.client import ChargePostClient
 
@@ -330,6 +362,7 @@ def main() -> int:
         demo.provision()
         demo.start_amperio()
         demo.show_telemetry()
+        demo.show_dashboard()  # readings are in: the site's page shows data at first look
         demo.show_dispatch()
         if os.environ.get("DEMO_ONCE"):
             return 0

@@ -1,5 +1,5 @@
-"""URL configuration: the /v1/ API (namespace v1), its schema and docs, the admin, and
-/metrics."""
+"""URL configuration: the /v1/ API (namespace v1), its schema and docs, the admin, the
+operator dashboard under /app/ (namespace dashboard), and /metrics."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -42,6 +42,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # Prometheus scrapes it at the top level, as on Amperio (bearer token when configured).
     path("metrics", metrics, name="metrics"),
+    path("app/", include(("enexa.dashboard.urls", "dashboard"), namespace="dashboard")),
     path("v1/", include((v1_patterns, "v1"), namespace="v1")),
 ]
 

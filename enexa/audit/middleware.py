@@ -1,4 +1,5 @@
-"""Middleware writing an audit entry for every /v1/ call (after the response is built)."""
+"""Middleware writing an audit entry for every /v1/ call and every change made through the
+dashboard under /app/ (after the response is built)."""
 
 import time
 
@@ -15,7 +16,12 @@ class AuditMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if not request.path.startswith("/v1/"):
+        # The dashboard's reads (pages, polls every few seconds) are not API calls; what it
+        # changes (a dispatched command, a password) is recorded like the API's writes.
+        audited = request.path.startswith("/v1/") or (
+            request.path.startswith("/app/") and request.method in WRITE_METHODS
+        )
+        if not audited:
             return self.get_response(request)
         started = time.monotonic()
         token = services.start_collecting() if request.method in WRITE_METHODS else None

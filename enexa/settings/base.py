@@ -65,6 +65,9 @@ INSTALLED_APPS = [
     "enexa.alerts",
     "enexa.webhooks",
     "enexa.optimizer",
+    # The operator dashboard under /app/ (server-rendered; htmx for the live parts).
+    "django_htmx",
+    "enexa.dashboard",
 ]
 
 MIDDLEWARE = [
@@ -79,6 +82,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # request.htmx: the dashboard answers its polls with a fragment, not the whole page.
+    "django_htmx.middleware.HtmxMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "enexa.api.middleware.DatabaseUnavailableMiddleware",
     "enexa.audit.middleware.AuditMiddleware",
@@ -143,9 +148,17 @@ USE_TZ = True
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("ENEXA_MAX_BODY_BYTES", 2_621_440)
 
 STATIC_URL = "static/"
+
+# The dashboard's login (Django's auth views under /app/, the same users as the API).
+LOGIN_URL = "dashboard:login"
+LOGIN_REDIRECT_URL = "dashboard:fleet"
+LOGOUT_REDIRECT_URL = "dashboard:login"
 # `manage.py collectstatic` copies the admin's and the API docs' files here (the demo does it
 # at start, infra/systemd/enexa.service before each start).
 STATIC_ROOT = VAR_DIR / "static"
+# WhiteNoise also serves the apps' own static files (the dashboard's stylesheet, htmx, uPlot)
+# where collectstatic has not run (a test server, a development server with DEBUG=0).
+WHITENOISE_USE_FINDERS = True
 
 REST_FRAMEWORK = {
     # House style: the controller API-key class runs first and claims only its own prefix;

@@ -183,7 +183,7 @@ def site_events(
 # --- aggregated -----------------------------------------------------------------------------------
 
 
-def _bucket_sql(seconds: int) -> tuple[str, list]:
+def bucket_start_sql(seconds: int) -> tuple[str, list]:
     """SQL for the start of a reading's bucket of `seconds`, aligned to the epoch, and its
     parameters."""
     if connection.vendor == "postgresql":
@@ -199,7 +199,7 @@ def _bucket_sql(seconds: int) -> tuple[str, list]:
 def aggregate_sql(seconds: int, where: str, *, by_site: bool = False) -> tuple[str, list]:
     """One query: per bucket (and site), count and avg/min/max/last of every metric; `last`
     is the value of the bucket's newest reading (ROW_NUMBER over the bucket, newest first)."""
-    bucket, bucket_params = _bucket_sql(seconds)
+    bucket, bucket_params = bucket_start_sql(seconds)
     partition = f"site_id, {bucket}" if by_site else bucket
     metrics = ", ".join(METRICS)
     stats = ", ".join(

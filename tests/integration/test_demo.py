@@ -2,6 +2,7 @@
 dispatched battery setpoint reaching the simulator."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -32,5 +33,11 @@ def test_the_demo_shows_telemetry_arriving_and_a_dispatch_changing_the_battery_p
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "telemetry arriving in Enexa" in output
+    # The dashboard's address and an operator login that works, the site showing data at once.
+    assert re.search(
+        r"Dashboard: http://127\.0\.0\.1:\d+/app/ \(operator login: user operator, password "
+        r"\S+, .*SITE001 shows SOC \d+\.\d %",
+        output,
+    ), output
     assert "applied" in output
     assert "BAT1 -25.0 kW, BAT2 -25.0 kW" in output

@@ -1,0 +1,250 @@
+"""The dashboard's pages and their live fragments: thin views over enexa.dashboard.services,
+with the API's site rules (enexa.core.visibility: another site is 404, viewers only read)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseForbidden,
+    JsonResponse,
+    StreamingHttpResponse,
+)
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse, reverse_lazy
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
+
+from enexa.api.errors import PROBLEM_CONTENT_TYPE, problem_body
+from enexa.api.throttling import check_and_add, key_prefix, parse_rate
+from enexa.core.errors import DomainError
+from enexa.core.network import client_ip
+from enexa.core.principals import principal_label
+from enexa.core.visibility import may_operate, visible_sites
+from enexa.optimizer.services import plan_in_force
+from enexa.registry.models import Site
+from enexa.telemetry import queries
+from enexa.telemetry.choices import Resolution
+
+from . import services
+from .choices import CHART_RANGES, ChartRange
+from .filters import FleetFilterForm
+from .forms import DispatchForm
+
+logger = logging.getLogger(__name__)
+
+# How often the live parts ask for fresh fragments (seconds); readings come every few seconds.
+POLL_S = 5
+# The CSV export's resolution per chart range (raw readings for an hour).
+EXPORT_RESOLUTION = {
+    ChartRange.HOUR: Resolution.RAW,
+    ChartRange.DAY: Resolution.MINUTE,
+    ChartRange.WEEK: Resolution.QUARTER,
+}
+
+
+def dashboard_login_required(view):
+    """login_required, except that an htmx poll of an expired session sends the whole page to
+    the login (instead of the login form swapped into a table)."""
+    guarded = login_required(view)
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs):
+        if request.htmx and not request.user.is_authenticated:
+            return HttpResponseClientRedirect(f"{reverse(settings.LOGIN_URL)}?next={request.path}")
+        return guarded(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _site_or_404(request: HttpRequest, site_id: str) -> Site:
+    return get_object_or_404(visible_sites(request.user), code=site_id)
+
+
+def _chart_range(value: str | None) -> ChartRange | None:
+    return ChartRange(value) if value in ChartRange.values else None
+
+
+# --- login ----------------------------------------------------------------------------------------
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login, counted against the API's `login` rate limit per client address (the
+    same counter as `POST /v1/auth/token`), so the form is no way around it."""
+
+    template_name = "dashboard/login.html"
+    redirect_authenticated_user = True
+
+    def post(self, request, *args, **kwargs):
+        rate = settings.ENEXA_RATE_LIMITS.get("login")
+        if rate:
+            limit, window_s = parse_rate(rate)
+            key = f"{key_prefix()}:login:ip:{client_ip(request)}"
+            allowed, remaining_s = check_and_add(key, 1, limit, window_s)
+            if not allowed:
+                logger.info("dashboard login rate limit reached by %s", client_ip(request))
+                # Unbound: a bound form would check the password while refusing to.
+                form = self.get_form_class()(
+                    request, initial={"username": request.POST.get("username", "")}
+                )
+                refused = "Too many attempts; try again in a minute."
+                response = self.render_to_response(
+                    self.get_context_data(form=form, refused=refused)
+                )
+                response.status_code = 429
+                response["Retry-After"] = str(max(1, int(remaining_s)))
+                return response
+        return super().post(request, *args, **kwargs)
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    template_name = "dashboard/password_change.html"
+    success_url = reverse_lazy("dashboard:password_change_done")
+
+
+class PasswordChangeDoneView(auth_views.PasswordChangeDoneView):
+    template_name = "dashboard/password_change_done.html"
+
+
+# --- the fleet ------------------------------------------------------------------------------------
+
+
+@require_GET
+@dashboard_login_required
+def fleet(request: HttpRequest) -> HttpResponse:
+    """`/app/`: every visible site; an htmx request (the poll, the filter) gets the table."""
+    form = FleetFilterForm(request.GET)
+    rows = form.filtered(services.fleet_rows(request.user))
+    context = {
+        "form": form,
+        "rows": rows,
+        "query": request.GET.urlencode(),
+        "poll_s": POLL_S,
+        "now": timezone.now(),
+        # `/app/sites/{site_id}/` (fixed in the contract): one reverse, not one per row.
+        "sites_url": reverse("dashboard:fleet") + "sites/",
+    }
+    # htmx restoring a page from history (back button after a filter) needs the whole page.
+    fragment = request.htmx and not request.htmx.history_restore_request
+    template = "dashboard/_fleet_table.html" if fragment else "dashboard/fleet.html"
+    return render(request, template, context)
+
+
+# --- one site -------------------------------------------------------------------------------------
+
+
+@require_GET
+@dashboard_login_required
+def site_page(request: HttpRequest, site_id: str) -> HttpResponse:
+    """`/app/sites/{site_id}/`: live power flow, charts, commands, events, outages, versions."""
+    site = _site_or_404(request, site_id)
+    return _render_site(request, site, DispatchForm())
+
+
+def _render_site(
+    request: HttpRequest, site: Site, form: DispatchForm, status: int = 200
+) -> HttpResponse:
+    may_act = may_operate(request.user, site.pk)
+    context = {
+        "site": site,
+        "live": services.live_state(site),
+        "controllers": services.site_controllers(site),
+        "alerts": services.site_alerts(site),
+        "timeline": services.site_timeline(site),
+        "outages": services.site_outages(site),
+        "may_act": may_act,
+        "form": form if may_act else None,
+        "ranges": ChartRange.choices,
+        "plan": plan_in_force(site),
+        "poll_s": POLL_S,
+    }
+    return render(request, "dashboard/site.html", context, status=status)
+
+
+@require_GET
+@dashboard_login_required
+def site_live(request: HttpRequest, site_id: str) -> HttpResponse:
+    """The site page's live panel (power flow, alarms, commands), polled by htmx."""
+    site = _site_or_404(request, site_id)
+    return render(
+        request,
+        "dashboard/_site_live.html",
+        {"site": site, "live": services.live_state(site), "poll_s": POLL_S},
+    )
+
+
+@require_GET
+@dashboard_login_required
+def chart_data(request: HttpRequest, site_id: str) -> JsonResponse:
+    """`?range=hour|day|week`: the charts' series, bucketed in the database."""
+    site = _site_or_404(request, site_id)
+    chart_range = _chart_range(request.GET.get("range", ChartRange.HOUR))
+    if chart_range is None:
+        return _invalid("range", "Must be one of: " + ", ".join(ChartRange.values) + ".")
+    return JsonResponse(services.chart_data(site, chart_range))
+
+
+@require_GET
+@dashboard_login_required
+def export_csv(request: HttpRequest, site_id: str) -> HttpResponse:
+    """The range as CSV, the same lines as `GET /v1/sites/{site_id}/telemetry?format=csv`
+    (raw readings for an hour, 1-minute buckets for a day, 15-minute ones for a week)."""
+    site = _site_or_404(request, site_id)
+    chart_range = _chart_range(request.GET.get("range", ChartRange.DAY))
+    if chart_range is None:
+        return _invalid("range", "Must be one of: " + ", ".join(ChartRange.values) + ".")
+    end = timezone.now()
+    start = end - timedelta(seconds=CHART_RANGES[chart_range][0])
+    rng = queries.Range(start, end, EXPORT_RESOLUTION[chart_range])
+    response = StreamingHttpResponse(queries.csv_lines(site, rng), content_type="text/csv")
+    name = f"{site.code}-{start:%Y%m%dT%H%M%S}-{rng.resolution}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+def _invalid(field: str, reason: str) -> JsonResponse:
+    body = problem_body(400, "Invalid input", f"{field}: {reason}", "invalid", {field: [reason]})
+    return JsonResponse(body, status=400, content_type=PROBLEM_CONTENT_TYPE)
+
+
+@require_POST
+@dashboard_login_required
+def dispatch(request: HttpRequest, site_id: str) -> HttpResponse:
+    """The dispatch form: the command goes through the API's own service; its errors (limits
+    included) come back on the form's fields. Viewers may not (403)."""
+    site = _site_or_404(request, site_id)
+    if not may_operate(request.user, site.pk):
+        return HttpResponseForbidden("Only staff and the site's operators may dispatch commands.")
+    form = DispatchForm(request.POST)
+    command = None
+    if form.is_valid():
+        try:
+            command, _ = services.dispatch_from_form(
+                site,
+                command=form.cleaned_data["command"],
+                params=form.params(),
+                created_by=principal_label(request.user),
+            )
+        except DomainError as exc:
+            form.add_service_errors(exc.errors, exc.detail)
+    if command is None and not request.htmx:
+        return _render_site(request, site, form, status=422)
+    if command is None:
+        context = {"site": site, "form": form}
+        return render(request, "dashboard/_dispatch_form.html", context, status=422)
+    if not request.htmx:
+        messages.success(request, f"Command {command.command_id} sent ({command.status}).")
+        return redirect("dashboard:site", site_id=site.code)
+    # Sent: a fresh form, the command named above it (its status follows in the live panel).
+    context = {"site": site, "form": DispatchForm(), "sent": command}
+    response = render(request, "dashboard/_dispatch_form.html", context)
+    return trigger_client_event(response, "commandSent")  # the live panel reloads at once
