@@ -1,5 +1,5 @@
-"""Reading telemetry back (raw, or bucketed avg/min/max/last computed in the database), CSV
-export, and retention (raw readings rolled up into hourly aggregates, then pruned)."""
+"""Reading telemetry back (raw, or the series of a site's maintained aggregates), CSV export,
+and retention (whole days of raw readings dropped, aggregates kept longer)."""
 
 # Raw SQL here interpolates only table and column names from code; values are parameters.
 # ruff: noqa: S608
@@ -23,20 +23,22 @@ from shared.fields import format_timestamp, read_timestamp
 from shared.telemetry import BatteryReading, BatteryUnitReading, ChargerReading, GridReading
 from shared.telemetry import TelemetryReading as ReadingSchema
 
+from . import aggregates, partitions
 from .choices import RESOLUTION_SECONDS, Resolution
 from .models import (
     METRICS,
     BatteryUnitValue,
     ChargerValue,
     Event,
-    HourlyAggregate,
+    StaleMinute,
+    TelemetryAggregate,
     TelemetryReading,
 )
-from .storage import _table, adapt_ts, as_utc
+from .storage import _table, adapt_ts
 
 DEFAULT_RANGE = timedelta(hours=1)
 STATS = ("avg", "min", "max", "last")
-# HourlyAggregate's statistics columns, in the order aggregate_sql selects them.
+# The statistics of a point and of a CSV row of aggregates.
 STAT_COLUMNS = tuple(f"{m}_{s}" for m in METRICS for s in STATS)
 
 
@@ -80,7 +82,14 @@ def _reading_dicts(site: Site, rows: list[dict]) -> list[dict]:
     units: dict[int, list] = {}
     chargers: dict[int, list] = {}
     if ids:
-        for u in BatteryUnitValue.objects.filter(reading_id__in=ids).order_by("unit_code").values():
+        # The readings' time span too: on PostgreSQL it confines the lookup to their days'
+        # partitions.
+        span = {
+            "reading_id__in": ids,
+            "timestamp__gte": min(row["timestamp"] for row in rows),
+            "timestamp__lte": max(row["timestamp"] for row in rows),
+        }
+        for u in BatteryUnitValue.objects.filter(**span).order_by("unit_code").values():
             units.setdefault(u["reading_id"], []).append(
                 BatteryUnitReading(
                     id=u["unit_code"],
@@ -92,7 +101,7 @@ def _reading_dicts(site: Site, rows: list[dict]) -> list[dict]:
                     allowed_discharge_kw=u["allowed_discharge_kw"],
                 )
             )
-        for c in ChargerValue.objects.filter(reading_id__in=ids).order_by("charger_code").values():
+        for c in ChargerValue.objects.filter(**span).order_by("charger_code").values():
             chargers.setdefault(c["reading_id"], []).append(
                 ChargerReading(
                     id=c["charger_code"],
@@ -154,6 +163,28 @@ def latest_reading(site: Site) -> dict | None:
     return _reading_dicts(site, [row])[0] if row else None
 
 
+def latest_readings(sites: list[Site]) -> dict[str, dict | None]:
+    """The newest reading of each site (by code), in the wire shape: one query on PostgreSQL
+    (a LATERAL lookup per site, each reading the newest day's partition first)."""
+    if connection.vendor != "postgresql":
+        return {site.code: latest_reading(site) for site in sites}
+    by_pk = {site.pk: site for site in sites}
+    table = _table(TelemetryReading)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT r.* FROM unnest(%s::bigint[]) AS s(pk) CROSS JOIN LATERAL "
+            f"(SELECT * FROM {table} WHERE site_id = s.pk ORDER BY timestamp DESC LIMIT 1) AS r",
+            [list(by_pk)],
+        )
+        names = [c.name for c in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    out: dict[str, dict | None] = {site.code: None for site in sites}
+    for row in rows:
+        site = by_pk[row["site_id"]]
+        out[site.code] = _reading_dicts(site, [row])[0]
+    return out
+
+
 def site_events(
     site: Site, rng: Range, *, kind: str | None, severity: str | None, limit: int
 ) -> list[dict]:
@@ -179,74 +210,56 @@ def site_events(
     return out
 
 
-# --- aggregated -----------------------------------------------------------------------------------
+# --- aggregated ---------------------------------------------------------------------------------
+
+# The finest resolution whose buckets over a span stay within a chart's width (about 1,500
+# points): what `series` picks when asked for none.
+AUTO_RESOLUTIONS = (
+    (timedelta(days=1), Resolution.MINUTE),
+    (timedelta(days=15), Resolution.QUARTER),
+)
 
 
-def _bucket_sql(seconds: int) -> tuple[str, list]:
-    """SQL for the start of a reading's bucket of `seconds`, aligned to the epoch, and its
-    parameters."""
-    if connection.vendor == "postgresql":
-        return "date_bin(%s::interval, timestamp, TIMESTAMPTZ '1970-01-01 00:00:00+00')", [
-            f"{seconds} seconds"
-        ]
-    return "datetime((CAST(strftime('%%s', timestamp) AS INTEGER) / %s) * %s, 'unixepoch')", [
-        seconds,
-        seconds,
-    ]
+def pick_resolution(start: datetime, end: datetime) -> str:
+    for longest, resolution in AUTO_RESOLUTIONS:
+        if end - start <= longest:
+            return resolution
+    return Resolution.HOUR
 
 
-def aggregate_sql(seconds: int, where: str, *, by_site: bool = False) -> tuple[str, list]:
-    """One query: per bucket (and site), count and avg/min/max/last of every metric; `last`
-    is the value of the bucket's newest reading (ROW_NUMBER over the bucket, newest first)."""
-    bucket, bucket_params = _bucket_sql(seconds)
-    partition = f"site_id, {bucket}" if by_site else bucket
-    metrics = ", ".join(METRICS)
-    stats = ", ".join(
-        f"AVG({m}), MIN({m}), MAX({m}), MAX(CASE WHEN rn = 1 THEN {m} END)" for m in METRICS
+def series(site: Site, start: datetime, end: datetime, resolution: str | None = None) -> list[dict]:
+    """The site's buckets overlapping [start, end) at `resolution` (1m, 15m, 1h; None picks by
+    the span), each whole, read from the maintained aggregates: {timestamp, count, and per
+    metric {avg, min, max, last} or None}. Minutes still waiting for the worker's refresh in
+    the range are refreshed first, so a chart never misses the last seconds."""
+    resolution = resolution or pick_resolution(start, end)
+    seconds = RESOLUTION_SECONDS[resolution]
+    if aggregates.has_stale(site.pk, start, end):
+        aggregates.refresh_aggregates(site_pk=site.pk)
+    columns = [f"{m}_{s}" for m in METRICS for s in ("sum", "n", "min", "max", "last")]
+    rows = (
+        TelemetryAggregate.objects.filter(
+            site_id=site.pk,
+            resolution_s=seconds,
+            bucket_at__gt=start - timedelta(seconds=seconds),
+            bucket_at__lt=end,
+        )
+        .order_by("bucket_at")
+        .values_list("bucket_at", "count", *columns)
     )
-    group = "site_id, bucket" if by_site else "bucket"
-    sql = (
-        f"SELECT {group}, COUNT(*), {stats} FROM ("
-        f"SELECT site_id, {bucket} AS bucket, {metrics}, "
-        f"ROW_NUMBER() OVER (PARTITION BY {partition} ORDER BY timestamp DESC) AS rn "
-        f"FROM {_table(TelemetryReading)} WHERE {where}"
-        f") AS b GROUP BY {group} ORDER BY {group}"
-    )
-    return sql, bucket_params + bucket_params
-
-
-def aggregated_rows(site: Site, rng: Range) -> Iterator[tuple]:
-    """(bucket start, count, then avg/min/max/last of each metric), one query, in time order."""
-    sql, params = aggregate_sql(
-        RESOLUTION_SECONDS[rng.resolution], "site_id = %s AND timestamp >= %s AND timestamp < %s"
-    )
-    params += [site.pk, adapt_ts(rng.start), adapt_ts(rng.end)]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        for row in cursor.fetchall():
-            yield (as_utc(row[0]), *row[1:])
+    return [_point(bucket_at, count, values) for bucket_at, count, *values in rows]
 
 
 def aggregated_points(site: Site, rng: Range) -> list[dict]:
-    """Buckets of the range; at 1 h, hours whose raw readings are pruned come from the hourly
-    aggregates kept longer."""
-    points = {}
-    for row in aggregated_rows(site, rng):
-        points[row[0]] = _point(row[0], row[1], row[2:])
-    if rng.resolution == Resolution.HOUR:
-        archived = HourlyAggregate.objects.filter(
-            site=site, hour__gte=rng.start, hour__lt=rng.end
-        ).values_list("hour", "count", *STAT_COLUMNS)
-        for hour, count, *values in archived:
-            points.setdefault(hour, _point(hour, count, values))
-    return [points[ts] for ts in sorted(points)]
+    """The read endpoint's buckets of the range (see `series`)."""
+    return series(site, rng.start, rng.end, rng.resolution)
 
 
 def _point(ts: datetime, count: int, values) -> dict:
     point: dict[str, Any] = {"timestamp": format_timestamp(ts), "count": count}
     for i, metric in enumerate(METRICS):
-        stats = values[4 * i : 4 * i + 4]
-        point[metric] = None if stats[0] is None else dict(zip(STATS, stats, strict=True))
+        total, n, low, high, last = values[5 * i : 5 * i + 5]
+        point[metric] = {"avg": total / n, "min": low, "max": high, "last": last} if n else None
     return point
 
 
@@ -274,8 +287,9 @@ def csv_lines(site: Site, rng: Range) -> Iterator[str]:
             )
         return
     yield writer.writerow(["timestamp", "count", *STAT_COLUMNS])
-    for ts, count, *values in aggregated_rows(site, rng):
-        yield writer.writerow([format_timestamp(ts), count, *_cells(values)])
+    for point in aggregated_points(site, rng):
+        stats = [(point[m] or {}).get(s) for m in METRICS for s in STATS]
+        yield writer.writerow([point["timestamp"], point["count"], *_cells(stats)])
 
 
 def _cells(values) -> list:
@@ -286,34 +300,39 @@ def _cells(values) -> list:
 
 
 def prune_telemetry(*, now: datetime | None = None) -> dict[str, int]:
-    """Roll raw readings older than ENEXA_TELEMETRY_RAW_RETENTION_DAYS into hourly aggregates
-    and delete them; delete aggregates older than ENEXA_TELEMETRY_AGGREGATE_RETENTION_DAYS.
+    """Apply the retentions: raw readings before the raw horizon (whole UTC days,
+    ENEXA_TELEMETRY_RAW_RETENTION_DAYS; on PostgreSQL their daily partitions are dropped) and
+    the 1 min and 15 min aggregates with them; hourly aggregates older than
+    ENEXA_TELEMETRY_AGGREGATE_RETENTION_DAYS.
 
-    The raw cutoff is aligned to the hour so that every rolled-up hour is complete. An hour
-    already rolled up is kept as it is (a reading arriving that late is dropped)."""
+    Stale minutes are refreshed first, so the hours being given up are complete in the
+    hourly aggregates that stay."""
     now = now or timezone.now()
-    raw_days = settings.ENEXA_TELEMETRY_RAW_RETENTION_DAYS
-    cutoff = (now - timedelta(days=raw_days)).replace(minute=0, second=0, microsecond=0)
-    agg_cutoff = now - timedelta(days=settings.ENEXA_TELEMETRY_AGGREGATE_RETENTION_DAYS)
-    reading_table = _table(TelemetryReading)
-    old = f"SELECT id FROM {reading_table} WHERE timestamp < %s"
-    columns = ["site_id", "hour", "count", *STAT_COLUMNS]
-    select, params = aggregate_sql(3600, "timestamp < %s", by_site=True)
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {_table(HourlyAggregate)} ({', '.join(columns)}) {select} "
-            "ON CONFLICT DO NOTHING",
-            [*params, adapt_ts(cutoff)],
-        )
-        rolled = cursor.rowcount
-        for child in (BatteryUnitValue, ChargerValue):
+    horizon = partitions.raw_horizon(now)
+    hour_cutoff = now - timedelta(days=settings.ENEXA_TELEMETRY_AGGREGATE_RETENTION_DAYS)
+    refreshed = aggregates.refresh_all()
+    counts = {"minutes_refreshed": refreshed}
+    if partitions.is_partitioned():
+        counts["raw_days_dropped"] = len(partitions.drop_days_before(horizon))
+    else:
+        with transaction.atomic(), connection.cursor() as cursor:
+            for child in (BatteryUnitValue, ChargerValue):
+                cursor.execute(
+                    f"DELETE FROM {_table(child)} WHERE timestamp < %s", [adapt_ts(horizon)]
+                )
             cursor.execute(
-                f"DELETE FROM {_table(child)} WHERE reading_id IN ({old})", [adapt_ts(cutoff)]
+                f"DELETE FROM {_table(TelemetryReading)} WHERE timestamp < %s",
+                [adapt_ts(horizon)],
             )
-        cursor.execute(f"DELETE FROM {reading_table} WHERE timestamp < %s", [adapt_ts(cutoff)])
-        deleted = cursor.rowcount
-        cursor.execute(
-            f"DELETE FROM {_table(HourlyAggregate)} WHERE hour < %s", [adapt_ts(agg_cutoff)]
-        )
-        expired = cursor.rowcount
-    return {"raw_deleted": deleted, "hours_rolled_up": rolled, "aggregates_deleted": expired}
+            counts["raw_deleted"] = cursor.rowcount
+    fine = TelemetryAggregate.objects.filter(
+        resolution_s__lt=aggregates.HOUR_S, bucket_at__lt=horizon
+    )
+    counts["fine_aggregates_deleted"] = fine.delete()[0]
+    hourly = TelemetryAggregate.objects.filter(
+        resolution_s=aggregates.HOUR_S, bucket_at__lt=hour_cutoff
+    )
+    counts["hourly_aggregates_deleted"] = hourly.delete()[0]
+    # Minutes marked by readings of days now gone cannot be recomputed any more.
+    StaleMinute.objects.filter(minute_at__lt=horizon).delete()
+    return counts
