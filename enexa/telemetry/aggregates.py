@@ -20,7 +20,6 @@ from typing import Any
 
 from django.db import connection, transaction
 
-from . import partitions
 from .models import AGGREGATE_STATS, METRICS, StaleMinute, TelemetryAggregate, TelemetryReading
 from .storage import _table, adapt_ts, as_utc
 
@@ -84,10 +83,14 @@ def _windows_param(windows: list[tuple[int, datetime, datetime]]) -> str:
     )
 
 
-def _upsert_sql(seconds: int, *, final: bool = False) -> str:
+def _upsert_sql(seconds: int) -> str:
     """Recompute the buckets of `seconds` within the windows: from raw readings for minutes,
-    from the next finer aggregate for quarters and hours; one INSERT ... ON CONFLICT UPDATE,
-    or, for `final` windows (before the raw horizon), ON CONFLICT DO NOTHING."""
+    from the next finer aggregate for quarters and hours; one INSERT ... ON CONFLICT UPDATE.
+
+    A stored bucket is only replaced by one of at least as many readings. Readings are never
+    deleted but by retention, so a smaller count means the bucket's raw day is gone and only
+    late readings are left to count: an hour already rolled up keeps what it had (the late
+    reading stays raw until the next retention run, as before)."""
     table = _table(TelemetryAggregate)
     if seconds == MINUTE_S:
         source, ts, count = _table(TelemetryReading), "timestamp", "1"
@@ -114,7 +117,7 @@ def _upsert_sql(seconds: int, *, final: bool = False) -> str:
                 stats.append(f"{aggregates[stat]}({column})")
     names = ["site_id", "resolution_s", "bucket_at", "count", "last_at", *STAT_COLUMNS]
     updates = ", ".join(f"{n} = excluded.{n}" for n in names[3:])
-    conflict = "DO NOTHING" if final else f"DO UPDATE SET {updates}"
+    conflict = f"DO UPDATE SET {updates} WHERE excluded.count >= {table}.count"
     return (
         f"INSERT INTO {table} ({', '.join(names)}) "
         f"SELECT site_id, {seconds}, bucket, SUM(c), MAX(ts), {', '.join(stats)} FROM ("
@@ -146,20 +149,13 @@ def windows_of(stale: list[tuple[int, datetime]]) -> list[tuple[int, datetime, d
 
 
 def recompute(windows: list[tuple[int, datetime, datetime]]) -> None:
-    """Recompute every bucket that overlaps the windows, at each resolution in turn.
-
-    A window before the raw horizon (a reading that arrived after its day left retention, kept
-    until the next retention run) only fills buckets that do not exist yet: an hour already
-    rolled up lost its other readings, and recomputing it would leave only the late ones."""
-    horizon = partitions.raw_horizon()
-    for final in (False, True):
-        part = [w for w in windows if (w[2] <= horizon) is final]
-        if not part:
-            continue
-        with connection.cursor() as cursor:
-            for seconds in RESOLUTIONS_S:
-                widened = [(s, floor_to(a, seconds), _ceil_to(b, seconds)) for s, a, b in part]
-                cursor.execute(_upsert_sql(seconds, final=final), [_windows_param(widened)])
+    """Recompute every bucket that overlaps the windows, at each resolution in turn."""
+    if not windows:
+        return
+    with connection.cursor() as cursor:
+        for seconds in RESOLUTIONS_S:
+            widened = [(s, floor_to(a, seconds), _ceil_to(b, seconds)) for s, a, b in windows]
+            cursor.execute(_upsert_sql(seconds), [_windows_param(widened)])
 
 
 def _take_stale(site_pk: int | None) -> list[tuple[int, datetime]]:
