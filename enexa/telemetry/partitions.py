@@ -110,25 +110,21 @@ def create_partitions(days: Iterable[date]) -> list[date]:
 
 
 def ensure_partitions(timestamps: Iterable[datetime]) -> None:
-    """Ingest, before inserting: the days of these timestamps have partitions.
-
-    Costs nothing for the recent days (yesterday to AHEAD_DAYS ahead) once this process has
-    seen them: retention never drops those, so what it remembers stays true. An older day (a
-    backfill) is looked up in the catalog every time, since retention in another process may
-    have dropped it, and created when missing; it goes again at the next retention run."""
+    """Ingest, before inserting: the days of these timestamps have partitions. Costs nothing
+    once this process has seen the day; otherwise the catalog is read, and a missing day (a
+    backfill older than the days created ahead) is created. A day remembered here but dropped
+    since by retention in another process makes the insert fail; storage then forgets what it
+    knew and comes back here."""
     if not is_partitioned():
         return
     days = {day_of(ts) for ts in timestamps}
-    missing = days - _known_days
-    if not missing:
+    if days <= _known_days:
         return
     have = existing_days()
-    today = day_of(timezone.now())
-    recent = {today + timedelta(days=n) for n in range(-1, AHEAD_DAYS + 1)}
+    if days - have:
+        create_partitions(days - have)
     with _lock:
-        _known_days.update(have & recent)
-    if missing - have:
-        create_partitions(missing - have)
+        _known_days.update(days)
 
 
 def forget_known_days() -> None:

@@ -76,40 +76,49 @@ def parse_range(params: Any, *, now: datetime | None = None) -> Range:
 # --- raw ------------------------------------------------------------------------------------------
 
 
-def _reading_dicts(site: Site, rows: list[dict]) -> list[dict]:
-    """Rows with their units and chargers, in the wire shape of the shared schema."""
+def _children(rows: list[dict]) -> tuple[dict[int, list], dict[int, list]]:
+    """The units and chargers of these readings, by reading id."""
     ids = [row["id"] for row in rows]
     units: dict[int, list] = {}
     chargers: dict[int, list] = {}
-    if ids:
-        # The readings' time span too: on PostgreSQL it confines the lookup to their days'
-        # partitions.
-        span = {
-            "reading_id__in": ids,
-            "timestamp__gte": min(row["timestamp"] for row in rows),
-            "timestamp__lte": max(row["timestamp"] for row in rows),
-        }
-        for u in BatteryUnitValue.objects.filter(**span).order_by("unit_code").values():
-            units.setdefault(u["reading_id"], []).append(
-                BatteryUnitReading(
-                    id=u["unit_code"],
-                    soc_pct=u["soc_pct"],
-                    power_kw=u["power_kw"],
-                    soh_pct=u["soh_pct"],
-                    temperature_c=u["temperature_c"],
-                    allowed_charge_kw=u["allowed_charge_kw"],
-                    allowed_discharge_kw=u["allowed_discharge_kw"],
-                )
+    if not ids:
+        return units, chargers
+    # The readings' time span too: on PostgreSQL it confines the lookup to their days'
+    # partitions.
+    span = {
+        "reading_id__in": ids,
+        "timestamp__gte": min(row["timestamp"] for row in rows),
+        "timestamp__lte": max(row["timestamp"] for row in rows),
+    }
+    for u in BatteryUnitValue.objects.filter(**span).order_by("unit_code").values():
+        units.setdefault(u["reading_id"], []).append(
+            BatteryUnitReading(
+                id=u["unit_code"],
+                soc_pct=u["soc_pct"],
+                power_kw=u["power_kw"],
+                soh_pct=u["soh_pct"],
+                temperature_c=u["temperature_c"],
+                allowed_charge_kw=u["allowed_charge_kw"],
+                allowed_discharge_kw=u["allowed_discharge_kw"],
             )
-        for c in ChargerValue.objects.filter(**span).order_by("charger_code").values():
-            chargers.setdefault(c["reading_id"], []).append(
-                ChargerReading(
-                    id=c["charger_code"],
-                    power_kw=c["power_kw"],
-                    status=c["status"] or None,
-                    energy_kwh=c["energy_kwh"],
-                )
+        )
+    for c in ChargerValue.objects.filter(**span).order_by("charger_code").values():
+        chargers.setdefault(c["reading_id"], []).append(
+            ChargerReading(
+                id=c["charger_code"],
+                power_kw=c["power_kw"],
+                status=c["status"] or None,
+                energy_kwh=c["energy_kwh"],
             )
+        )
+    return units, chargers
+
+
+def _reading_dicts(
+    site: Site, rows: list[dict], children: tuple[dict, dict] | None = None
+) -> list[dict]:
+    """Rows with their units and chargers, in the wire shape of the shared schema."""
+    units, chargers = children if children is not None else _children(rows)
     out = []
     for row in rows:
         battery = None
@@ -179,9 +188,10 @@ def latest_readings(sites: list[Site]) -> dict[str, dict | None]:
         names = [c.name for c in cursor.description]
         rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     out: dict[str, dict | None] = {site.code: None for site in sites}
+    children = _children(rows)  # two queries for all the sites
     for row in rows:
         site = by_pk[row["site_id"]]
-        out[site.code] = _reading_dicts(site, [row])[0]
+        out[site.code] = _reading_dicts(site, [row], children)[0]
     return out
 
 
