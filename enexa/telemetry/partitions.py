@@ -68,18 +68,14 @@ def partition_sql(table: str, day: date) -> list[str]:
     ]
 
 
-def existing_days(cursor=None) -> set[date]:
+def existing_days() -> set[date]:
     """The days that have a partition of the readings table."""
-    sql = (
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = %s"
-    )
-    if cursor is None:
-        with connection.cursor() as cur:
-            cur.execute(sql, [READINGS])
-            names = [row[0] for row in cur.fetchall()]
-    else:
-        cursor.execute(sql, [READINGS])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = %s",
+            [READINGS],
+        )
         names = [row[0] for row in cursor.fetchall()]
     prefix = READINGS + PREFIX
     return {date.fromisoformat(n[len(prefix) :]) for n in names if n.startswith(prefix)}
