@@ -19,6 +19,7 @@ from enexa.telemetry.queries import prune_telemetry
 from enexa.telemetry.tasks import create_partitions
 from enexa.telemetry.views import poster_for
 from shared.fields import format_timestamp
+from tests.factories import SiteFactory
 
 MIDNIGHT = datetime(2024, 3, 1, tzinfo=UTC)
 
@@ -248,3 +249,16 @@ def test_aggregates_kept_step_by_step_equal_those_worked_out_from_all_readings(
             for p in points
         }
         assert got == by_hand(list(stored.items()), seconds)
+
+
+@pytest.mark.django_db
+def test_the_latest_reading_of_every_site_comes_back_in_one_call(site, other_site, staff):
+    ingest(staff, reading(MIDNIGHT, soc=10), reading(MIDNIGHT + timedelta(days=1), soc=70))
+    quiet = SiteFactory(code="SITE003")
+    latest = services.latest_readings([site, other_site, quiet])
+    assert set(latest) == {"SITE001", "SITE002", "SITE003"}
+    assert latest["SITE002"] is None and latest["SITE003"] is None
+    newest = latest["SITE001"]
+    assert newest["timestamp"] == format_timestamp(MIDNIGHT + timedelta(days=1))
+    assert newest["battery"] == {"soc_pct": 70.0, "units": [{"id": "BAT1", "soc_pct": 70.0}]}
+    assert newest["chargers"] == [{"id": "CHG1", "power_kw": 5.0}]
