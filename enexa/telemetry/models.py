@@ -246,6 +246,8 @@ class TelemetryAggregate(models.Model):
                 fields=["site", "resolution_s", "bucket_at"], name="unique_telemetry_aggregate"
             )
         ]
+        # Retention deletes by resolution and age across all sites.
+        indexes = [models.Index(fields=["resolution_s", "bucket_at"], name="telemetry_agg_res_at")]
 
     def __str__(self) -> str:
         return f"{self.site_id} {self.resolution_s} s @ {self.bucket_at}"

@@ -217,6 +217,10 @@ class Migration(migrations.Migration):
             model_name='telemetryaggregate',
             constraint=models.UniqueConstraint(fields=('site', 'resolution_s', 'bucket_at'), name='unique_telemetry_aggregate'),
         ),
+        migrations.AddIndex(
+            model_name='telemetryaggregate',
+            index=models.Index(fields=['resolution_s', 'bucket_at'], name='telemetry_agg_res_at'),
+        ),
         migrations.RunPython(mark_existing_minutes_stale, migrations.RunPython.noop),
         migrations.RunPython(partition_reading_tables, refuse_unpartitioning),
     ]
