@@ -94,7 +94,9 @@ def _fleet(now) -> None:
         for k in range(10)
     )
     ChargerValue.objects.bulk_create(
-        ChargerValue(reading=r, charger_code=code, status=status, power_kw=kw)
+        ChargerValue(
+            reading=r, timestamp=r.timestamp, charger_code=code, status=status, power_kw=kw
+        )
         for r in readings
         for code, status, kw in (("CHG1", "charging", 100.0), ("CHG2", "available", 0.0))
     )

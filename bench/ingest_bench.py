@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
@@ -33,10 +34,16 @@ BATCH_CLIENTS = int(os.environ.get("BENCH_BATCH_CLIENTS", "2"))
 BATCHES_PER_ROUND = int(os.environ.get("BENCH_BATCHES_PER_ROUND", "10"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 BATCH_SIZE = 1000
+# Issue 20's targets.
+SINGLE_TARGET_PER_S = 1000
+P99_TARGET_MS = 25
+RATIO_TARGET = 0.5
 # What infra/systemd/enexa.service ships: (2 x cores) + 1 sync workers.
 WORKERS = int(os.environ.get("BENCH_WORKERS", str(2 * (os.cpu_count() or 1) + 1)))
 THREADS = int(os.environ.get("BENCH_THREADS", "1"))
-T0 = datetime(2024, 1, 1, tzinfo=UTC)
+# Live readings carry the current time: recent days, whose partitions exist ahead of them.
+# Readings go one per second from here, about 10 hours of them in all.
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=20)
 
 
 def reading(n: int, site: str = "SITE001") -> dict:
@@ -96,6 +103,11 @@ def server_pids(master: int, database_url: str) -> list[int]:
     if Path(f"/proc/{redis_pid}").exists():
         pids.append(redis_pid)
     return pids
+
+
+def uptime() -> str:
+    """`uptime`'s line: the load on this shared machine while the figures were taken."""
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -218,21 +230,22 @@ def copy_rows(database_url: str, site_pk: int, first: int, count: int) -> dict:
                             150.0,
                         )
                     )
+            stamps = [T0 + timedelta(seconds=n) for n in range(first, first + count)]
             with cur.copy(
-                "COPY telemetry_batteryunitvalue (reading_id, unit_code, soc_pct, power_kw) "
-                "FROM STDIN (FORMAT BINARY)"
+                "COPY telemetry_batteryunitvalue (reading_id, timestamp, unit_code, soc_pct, "
+                "power_kw) FROM STDIN (FORMAT BINARY)"
             ) as copy:
-                copy.set_types(["int8", "varchar", "float8", "float8"])
-                for reading_id in ids:
-                    copy.write_row((reading_id, "BAT1", 64.8, -12.5))
-                    copy.write_row((reading_id, "BAT2", 65.2, -12.5))
+                copy.set_types(["int8", "timestamptz", "varchar", "float8", "float8"])
+                for reading_id, ts in zip(ids, stamps, strict=True):
+                    copy.write_row((reading_id, ts, "BAT1", 64.8, -12.5))
+                    copy.write_row((reading_id, ts, "BAT2", 65.2, -12.5))
             with cur.copy(
-                "COPY telemetry_chargervalue (reading_id, charger_code, power_kw, status, "
-                "energy_kwh) FROM STDIN (FORMAT BINARY)"
+                "COPY telemetry_chargervalue (reading_id, timestamp, charger_code, power_kw, "
+                "status, energy_kwh) FROM STDIN (FORMAT BINARY)"
             ) as copy:
-                copy.set_types(["int8", "varchar", "float8", "varchar", "float8"])
-                for reading_id in ids:
-                    copy.write_row((reading_id, "CHG1", 150.0, "charging", 12.3))
+                copy.set_types(["int8", "timestamptz", "varchar", "float8", "varchar", "float8"])
+                for reading_id, ts in zip(ids, stamps, strict=True):
+                    copy.write_row((reading_id, ts, "CHG1", 150.0, "charging", 12.3))
         conn.commit()
         elapsed = time.perf_counter() - started
         cpu = cpu_s([backend]) + time.process_time() - cpu_before
@@ -308,7 +321,7 @@ def main() -> dict:
                     "SELECT id FROM registry_site WHERE code = 'SITE003'"
                 ).fetchone()[0]
             per_round = SINGLE_POSTS // ROUNDS
-            warm = [json.dumps(reading(10_000_000 + n)).encode() for n in range(300)]
+            warm = [json.dumps(reading(n)).encode() for n in range(-300, 0)]
             run_clients(server.port, single_key, warm, SINGLE_CLIENTS)
             pids = server_pids(server.proc.popen.pid, database_url)
             for r in range(ROUNDS):
@@ -357,11 +370,17 @@ def main() -> dict:
             copied["cpu_ms_per_reading"] / batched["cpu_ms_per_reading"], 3
         ),
         "ratio_per_round": [round(x, 3) for x in ratios],
-        "targets": {"single_posts_readings_per_s": 600, "batched_to_copy_ratio": 0.25},
-        "targets_met": {
-            "single_posts": single["readings_per_s"] >= 600,
-            "batched_ratio": ratio >= 0.25,
+        "targets": {
+            "single_posts_readings_per_s": SINGLE_TARGET_PER_S,
+            "single_posts_p99_ms": P99_TARGET_MS,
+            "batched_to_copy_ratio": RATIO_TARGET,
         },
+        "targets_met": {
+            "single_posts": single["readings_per_s"] >= SINGLE_TARGET_PER_S,
+            "single_posts_p99": single["p99_ms"] < P99_TARGET_MS,
+            "batched_ratio": ratio >= RATIO_TARGET,
+        },
+        "uptime": uptime(),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
@@ -380,13 +399,15 @@ def main() -> dict:
             f"{run['projected_readings_per_s_on_2_idle_cores']:.0f}/s on 2 idle cores"
         )
     print(
-        f"batched / COPY ratio: {ratio:.3f} (median of {ROUNDS} rounds, target >= 0.25); "
-        f"load average {load:.1f}; results in {RESULTS}"
+        f"batched / COPY ratio: {ratio:.3f} (median of {ROUNDS} rounds, target >= "
+        f"{RATIO_TARGET}); {results['uptime']}; results in {RESULTS}"
     )
     met = results["targets_met"]
     print(
-        f"targets: single posts >= 600/s {'met' if met['single_posts'] else 'NOT met'}, "
-        f"batched/COPY >= 0.25 {'met' if met['batched_ratio'] else 'NOT met'}"
+        f"targets: single posts >= {SINGLE_TARGET_PER_S}/s "
+        f"{'met' if met['single_posts'] else 'NOT met'}, p99 < {P99_TARGET_MS} ms "
+        f"{'met' if met['single_posts_p99'] else 'NOT met'}, batched/COPY >= {RATIO_TARGET} "
+        f"{'met' if met['batched_ratio'] else 'NOT met'}"
     )
     return results
 

@@ -35,6 +35,9 @@ REDELIVER_EVERY_S = 30.0
 PULL_STATUS_EVERY_S = 15.0
 ALERTS_EVERY_S = 30.0
 WEBHOOK_SWEEP_EVERY_S = 30.0
+# Aggregates lag the readings by at most this (a chart read refreshes its own range at once).
+AGGREGATES_EVERY_S = 10.0
+PARTITIONS_EVERY_S = 3600.0
 
 
 def every(task: str, interval_s: float, queue: str = PERIODIC_QUEUE) -> dict[str, Any]:
@@ -63,6 +66,8 @@ def beat_schedule() -> dict[str, Any]:
         "pull-command-status": every(
             "enexa.dispatch.tasks.pull_command_status", PULL_STATUS_EVERY_S, DELIVERY_QUEUE
         ),
+        "refresh-aggregates": every("enexa.telemetry.tasks.refresh_aggregates", AGGREGATES_EVERY_S),
+        "create-partitions": every("enexa.telemetry.tasks.create_partitions", PARTITIONS_EVERY_S),
         "prune-telemetry": prune,
         "evaluate-alerts": every("enexa.alerts.tasks.evaluate_alerts", ALERTS_EVERY_S),
         "send-due-webhooks": every(

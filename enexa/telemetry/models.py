@@ -1,5 +1,6 @@
 """Stored telemetry readings (site-level columns, battery units, chargers), site status and
-its online/offline history, gateway events, outage reports and hourly aggregates."""
+its online/offline history, gateway events, outage reports and the aggregates kept per site at
+1 minute, 15 minutes and 1 hour."""
 
 from django.db import models
 from django.db.models import Q
@@ -22,9 +23,10 @@ METRICS = (
 class TelemetryReading(models.Model):
     """One reading of a site at one moment; a row per (site, message_id or timestamp).
 
-    Rows arrive in time order and are read by time range per site: a btree on
-    (site, timestamp) serves the reads, and on PostgreSQL a BRIN index on timestamp (tiny for
-    append-only data) serves retention and cross-site scans."""
+    Rows are read by time range per site: a btree on (site, timestamp) serves the reads. On
+    PostgreSQL the table is partitioned by day on `timestamp` (enexa.telemetry.partitions), so
+    retention drops whole days; its key is then (id, timestamp) and the uniqueness of
+    (site, message_id) holds within each day's partition (docs/telemetry.md)."""
 
     id = models.BigAutoField(primary_key=True)
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+", db_index=False)
@@ -70,9 +72,18 @@ class BatteryUnitValue(models.Model):
     """One battery unit's values within a reading."""
 
     id = models.BigAutoField(primary_key=True)
+    # No foreign key in the database: on PostgreSQL a key into the partitioned readings would
+    # have to carry their partition key too. Rows are only written by the statement that
+    # inserts their reading, and dropped with its day (docs/telemetry.md).
     reading = models.ForeignKey(
-        TelemetryReading, on_delete=models.CASCADE, related_name="units", db_index=False
+        TelemetryReading,
+        on_delete=models.CASCADE,
+        related_name="units",
+        db_index=False,
+        db_constraint=False,
     )
+    # The reading's timestamp, copied: the partition key of this table on PostgreSQL.
+    timestamp = models.DateTimeField()
     unit_code = models.CharField(max_length=32)
     soc_pct = models.FloatField(null=True, blank=True)
     power_kw = models.FloatField(null=True, blank=True)
@@ -94,9 +105,18 @@ class ChargerValue(models.Model):
     """One charger's values within a reading."""
 
     id = models.BigAutoField(primary_key=True)
+    # No foreign key in the database: on PostgreSQL a key into the partitioned readings would
+    # have to carry their partition key too. Rows are only written by the statement that
+    # inserts their reading, and dropped with its day (docs/telemetry.md).
     reading = models.ForeignKey(
-        TelemetryReading, on_delete=models.CASCADE, related_name="chargers", db_index=False
+        TelemetryReading,
+        on_delete=models.CASCADE,
+        related_name="chargers",
+        db_index=False,
+        db_constraint=False,
     )
+    # The reading's timestamp, copied: the partition key of this table on PostgreSQL.
+    timestamp = models.DateTimeField()
     charger_code = models.CharField(max_length=32)
     power_kw = models.FloatField(null=True, blank=True)
     status = models.CharField(max_length=16, blank=True)
@@ -211,40 +231,58 @@ class OutageReport(models.Model):
         return f"outage of {self.site_id} from {self.silent_since}"
 
 
-class HourlyAggregate(models.Model):
-    """Raw readings of one site and hour rolled up (avg/min/max/last), kept past raw retention."""
+class TelemetryAggregate(models.Model):
+    """One site's readings of one bucket (1 min, 15 min or 1 h) rolled up: the count, and per
+    metric its sum and number of values (avg = sum / n), min, max and last value.
+
+    Kept up to date from StaleMinute by enexa.telemetry.aggregates; hourly buckets outlive the
+    raw readings (ENEXA_TELEMETRY_AGGREGATE_RETENTION_DAYS)."""
 
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+", db_index=False)
-    hour = models.DateTimeField()
+    resolution_s = models.PositiveIntegerField()
+    bucket_at = models.DateTimeField()
     count = models.PositiveIntegerField()
-    battery_soc_pct_avg = models.FloatField(null=True)
-    battery_soc_pct_min = models.FloatField(null=True)
-    battery_soc_pct_max = models.FloatField(null=True)
-    battery_soc_pct_last = models.FloatField(null=True)
-    battery_power_kw_avg = models.FloatField(null=True)
-    battery_power_kw_min = models.FloatField(null=True)
-    battery_power_kw_max = models.FloatField(null=True)
-    battery_power_kw_last = models.FloatField(null=True)
-    grid_import_kw_avg = models.FloatField(null=True)
-    grid_import_kw_min = models.FloatField(null=True)
-    grid_import_kw_max = models.FloatField(null=True)
-    grid_import_kw_last = models.FloatField(null=True)
-    grid_export_kw_avg = models.FloatField(null=True)
-    grid_export_kw_min = models.FloatField(null=True)
-    grid_export_kw_max = models.FloatField(null=True)
-    grid_export_kw_last = models.FloatField(null=True)
-    chargers_power_kw_avg = models.FloatField(null=True)
-    chargers_power_kw_min = models.FloatField(null=True)
-    chargers_power_kw_max = models.FloatField(null=True)
-    chargers_power_kw_last = models.FloatField(null=True)
+    # The timestamp of the bucket's newest reading: which sub-bucket's `last` wins a roll-up.
+    last_at = models.DateTimeField()
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["site", "hour"], name="unique_hourly_aggregate")
+            models.UniqueConstraint(
+                fields=["site", "resolution_s", "bucket_at"], name="unique_telemetry_aggregate"
+            )
+        ]
+        # Retention deletes by resolution and age across all sites.
+        indexes = [models.Index(fields=["resolution_s", "bucket_at"], name="telemetry_agg_res_at")]
+
+    def __str__(self) -> str:
+        return f"{self.site_id} {self.resolution_s} s @ {self.bucket_at}"
+
+
+# The statistics columns of TelemetryAggregate, generated from METRICS so a metric added there
+# gets its aggregate columns (after makemigrations) without a second list to keep in step.
+AGGREGATE_STATS = ("sum", "n", "min", "max", "last")
+for _metric in METRICS:
+    for _stat in AGGREGATE_STATS:
+        _field = (
+            models.PositiveIntegerField(default=0) if _stat == "n" else models.FloatField(null=True)
+        )
+        TelemetryAggregate.add_to_class(f"{_metric}_{_stat}", _field)
+
+
+class StaleMinute(models.Model):
+    """A minute of a site that got readings since its aggregates were last computed: written
+    by ingest in the same statement as the readings, consumed by refresh_aggregates."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+", db_index=False)
+    minute_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["site", "minute_at"], name="unique_stale_minute")
         ]
 
     def __str__(self) -> str:
-        return f"{self.site_id} {self.hour}"
+        return f"{self.site_id} @ {self.minute_at}"
 
 
 class HourlyEnergy(models.Model):

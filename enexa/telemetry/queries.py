@@ -1,5 +1,5 @@
-"""Reading telemetry back (raw, or bucketed avg/min/max/last computed in the database), CSV
-export, and retention (raw readings rolled up into hourly aggregates, then pruned)."""
+"""Reading telemetry back (raw, or the series of a site's maintained aggregates), CSV export,
+and retention (whole days of raw readings dropped, aggregates kept longer)."""
 
 # Raw SQL here interpolates only table and column names from code; values are parameters.
 # ruff: noqa: S608
@@ -24,6 +24,7 @@ from shared.fields import format_timestamp, read_timestamp
 from shared.telemetry import BatteryReading, BatteryUnitReading, ChargerReading, GridReading
 from shared.telemetry import TelemetryReading as ReadingSchema
 
+from . import aggregates, partitions
 from .choices import RESOLUTION_SECONDS, Resolution
 from .energy import roll_up_energy
 from .models import (
@@ -31,15 +32,18 @@ from .models import (
     BatteryUnitValue,
     ChargerValue,
     Event,
-    HourlyAggregate,
     HourlyEnergy,
+    StaleMinute,
+    TelemetryAggregate,
     TelemetryReading,
 )
-from .storage import _table, adapt_ts, as_utc
+from .storage import _table, adapt_ts
 
 DEFAULT_RANGE = timedelta(hours=1)
+# GridReading's fields -> the reading's columns that store them.
+GRID_COLUMNS = {f.name: f"grid_{f.name}" for f in dataclasses.fields(GridReading)}
 STATS = ("avg", "min", "max", "last")
-# HourlyAggregate's statistics columns, in the order aggregate_sql selects them.
+# The statistics of a point and of a CSV row of aggregates.
 STAT_COLUMNS = tuple(f"{m}_{s}" for m in METRICS for s in STATS)
 
 
@@ -74,39 +78,52 @@ def parse_range(params: Any, *, now: datetime | None = None) -> Range:
     return Range(start, end, resolution)
 
 
-# GridReading's fields -> the reading's columns that store them.
-GRID_COLUMNS = {f.name: f"grid_{f.name}" for f in dataclasses.fields(GridReading)}
-
 # --- raw ------------------------------------------------------------------------------------------
 
 
-def _reading_dicts(site: Site, rows: list[dict]) -> list[dict]:
-    """Rows with their units and chargers, in the wire shape of the shared schema."""
+def _children(rows: list[dict]) -> tuple[dict[int, list], dict[int, list]]:
+    """The units and chargers of these readings, by reading id."""
     ids = [row["id"] for row in rows]
     units: dict[int, list] = {}
     chargers: dict[int, list] = {}
-    if ids:
-        for u in BatteryUnitValue.objects.filter(reading_id__in=ids).order_by("unit_code").values():
-            units.setdefault(u["reading_id"], []).append(
-                BatteryUnitReading(
-                    id=u["unit_code"],
-                    soc_pct=u["soc_pct"],
-                    power_kw=u["power_kw"],
-                    soh_pct=u["soh_pct"],
-                    temperature_c=u["temperature_c"],
-                    allowed_charge_kw=u["allowed_charge_kw"],
-                    allowed_discharge_kw=u["allowed_discharge_kw"],
-                )
+    if not ids:
+        return units, chargers
+    # The readings' time span too: on PostgreSQL it confines the lookup to their days'
+    # partitions.
+    span = {
+        "reading_id__in": ids,
+        "timestamp__gte": min(row["timestamp"] for row in rows),
+        "timestamp__lte": max(row["timestamp"] for row in rows),
+    }
+    for u in BatteryUnitValue.objects.filter(**span).order_by("unit_code").values():
+        units.setdefault(u["reading_id"], []).append(
+            BatteryUnitReading(
+                id=u["unit_code"],
+                soc_pct=u["soc_pct"],
+                power_kw=u["power_kw"],
+                soh_pct=u["soh_pct"],
+                temperature_c=u["temperature_c"],
+                allowed_charge_kw=u["allowed_charge_kw"],
+                allowed_discharge_kw=u["allowed_discharge_kw"],
             )
-        for c in ChargerValue.objects.filter(reading_id__in=ids).order_by("charger_code").values():
-            chargers.setdefault(c["reading_id"], []).append(
-                ChargerReading(
-                    id=c["charger_code"],
-                    power_kw=c["power_kw"],
-                    status=c["status"] or None,
-                    energy_kwh=c["energy_kwh"],
-                )
+        )
+    for c in ChargerValue.objects.filter(**span).order_by("charger_code").values():
+        chargers.setdefault(c["reading_id"], []).append(
+            ChargerReading(
+                id=c["charger_code"],
+                power_kw=c["power_kw"],
+                status=c["status"] or None,
+                energy_kwh=c["energy_kwh"],
             )
+        )
+    return units, chargers
+
+
+def _reading_dicts(
+    site: Site, rows: list[dict], children: tuple[dict, dict] | None = None
+) -> list[dict]:
+    """Rows with their units and chargers, in the wire shape of the shared schema."""
+    units, chargers = children if children is not None else _children(rows)
     out = []
     for row in rows:
         battery = None
@@ -155,6 +172,29 @@ def latest_reading(site: Site) -> dict | None:
     return _reading_dicts(site, [row])[0] if row else None
 
 
+def latest_readings(sites: list[Site]) -> dict[str, dict | None]:
+    """The newest reading of each site (by code), in the wire shape: one query on PostgreSQL
+    (a LATERAL lookup per site, each reading the newest day's partition first)."""
+    if connection.vendor != "postgresql":
+        return {site.code: latest_reading(site) for site in sites}
+    by_pk = {site.pk: site for site in sites}
+    table = _table(TelemetryReading)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT r.* FROM unnest(%s::bigint[]) AS s(pk) CROSS JOIN LATERAL "
+            f"(SELECT * FROM {table} WHERE site_id = s.pk ORDER BY timestamp DESC LIMIT 1) AS r",
+            [list(by_pk)],
+        )
+        names = [c.name for c in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    out: dict[str, dict | None] = {site.code: None for site in sites}
+    children = _children(rows)  # two queries for all the sites
+    for row in rows:
+        site = by_pk[row["site_id"]]
+        out[site.code] = _reading_dicts(site, [row], children)[0]
+    return out
+
+
 def site_events(
     site: Site, rng: Range, *, kind: str | None, severity: str | None, limit: int
 ) -> list[dict]:
@@ -180,7 +220,18 @@ def site_events(
     return out
 
 
-# --- aggregated -----------------------------------------------------------------------------------
+# --- aggregated ---------------------------------------------------------------------------------
+
+# The finest resolution whose buckets over a span stay within a chart's width (about 1,500
+# points): what `series` picks when asked for none.
+AUTO_RESOLUTIONS = (
+    (timedelta(days=1), Resolution.MINUTE),
+    (timedelta(days=15), Resolution.QUARTER),
+)
+
+
+# Buckets computed over raw readings at read time: what the dashboard's charts and the
+# optimizer's load history still read (the maintained aggregates, `series`, are the faster way).
 
 
 def bucket_start_sql(seconds: int) -> tuple[str, list]:
@@ -216,38 +267,46 @@ def aggregate_sql(seconds: int, where: str, *, by_site: bool = False) -> tuple[s
     return sql, bucket_params + bucket_params
 
 
-def aggregated_rows(site: Site, rng: Range) -> Iterator[tuple]:
-    """(bucket start, count, then avg/min/max/last of each metric), one query, in time order."""
-    sql, params = aggregate_sql(
-        RESOLUTION_SECONDS[rng.resolution], "site_id = %s AND timestamp >= %s AND timestamp < %s"
+def pick_resolution(start: datetime, end: datetime) -> str:
+    for longest, resolution in AUTO_RESOLUTIONS:
+        if end - start <= longest:
+            return resolution
+    return Resolution.HOUR
+
+
+def series(site: Site, start: datetime, end: datetime, resolution: str | None = None) -> list[dict]:
+    """The site's buckets overlapping [start, end) at `resolution` (1m, 15m, 1h; None picks by
+    the span), each whole, read from the maintained aggregates: {timestamp, count, and per
+    metric {avg, min, max, last} or None}. Minutes still waiting for the worker's refresh in
+    the range are refreshed first, so a chart never misses the last seconds."""
+    resolution = resolution or pick_resolution(start, end)
+    seconds = RESOLUTION_SECONDS[resolution]
+    if aggregates.has_stale(site.pk, start, end):
+        aggregates.refresh_aggregates(site_pk=site.pk)
+    columns = [f"{m}_{s}" for m in METRICS for s in ("sum", "n", "min", "max", "last")]
+    rows = (
+        TelemetryAggregate.objects.filter(
+            site_id=site.pk,
+            resolution_s=seconds,
+            bucket_at__gt=start - timedelta(seconds=seconds),
+            bucket_at__lt=end,
+        )
+        .order_by("bucket_at")
+        .values_list("bucket_at", "count", *columns)
     )
-    params += [site.pk, adapt_ts(rng.start), adapt_ts(rng.end)]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        for row in cursor.fetchall():
-            yield (as_utc(row[0]), *row[1:])
+    return [_point(bucket_at, count, values) for bucket_at, count, *values in rows]
 
 
 def aggregated_points(site: Site, rng: Range) -> list[dict]:
-    """Buckets of the range; at 1 h, hours whose raw readings are pruned come from the hourly
-    aggregates kept longer."""
-    points = {}
-    for row in aggregated_rows(site, rng):
-        points[row[0]] = _point(row[0], row[1], row[2:])
-    if rng.resolution == Resolution.HOUR:
-        archived = HourlyAggregate.objects.filter(
-            site=site, hour__gte=rng.start, hour__lt=rng.end
-        ).values_list("hour", "count", *STAT_COLUMNS)
-        for hour, count, *values in archived:
-            points.setdefault(hour, _point(hour, count, values))
-    return [points[ts] for ts in sorted(points)]
+    """The read endpoint's buckets of the range (see `series`)."""
+    return series(site, rng.start, rng.end, rng.resolution)
 
 
 def _point(ts: datetime, count: int, values) -> dict:
     point: dict[str, Any] = {"timestamp": format_timestamp(ts), "count": count}
     for i, metric in enumerate(METRICS):
-        stats = values[4 * i : 4 * i + 4]
-        point[metric] = None if stats[0] is None else dict(zip(STATS, stats, strict=True))
+        total, n, low, high, last = values[5 * i : 5 * i + 5]
+        point[metric] = {"avg": total / n, "min": low, "max": high, "last": last} if n else None
     return point
 
 
@@ -275,8 +334,9 @@ def csv_lines(site: Site, rng: Range) -> Iterator[str]:
             )
         return
     yield writer.writerow(["timestamp", "count", *STAT_COLUMNS])
-    for ts, count, *values in aggregated_rows(site, rng):
-        yield writer.writerow([format_timestamp(ts), count, *_cells(values)])
+    for point in aggregated_points(site, rng):
+        stats = [(point[m] or {}).get(s) for m in METRICS for s in STATS]
+        yield writer.writerow([point["timestamp"], point["count"], *_cells(stats)])
 
 
 def _cells(values) -> list:
@@ -286,43 +346,57 @@ def _cells(values) -> list:
 # --- retention ------------------------------------------------------------------------------------
 
 
+def _delete(model, where: str, params: list) -> int:
+    """A plain DELETE: the ORM's would load every row to send the audit log's delete signals,
+    which this bookkeeping does not need (no request is being audited here)."""
+    values = [adapt_ts(p) if isinstance(p, datetime) else p for p in params]
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {_table(model)} WHERE {where}", values)
+        return cursor.rowcount
+
+
+def delete_fine_aggregates_before(horizon: datetime) -> int:
+    """Delete the 1 min and 15 min aggregates before `horizon` (they go with the raw days)."""
+    return _delete(
+        TelemetryAggregate, "resolution_s < %s AND bucket_at < %s", [aggregates.HOUR_S, horizon]
+    )
+
+
 def prune_telemetry(*, now: datetime | None = None) -> dict[str, int]:
-    """Roll raw readings older than ENEXA_TELEMETRY_RAW_RETENTION_DAYS into hourly aggregates
-    and hourly energy, and delete them; delete both roll-ups older than
+    """Apply the retentions: raw readings before the raw horizon (whole UTC days,
+    ENEXA_TELEMETRY_RAW_RETENTION_DAYS; on PostgreSQL their daily partitions are dropped) and
+    the 1 min and 15 min aggregates with them; hourly aggregates older than
     ENEXA_TELEMETRY_AGGREGATE_RETENTION_DAYS.
 
-    The raw cutoff is aligned to the hour so that every rolled-up hour is complete. An hour
-    already rolled up is kept as it is (a reading arriving that late is dropped)."""
+    Stale minutes are refreshed first, so the hours being given up are complete in the
+    hourly aggregates that stay, and each hour's energy (enexa.telemetry.energy) is kept as
+    HourlyEnergy as long as the hourly aggregates, so energy reports reach back past the raw
+    retention."""
     now = now or timezone.now()
-    raw_days = settings.ENEXA_TELEMETRY_RAW_RETENTION_DAYS
-    cutoff = (now - timedelta(days=raw_days)).replace(minute=0, second=0, microsecond=0)
-    agg_cutoff = now - timedelta(days=settings.ENEXA_TELEMETRY_AGGREGATE_RETENTION_DAYS)
-    reading_table = _table(TelemetryReading)
-    old = f"SELECT id FROM {reading_table} WHERE timestamp < %s"
-    columns = ["site_id", "hour", "count", *STAT_COLUMNS]
-    select, params = aggregate_sql(3600, "timestamp < %s", by_site=True)
-    with transaction.atomic(), connection.cursor() as cursor:
-        energy_hours = roll_up_energy(cutoff)
-        cursor.execute(
-            f"INSERT INTO {_table(HourlyAggregate)} ({', '.join(columns)}) {select} "
-            "ON CONFLICT DO NOTHING",
-            [*params, adapt_ts(cutoff)],
-        )
-        rolled = cursor.rowcount
-        for child in (BatteryUnitValue, ChargerValue):
+    horizon = partitions.raw_horizon(now)
+    hour_cutoff = now - timedelta(days=settings.ENEXA_TELEMETRY_AGGREGATE_RETENTION_DAYS)
+    refreshed = aggregates.refresh_all()
+    counts = {"minutes_refreshed": refreshed}
+    with transaction.atomic():
+        counts["energy_hours_rolled_up"] = roll_up_energy(horizon)
+    if partitions.is_partitioned():
+        counts["raw_days_dropped"] = len(partitions.drop_days_before(horizon))
+    else:
+        with transaction.atomic(), connection.cursor() as cursor:
+            for child in (BatteryUnitValue, ChargerValue):
+                cursor.execute(
+                    f"DELETE FROM {_table(child)} WHERE timestamp < %s", [adapt_ts(horizon)]
+                )
             cursor.execute(
-                f"DELETE FROM {_table(child)} WHERE reading_id IN ({old})", [adapt_ts(cutoff)]
+                f"DELETE FROM {_table(TelemetryReading)} WHERE timestamp < %s",
+                [adapt_ts(horizon)],
             )
-        cursor.execute(f"DELETE FROM {reading_table} WHERE timestamp < %s", [adapt_ts(cutoff)])
-        deleted = cursor.rowcount
-        cursor.execute(
-            f"DELETE FROM {_table(HourlyAggregate)} WHERE hour < %s", [adapt_ts(agg_cutoff)]
-        )
-        expired = cursor.rowcount
-    HourlyEnergy.objects.filter(hour__lt=agg_cutoff).delete()
-    return {
-        "raw_deleted": deleted,
-        "hours_rolled_up": rolled,
-        "energy_hours_rolled_up": energy_hours,
-        "aggregates_deleted": expired,
-    }
+            counts["raw_deleted"] = cursor.rowcount
+    counts["fine_aggregates_deleted"] = delete_fine_aggregates_before(horizon)
+    counts["hourly_aggregates_deleted"] = _delete(
+        TelemetryAggregate, "resolution_s = %s AND bucket_at < %s", [aggregates.HOUR_S, hour_cutoff]
+    )
+    counts["energy_hours_deleted"] = _delete(HourlyEnergy, "hour < %s", [hour_cutoff])
+    # Minutes marked by readings of days now gone cannot be recomputed any more.
+    _delete(StaleMinute, "minute_at < %s", [horizon])
+    return counts

@@ -1,7 +1,9 @@
 """The telemetry services' public face: ingest (readings, events, status reports), presence
-(online and offline), the status view and outage reports. Each job lives in its own module:
-ingest, storage, reports, presence, outages."""
+(online and offline), the status view, outage reports, and chart series from the aggregates.
+Each job lives in its own module: ingest, storage, reports, presence, outages, aggregates,
+partitions, queries."""
 
+from .aggregates import refresh_aggregates
 from .ingest import (
     NOT_YOUR_SITE,
     IngestResult,
@@ -13,7 +15,9 @@ from .ingest import (
     site_ratings,
 )
 from .outages import outage_view, reconcile_outage, reconcile_outages, recover_site, sync_state
+from .partitions import create_ahead as create_partitions_ahead
 from .presence import come_online, go_offline, mark_offline_sites, touch_sites
+from .queries import latest_readings, pick_resolution, series
 from .reports import is_online, offline_after, site_status, status_view
 
 __all__ = [
@@ -22,17 +26,22 @@ __all__ = [
     "Poster",
     "clear_caches",
     "come_online",
+    "create_partitions_ahead",
     "go_offline",
     "ingest_events",
     "ingest_readings",
     "is_online",
+    "latest_readings",
     "mark_offline_sites",
     "offline_after",
     "outage_view",
+    "pick_resolution",
     "reconcile_outage",
     "reconcile_outages",
     "record_status",
     "recover_site",
+    "refresh_aggregates",
+    "series",
     "site_ratings",
     "site_status",
     "status_view",

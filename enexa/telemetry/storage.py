@@ -1,5 +1,6 @@
 """How telemetry reaches the database: one `INSERT ... ON CONFLICT DO NOTHING RETURNING`
-per table and batch, so duplicates are refused by the unique constraints and counts are exact."""
+per table and batch, so duplicates are refused by the unique constraints and counts are exact;
+the minutes written are marked stale for the aggregates in the same step."""
 
 # Raw SQL here interpolates only table and column names from code; values are parameters.
 # ruff: noqa: S608
@@ -9,17 +10,19 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterable
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from enexa.core.sql import run_prepared
 from shared.telemetry import TelemetryReading as ReadingSchema
 
-from .models import BatteryUnitValue, ChargerValue, TelemetryReading
+from . import partitions
+from .models import BatteryUnitValue, ChargerValue, StaleMinute, TelemetryReading
 
 
 def _table(model) -> str:
@@ -104,8 +107,10 @@ READING_COLUMNS = {
 }
 
 
+# The first two columns of a unit's or charger's row are its reading's id and timestamp.
 UNIT_COLUMNS = {
     "reading_id": "bigint",
+    "timestamp": "timestamptz",
     "unit_code": "varchar",
     "soc_pct": "float8",
     "power_kw": "float8",
@@ -118,11 +123,15 @@ UNIT_COLUMNS = {
 
 CHARGER_COLUMNS = {
     "reading_id": "bigint",
+    "timestamp": "timestamptz",
     "charger_code": "varchar",
     "power_kw": "float8",
     "status": "varchar",
     "energy_kwh": "float8",
 }
+
+
+STALE_COLUMNS = {"site_id": "bigint", "minute_at": "timestamptz"}
 
 
 def reading_key(site_pk: int, message_id: str | None, ts: datetime) -> tuple:
@@ -192,15 +201,18 @@ def store_readings(valid: list[tuple[int, ReadingSchema, int]], now: datetime) -
         keys = []
         unit_rows: list[tuple] = []
         charger_rows: list[tuple] = []
+        minutes = set()
         for reading_id, site_pk, message_id, ts in returned:
             key = _returned_key(site_pk, message_id, ts)
             keys.append(key)
             reading = by_key[key]
-            unit_rows.extend((reading_id, *v) for v in _unit_values(reading))
-            charger_rows.extend((reading_id, *v) for v in _charger_values(reading))
+            unit_rows.extend((reading_id, ts, *v) for v in _unit_values(reading))
+            charger_rows.extend((reading_id, ts, *v) for v in _charger_values(reading))
+            minutes.add((site_pk, adapt_ts(as_utc(ts).replace(second=0, microsecond=0))))
         # A unit or charger listed twice in one reading keeps its first values.
         insert_ignoring_duplicates(BatteryUnitValue, UNIT_COLUMNS, unit_rows)
         insert_ignoring_duplicates(ChargerValue, CHARGER_COLUMNS, charger_rows)
+        insert_ignoring_duplicates(StaleMinute, STALE_COLUMNS, sorted(minutes))
     return keys
 
 
@@ -213,11 +225,13 @@ def _pg_identity(message_id: str, ts: str) -> str:
 def _store_readings_postgresql(
     valid: list[tuple[int, ReadingSchema, int]], now: datetime
 ) -> list[tuple]:
-    """PostgreSQL: readings, units and chargers in ONE statement (data-modifying CTEs), run in
-    autocommit, so a single reading costs one round trip and one commit.
+    """PostgreSQL: readings, units, chargers and the stale minutes in ONE statement
+    (data-modifying CTEs), run in autocommit, so a single reading costs one round trip and one
+    commit.
 
     The new readings' ids come back from the first INSERT and are joined to their unit and
     charger rows by the readings' identity (site and message_id, else site and timestamp)."""
+    partitions.ensure_partitions(reading.timestamp for _, reading, _ in valid)
     rows, units, chargers = [], [], []
     for _, reading, site_pk in valid:
         row = _reading_row(site_pk, reading, now)
@@ -226,8 +240,19 @@ def _store_readings_postgresql(
         units.extend((*identity, *v) for v in _unit_values(reading))
         chargers.extend((*identity, *v) for v in _charger_values(reading))
     params = [json.dumps(part, default=_json_default) for part in (rows, units, chargers)]
-    # Prepared: planning this statement was about 60% of its cost for one reading.
-    returned = run_prepared(_insert_readings_sql(), params, fetch=True)
+    try:
+        # A savepoint only inside a transaction (tests): in autocommit a failed statement
+        # leaves nothing to roll back, and the hot path pays no extra round trip.
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+            # Prepared: planning this statement was about 60% of its cost for one reading.
+            returned = run_prepared(_insert_readings_sql(), params, fetch=True)
+    except IntegrityError as exc:
+        # This process remembered a day another one has dropped since (retention): look again.
+        if "no partition of relation" not in str(exc):
+            raise
+        partitions.forget_known_days()
+        partitions.ensure_partitions(reading.timestamp for _, reading, _ in valid)
+        returned = run_prepared(_insert_readings_sql(), params, fetch=True)
     return [_returned_key(site_pk, message_id, ts) for site_pk, message_id, ts in returned]
 
 
@@ -239,10 +264,12 @@ def _insert_readings_sql() -> str:
     def child(model, columns: dict[str, str]) -> str:
         return (
             f"INSERT INTO {_table(model)} ({_columns(tuple(columns))}) "
-            f"SELECT new.id, {_jsonb_select(list(columns.values())[1:], offset=3)} "
+            f"SELECT new.id, new.timestamp, {_jsonb_select(list(columns.values())[2:], offset=3)} "
             f"JOIN new ON new.site_id = (e->>0)::bigint AND new.identity = {child_identity} "
             "ON CONFLICT DO NOTHING"
         )
+
+    minute = "date_bin('60 seconds'::interval, timestamp, TIMESTAMPTZ '1970-01-01 00:00:00+00')"
 
     return (
         f"WITH ins AS (INSERT INTO {_table(TelemetryReading)} "
@@ -251,7 +278,9 @@ def _insert_readings_sql() -> str:
         "ON CONFLICT DO NOTHING RETURNING id, site_id, message_id, timestamp), "
         f"new AS (SELECT *, {_pg_identity('message_id', 'timestamp')} AS identity FROM ins), "
         f"units AS ({child(BatteryUnitValue, UNIT_COLUMNS)}), "
-        f"chargers AS ({child(ChargerValue, CHARGER_COLUMNS)}) "
+        f"chargers AS ({child(ChargerValue, CHARGER_COLUMNS)}), "
+        f"stale AS (INSERT INTO {_table(StaleMinute)} (site_id, minute_at) "
+        f"SELECT DISTINCT site_id, {minute} FROM new ON CONFLICT DO NOTHING) "
         "SELECT site_id, message_id, timestamp FROM new"
     )
 

@@ -1,10 +1,11 @@
-"""Telemetry's Celery tasks: offline detection, outage recovery and reconciliation, retention."""
+"""Telemetry's Celery tasks: offline detection, outage recovery and reconciliation, the
+aggregates' refresh, daily partitions created ahead, retention."""
 
 from __future__ import annotations
 
 from enexa.celery import app
 
-from . import outages, presence, queries
+from . import aggregates, outages, partitions, presence, queries
 
 
 @app.task
@@ -29,3 +30,16 @@ def reconcile_outages() -> int:
 def prune_telemetry() -> dict[str, int]:
     """Beat, daily: roll old raw readings into hourly aggregates and apply the retentions."""
     return queries.prune_telemetry()
+
+
+@app.task
+def refresh_aggregates() -> int:
+    """Beat, every few seconds: recompute the aggregates of the minutes ingest marked stale."""
+    return aggregates.refresh_aggregates()
+
+
+@app.task
+def create_partitions() -> list[str]:
+    """Beat, hourly: the readings' daily partitions from yesterday to AHEAD_DAYS ahead
+    (PostgreSQL; nothing on SQLite)."""
+    return [day.isoformat() for day in partitions.create_ahead()]

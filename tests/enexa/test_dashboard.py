@@ -62,12 +62,14 @@ def equip(site, *, alarm=True, now=None):
     now = now or timezone.now()
     SiteStatusFactory(site=site, mode="auto", last_seen_at=now)
     reading = add_reading(site, now - timedelta(seconds=3))
-    ChargerValue.objects.create(
-        reading=reading, charger_code="CHG1", status="charging", power_kw=100
-    )
-    ChargerValue.objects.create(
-        reading=reading, charger_code="CHG2", status="available", power_kw=0
-    )
+    for code, status, power_kw in (("CHG1", "charging", 100), ("CHG2", "available", 0)):
+        ChargerValue.objects.create(
+            reading=reading,
+            timestamp=reading.timestamp,  # the partition key, as its reading's
+            charger_code=code,
+            status=status,
+            power_kw=power_kw,
+        )
     if alarm:
         Event.objects.create(
             site=site,

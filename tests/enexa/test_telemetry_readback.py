@@ -1,5 +1,5 @@
-"""Reading telemetry back: raw readings, aggregates computed in the database checked against
-values worked out by hand, the latest reading, CSV export, and retention."""
+"""Reading telemetry back: raw readings, the maintained aggregates checked against values
+worked out by hand, the latest reading, CSV export, and retention."""
 
 import csv
 import io
@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from enexa.telemetry import services
-from enexa.telemetry.models import BatteryUnitValue, HourlyAggregate, TelemetryReading
+from enexa.telemetry.models import BatteryUnitValue, TelemetryAggregate, TelemetryReading
 from enexa.telemetry.views import poster_for
 from shared.fields import format_timestamp
 from tests.conftest import jwt_client
@@ -77,13 +77,27 @@ def test_one_minute_buckets_match_the_hand_computed_avg_min_max_last(series, sta
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("resolution", ["15m", "1h"])
-def test_coarser_buckets_cover_the_whole_range(series, staff_client, resolution):
-    points = get(staff_client, resolution=resolution, **RANGE).json()["points"]
+def test_a_quarter_bucket_covers_the_whole_range(series, staff_client):
+    points = get(staff_client, resolution="15m", **RANGE).json()["points"]
     assert len(points) == 1
     assert points[0]["count"] == 5
     assert points[0]["battery_soc_pct"] == {"avg": 30.0, "min": 10.0, "max": 50.0, "last": 50.0}
     assert points[0]["grid_import_kw"]["avg"] == 3.0
+
+
+@pytest.mark.django_db
+def test_a_bucket_reaching_past_the_range_comes_back_whole(series, staff_client):
+    # The hour from 10:00 holds the reading at 10:15 too, which the range [10:00, 10:15) leaves
+    # out: buckets are kept whole, not recomputed for each range.
+    points = get(staff_client, resolution="1h", **RANGE).json()["points"]
+    assert len(points) == 1
+    assert points[0]["count"] == 6
+    assert points[0]["battery_soc_pct"] == {
+        "avg": pytest.approx(227 / 6),
+        "min": 10.0,
+        "max": 77.0,
+        "last": 77.0,
+    }
 
 
 @pytest.mark.django_db
@@ -153,7 +167,7 @@ def test_another_sites_telemetry_is_not_found(series, other_site):
 
 
 @pytest.mark.django_db
-def test_retention_rolls_old_readings_into_hourly_aggregates_and_prunes(site, staff, settings):
+def test_retention_drops_old_raw_readings_and_keeps_their_hourly_aggregates(site, staff, settings):
     settings.ENEXA_TELEMETRY_RAW_RETENTION_DAYS = 30
     settings.ENEXA_TELEMETRY_AGGREGATE_RETENTION_DAYS = 730
     now = timezone.now()
@@ -165,23 +179,28 @@ def test_retention_rolls_old_readings_into_hourly_aggregates_and_prunes(site, st
         reading(recent, 60, 1),
     ]
     services.ingest_readings(poster_for(staff), {"items": items})
-    HourlyAggregate.objects.create(site=site, hour=now - timedelta(days=800), count=1)
+    TelemetryAggregate.objects.create(
+        site=site, resolution_s=3600, bucket_at=now - timedelta(days=800), count=1, last_at=now
+    )
 
     call_command("prune_telemetry")
 
     assert list(TelemetryReading.objects.values_list("battery_soc_pct", flat=True)) == [60]
     assert BatteryUnitValue.objects.count() == 1
-    aggregate = HourlyAggregate.objects.get()
-    assert (aggregate.hour, aggregate.count) == (old_hour, 2)
+    old = TelemetryAggregate.objects.filter(bucket_at__lt=now - timedelta(days=30))
+    aggregate = old.get()  # the hourly one; its minutes and quarter went with the raw day
+    assert (aggregate.resolution_s, aggregate.bucket_at, aggregate.count) == (3600, old_hour, 2)
     assert (
-        aggregate.battery_soc_pct_avg,
+        aggregate.battery_soc_pct_sum / aggregate.battery_soc_pct_n,
         aggregate.battery_soc_pct_min,
         aggregate.battery_soc_pct_max,
         aggregate.battery_soc_pct_last,
     ) == (30, 20, 40, 40)
-    assert aggregate.grid_import_kw_avg == 6
+    assert aggregate.grid_import_kw_sum / aggregate.grid_import_kw_n == 6
+    recent_buckets = TelemetryAggregate.objects.filter(bucket_at__gte=now - timedelta(days=2))
+    assert sorted(recent_buckets.values_list("resolution_s", flat=True)) == [60, 900, 3600]
     call_command("prune_telemetry")  # again: nothing changes
-    assert HourlyAggregate.objects.get().count == 2
+    assert old.get().count == 2
 
 
 @pytest.mark.django_db

@@ -1,4 +1,5 @@
-"""`manage.py prune_telemetry`: roll old raw readings into hourly aggregates, then prune."""
+"""`manage.py prune_telemetry`: drop raw days past retention (their hourly aggregates stay),
+then aggregates past theirs."""
 
 from django.core.management.base import BaseCommand
 
