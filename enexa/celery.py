@@ -29,6 +29,7 @@ OFFLINE_EVERY_S = 30.0
 RECONCILE_EVERY_S = 30.0
 REDELIVER_EVERY_S = 30.0
 PULL_STATUS_EVERY_S = 15.0
+GATEWAY_HEALTH_EVERY_S = 30.0
 
 
 def every(task: str, interval_s: float, queue: str = PERIODIC_QUEUE) -> dict[str, Any]:
@@ -52,6 +53,10 @@ def beat_schedule() -> dict[str, Any]:
         ),
         "pull-command-status": every(
             "enexa.dispatch.tasks.pull_command_status", PULL_STATUS_EVERY_S, DELIVERY_QUEUE
+        ),
+        # It calls Amperio: on the delivery queue, with the other work that does.
+        "poll-gateway-health": every(
+            "enexa.telemetry.tasks.poll_gateway_health", GATEWAY_HEALTH_EVERY_S, DELIVERY_QUEUE
         ),
         "prune-telemetry": prune,
     }

@@ -14,7 +14,14 @@ from .ingest import (
 )
 from .outages import outage_view, reconcile_outage, reconcile_outages, recover_site, sync_state
 from .presence import come_online, go_offline, mark_offline_sites, touch_sites
-from .reports import is_online, offline_after, site_status, status_view
+from .reports import (
+    is_online,
+    offline_after,
+    poll_gateway_health,
+    record_gateway_health,
+    site_status,
+    status_view,
+)
 
 __all__ = [
     "NOT_YOUR_SITE",
@@ -29,8 +36,10 @@ __all__ = [
     "mark_offline_sites",
     "offline_after",
     "outage_view",
+    "poll_gateway_health",
     "reconcile_outage",
     "reconcile_outages",
+    "record_gateway_health",
     "record_status",
     "recover_site",
     "site_ratings",
