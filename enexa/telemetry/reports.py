@@ -69,6 +69,7 @@ def site_status(site: Site) -> SiteStatus | None:
     return SiteStatus.objects.filter(site=site).first()
 
 
+GATEWAY_HEALTH_BATCH = 500
 # Amperio's health is remote input: only values of the expected type are kept, text is capped.
 GATEWAY_TEXT_MAX = 32
 
@@ -139,14 +140,19 @@ def record_gateway_health(health: dict[str, Any], *, now: datetime | None = None
     it did not list is `not_reported`); returns how many sites were recorded."""
     now = now or timezone.now()
     sites = health.get("sites") if isinstance(health.get("sites"), dict) else {}
-    recorded = 0
-    for pk, code in Site.objects.values_list("pk", "code"):
-        summary = gateway_health_summary(sites.get(code), health.get("status"), now)
-        SiteStatus.objects.get_or_create(site_id=pk)
-        # update(), not save(): a status report or presence change may land at the same time.
-        SiteStatus.objects.filter(site_id=pk).update(gateway_health=summary, gateway_health_at=now)
-        recorded += 1
-    return recorded
+    codes = dict(Site.objects.values_list("pk", "code"))
+    # In bulk (thousands of sites every 30 s): the missing rows made, then only these two
+    # fields written, so a status report or presence change landing meanwhile keeps its own.
+    SiteStatus.objects.bulk_create([SiteStatus(site_id=pk) for pk in codes], ignore_conflicts=True)
+    statuses = list(SiteStatus.objects.only("pk", "site_id"))
+    for status in statuses:
+        code = codes.get(status.site_id, "")
+        status.gateway_health = gateway_health_summary(sites.get(code), health.get("status"), now)
+        status.gateway_health_at = now
+    SiteStatus.objects.bulk_update(
+        statuses, ["gateway_health", "gateway_health_at"], batch_size=GATEWAY_HEALTH_BATCH
+    )
+    return len(statuses)
 
 
 def poll_gateway_health(*, now: datetime | None = None) -> dict[str, Any]:
