@@ -184,10 +184,11 @@ def watchdog_worker_command(settings: Settings) -> list[str]:
 
 
 def backend_worker_command() -> list[str]:
-    # The backend's worker: what every site's gateway reports (outcomes, limits, health).
+    # The backend's worker: what every site's gateway reports (outcomes, limits, health). Quiet
+    # as the site workers: the backend's broker user may declare no broadcast exchange.
     return [
         sys.executable, "-m", "celery", "-A", CELERY_APP, "worker",
-        "-Q", BACKEND_QUEUE, "-n", "backend@%h", "--loglevel", "INFO",
+        "-Q", BACKEND_QUEUE, "-n", "backend@%h", "--loglevel", "INFO", *QUIET_WORKER,
     ]  # fmt: skip
 
 

@@ -4,8 +4,11 @@ A site's user may configure, write and read only `amperio.site.<SITE>` and
 `amperio.site.<SITE>.watchdog` (each a queue behind a direct exchange of the same name, see
 amperio/celery.py): it can run the site's workers and beat, and gets ACCESS_REFUSED on any other
 site's queue or exchange and on the default exchange (`amq.default`, which reaches every queue).
-The backend, which queues commands for every site, may declare and publish to every site's
-command queue but not to the watchdog queues.
+A site's user may also publish (write, nothing else) to the exchange `amperio.backend`, where
+its gateway sends outcomes and reports; it can neither declare nor consume that queue, so it never
+reads another site's outcomes. The backend, which queues commands for every site, may declare and
+publish to every site's command queue but not to the watchdog queues, and declares and consumes
+`amperio.backend`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ BACKEND_USER = "amperio-backend"
 RABBITMQCTL = "rabbitmqctl"
 # Every site's command queue (and its exchange), not the `.watchdog` ones.
 ANY_SITE = r"^amperio\.site\.[A-Z0-9][A-Z0-9_-]*$"
+# Where gateways send outcomes and reports (amperio.backend.reports.BACKEND_QUEUE).
+BACKEND_QUEUE = r"^amperio\.backend$"
 
 
 class BrokerUserError(Exception):
@@ -59,15 +64,21 @@ def site_user(site_id: str, password: str | None = None) -> BrokerUser:
         raise BrokerUserError(
             f"'{site_id}' is not a site id: 2-32 upper-case letters, digits, '-' or '_'."
         )
-    own = rf"^amperio\.site\.{re.escape(site_id)}(\.watchdog)?$"
-    return BrokerUser(f"site-{site_id}", password or new_password(), own, own, own)
+    queues = rf"amperio\.site\.{re.escape(site_id)}(\.watchdog)?"
+    own = f"^{queues}$"
+    # Write on amperio.backend: its outcomes reach the backend through that exchange, which the
+    # backend declares (the gateway publishes without declaring, amperio.gateway.publish).
+    to_backend = rf"^({queues}|amperio\.backend)$"
+    return BrokerUser(f"site-{site_id}", password or new_password(), own, to_backend, own)
 
 
 def backend_user(password: str | None = None) -> BrokerUser:
     # Read too: Celery declares the queue it publishes to and binds it to its exchange, which
     # needs read on the exchange (same name as the queue), so a command queued before the
     # gateway first connects waits in the queue instead of being dropped as unroutable.
-    return BrokerUser(BACKEND_USER, password or new_password(), ANY_SITE, ANY_SITE, ANY_SITE)
+    # amperio.backend too: the backend worker declares and consumes it.
+    every = f"{ANY_SITE}|{BACKEND_QUEUE}"
+    return BrokerUser(BACKEND_USER, password or new_password(), every, every, every)
 
 
 def script(user: BrokerUser, vhost: str) -> str:

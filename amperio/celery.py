@@ -59,6 +59,14 @@ def _broker_urls(url: str) -> dict[str, str]:
 
 def broker_conf(settings: Settings) -> dict[str, Any]:
     folder = filesystem_folder(settings)
+    if folder is None and settings.broker_url.startswith(("amqp", "pyamqp")):
+        # Publisher confirms: a publish RabbitMQ refuses (no permission, an exchange not
+        # declared yet) raises at once, so the outcome relay keeps it and the API marks a
+        # command failed, instead of the channel closing later with the message gone.
+        return {
+            **_broker_urls(settings.broker_url),
+            "broker_transport_options": {"confirm_publish": True},
+        }
     if folder is None:
         return _broker_urls(settings.broker_url)
     # One folder both in and out: producers (beat, the API) and workers on one machine meet

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from amperio import health as site_health
 from amperio.backend.reports import OutcomeRelay, site_report
 from amperio.chargeposts import Endpoint, SiteClient, connect, endpoints, site_client
 from amperio.dispatch.errors import CommandError, LimitsUnknown
@@ -400,9 +401,12 @@ def apply_command(command_id: str, gw: Gateway | None = None) -> CommandRecord:
 
 def publish(task: str, args: list[Any], queue: str) -> None:
     """Send a task to a queue of the shared broker (a message the backend's worker takes)."""
-    from amperio.celery import app  # the Celery app imports this module's callers
+    from amperio.celery import app, filesystem_folder  # the Celery app imports our callers
 
-    app.send_task(task, args=args, queue=queue)
+    # On a shared broker the backend declares amperio.backend and a site's user may only
+    # publish to it (amperio/broker_users.py); the embedded broker has no users to mind.
+    declare: list[Any] | None = None if filesystem_folder(get_settings()) else []
+    app.send_task(task, args=args, queue=queue, declare=declare)
 
 
 def receive_command(data: dict[str, Any], gw: Gateway | None = None) -> CommandRecord:
@@ -436,12 +440,10 @@ def receive_command(data: dict[str, Any], gw: Gateway | None = None) -> CommandR
 def report_backend(gw: Gateway | None = None, now: datetime | None = None) -> int:
     """Send the backend this site's limits and health, and any outcome still waiting; the
     number of outcomes sent. Beat runs it every few seconds when AMPERIO_BACKEND_REPORTS=1."""
-    from amperio.api.services import gateway_health  # the one definition of a site's health
-
     gw = gw or get_gateway()
     now = now or _now()
     sent = gw.backend_relay().send()
-    full = gateway_health(gw.settings, now)
+    full = site_health.gateway_health(gw, now)
     health = {
         "status": full["status"],
         "site": full["sites"][gw.settings.site_id],

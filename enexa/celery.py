@@ -38,6 +38,7 @@ WEBHOOK_SWEEP_EVERY_S = 30.0
 # Aggregates lag the readings by at most this (a chart read refreshes its own range at once).
 AGGREGATES_EVERY_S = 10.0
 PARTITIONS_EVERY_S = 3600.0
+GATEWAY_HEALTH_EVERY_S = 30.0
 
 
 def every(task: str, interval_s: float, queue: str = PERIODIC_QUEUE) -> dict[str, Any]:
@@ -68,6 +69,10 @@ def beat_schedule() -> dict[str, Any]:
         ),
         "refresh-aggregates": every("enexa.telemetry.tasks.refresh_aggregates", AGGREGATES_EVERY_S),
         "create-partitions": every("enexa.telemetry.tasks.create_partitions", PARTITIONS_EVERY_S),
+        # It calls Amperio: on the delivery queue, with the other work that does.
+        "poll-gateway-health": every(
+            "enexa.telemetry.tasks.poll_gateway_health", GATEWAY_HEALTH_EVERY_S, DELIVERY_QUEUE
+        ),
         "prune-telemetry": prune,
         "evaluate-alerts": every("enexa.alerts.tasks.evaluate_alerts", ALERTS_EVERY_S),
         "send-due-webhooks": every(

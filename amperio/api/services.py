@@ -7,26 +7,23 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from amperio import health as site_health
 from amperio import metrics
 from amperio.api.audit import AuditLog
 from amperio.backend import fleet
 from amperio.backend.store import BackendStore
-from amperio.dispatch.autonomy_cycle import ModeTracker
 from amperio.dispatch.records import QUEUED
 from amperio.dispatch.store import CommandStore
 from amperio.enexa_link.configsync import operating_limits
 from amperio.gateway import gateway_for
 from amperio.settings import Settings
-from amperio.state import GatewayState, StateKey
+from amperio.state import GatewayState
 from shared.dispatch import DispatchCommand
 from shared.errors import SchemaError
-from shared.fields import parse_timestamp
 
 logger = logging.getLogger(__name__)
 
 APPLY_COMMAND_TASK = "amperio.tasks.apply_command"
-# Without a configuration, the hardware watchdog timeout the gateway assumes.
-DEFAULT_WATCHDOG_TIMEOUT_S = 15.0
 
 # The process's handles come from the one registry, amperio.gateway (the workers' too).
 
@@ -82,7 +79,7 @@ def accept_command(
     if settings.database_url:
         return fleet.accept(backend_store(settings), settings.sites, cmd, publish)
     if cmd.site_id != settings.site_id:
-        raise SchemaError({"site_id": [f"This gateway serves {settings.site_id}."]})
+        raise fleet.UnknownSite(f"This gateway serves {settings.site_id} only, not {cmd.site_id}.")
     record, created = command_store(settings).submit(
         cmd, operating_limits(applied_config(settings)), datetime.now(UTC)
     )
@@ -172,11 +169,6 @@ def enqueue(settings: Settings, command_id: str) -> bool:
     return True
 
 
-def _age_s(value: Any, now: datetime) -> float | None:
-    moment = parse_timestamp(value)
-    return (now - moment).total_seconds() if moment else None
-
-
 def health(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
     """`GET /v1/health`: every site the backend serves, or this gateway's own."""
     now = now or datetime.now(UTC)
@@ -188,38 +180,8 @@ def health(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
 
 
 def gateway_health(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
-    """Per site: Modbus link and last read, watchdog beat, buffer depth, mode; Enexa reachable."""
-    now = now or datetime.now(UTC)
-    state = gateway_state(settings).snapshot()
-    depth = buffer_depth(settings)
-    # A beat older than the hardware timeout means the unit has fallen back to its safe state.
-    beat_age = _age_s(state.get(StateKey.WATCHDOG_LAST_BEAT_AT), now)
-    watchdog_ok = beat_age is not None and beat_age <= _watchdog_timeout_s(settings)
-    link_up = bool(state.get(StateKey.MODBUS_LINK_UP))
-    enexa_reachable = bool(state.get(StateKey.ENEXA_REACHABLE))
-    site: dict[str, Any] = {
-        "modbus": {"link_up": link_up, "last_read_at": state.get(StateKey.MODBUS_LAST_READ_AT)},
-        "watchdog": {
-            "last_beat_at": state.get(StateKey.WATCHDOG_LAST_BEAT_AT),
-            "beating": watchdog_ok,
-            "withheld": state.get(StateKey.WATCHDOG_WITHHELD),
-        },
-        "buffer": {"depth": depth.get("readings", 0) + depth.get("events", 0), **depth},
-        "mode": state.get(StateKey.MODE) or "auto",
-        # normal, schedule (following the last schedule) or safe_local, while Enexa is away.
-        "autonomy": ModeTracker.stored_mode(state),
-        "config_version": state.get(StateKey.CONFIG_VERSION),
-        "firmware_version": state.get(StateKey.FIRMWARE_VERSION),
-        # queued, stuck (recovery cannot finish them), failed, last_failure
-        "commands": command_store(settings).health(now),
-    }
-    stuck = site["commands"]["stuck"] > 0
-    ok = link_up and watchdog_ok and enexa_reachable and not stuck
-    return {
-        "status": "ok" if ok else "degraded",
-        "sites": {settings.site_id: site},
-        "enexa": {"reachable": enexa_reachable, "last_ok_at": state.get(StateKey.ENEXA_LAST_OK_AT)},
-    }
+    """This gateway's own health (amperio.health, shared with its report to the backend)."""
+    return site_health.gateway_health(gateway_for(settings), now)
 
 
 def metrics_text(settings: Settings, now: datetime | None = None) -> bytes:
@@ -231,33 +193,13 @@ def metrics_text(settings: Settings, now: datetime | None = None) -> bytes:
             store, settings.sites, settings.silent_after_s, now or datetime.now(UTC)
         )
         return metrics.render(metrics.FleetFigures(health_view, store.command_counts()))
-    counters = gateway_for(settings).metrics()
+    gw = gateway_for(settings)
     return metrics.render(
         metrics.GatewayFigures(
-            counters,
-            lambda: buffer_depth(settings),
+            gw.metrics(),
+            lambda: site_health.buffer_depth(gw),
             gateway_state(settings).snapshot(),
             command_store(settings).status_counts,
             now,
         )
     )
-
-
-def buffer_depth(settings: Settings) -> dict[str, Any]:
-    """The outbox's depth; empty counts while no outbox exists yet."""
-    if not settings.outbox_path.exists():
-        return {"readings": 0, "events": 0}
-    try:
-        depth: dict[str, Any] = outbox(settings).depth()
-        return depth
-    except Exception:  # noqa: BLE001 - health must answer even when the outbox cannot
-        logger.exception("outbox depth unavailable")
-        return {"readings": 0, "events": 0, "error": "unavailable"}
-
-
-def _watchdog_timeout_s(settings: Settings) -> float:
-    try:
-        watchdog = applied_config(settings)["settings"]["watchdog"]
-        return float(watchdog.get("timeout_s") or DEFAULT_WATCHDOG_TIMEOUT_S)
-    except Exception:  # noqa: BLE001 - health must answer without a configuration
-        return DEFAULT_WATCHDOG_TIMEOUT_S

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,12 +47,15 @@ class SiteRow:
 
 
 class BackendStore:
-    """The two tables behind one interface; a connection per call (replicas share nothing)."""
+    """The two tables behind one interface. On PostgreSQL each thread keeps one connection
+    (a new one per call forked a server process per query: most of a dispatch's time at tens
+    of sites); replicas still share nothing but the database. SQLite opens one per call."""
 
     def __init__(self, url: str):
         self.url = url
         if url.startswith(POSTGRES_SCHEMES):
             self.postgres = True
+            self._local = threading.local()
         elif url.startswith(SQLITE_SCHEME):
             self.postgres = False
             self.path = Path("/" + url[len(SQLITE_SCHEME) :].lstrip("/"))
@@ -66,9 +70,8 @@ class BackendStore:
     def _cursor(self) -> Iterator[Any]:
         """A cursor in one transaction, committed on success."""
         if self.postgres:
-            import psycopg  # only a backend on PostgreSQL needs the driver loaded
-
-            with psycopg.connect(self.url) as pg, pg.cursor() as cur:
+            pg = self._connection()
+            with pg.transaction(), pg.cursor() as cur:
                 yield cur
             return
         conn = sqlite3.connect(self.path, timeout=30)
@@ -77,6 +80,17 @@ class BackendStore:
                 yield conn.cursor()
         finally:
             conn.close()
+
+    def _connection(self) -> Any:
+        """This thread's PostgreSQL connection, opened again when the last one broke (a
+        restarted server, a dropped link): one call fails, the next reconnects."""
+        import psycopg  # only a backend on PostgreSQL needs the driver loaded
+
+        pg = getattr(self._local, "pg", None)
+        if pg is None or pg.closed or pg.broken:
+            # Autocommit: each call's transaction is the explicit one in _cursor().
+            pg = self._local.pg = psycopg.connect(self.url, autocommit=True)
+        return pg
 
     def _sql(self, text: str) -> str:
         return text.replace("?", "%s") if self.postgres else text

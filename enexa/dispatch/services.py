@@ -333,6 +333,22 @@ def sync_from_amperio(site: Site) -> dict:
     return result
 
 
+def fetch_amperio_health() -> tuple[str, dict | None]:
+    """Amperio's `GET /v1/health` (every site it serves): ("recorded", body), or
+    ("unreachable" | "skipped", None) when it does not answer or no token is configured."""
+    if not settings.ENEXA_AMPERIO_TOKEN:
+        return "skipped", None
+    try:
+        response = _get("/v1/health")
+    except requests.RequestException as exc:
+        logger.warning("gateway health: Amperio unreachable: %s", type(exc).__name__)
+        return "unreachable", None
+    if response.status_code not in (200, 503):
+        logger.warning("gateway health: Amperio answered %s", response.status_code)
+        return "unreachable", None
+    return "recorded", _json(response)
+
+
 def redeliver_undelivered(
     site: Site | None = None, *, now: datetime | None = None
 ) -> dict[str, int]:

@@ -150,6 +150,13 @@ class SiteStatus(models.Model):
     firmware_version = models.CharField(max_length=40, blank=True)
     modbus_link_up = models.BooleanField(null=True, blank=True)
     buffer_depth = models.PositiveIntegerField(null=True, blank=True)
+    # The site's gateway as Amperio's `GET /v1/health` last said (polled by the worker, see
+    # reports.gateway_health_summary): flat keys `status` (ok, degraded, not_reported),
+    # `modbus_link_up`, `watchdog_beating`, `mode`, `autonomy`, `buffer_depth`,
+    # `unconfirmed_commands`, `last_report_at`, `last_report_age_s`, `at`; queried as
+    # `gateway_health__modbus_link_up=False`. `gateway_health_at` is when it was polled.
+    gateway_health = models.JSONField(null=True, blank=True)
+    gateway_health_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -118,6 +118,26 @@ SITE_STATUS = fields(
             "buffer_depth",
         )
     },
+    # As Amperio's `GET /v1/health` last said, polled by Enexa's worker; null before the first
+    # poll that reached Amperio.
+    gateway=nullable(
+        fields(
+            status={
+                "type": "string",
+                "enum": ["ok", "degraded", "not_reported"],
+                "description": "not_reported: Amperio answered without this site.",
+            },
+            modbus_link_up=nullable({"type": "boolean"}),
+            watchdog_beating=nullable({"type": "boolean"}),
+            mode=nullable({"type": "string"}),
+            autonomy=nullable({"type": "string"}),
+            buffer_depth=nullable({"type": "integer"}),
+            unconfirmed_commands=nullable({"type": "integer"}),
+            last_report_at=nullable(DATETIME),
+            last_report_age_s=nullable({"type": "number"}),
+            at=DATETIME,
+        )
+    ),
 )
 EVENTS = fields(site_id={"type": "string"}, events={"type": "array", "items": STORED_EVENT})
 _STRETCH = {"type": "array", "items": {"type": "object", "additionalProperties": True}}

@@ -18,7 +18,14 @@ from .outages import outage_view, reconcile_outage, reconcile_outages, recover_s
 from .partitions import create_ahead as create_partitions_ahead
 from .presence import come_online, go_offline, mark_offline_sites, touch_sites
 from .queries import latest_readings, pick_resolution, series
-from .reports import is_online, offline_after, site_status, status_view
+from .reports import (
+    is_online,
+    offline_after,
+    poll_gateway_health,
+    record_gateway_health,
+    site_status,
+    status_view,
+)
 
 __all__ = [
     "NOT_YOUR_SITE",
@@ -36,8 +43,10 @@ __all__ = [
     "offline_after",
     "outage_view",
     "pick_resolution",
+    "poll_gateway_health",
     "reconcile_outage",
     "reconcile_outages",
+    "record_gateway_health",
     "record_status",
     "recover_site",
     "refresh_aggregates",

@@ -1,11 +1,11 @@
-"""Telemetry's Celery tasks: offline detection, outage recovery and reconciliation, the
-aggregates' refresh, daily partitions created ahead, retention."""
+"""Telemetry's Celery tasks: offline detection, outage recovery and reconciliation, the gateway
+health poll, the aggregates' refresh, daily partitions created ahead, retention."""
 
 from __future__ import annotations
 
 from enexa.celery import app
 
-from . import aggregates, outages, partitions, presence, queries
+from . import aggregates, outages, partitions, presence, queries, reports
 
 
 @app.task
@@ -24,6 +24,12 @@ def detect_offline() -> list[str]:
 def reconcile_outages() -> int:
     """Beat: recompute the outage reports within the raw retention."""
     return outages.reconcile_outages()
+
+
+@app.task
+def poll_gateway_health() -> dict:
+    """Beat: every site's gateway health from Amperio's `GET /v1/health`, stored."""
+    return reports.poll_gateway_health()
 
 
 @app.task

@@ -128,9 +128,15 @@ def test_malformed_input_gets_problem_details_with_field_errors(api):
     assert response.status_code == 400
     errors = response.json()["errors"]
     assert "timestamp" in errors and "params.power_kw" in errors
-    other_site = api.post(dispatch(site_id="SITE999"))
-    assert other_site.status_code == 400
-    assert "site_id" in other_site.json()["errors"]
+
+
+def test_a_command_for_another_site_is_404_unknown_site_and_stored_nowhere(api):
+    response = api.post(dispatch("cmd-other-site", site_id="SITE999"))
+    assert response.status_code == 404
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+    assert response.json()["type"].endswith("/unknown_site")
+    assert "SITE999" in response.json()["detail"]
+    assert api.status("cmd-other-site").status_code == 404
 
 
 def post_raw(api, text):

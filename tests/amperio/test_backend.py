@@ -283,3 +283,19 @@ def test_a_command_queued_in_the_backend_with_no_outcome_for_minutes_degrades_it
     site_a = fleet_health(fleet.store, (), 30, later)["sites"]["SITEA"]
     assert site_a["unconfirmed_commands"] >= 1
     assert site_a["status"] == "degraded"
+
+
+def test_the_store_reconnects_after_postgresql_drops_its_connection(database_url):
+    if not database_url.startswith("postgres"):
+        pytest.skip("SQLite opens a connection per call")
+    store = BackendStore(database_url)
+    store.record_report("SITE001", datetime.now(UTC), LIMITS, {"status": "ok"})
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    with pytest.raises(psycopg.OperationalError):
+        store.site("SITE001")  # the call that finds the connection gone fails...
+    site = store.site("SITE001")  # ...and the next one opens a new one
+    assert site is not None and site.limits == LIMITS

@@ -155,6 +155,32 @@ def test_the_backend_user_queues_commands_for_every_site_but_not_their_watchdogs
 
 
 @pytest.mark.integration
+def test_a_gateway_sends_outcomes_to_the_backend_queue_but_cannot_read_or_declare_it(broker):
+    backend_url, site_url = broker.urls["backend"], broker.urls[broker.site_a]
+    declare(backend_url, "amperio.backend")  # as the backend worker does on its start
+    # As the gateway's outcome relay publishes: its own app, its own user, nothing declared.
+    settings = replace(load(), site_id=broker.site_a, broker_url=site_url)
+    app = make_app(settings)
+    try:
+        app.send_task(
+            "amperio.backend.record_outcome",
+            args=[broker.site_a, {"command_id": "c-1", "status": "applied"}],
+            queue="amperio.backend",
+            declare=[],
+        )
+    finally:
+        app.close()
+    with connect(backend_url) as conn:
+        message = conn.SimpleQueue(site_queue("amperio.backend")).get(timeout=10)
+        message.ack()
+    assert message.headers["task"] == "amperio.backend.record_outcome"
+    with pytest.raises(AccessRefused):
+        take(site_url, "amperio.backend")
+    with pytest.raises(AccessRefused):
+        declare(site_url, "amperio.backend")
+
+
+@pytest.mark.integration
 def test_a_celery_worker_runs_and_consumes_its_queue_on_its_site_users_credentials(
     broker, tmp_path
 ):
@@ -192,7 +218,8 @@ def test_broker_user_prints_a_users_steps_limited_to_its_sites_queues(capsys):
     assert main(["broker-user", "SITE001", "--vhost", "amperio"]) == 0
     out = capsys.readouterr().out
     own = r"^amperio\.site\.SITE001(\.watchdog)?$"
-    assert f"rabbitmqctl set_permissions -p amperio site-SITE001 '{own}' '{own}' '{own}'" in out
+    write = r"^(amperio\.site\.SITE001(\.watchdog)?|amperio\.backend)$"
+    assert f"rabbitmqctl set_permissions -p amperio site-SITE001 '{own}' '{write}' '{own}'" in out
     assert "| rabbitmqctl add_user site-SITE001\n" in out
 
 
@@ -203,9 +230,16 @@ def test_a_sites_permissions_match_its_queues_and_no_other_sites():
         assert re.match(pattern, mine.site_queue) and re.match(pattern, mine.watchdog_queue)
         for other in ("amperio.site.SITE0011", "amperio.site.SITE002", "amq.default", ""):
             assert not re.match(pattern, other)
+    # The backend's queue: publish only, never declare or read.
+    assert re.match(user.write, "amperio.backend")
+    assert not re.match(user.configure, "amperio.backend")
+    assert not re.match(user.read, "amperio.backend")
+    assert not re.match(user.write, "amperio.backendX")
     backend = broker_users.backend_user()
     assert re.match(backend.write, "amperio.site.SITE002")
     assert not re.match(backend.write, "amperio.site.SITE002.watchdog")
+    for pattern in (backend.configure, backend.write, backend.read):
+        assert re.match(pattern, "amperio.backend")
 
 
 def test_broker_user_refuses_a_site_id_that_is_not_one(capsys):

@@ -1,5 +1,11 @@
-"""Enexa's Celery app: its own broker whatever Amperio's variable says, and a beat schedule
-whose runs expire before the next."""
+"""Enexa's Celery app: its own broker whatever Amperio's variable says, configured before any
+request thread enqueues, and a beat schedule whose runs expire before the next."""
+
+import os
+import subprocess
+import sys
+
+from django.conf import settings
 
 from enexa.celery import app, beat_schedule
 
@@ -23,3 +29,27 @@ def test_every_periodic_task_expires_before_its_next_run_and_names_a_real_task()
         every_s = schedule if isinstance(schedule, float) else 86400.0  # the daily crontab
         assert 0 < entry["options"]["expires"] <= every_s, name
         assert entry["task"] in app.tasks, name
+
+
+def test_a_web_process_has_its_broker_configured_before_any_request_thread_enqueues():
+    # A fresh interpreter, as a gunicorn worker: Celery used to load its configuration on the
+    # first enqueue, where two request threads racing could leave the whole process on Celery's
+    # default broker (amqp://localhost) and every delivery it enqueued lost.
+    script = (
+        "import django; django.setup(); from enexa.celery import app; "
+        "print(app.configured, app.conf.broker_write_url)"
+    )
+    done = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "enexa.settings.dev",
+            "ENEXA_CELERY_BROKER_URL": "redis://enexa-broker.invalid:6379/5",
+            "PYTHONPATH": str(settings.BASE_DIR),
+        },
+    )
+    assert done.stdout.split() == ["True", "redis://enexa-broker.invalid:6379/5"]

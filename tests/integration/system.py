@@ -57,6 +57,49 @@ def purge_broker(url: str) -> None:
             client.delete(key)
 
 
+def wait_for_amperio(url: str) -> None:
+    """Once Amperio's API answers its health (200, or 503 while a gateway is degraded)."""
+    wait_until(
+        lambda: requests.get(f"{url}/v1/health", timeout=2).status_code in (200, 503),
+        30,
+        what=f"Amperio API at {url}",
+    )
+
+
+def enexa_request(url: str, token: str, method: str, path: str, **kwargs) -> requests.Response:
+    headers = {"Authorization": f"Bearer {token}", **kwargs.pop("headers", {})}
+    return requests.request(method, f"{url}{path}", headers=headers, timeout=15, **kwargs)
+
+
+def provision_gateway(
+    enexa_api: Callable[..., requests.Response], env: dict[str, str], site: str, serial: str
+) -> str:
+    """`amperio provision` of a gateway with `env`, on a new enrollment secret of `site`."""
+    response = enexa_api("POST", f"/v1/sites/{site}/enrollment-tokens", json={})
+    assert response.status_code == 201, response.text
+    result = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [
+            sys.executable,
+            "-m",
+            "amperio",
+            "provision",
+            "--serial",
+            serial,
+            "--site",
+            site,
+            "--enrollment-secret",
+            response.json()["secret"],
+        ],  # fmt: skip
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
 class System:
     """Start with `start()`; `stop()` in `finally` (or use it as a context manager)."""
 
@@ -125,14 +168,7 @@ class System:
             self.provision()
             for name in GATEWAY_PROCESSES:
                 self.start_gateway_process(name)
-            wait_until(
-                lambda: (
-                    requests.get(f"{self.amperio_url}/v1/health", timeout=2).status_code
-                    in (200, 503)
-                ),
-                30,
-                what="Amperio API",
-            )
+            wait_for_amperio(self.amperio_url)
         except BaseException:
             self.stop()
             raise
@@ -168,39 +204,13 @@ class System:
         return self.start_gateway_process(name)
 
     def provision(self) -> str:
-        secret = self.enexa_api("POST", f"/v1/sites/{SITE}/enrollment-tokens", json={}).json()[
-            "secret"
-        ]
-        result = subprocess.run(  # noqa: S603 - our own interpreter and module
-            [
-                sys.executable,
-                "-m",
-                "amperio",
-                "provision",
-                "--serial",
-                SERIAL,
-                "--site",
-                SITE,
-                "--enrollment-secret",
-                secret,
-            ],
-            cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO), **self.amperio_env},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        return result.stdout
+        return provision_gateway(self.enexa_api, self.amperio_env, SITE, SERIAL)
 
     # -- looking at it ---------------------------------------------------------------------
 
     def enexa_api(self, method: str, path: str, **kwargs) -> requests.Response:
         assert self.enexa is not None
-        headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
-        return requests.request(
-            method, f"{self.enexa.url}{path}", headers=headers, timeout=15, **kwargs
-        )
+        return enexa_request(self.enexa.url, self.token, method, path, **kwargs)
 
     def amperio_health(self) -> dict:
         return requests.get(f"{self.amperio_url}/v1/health", timeout=5).json()
