@@ -1,5 +1,6 @@
 """Settings shared by every profile; each value can be set from the environment."""
 
+import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -17,8 +18,17 @@ def _dev_secret_key() -> str:
     path = VAR_DIR / "dev-secret-key"
     if not path.exists():
         VAR_DIR.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+        # Written whole under another name, then linked in: processes starting at once (test
+        # workers, the demo's servers) never read a half-written key, and the first one wins.
+        draft = VAR_DIR / f".dev-secret-key-{secrets.token_hex(8)}"
+        with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(secrets.token_urlsafe(50))
+        try:
+            path.hardlink_to(draft)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
     return path.read_text().strip()
 
 
