@@ -18,9 +18,9 @@ import requests
 
 from amperio.modbus.client import ChargePostClient
 from amperio.procs import REPO_DIR as REPO
-from amperio.procs import Proc, free_port, wait_until
+from amperio.procs import Proc, free_port, stop_all, wait_until
 from amperio.simulator import ChargePostSimulator
-from demo.enexa import LiveEnexa, enexa_database, run_manage, stop_together
+from demo.enexa import LiveEnexa, enexa_database, run_manage
 from tests.integration.tcpproxy import TcpProxy
 
 SITE = "SITE001"
@@ -139,7 +139,7 @@ class System:
         return self
 
     def stop(self) -> None:
-        stop_together(list(self.procs.values()))
+        stop_all(list(self.procs.values()))
         self._stack.close()
 
     def _relay(self, port: int) -> TcpProxy:
