@@ -145,6 +145,9 @@ class Settings:
     silent_after_s: float = 30.0
     # On a gateway: send outcomes, limits and health to the backend on `amperio.backend`.
     backend_reports: bool = False
+    # Before every key on a Redis broker: systems sharing one Redis database (staging beside
+    # production, parallel test runs) never see each other's queues.
+    broker_key_prefix: str = ""
 
     @property
     def site_queue(self) -> str:
@@ -210,6 +213,7 @@ def load() -> Settings:
         silent_after_s=float(os.environ.get("AMPERIO_SILENT_AFTER_S", "30")),
         backend_reports=os.environ.get("AMPERIO_BACKEND_REPORTS", "0") == "1",
         backlog_delay_s=_range("AMPERIO_BACKLOG_DELAY_S", DEFAULT_BACKLOG_DELAY_S),
+        broker_key_prefix=os.environ.get("AMPERIO_BROKER_KEY_PREFIX", ""),
     )
 
 

@@ -45,16 +45,15 @@ def set_site_config(system: System, changes: dict) -> None:
     assert response.status_code == 200, response.text
 
 
-def purge_broker(url: str) -> None:
-    """Leftover messages of an earlier run on a shared Redis broker must not reach this one."""
+def delete_broker_keys(url: str, prefix: str) -> None:
+    """This system's keys on a shared Redis broker (under its own prefix), and no other's."""
     if not url.startswith("redis"):
         return
     import redis
 
     client = redis.Redis.from_url(url)
-    for pattern in ("amperio.*", "_kombu.*", "unacked*"):
-        for key in client.scan_iter(pattern):
-            client.delete(key)
+    for key in client.scan_iter(f"{prefix}*"):
+        client.delete(key)
 
 
 class System:
@@ -107,7 +106,9 @@ class System:
             broker = os.environ.get("CELERY_BROKER_URL", "")
             if not broker.startswith("redis"):
                 broker = f"filesystem://localhost/{self.tmp_path / 'amperio' / 'broker'}"
-            purge_broker(broker)
+            # Systems in parallel test runs share the Redis database: each has its own keys.
+            self.broker_key_prefix = f"it-{uuid.uuid4().hex[:12]}:"
+            self._stack.callback(delete_broker_keys, broker, self.broker_key_prefix)
             self.amperio_env = {
                 "AMPERIO_SITE_ID": SITE,
                 "AMPERIO_ENEXA_URL": f"http://127.0.0.1:{self.enexa_link.port}",
@@ -116,6 +117,7 @@ class System:
                 "AMPERIO_API_BIND": f"127.0.0.1:{self.amperio_port}",
                 "AMPERIO_MODBUS_PORT": str(self.modbus_link.port),
                 "CELERY_BROKER_URL": broker,
+                "AMPERIO_BROKER_KEY_PREFIX": self.broker_key_prefix,
                 # The backlog still waits after each restore, but seconds, not up to ten.
                 "AMPERIO_BACKLOG_DELAY_S": "0.5,2",
                 **self._amperio_extra,
