@@ -253,6 +253,13 @@ class System:
         values = self.simulator_values()
         return bool(int(values["alarm_bits"] or 0) & 1)
 
+    def leave_safe_state(self) -> None:
+        """The unit back under the gateway's control: a fresh heartbeat and a new setpoint bring
+        it out of its safe state (a test's doing, or a control cycle late on a loaded machine)."""
+        if self.in_safe_state():
+            self.dispatch("set_battery_power", {"power_kw": 0})
+        wait_until(lambda: not self.in_safe_state(), 60, 0.2, what="the unit back from safe")
+
     def simulator_values(self) -> dict:
         return self.simulator.state.values()
 
