@@ -27,8 +27,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PYTHON) -m demo
 
+# Parallel workers (pytest-xdist), each file on one worker (module-wide servers start once):
+# the integration tests mostly wait, so more workers than cores overlap their waits. A fixed
+# number, not `-n auto` (2 on this machine); TEST_WORKERS=0 runs them one after the other.
+TEST_WORKERS ?= 4
 test: $(STAMP)
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-fast: $(STAMP)
 	$(PYTHON) -m pytest -m "not integration"
