@@ -1,5 +1,7 @@
 """Fixtures shared by every test: API clients for staff, operators, controllers and anonymous
-callers, a logged-in client of the web admin, and the Redis server of the tests that need one."""
+callers, a logged-in client of the web admin, and the Redis server of the tests that need one;
+the order `make test` hands files to its parallel workers in, and the integration tests' figures
+in the closing summary."""
 
 import json
 import os
