@@ -68,7 +68,10 @@ def broker_conf(settings: Settings) -> dict[str, Any]:
             "broker_transport_options": {"confirm_publish": True},
         }
     if folder is None:
-        return _broker_urls(settings.broker_url)
+        conf: dict[str, Any] = _broker_urls(settings.broker_url)
+        if settings.broker_key_prefix and settings.broker_url.startswith(("redis", "rediss")):
+            conf["broker_transport_options"] = {"global_keyprefix": settings.broker_key_prefix}
+        return conf
     # One folder both in and out: producers (beat, the API) and workers on one machine meet
     # there; each worker only takes the files of the queues it consumes.
     for sub in ("queue", "control", "processed"):

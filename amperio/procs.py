@@ -179,6 +179,20 @@ class Proc:
 
 
 def stop_all(procs: list[Proc]) -> None:
-    """Stop in reverse start order, so consumers go before what they consume."""
+    """Stop `procs` at once: each is asked (SIGTERM, in reverse start order, so consumers hear
+    it before what they consume) and they wind down together (a Celery worker finishing its
+    task, gunicorn its requests) instead of one after the other; each is killed past its own
+    `stop_timeout_s`, counted from the common start."""
+    started = time.monotonic()
     for proc in reversed(procs):
-        proc.stop()
+        if proc.alive():
+            proc.signal(signal.SIGTERM)
+    for proc in reversed(procs):
+        # One SIGTERM only: a second could reach `amperio run` before it ignores them and cut
+        # its own stop short.
+        left_s = proc.stop_timeout_s - (time.monotonic() - started)
+        try:
+            proc.popen.wait(timeout=max(0.0, left_s))
+        except subprocess.TimeoutExpired:
+            pass
+        proc.stop(timeout_s=0)  # closes its log; kills what is left

@@ -153,6 +153,9 @@ class Settings:
     # Logs of every Amperio process: `plain` lines or one JSON object per line (`json`).
     log_format: str = "plain"
     log_level: str = "INFO"
+    # Before every key on a Redis broker: systems sharing one Redis database (staging beside
+    # production, parallel test runs) never see each other's queues.
+    broker_key_prefix: str = ""
 
     @property
     def site_queue(self) -> str:
@@ -225,6 +228,7 @@ def load() -> Settings:
         metrics_token=os.environ.get("AMPERIO_METRICS_TOKEN", ""),
         log_format=_log_format(),
         log_level=os.environ.get("AMPERIO_LOG_LEVEL", "INFO"),
+        broker_key_prefix=os.environ.get("AMPERIO_BROKER_KEY_PREFIX", ""),
     )
 
 

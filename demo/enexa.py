@@ -7,11 +7,9 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +17,7 @@ from pathlib import Path
 
 import requests
 
-from amperio.procs import REPO_DIR, Proc, free_port, wait_until
+from amperio.procs import REPO_DIR, Proc, free_port, stop_all, wait_until
 
 
 def live_settings() -> str:
@@ -165,21 +163,6 @@ def access_token(url: str, username: str, password: str) -> str:
     return str(response.json()["access"])
 
 
-def stop_together(procs: list[Proc], timeout_s: float = 10) -> None:
-    """Stop `procs` at once: each winds down (a Celery worker finishing its task, gunicorn its
-    requests) while the others do, instead of one after the other; killed past `timeout_s`."""
-    for proc in procs:
-        if proc.alive():
-            proc.signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    for proc in procs:
-        try:
-            proc.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
-        proc.stop(timeout_s=0)  # closes its log; kills what is left
-
-
 def serve_enexa(
     port: int, log_dir: Path, env: dict[str, str], *, workers: int = 2, threads: int = 4
 ) -> Proc:
@@ -272,7 +255,7 @@ class LiveEnexa:
         self.proc = serve_enexa(self.port, self.log_dir, self.env)
 
     def stop(self) -> None:
-        stop_together([p for p in (self.proc, self.worker) if p])
+        stop_all([p for p in (self.worker, self.proc) if p])
 
     def staff_token(self) -> str:
         return access_token(self.url, "admin", self.admin_password)

@@ -339,7 +339,8 @@ def _summary(reading: dict[str, Any]) -> str:
 
 def main() -> int:
     stop_on_signals()
-    work_dir = REPO_DIR / "var" / "demo"
+    # Its own folder per demo when several run at once (the tests run demos in parallel).
+    work_dir = Path(os.environ.get("DEMO_DIR", REPO_DIR / "var" / "demo")).resolve()
     shutil.rmtree(work_dir, ignore_errors=True)  # every demo starts from a clean slate
     (work_dir / "logs").mkdir(parents=True)
     demo = Demo(work_dir)

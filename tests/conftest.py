@@ -1,6 +1,9 @@
 """Fixtures shared by every test: API clients for staff, operators, controllers and anonymous
-callers, a logged-in client of the web admin, and the Redis server of the tests that need one."""
+callers, a logged-in client of the web admin, and the Redis server of the tests that need one;
+the order `make test` hands files to its parallel workers in, and the integration tests' figures
+in the closing summary."""
 
+import json
 import os
 
 import pytest
@@ -60,6 +63,47 @@ def pytest_sessionstart(session):
         "or unset DATABASE_URL to test on SQLite",
         returncode=1,
     )
+
+
+# The files that take longest (`pytest --durations`), longest first: `make test` hands out
+# whole files to its workers (pytest-xdist `--dist loadfile --no-loadscope-reorder`) in
+# collection order, so these start first, each on its own worker, and their minutes of waiting
+# overlap the rest instead of trailing after it.
+LONGEST_FILES = (
+    "tests/integration/test_outages.py",
+    "tests/integration/test_demo_lifecycle.py",
+    "tests/integration/test_autonomy.py",
+    "tests/integration/test_schemathesis.py",
+    "tests/integration/test_system.py",
+    "tests/integration/test_security_live.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The longest files first, then the other files with integration tests, then the rest,
+    each in its own order."""
+    root = config.rootpath
+    rank = {root / name: n for n, name in enumerate(LONGEST_FILES)}
+    slow = {item.path for item in items if item.get_closest_marker("integration")}
+    items.sort(key=lambda item: (rank.get(item.path, len(rank)), item.path not in slow))
+
+
+# What integration tests measured (their `figures` fixture), by test, for the closing summary.
+FIGURES: list[tuple[str, dict]] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "teardown":
+        name = report.nodeid.rsplit("::", 1)[-1]
+        FIGURES.extend((name, value) for key, value in report.user_properties if key == "figures")
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if not FIGURES or hasattr(config, "workerinput"):  # a pytest-xdist worker prints nothing
+        return
+    terminalreporter.section("figures reported by integration tests")
+    for name, measured in FIGURES:
+        terminalreporter.write_line(f"{name}: {json.dumps(measured, default=str)}")
 
 
 @pytest.fixture

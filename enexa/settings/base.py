@@ -20,20 +20,20 @@ def _dev_secret_key() -> str:
     """A random key kept in var/ so development sessions survive restarts; never in the repo."""
     path = VAR_DIR / "dev-secret-key"
     if not path.exists():
-        # Processes started together (gunicorn's workers, the Celery worker) must agree on one
-        # key: each writes its own candidate aside and links it in place, which only the first
-        # can do; the others then read the first's (a key of their own would make every JWT
-        # the other processes sign invalid here).
+        # Processes started together (gunicorn's workers, the Celery worker, test workers) must
+        # agree on one key, or the JWTs one signs are invalid at the others: each writes a
+        # whole draft under another name and links it in place, which only the first can do
+        # (nobody reads a half-written key); the others then read the first's.
         VAR_DIR.mkdir(parents=True, exist_ok=True)
-        candidate = VAR_DIR / f"dev-secret-key.{os.getpid()}.{secrets.token_hex(4)}"
-        candidate.write_text(secrets.token_urlsafe(50))
-        candidate.chmod(0o600)
+        draft = VAR_DIR / f".dev-secret-key-{secrets.token_hex(8)}"
+        with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(secrets.token_urlsafe(50))
         try:
-            os.link(candidate, path)
+            path.hardlink_to(draft)
         except FileExistsError:
             pass
         finally:
-            candidate.unlink()
+            draft.unlink()
     return path.read_text().strip()
 
 

@@ -95,11 +95,12 @@ def status_posts(peer):
 
 
 def check_only_its_site_queue_is_consumed(
-    env, peer, log_dir, waiting_on_other_site, site="SITE001", other="SITE002"
+    env, peer, log_dir, waiting_on_other_site, site="SITE001", other="SITE002", other_app=None
 ):
+    """`other_app`: the other site's gateway when its broker differs (another key prefix)."""
     app = make_app(load())
     # Another site's task goes first: if the worker took it, the peer would see two reports.
-    app.send_task("amperio.tasks.report_status", queue=f"amperio.site.{other}")
+    (other_app or app).send_task("amperio.tasks.report_status", queue=f"amperio.site.{other}")
     app.send_task("amperio.tasks.report_status", queue=f"amperio.site.{site}")
     proc = worker("site-worker", f"amperio.site.{site}", env, log_dir)
     try:
@@ -136,6 +137,40 @@ def test_a_worker_on_redis_consumes_only_its_sites_queue(gateway_env, monkeypatc
     finally:
         for name in (site, other):  # the queue and kombu's bindings of it
             for key in broker.scan_iter(f"*amperio.site.{name}"):
+                broker.delete(key)
+
+
+@pytest.mark.integration
+def test_on_a_redis_broker_a_worker_consumes_only_the_queues_under_its_key_prefix(
+    gateway_env, monkeypatch, redis_url
+):
+    env, peer, tmp_path = gateway_env
+    # The same site twice on one Redis database (staging beside production, or two test runs):
+    # only the key prefix tells the two apart.
+    site = f"SITE{uuid.uuid4().hex[:8].upper()}"
+    mine, theirs = (f"test-{uuid.uuid4().hex[:8]}:" for _ in range(2))
+    env = {
+        **env,
+        "AMPERIO_SITE_ID": site,
+        "CELERY_BROKER_URL": redis_url,
+        "AMPERIO_BROKER_KEY_PREFIX": mine,
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    broker = redis.Redis.from_url(redis_url)
+    try:
+        check_only_its_site_queue_is_consumed(
+            env,
+            peer,
+            tmp_path,
+            lambda: broker.llen(f"{theirs}amperio.site.{site}"),
+            site,
+            site,
+            other_app=make_app(replace(load(), broker_key_prefix=theirs)),
+        )
+    finally:
+        for prefix in (mine, theirs):
+            for key in broker.scan_iter(f"{prefix}*"):
                 broker.delete(key)
 
 

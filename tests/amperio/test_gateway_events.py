@@ -220,6 +220,9 @@ def test_a_long_outage_keeps_a_bounded_number_of_log_lines(gw, outage_log):
 def test_the_process_gateway_installs_one_outage_log(monkeypatch, tmp_path):
     monkeypatch.setenv("AMPERIO_STATE_DIR", str(tmp_path))
     monkeypatch.setattr(gateway, "_gateway", None)
+    # Settings as this environment says, not as cached by an earlier test: else the gateway's
+    # state would be the repository's var/amperio, shared by parallel test workers.
+    monkeypatch.setattr(gateway, "get_settings", load)
     logger = logging.getLogger("amperio")
     before = list(logger.handlers)
     try:
@@ -228,5 +231,6 @@ def test_the_process_gateway_installs_one_outage_log(monkeypatch, tmp_path):
         second = gateway.get_gateway()
         mine = [h for h in logger.handlers if isinstance(h, events.OutageLog)]
         assert len(mine) == 1 and mine[0].state is second.state
+        assert second.settings.state_dir == tmp_path
     finally:
         logger.handlers = before

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from amperio.procs import REPO_DIR, Proc, port_available, wait_until
+from amperio.procs import REPO_DIR, Proc, port_available, stop_all, wait_until
 from demo.run import pick_port
 
 INTERRUPTIBLE = """
@@ -80,6 +80,42 @@ def test_a_child_started_by_proc_stops_on_ctrl_c_even_when_its_parent_ignores_ct
         assert "stopped by Ctrl-C" in proc.log()
     finally:
         proc.stop()
+
+
+# Asked to stop, it waits (up to 30 s) until all `n` of its kind were asked, then exits 0; it
+# exits 3 when the others were not asked in that time, as when stopped one after the other.
+STOPS_WITH_OTHERS = """
+import pathlib, signal, sys, time
+folder, me, n = pathlib.Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+def stop(signum, frame):
+    (folder / f"asked-{me}").touch()
+    deadline = time.monotonic() + 30
+    while len(list(folder.glob("asked-*"))) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sys.exit(0 if len(list(folder.glob("asked-*"))) == n else 3)
+signal.signal(signal.SIGTERM, stop)
+print("ready", flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+def test_stop_all_asks_every_child_to_stop_before_waiting_for_any(tmp_path):
+    """The demo and `amperio run` stop their children together: the slowest one's wind-down,
+    not the sum of all of them."""
+    procs = [
+        Proc(f"child{n}", [sys.executable, "-c", STOPS_WITH_OTHERS, str(tmp_path), str(n), "3"],
+             tmp_path, stop_timeout_s=60)
+        for n in range(3)
+    ]  # fmt: skip
+    try:
+        for proc in procs:
+            wait_until(lambda p=proc: "ready" in p.log(), 30, what=f"{proc.name} running")
+        stop_all(procs)
+        assert [proc.popen.returncode for proc in procs] == [0, 0, 0]
+    finally:
+        for proc in procs:
+            proc.stop(timeout_s=0)
 
 
 def listener(reuse: bool = True) -> socket.socket:

@@ -1,10 +1,7 @@
-"""Integration tests report their figures (counts, times) in the closing summary of the run."""
-
-import json
+"""Integration tests report their figures (counts, times) in the closing summary of the run
+(printed by tests/conftest.py, which also gathers them from parallel workers)."""
 
 import pytest
-
-FIGURES: list[tuple[str, dict]] = []
 
 
 @pytest.fixture
@@ -13,12 +10,5 @@ def figures(request):
     measured: dict = {}
     yield measured
     if measured:
-        FIGURES.append((request.node.name, measured))
-
-
-def pytest_terminal_summary(terminalreporter):
-    if not FIGURES:
-        return
-    terminalreporter.section("figures reported by integration tests")
-    for name, measured in FIGURES:
-        terminalreporter.write_line(f"{name}: {json.dumps(measured, default=str)}")
+        # In the test's report, so that under pytest-xdist it reaches the controlling process.
+        request.node.user_properties.append(("figures", measured))

@@ -18,9 +18,9 @@ from pathlib import Path
 import requests
 
 from amperio import broker_users
-from amperio.procs import Proc, free_port, wait_until
+from amperio.procs import Proc, free_port, stop_all, wait_until
 from amperio.simulator import ChargePostSimulator
-from demo.enexa import LiveEnexa, enexa_database, run_manage, stop_together
+from demo.enexa import LiveEnexa, enexa_database, run_manage
 from tests.integration.system import (
     FAST,
     enexa_request,
@@ -60,7 +60,7 @@ class Gateway:
             )
 
     def stop(self) -> None:
-        stop_together(list(self.procs.values()))
+        stop_all(list(self.procs.values()))
 
     def kill(self) -> None:
         """Power cut: every process of the gateway killed at once, nothing wound down."""
@@ -138,7 +138,7 @@ class Fleet:
         procs += self.backend_procs
         if self.enexa is not None:
             procs += [p for p in (self.enexa.proc, self.enexa.worker) if p]
-        stop_together(procs, timeout_s=5)
+        stop_all(procs)
         self._stack.close()
 
     def __enter__(self) -> Fleet:

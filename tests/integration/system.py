@@ -18,9 +18,9 @@ import requests
 
 from amperio.modbus.client import ChargePostClient
 from amperio.procs import REPO_DIR as REPO
-from amperio.procs import Proc, free_port, wait_until
+from amperio.procs import Proc, free_port, stop_all, wait_until
 from amperio.simulator import ChargePostSimulator
-from demo.enexa import LiveEnexa, enexa_database, run_manage, stop_together
+from demo.enexa import LiveEnexa, enexa_database, run_manage
 from tests.integration.tcpproxy import TcpProxy
 
 SITE = "SITE001"
@@ -45,16 +45,15 @@ def set_site_config(system: System, changes: dict) -> None:
     assert response.status_code == 200, response.text
 
 
-def purge_broker(url: str) -> None:
-    """Leftover messages of an earlier run on a shared Redis broker must not reach this one."""
+def delete_broker_keys(url: str, prefix: str) -> None:
+    """This system's keys on a shared Redis broker (under its own prefix), and no other's."""
     if not url.startswith("redis"):
         return
     import redis
 
     client = redis.Redis.from_url(url)
-    for pattern in ("amperio.*", "_kombu.*", "unacked*"):
-        for key in client.scan_iter(pattern):
-            client.delete(key)
+    for key in client.scan_iter(f"{prefix}*"):
+        client.delete(key)
 
 
 def wait_for_amperio(url: str) -> None:
@@ -150,7 +149,9 @@ class System:
             broker = os.environ.get("CELERY_BROKER_URL", "")
             if not broker.startswith("redis"):
                 broker = f"filesystem://localhost/{self.tmp_path / 'amperio' / 'broker'}"
-            purge_broker(broker)
+            # Systems in parallel test runs share the Redis database: each has its own keys.
+            self.broker_key_prefix = f"it-{uuid.uuid4().hex[:12]}:"
+            self._stack.callback(delete_broker_keys, broker, self.broker_key_prefix)
             self.amperio_env = {
                 "AMPERIO_SITE_ID": SITE,
                 "AMPERIO_ENEXA_URL": f"http://127.0.0.1:{self.enexa_link.port}",
@@ -159,6 +160,7 @@ class System:
                 "AMPERIO_API_BIND": f"127.0.0.1:{self.amperio_port}",
                 "AMPERIO_MODBUS_PORT": str(self.modbus_link.port),
                 "CELERY_BROKER_URL": broker,
+                "AMPERIO_BROKER_KEY_PREFIX": self.broker_key_prefix,
                 # The backlog still waits after each restore, but seconds, not up to ten.
                 "AMPERIO_BACKLOG_DELAY_S": "0.5,2",
                 **self._amperio_extra,
@@ -175,7 +177,7 @@ class System:
         return self
 
     def stop(self) -> None:
-        stop_together(list(self.procs.values()))
+        stop_all(list(self.procs.values()))
         self._stack.close()
 
     def _relay(self, port: int) -> TcpProxy:
@@ -260,6 +262,13 @@ class System:
     def in_safe_state(self) -> bool:
         values = self.simulator_values()
         return bool(int(values["alarm_bits"] or 0) & 1)
+
+    def leave_safe_state(self) -> None:
+        """The unit back under the gateway's control: a fresh heartbeat and a new setpoint bring
+        it out of its safe state (a test's doing, or a control cycle late on a loaded machine)."""
+        if self.in_safe_state():
+            self.dispatch("set_battery_power", {"power_kw": 0})
+        wait_until(lambda: not self.in_safe_state(), 60, 0.2, what="the unit back from safe")
 
     def simulator_values(self) -> dict:
         return self.simulator.state.values()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
-from demo.enexa import stop_together
+from amperio.procs import stop_all
 from tests.httppeer import HttpPeer
 from tests.integration.system import SITE, System, wait_until
 
@@ -99,7 +99,7 @@ def test_a_cut_link_and_a_stopped_gateway_open_alerts_and_signed_webhooks_tell_a
                 what="the alert.resolved webhook",
             )
 
-            stop_together(list(system.procs.values()))
+            stop_all(list(system.procs.values()))
             time.sleep(OFFLINE_AFTER_S + 2)
             system.run_manage("detect_offline")
             wait_until(lambda: alert("site_offline", "open"), 60, 0.5, what="site_offline")

@@ -14,8 +14,9 @@ from amperio.procs import free_port
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
-def test_the_demo_shows_telemetry_arriving_and_a_dispatch_changing_the_battery_power():
+def test_the_demo_shows_telemetry_arriving_and_a_dispatch_changing_the_battery_power(tmp_path):
     env = {
+        "DEMO_DIR": str(tmp_path / "demo"),
         **os.environ,
         "PYTHONPATH": str(REPO),
         "DEMO_ONCE": "1",

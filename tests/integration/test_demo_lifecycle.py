@@ -13,7 +13,6 @@ from urllib.parse import urljoin
 import pytest
 import requests
 
-from amperio.procs import REPO_DIR as REPO
 from amperio.procs import Proc, free_port, port_available, wait_until
 from tests.lifetimes import stopped_at_end
 from tests.processes import command_line, processes_with
@@ -33,6 +32,7 @@ class Demo:
         self.marker = f"demo-test-{uuid.uuid4().hex}"
         self.enexa_url = f"http://127.0.0.1:{free_port()}"
         self.amperio_url = f"http://127.0.0.1:{free_port()}"
+        self.work_dir = log_dir / "demo"  # its own, so demos in parallel tests never share one
         self.proc = Proc(
             "demo",
             [sys.executable, "-m", "demo"],
@@ -41,6 +41,7 @@ class Demo:
                 "ENEXA_DEMO_PORT": self.enexa_url.rsplit(":", 1)[1],
                 "AMPERIO_DEMO_API_PORT": self.amperio_url.rsplit(":", 1)[1],
                 "DEMO_TEST_MARKER": self.marker,
+                "DEMO_DIR": str(self.work_dir),
             },
             stop_timeout_s=120,
         )
@@ -80,7 +81,7 @@ def test_when_one_part_of_the_demo_dies_the_rest_stop_and_it_is_named_with_its_l
         simulator = next(p for p in demo.processes() if "amperio.simulator" in command_line(p))
         os.kill(simulator, signal.SIGKILL)
         assert demo.proc.popen.wait(timeout=120) == 1
-        log = REPO / "var" / "demo" / "logs" / "simulator.log"
+        log = demo.work_dir.resolve() / "logs" / "simulator.log"
         assert f"simulator exited (code -9); its log: {log}; stopping the rest" in demo.output()
         demo.assert_everything_stopped()
     finally:

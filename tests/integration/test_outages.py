@@ -109,16 +109,21 @@ def test_a_site_cut_off_from_enexa_is_recovered_when_it_is_back(system, figures)
     # open the outage with a gap no cut caused.
     added = system.outbox_depth()["readings_added"]
     wait_until(
-        lambda: system.outbox_depth()["readings_added"] >= added + 3, 60, 0.5, what="readings"
+        lambda: system.outbox_depth()["readings_added"] >= added + 3, 120, 0.5, what="readings"
     )
-    wait_until(lambda: system.outbox_depth()["readings"] <= 1, 60, 0.5, what="steady state")
+    wait_until(lambda: system.outbox_depth()["readings"] <= 1, 120, 0.5, what="steady state")
     system.enexa_link.cut()
     system.amperio_link.cut()
     try:
         time.sleep(8)  # longer than ENEXA_OFFLINE_AFTER_S
-        system.run_manage("detect_offline")
-        status = system.enexa_api("GET", f"/v1/sites/{SITE}/status").json()
-        assert status["online"] is False
+
+        def offline():
+            system.run_manage("detect_offline")
+            return system.enexa_api("GET", f"/v1/sites/{SITE}/status").json()["online"] is False
+
+        # A reading the gateway sent just before the cut may be handled seconds later on a
+        # loaded machine, and count as a contact: the check then passes on a later run.
+        wait_until(offline, 60, 1, what="the site seen offline")
         command = system.dispatch("set_battery_power", {"power_kw": 40})
         assert system.command_status(command["command_id"])["status"] == "undelivered"
         time.sleep(4)
@@ -133,10 +138,16 @@ def test_a_site_cut_off_from_enexa_is_recovered_when_it_is_back(system, figures)
         outages = system.enexa_api("GET", f"/v1/sites/{SITE}/outages").json()["outages"]
         return outages and outages[0]["online_at"] and outages[0]
 
-    report = wait_until(outage_closed, 60, 0.5, what="an outage report")
+    report = wait_until(outage_closed, 120, 0.5, what="an outage report")
     wait_until(lambda: system.outbox_depth()["readings"] <= 3, 120, 0.5, what="backlog flushed")
     system.run_manage("reconcile_outages")
-    report = system.enexa_api("GET", f"/v1/sites/{SITE}/outages").json()["outages"][0]
+
+    def state_synced():
+        # The sync runs on Enexa's worker after the site is back, beside the backfill.
+        found = system.enexa_api("GET", f"/v1/sites/{SITE}/outages").json()["outages"][0]
+        return found if found["state_sync"].get("health") == "synced" else None
+
+    report = wait_until(state_synced, 60, 0.5, what="the site's state synced after the outage")
     figures.update(
         {
             k: report[k]
@@ -172,8 +183,8 @@ def test_a_hung_gateway_lets_the_unit_fall_back_within_the_watchdog_timeout_ever
 ):
     timeout_s = system.simulator_values()["watchdog_timeout_s"]
     trials, times = 3, []
-    for trial in range(trials):
-        assert not system.simulator.state.safe, f"trial {trial} started in the safe state"
+    for _ in range(trials):
+        system.leave_safe_state()  # each trial starts with the gateway in control
         for proc in system.procs.values():
             proc.signal(signal.SIGSTOP)
         started = time.monotonic()
@@ -183,15 +194,14 @@ def test_a_hung_gateway_lets_the_unit_fall_back_within_the_watchdog_timeout_ever
         finally:
             for proc in system.procs.values():
                 proc.signal(signal.SIGCONT)
-        # A fresh heartbeat and a new setpoint bring the unit back.
-        system.dispatch("set_battery_power", {"power_kw": 0})
-        wait_until(lambda: not system.simulator.state.safe, 60, 0.2, what="back from safe")
+        system.leave_safe_state()
     figures.update({"watchdog_timeout_s": timeout_s, "seconds_to_safe_state": times})
     assert all(t <= timeout_s + 2 for t in times), times
 
 
 def test_a_cut_modbus_link_lets_the_unit_fall_back_and_the_gateway_reconnects(system, figures):
     timeout_s = system.simulator_values()["watchdog_timeout_s"]
+    system.leave_safe_state()  # what is measured is the way into it
     system.modbus_link.cut()
     started = time.monotonic()
     try:
@@ -215,5 +225,4 @@ def test_a_cut_modbus_link_lets_the_unit_fall_back_and_the_gateway_reconnects(sy
     figures.update({"seconds_to_safe_state": to_safe, "gap": gaps[-1] if gaps else None})
     assert to_safe <= timeout_s + 2
     assert gaps, "the link gap was not recorded"
-    system.dispatch("set_battery_power", {"power_kw": 0})
-    wait_until(lambda: not system.simulator.state.safe, 60, 0.2, what="back from safe")
+    system.leave_safe_state()
