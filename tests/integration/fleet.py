@@ -32,7 +32,7 @@ BROKER = "127.0.0.1:5672"
 SITES = ("SITE001", "SITE002", "SITE003")
 GATEWAY_PROCESSES = ("worker", "watchdog-worker", "beat")
 # A gateway silent this long makes its site degraded in the backend's health.
-SILENT_AFTER_S = 4
+SILENT_AFTER_S = 6
 
 
 def rabbitmqctl(*args: str) -> subprocess.CompletedProcess[str]:

@@ -74,7 +74,16 @@ def test_a_gateway_cut_off_holds_up_no_other_site_and_gets_its_commands_when_bac
         health = fleet.backend_health()["sites"]
         assert health[down]["status"] == "degraded"
         assert health[down]["last_report_age_s"] > SILENT_AFTER_S
-        assert all(health[site]["last_report_age_s"] < SILENT_AFTER_S for site in up)
+        # The others keep reporting (polled: on a loaded machine one report may come late).
+        wait_until(
+            lambda: all(
+                fleet.backend_health()["sites"][site]["last_report_age_s"] < SILENT_AFTER_S
+                for site in up
+            ),
+            30,
+            0.5,
+            what="the other gateways reporting",
+        )
         fleet.run_manage("poll_gateway_health")
         gateway = fleet.enexa_api("GET", f"/v1/sites/{down}/status").json()["gateway"]
         assert gateway["status"] == "degraded"
