@@ -18,10 +18,12 @@ from enexa.configs.models import ConfigState
 from enexa.dispatch.models import Command
 from enexa.firmware.models import FirmwareReport
 from enexa.registry.choices import ControllerState, MemberRole
+from enexa.telemetry import tasks as telemetry_tasks
 from enexa.telemetry.models import Event, SiteStatus, SiteStatusTransition, TelemetryReading
 from enexa.telemetry.services import Poster, ingest_events
 from tests.conftest import jwt_client
 from tests.factories import ControllerFactory, MembershipFactory, SiteStatusFactory, UserFactory
+from tests.httppeer import HttpPeer
 
 pytestmark = pytest.mark.django_db
 
@@ -457,6 +459,26 @@ def test_a_gateway_rule_reads_the_whole_fleet_in_the_same_few_queries(rule, site
         )
         event(SiteStatus.objects.latest("pk").site, "watchdog", {"chargepost": 1, "alarm_bits": 1})
     assert queries_for(5) == one <= 2
+
+
+def test_a_stored_health_poll_has_the_worker_re_check_the_gateway_rules_at_once(site, enqueued):
+    def handle(method, path, headers, body):
+        return 200, {"status": "degraded", "sites": {"SITE001": down}}
+
+    SiteStatusFactory(site=site)
+    down = {"status": "degraded", "modbus": {"link_up": False}, "watchdog": {"beating": True}}
+    with (
+        HttpPeer(handle) as amperio,
+        override_settings(ENEXA_AMPERIO_URL=amperio.url, ENEXA_AMPERIO_TOKEN="svc-token"),
+        enqueued.committing(execute=True),
+    ):
+        assert telemetry_tasks.poll_gateway_health()["result"] == "recorded"
+    evaluations = [(t.name, args) for t, args, _ in enqueued]
+    assert evaluations == [("enexa.alerts.tasks.evaluate_alerts", (HEALTH_RULES,))]
+    enqueued.run_all()
+    details = alert_details()
+    assert sorted(details) == ["gateway_degraded", "modbus_link_down"]
+    assert details["gateway_degraded"]["reasons"] == ["modbus link down"]
 
 
 # -- the API ------------------------------------------------------------------------------------
