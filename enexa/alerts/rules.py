@@ -4,8 +4,11 @@ resolves the alerts from what they return.
 
 Each check takes `now` and the sites to look at (None: every site) and returns
 {site primary key: detail}; thresholds are the ENEXA_ALERT_* settings (docs/configuration.md).
-Rules marked `needs_health` read what the gateway reports of itself today (status reports,
-events) and will read Amperio's health per site once Enexa polls it."""
+The gateway rules (HEALTH_RULES: gateway_degraded, modbus_link_down, watchdog_fallback) read
+the gateway health Enexa polls from Amperio (`SiteStatus.gateway_health`) while that is fresh
+(polled within ENEXA_ALERT_HEALTH_FRESH_S), and what the gateway reports of itself (status
+reports, events) when it is missing or stale: Amperio being unreachable is not the gateway's
+fault. Their detail's `source` says which was read, `health_at` when the health was polled."""
 
 from __future__ import annotations
 
@@ -39,6 +42,13 @@ WATCHDOG_FALLBACK_BIT = 0
 DEGRADED_MODES = ("safe", "autonomous")
 # Controllers whose configuration and firmware are followed (the others are not in service).
 IN_SERVICE = (ControllerState.REGISTERED, ControllerState.ACTIVE)
+# Where a gateway rule read what it judged (its detail's `source`): Amperio's polled health,
+# or, without fresh health, the gateway's own status report or events.
+SOURCE_HEALTH = "amperio_health"
+SOURCE_STATUS_REPORT = "status_report"
+SOURCE_EVENTS = "gateway_events"
+# The rules that read the polled health: re-checked right after each poll stores it.
+HEALTH_RULES = ["gateway_degraded", "modbus_link_down", "watchdog_fallback"]
 # At most this many commands or controllers are listed in one alert's detail.
 DETAIL_ITEMS = 20
 
@@ -50,15 +60,14 @@ class Rule:
     name: str
     severity: str
     check: Check
-    needs_health: bool = False
 
 
 RULES: dict[str, Rule] = {}
 
 
-def rule(name: str, severity: str, *, needs_health: bool = False) -> Callable[[Check], Check]:
+def rule(name: str, severity: str) -> Callable[[Check], Check]:
     def register(check: Check) -> Check:
-        RULES[name] = Rule(name, severity, check, needs_health)
+        RULES[name] = Rule(name, severity, check)
         return check
 
     return register
@@ -88,43 +97,109 @@ def site_offline(now: datetime, site_pks: set[int] | None) -> Found:
     }
 
 
-@rule("gateway_degraded", Severity.WARNING, needs_health=True)
+def _fresh_health(status: SiteStatus, now: datetime) -> dict[str, Any] | None:
+    """The site's gateway health as Amperio last told it, if polled within
+    ENEXA_ALERT_HEALTH_FRESH_S and the site was listed; None (missing, stale, not reported):
+    the rule reads the gateway's own reports instead."""
+    health, at = status.gateway_health, status.gateway_health_at
+    if not isinstance(health, dict) or at is None or health.get("status") == "not_reported":
+        return None
+    if at < now - timedelta(seconds=settings.ENEXA_ALERT_HEALTH_FRESH_S):
+        return None
+    return health
+
+
+def _fallback(status: SiteStatus, source: str) -> dict[str, Any]:
+    # When the health was last polled (None: never) says why the gateway's own word was read.
+    return {"source": source, "health_at": _ts(status.gateway_health_at)}
+
+
+def _degraded_parts(health: dict[str, Any]) -> list[str]:
+    """Why Amperio calls the gateway degraded, from the parts its health lists."""
+    if health.get("status") != "degraded":
+        return []
+    parts = []
+    if health.get("modbus_link_up") is False:
+        parts.append("modbus link down")
+    if health.get("watchdog_beating") is False:
+        parts.append("watchdog not beating")
+    if health.get("unconfirmed_commands"):
+        parts.append(f"{health['unconfirmed_commands']} unconfirmed commands")
+    age_s, last_report_at = health.get("last_report_age_s"), health.get("last_report_at")
+    # Amperio counts a gateway silent past its own threshold as degraded; the time of the last
+    # report (not its age, which grows every poll) keeps the detail steady while that lasts.
+    if age_s is not None and (not parts or age_s > settings.ENEXA_ALERT_HEALTH_FRESH_S):
+        parts.append(f"no report to Amperio since {last_report_at}")
+    return parts or ["Amperio reports it degraded"]
+
+
+@rule("gateway_degraded", Severity.WARNING)
 def gateway_degraded(now: datetime, site_pks: set[int] | None) -> Found:
-    """An online gateway in safe or autonomous mode, or with a deep outbox (it cannot send)."""
+    """An online gateway that Amperio's fresh health calls degraded (the parts: link, watchdog,
+    unconfirmed commands, report age), or in safe or autonomous mode, or with a deep outbox (it
+    cannot send); without fresh health, mode and outbox as its last status report gave them."""
     depth = settings.ENEXA_ALERT_BUFFER_DEPTH_MAX
     found: Found = {}
-    rows = _narrow(SiteStatus.objects.filter(online=True), site_pks)
-    for pk, mode, buffer_depth in rows.values_list("site_id", "mode", "buffer_depth"):
-        reasons = []
+    rows = _narrow(SiteStatus.objects.filter(online=True), site_pks).only(
+        "site_id", "mode", "buffer_depth", "gateway_health", "gateway_health_at"
+    )
+    for status in rows:
+        health = _fresh_health(status, now)
+        if health is not None:
+            detail: dict[str, Any] = {"source": SOURCE_HEALTH}
+            mode, buffer_depth = health.get("mode"), health.get("buffer_depth")
+            reasons = _degraded_parts(health)
+        else:
+            detail = _fallback(status, SOURCE_STATUS_REPORT)
+            mode, buffer_depth, reasons = status.mode, status.buffer_depth, []
         if mode in DEGRADED_MODES:
             reasons.append(f"mode {mode}")
         if buffer_depth is not None and buffer_depth >= depth:
             reasons.append(f"outbox holds {buffer_depth} readings")
         if reasons:
-            found[pk] = {"mode": mode, "buffer_depth": buffer_depth, "reasons": reasons}
+            found[status.site_id] = {
+                **detail,
+                "mode": mode,
+                "buffer_depth": buffer_depth,
+                "reasons": reasons,
+            }
     return found
 
 
-@rule("modbus_link_down", Severity.CRITICAL, needs_health=True)
+@rule("modbus_link_down", Severity.CRITICAL)
 def modbus_link_down(now: datetime, site_pks: set[int] | None) -> Found:
-    """The gateway cannot reach its ChargePost: the newer of its last `modbus_link` event and
-    its last status report says the link is down."""
+    """The gateway cannot reach its ChargePost: Amperio's fresh health says the link is down
+    (a `modbus_link` event received after that poll speaks instead, until the next poll);
+    without fresh health, the newer of its last `modbus_link` event and its last status
+    report."""
     rows = _narrow(SiteStatus.objects.all(), site_pks).annotate(
         event_state=_latest(Event, "data__state", kind="modbus_link"),
         event_at=_latest(Event, "timestamp", kind="modbus_link"),
+        event_received_at=_latest(Event, "received_at", kind="modbus_link"),
         event_error=_latest(Event, "data__error", kind="modbus_link"),
     )
     found: Found = {}
     for status in rows:
-        event_newer = status.event_at is not None and (
-            status.reported_at is None or status.event_at >= status.reported_at
+        health = _fresh_health(status, now)
+        event_since_poll = status.event_received_at is not None and (
+            status.gateway_health_at is None or status.event_received_at > status.gateway_health_at
         )
-        if event_newer or status.modbus_link_up is None:
-            down = status.event_state == "down"
+        if health is not None and health.get("modbus_link_up") is not None and not event_since_poll:
+            detail: dict[str, Any] = {"source": SOURCE_HEALTH}
+            down = health["modbus_link_up"] is False
         else:
-            down = status.modbus_link_up is False
+            event_newer = status.event_at is not None and (
+                status.reported_at is None or status.event_at >= status.reported_at
+            )
+            if event_newer or status.modbus_link_up is None:
+                detail = _fallback(status, SOURCE_EVENTS)
+                down = status.event_state == "down"
+            else:
+                detail = _fallback(status, SOURCE_STATUS_REPORT)
+                down = status.modbus_link_up is False
         if down:
             found[status.site_id] = {
+                **detail,
                 "since": _ts(status.event_at) if status.event_state == "down" else None,
                 "error": status.event_error if status.event_state == "down" else None,
             }
@@ -149,9 +224,15 @@ def _chargepost_alarms(site_pks: set[int] | None) -> dict[int, dict[int, dict[st
     return state
 
 
-@rule("watchdog_fallback", Severity.CRITICAL, needs_health=True)
+@rule("watchdog_fallback", Severity.CRITICAL)
 def watchdog_fallback(now: datetime, site_pks: set[int] | None) -> Found:
-    """A ChargePost fell back to its safe state (its watchdog bit is still raised)."""
+    """A ChargePost fell back to its safe state: Amperio's fresh health says the watchdog of an
+    online site no longer beats, or a ChargePost's watchdog bit is still raised (its alarm
+    events, read whether or not the health is fresh)."""
+    not_beating = _narrow(
+        SiteStatus.objects.filter(online=True, gateway_health__watchdog_beating=False), site_pks
+    ).only("site_id", "gateway_health", "gateway_health_at")
+    stopped = {s.site_id for s in not_beating if _fresh_health(s, now) is not None}
     found: Found = {}
     for site_pk, chargeposts in _chargepost_alarms(site_pks).items():
         fallen = [
@@ -160,7 +241,14 @@ def watchdog_fallback(now: datetime, site_pks: set[int] | None) -> Found:
             if a["alarm_bits"] & (1 << WATCHDOG_FALLBACK_BIT)
         ]
         if fallen:
-            found[site_pk] = {"chargeposts": fallen}
+            found[site_pk] = {"source": SOURCE_EVENTS, "chargeposts": fallen}
+    for site_pk in stopped:
+        chargeposts = found.get(site_pk, {}).get("chargeposts", [])
+        found[site_pk] = {
+            "source": SOURCE_HEALTH,
+            "watchdog_beating": False,
+            "chargeposts": chargeposts,
+        }
     return found
 
 

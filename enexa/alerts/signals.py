@@ -1,5 +1,6 @@
 """The alert signals (an alert opened or resolved: webhooks tell subscribers), and the
-receivers that re-check the rules an event bears on right after it, on the worker."""
+receivers that re-check the rules an event (or a gateway health poll) bears on right after
+it, on the worker."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ from typing import Any
 from django.dispatch import Signal, receiver
 
 from enexa.dispatch.signals import command_status_changed
-from enexa.telemetry.signals import events_stored, site_came_online, site_went_offline
+from enexa.telemetry.signals import (
+    events_stored,
+    gateway_health_recorded,
+    site_came_online,
+    site_went_offline,
+)
+
+from .rules import HEALTH_RULES
 
 # alert (the Alert), sent once committed.
 alert_opened = Signal()
@@ -45,6 +53,15 @@ def events_arrived(sender: Any, site_pks: set[int], kinds: set[str], **kwargs: A
     rules = sorted({name for kind in kinds for name in RULES_BY_EVENT_KIND.get(kind, [])})
     if rules:
         _evaluate_soon(site_pks, rules)
+
+
+@receiver(gateway_health_recorded, dispatch_uid="alerts_gateway_health_recorded")
+def gateway_health_arrived(sender: Any, site_pks: set[int], **kwargs: Any) -> None:
+    # Every site at once (one query per rule), not a task per site: a poll covers the fleet.
+    from . import tasks
+
+    if site_pks:
+        tasks.evaluate_alerts.delay(HEALTH_RULES)
 
 
 @receiver(command_status_changed, dispatch_uid="alerts_command_status_changed")

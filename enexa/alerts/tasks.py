@@ -8,9 +8,10 @@ from . import services
 
 
 @app.task
-def evaluate_alerts() -> dict[str, int]:
-    """Beat: every rule over every site; alerts opened, updated and resolved to match."""
-    return services.evaluate()
+def evaluate_alerts(rules: list[str] | None = None) -> dict[str, int]:
+    """Beat: every rule over every site; alerts opened, updated and resolved to match. After
+    a gateway health poll: the rules reading it (`rules`), over every site."""
+    return services.evaluate(rules=rules)
 
 
 @app.task

@@ -313,6 +313,9 @@ ENEXA_ALERT_GRID_OVER_LIMIT_S = env_int("ENEXA_ALERT_GRID_OVER_LIMIT_S", 300)
 ENEXA_ALERT_CONFIG_DRIFT_S = env_int("ENEXA_ALERT_CONFIG_DRIFT_S", 900)
 # An online site without a reading for this long has a telemetry gap.
 ENEXA_ALERT_TELEMETRY_GAP_S = env_int("ENEXA_ALERT_TELEMETRY_GAP_S", 300)
+# The gateway rules read Amperio's polled health (every 30 s) while it is this fresh (three
+# polls); older, Amperio was unreachable and they read the gateway's own reports instead.
+ENEXA_ALERT_HEALTH_FRESH_S = env_int("ENEXA_ALERT_HEALTH_FRESH_S", 90)
 
 # Webhooks (enexa.webhooks): targets on loopback, private or link-local addresses are refused
 # (at creation and, after resolving the name again, at each send) unless this is on (the

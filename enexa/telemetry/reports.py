@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from enexa.registry.models import Controller, Site
@@ -15,6 +16,7 @@ from shared.fields import format_timestamp, parse_timestamp
 from shared.status import StatusReport
 
 from .models import SiteStatus
+from .signals import gateway_health_recorded
 
 
 def offline_after() -> timedelta:
@@ -151,6 +153,10 @@ def record_gateway_health(health: dict[str, Any], *, now: datetime | None = None
         status.gateway_health_at = now
     SiteStatus.objects.bulk_update(
         statuses, ["gateway_health", "gateway_health_at"], batch_size=GATEWAY_HEALTH_BATCH
+    )
+    site_pks = {status.site_id for status in statuses}
+    transaction.on_commit(
+        lambda: gateway_health_recorded.send(SiteStatus, site_pks=site_pks, at=now)
     )
     return len(statuses)
 

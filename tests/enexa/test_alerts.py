@@ -5,8 +5,9 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from enexa.alerts import services
@@ -17,10 +18,12 @@ from enexa.configs.models import ConfigState
 from enexa.dispatch.models import Command
 from enexa.firmware.models import FirmwareReport
 from enexa.registry.choices import ControllerState, MemberRole
+from enexa.telemetry import tasks as telemetry_tasks
 from enexa.telemetry.models import Event, SiteStatus, SiteStatusTransition, TelemetryReading
 from enexa.telemetry.services import Poster, ingest_events
 from tests.conftest import jwt_client
 from tests.factories import ControllerFactory, MembershipFactory, SiteStatusFactory, UserFactory
+from tests.httppeer import HttpPeer
 
 pytestmark = pytest.mark.django_db
 
@@ -285,6 +288,197 @@ def test_a_stored_modbus_link_event_has_the_worker_re_check_that_rule_for_its_si
     assert (site.pk, ["modbus_link_down"]) in evaluations
     enqueued.run_all()
     assert [a.rule for a in open_alerts()] == ["modbus_link_down"]
+
+
+# -- the gateway rules read Amperio's polled health while it is fresh ----------------------------
+
+HEALTH_RULES = ["gateway_degraded", "modbus_link_down", "watchdog_fallback"]
+
+
+def gateway_health(*, polled_ago_s=0.0, **values):
+    """SiteStatus fields for a gateway health polled `polled_ago_s` ago: healthy unless told."""
+    at = timezone.now() - timedelta(seconds=polled_ago_s)
+    health = {
+        "status": "ok",
+        "modbus_link_up": True,
+        "watchdog_beating": True,
+        "mode": "auto",
+        "autonomy": "normal",
+        "buffer_depth": 0,
+        "unconfirmed_commands": 0,
+        "last_report_at": at.isoformat(),
+        "last_report_age_s": 2.0,
+        "at": at.isoformat(),
+        **values,
+    }
+    return {"gateway_health": health, "gateway_health_at": at}
+
+
+def alert_details():
+    return {a.rule: a.detail for a in open_alerts()}
+
+
+def test_each_gateway_rule_opens_from_the_polled_health_and_resolves_when_it_clears(site):
+    # The gateway's own last status report says all is well: only the health can open these.
+    SiteStatusFactory(
+        site=site,
+        mode="auto",
+        modbus_link_up=True,
+        reported_at=timezone.now() - timedelta(seconds=20),
+        **gateway_health(
+            status="degraded",
+            modbus_link_up=False,
+            watchdog_beating=False,
+            unconfirmed_commands=2,
+        ),
+    )
+    services.evaluate(rules=HEALTH_RULES)
+    details = alert_details()
+    assert set(details) == set(HEALTH_RULES)
+    assert {d["source"] for d in details.values()} == {"amperio_health"}
+    assert details["gateway_degraded"]["reasons"] == [
+        "modbus link down",
+        "watchdog not beating",
+        "2 unconfirmed commands",
+    ]
+    assert details["watchdog_fallback"]["watchdog_beating"] is False
+
+    SiteStatus.objects.filter(site=site).update(**gateway_health())
+    assert services.evaluate(rules=HEALTH_RULES)["resolved"] == 3
+    assert open_alerts() == []
+
+
+def test_the_health_opens_degraded_for_its_mode_its_outbox_or_a_gateway_silent_towards_amperio(
+    site, other_site, settings
+):
+    settings.ENEXA_ALERT_BUFFER_DEPTH_MAX = 100
+    silent = gateway_health(status="degraded", last_report_age_s=600.0)
+    silent["gateway_health"]["last_report_at"] = "2026-12-05T04:00:00Z"
+    SiteStatusFactory(site=site, mode="auto", **silent)
+    SiteStatusFactory(
+        site=other_site,
+        mode="auto",
+        buffer_depth=0,
+        **gateway_health(mode="safe", buffer_depth=250),
+    )
+    services.evaluate(rules=["gateway_degraded"])
+    reasons = {a.site.code: a.detail["reasons"] for a in open_alerts("gateway_degraded")}
+    assert reasons == {
+        "SITE001": ["no report to Amperio since 2026-12-05T04:00:00Z"],
+        "SITE002": ["mode safe", "outbox holds 250 readings"],
+    }
+
+
+def test_a_stale_health_is_not_read_and_the_gateways_own_reports_decide_and_say_so(site, settings):
+    settings.ENEXA_ALERT_HEALTH_FRESH_S = 90
+    # Amperio was last reached 5 minutes ago, when it saw everything wrong: that says nothing now.
+    stale = gateway_health(
+        polled_ago_s=300, status="degraded", modbus_link_up=False, watchdog_beating=False
+    )
+    SiteStatusFactory(
+        site=site,
+        mode="auto",
+        modbus_link_up=True,
+        reported_at=timezone.now() - timedelta(seconds=10),
+        **stale,
+    )
+    services.evaluate(rules=HEALTH_RULES)
+    assert open_alerts() == []
+
+    SiteStatus.objects.filter(site=site).update(mode="safe", modbus_link_up=False)
+    event(site, "watchdog", {"chargepost": 1, "alarm_bits": 0b1}, ago_s=30)
+    services.evaluate(rules=HEALTH_RULES)
+    details = alert_details()
+    polled_at = stale["gateway_health_at"]
+    assert (details["gateway_degraded"]["source"], details["gateway_degraded"]["reasons"]) == (
+        "status_report",
+        ["mode safe"],
+    )
+    assert details["modbus_link_down"]["source"] == "status_report"
+    assert details["watchdog_fallback"]["source"] == "gateway_events"
+    for rule in ("gateway_degraded", "modbus_link_down"):
+        assert details[rule]["health_at"][:19] == polled_at.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def test_a_site_without_polled_health_or_not_listed_by_amperio_falls_back(site, other_site):
+    SiteStatusFactory(site=site, modbus_link_up=False, reported_at=timezone.now())
+    SiteStatusFactory(
+        site=other_site,
+        modbus_link_up=False,
+        reported_at=timezone.now(),
+        **gateway_health(status="not_reported", modbus_link_up=None),
+    )
+    services.evaluate(rules=["modbus_link_down"])
+    sources = {a.site.code: a.detail["source"] for a in open_alerts("modbus_link_down")}
+    assert sources == {"SITE001": "status_report", "SITE002": "status_report"}
+    assert {a.detail["health_at"] is None for a in open_alerts()} == {True, False}
+
+
+def test_fresh_health_outweighs_an_older_status_report_but_a_link_event_after_the_poll_wins(site):
+    SiteStatusFactory(
+        site=site,
+        modbus_link_up=False,
+        reported_at=timezone.now() - timedelta(seconds=40),
+        **gateway_health(polled_ago_s=10),
+    )
+    services.evaluate(rules=["modbus_link_down"])
+    assert open_alerts() == []
+    # The link drops after the poll: the event is newer news and opens the alert at once.
+    event(site, "modbus_link", {"state": "down", "error": "timeout"})
+    services.evaluate(rules=["modbus_link_down"], site_pks={site.pk})
+    [alert] = open_alerts("modbus_link_down")
+    assert (alert.detail["source"], alert.detail["error"]) == ("gateway_events", "timeout")
+    # The next poll also sees it down: the health speaks again and keeps the alert open.
+    SiteStatus.objects.filter(site=site).update(**gateway_health(modbus_link_up=False))
+    services.evaluate(rules=["modbus_link_down"])
+    [same] = open_alerts("modbus_link_down")
+    assert (same.pk, same.detail["source"]) == (alert.pk, "amperio_health")
+
+
+def test_a_watchdog_that_stopped_beating_alerts_only_while_the_site_is_online(site, other_site):
+    SiteStatusFactory(site=site, **gateway_health(watchdog_beating=False))
+    SiteStatusFactory(site=other_site, online=False, **gateway_health(watchdog_beating=False))
+    services.evaluate(rules=["watchdog_fallback"])
+    assert [a.site for a in open_alerts("watchdog_fallback")] == [site]
+
+
+@pytest.mark.parametrize("rule", HEALTH_RULES)
+def test_a_gateway_rule_reads_the_whole_fleet_in_the_same_few_queries(rule, site):
+    def queries_for(sites):
+        with CaptureQueriesContext(connection) as captured:
+            found = RULES[rule].check(timezone.now(), None)
+        assert len(found) == sites
+        return len(captured)
+
+    broken = gateway_health(status="degraded", modbus_link_up=False, watchdog_beating=False)
+    SiteStatusFactory(site=site, **broken)
+    one = queries_for(1)
+    for _ in range(4):
+        SiteStatusFactory(
+            **gateway_health(status="degraded", modbus_link_up=False, watchdog_beating=False)
+        )
+        event(SiteStatus.objects.latest("pk").site, "watchdog", {"chargepost": 1, "alarm_bits": 1})
+    assert queries_for(5) == one <= 2
+
+
+def test_a_stored_health_poll_has_the_worker_re_check_the_gateway_rules_at_once(site, enqueued):
+    def handle(method, path, headers, body):
+        return 200, {"status": "degraded", "sites": {"SITE001": down}}
+
+    SiteStatusFactory(site=site)
+    down = {"status": "degraded", "modbus": {"link_up": False}, "watchdog": {"beating": True}}
+    with (
+        HttpPeer(handle) as amperio,
+        override_settings(ENEXA_AMPERIO_URL=amperio.url, ENEXA_AMPERIO_TOKEN="svc-token"),
+        enqueued.committing(execute=True),
+    ):
+        assert telemetry_tasks.poll_gateway_health()["result"] == "recorded"
+    evaluations = [(t.name, args) for t, args, _ in enqueued]
+    assert evaluations == [("enexa.alerts.tasks.evaluate_alerts", (HEALTH_RULES,))]
+    enqueued.run_all()
+    details = alert_details()
+    assert sorted(details) == ["gateway_degraded", "modbus_link_down"]
+    assert details["gateway_degraded"]["reasons"] == ["modbus link down"]
 
 
 # -- the API ------------------------------------------------------------------------------------
