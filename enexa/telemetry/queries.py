@@ -28,6 +28,7 @@ from . import aggregates, partitions
 from .choices import RESOLUTION_SECONDS, Resolution
 from .energy import roll_up_energy
 from .models import (
+    AGGREGATE_STATS,
     METRICS,
     BatteryUnitValue,
     ChargerValue,
@@ -304,7 +305,15 @@ def source_resolution(seconds: int) -> int:
 def _slot_stats_sql(seconds: int, resolution_s: int) -> str:
     """One query over the aggregates of `resolution_s` combining them into slots of `seconds`:
     counts, sums and n add up, min and max of the mins and maxes, and per metric the `last` of
-    the newest sub-bucket that has one (a window per metric, newest non-null first)."""
+    the newest sub-bucket that has one (a window per metric, newest non-null first). A slot
+    that is one bucket of `resolution_s` reads that bucket's row as it is."""
+    where = (
+        f"FROM {_table(TelemetryAggregate)} AS a WHERE a.site_id = %s "
+        f"AND a.resolution_s = {resolution_s} AND a.bucket_at >= %s AND a.bucket_at < %s"
+    )
+    if seconds == resolution_s:
+        columns = ", ".join(f"a.{m}_{stat}" for m in METRICS for stat in AGGREGATE_STATS)
+        return f"SELECT a.bucket_at, a.count, {columns} {where} ORDER BY a.bucket_at"
     slot = aggregates.bucket_sql("a.bucket_at", seconds)
     inner, outer = [], []
     for i, m in enumerate(METRICS):
@@ -318,9 +327,7 @@ def _slot_stats_sql(seconds: int, resolution_s: int) -> str:
         )
     return (
         f"SELECT slot, SUM(count), {', '.join(outer)} FROM ("
-        f"SELECT {slot} AS slot, a.*, {', '.join(inner)} "
-        f"FROM {_table(TelemetryAggregate)} AS a WHERE a.site_id = %s "
-        f"AND a.resolution_s = {resolution_s} AND a.bucket_at >= %s AND a.bucket_at < %s"
+        f"SELECT {slot} AS slot, a.*, {', '.join(inner)} {where}"
         ") AS b GROUP BY slot ORDER BY slot"
     )
 
