@@ -40,6 +40,7 @@ def _fleet() -> list:
     from enexa.optimizer.models import PriceSlot
     from enexa.registry.choices import EquipmentKind
     from enexa.registry.models import Equipment, Site
+    from enexa.telemetry import aggregates, partitions
     from enexa.telemetry.models import TelemetryReading
 
     sites = Site.objects.bulk_create(
@@ -116,7 +117,14 @@ def _fleet() -> list:
             )
         )
     PriceSlot.objects.bulk_create(prices, batch_size=5000)
+    # The bulk load bypasses ingest: its days' partitions (PostgreSQL) are made first, and the
+    # aggregates the optimizer reads its load history from are built after, as the worker
+    # builds them on a running system.
+    partitions.ensure_partitions(r.timestamp for r in readings)
     TelemetryReading.objects.bulk_create(readings, batch_size=5000)
+    aggregates.rebuild(
+        [site.pk for site in sites], NOW - timedelta(days=7, hours=1), NOW + timedelta(hours=1)
+    )
     return sites
 
 

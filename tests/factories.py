@@ -1,11 +1,18 @@
 """factory-boy factories for every model the tests build, kept in one place."""
 
+from collections.abc import Iterable
+from datetime import datetime
+
 import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from enexa.registry.choices import ControllerState, EquipmentKind, MemberRole
 from enexa.registry.models import Controller, Equipment, Site, SiteMembership
+from enexa.telemetry.models import TelemetryReading
+from enexa.telemetry.storage import store_readings
+from shared.telemetry import BatteryReading, ChargerReading, GridReading
+from shared.telemetry import TelemetryReading as ReadingSchema
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -126,3 +133,48 @@ class SiteStatusFactory(factory.django.DjangoModelFactory):
     site = factory.SubFactory(SiteFactory)
     online = True
     last_seen_at = factory.LazyFunction(timezone.now)
+
+
+def _reading_schema(site: Site, at: datetime, values: dict) -> ReadingSchema:
+    soc, battery_kw = values.pop("battery_soc_pct", None), values.pop("battery_power_kw", None)
+    grid = GridReading(
+        import_kw=values.pop("grid_import_kw", None), export_kw=values.pop("grid_export_kw", None)
+    )
+    chargers = tuple(
+        ChargerReading(id=code, status=status, power_kw=kw)
+        for code, status, kw in values.pop("chargers", ())
+    )
+    if values:
+        raise TypeError(f"unknown reading values: {sorted(values)}")
+    return ReadingSchema(
+        site_id=site.code,
+        timestamp=at,
+        message_id=None,
+        battery=BatteryReading(soc, battery_kw)
+        if soc is not None or battery_kw is not None
+        else None,
+        grid=grid if grid.import_kw is not None or grid.export_kw is not None else None,
+        chargers=chargers,
+    )
+
+
+def add_readings(
+    site: Site, readings: Iterable[tuple[datetime, dict]], *, received_at: datetime | None = None
+) -> int:
+    """Store readings of `site` as ingest does, in one batch (enexa.telemetry.storage's
+    store_readings: the same statement marks their minutes stale, so the aggregates count them
+    as in production). Each is (timestamp, values), values named as the reading's columns
+    (`battery_soc_pct`, `battery_power_kw`, `grid_import_kw`, `grid_export_kw`) and `chargers`
+    as (code, status, power_kw) tuples, whose sum is the reading's `chargers_power_kw`.
+    Received at `received_at` (default now). Returns how many were new."""
+    valid = [
+        (i, _reading_schema(site, at, dict(values)), site.pk)
+        for i, (at, values) in enumerate(readings)
+    ]
+    return len(store_readings(valid, received_at or timezone.now())) if valid else 0
+
+
+def add_reading(site: Site, at: datetime, **values) -> TelemetryReading:
+    """One reading stored as ingest does (see add_readings); returns its row."""
+    add_readings(site, [(at, values)], received_at=at)
+    return TelemetryReading.objects.get(site=site, timestamp=at)

@@ -9,9 +9,11 @@ class ChartRange(models.TextChoices):
     WEEK = "week", "Week"
 
 
-# (span, bucket) in seconds per range: at most 2,000 points each (360, 1,440 and 672).
+# (span, bucket) in seconds per range: at most 2,000 points each (61, 1,441 and 673 buckets
+# overlap the span). Buckets are telemetry's maintained aggregates (1 min, 15 min), so each
+# is a whole multiple of a minute.
 CHART_RANGES = {
-    ChartRange.HOUR: (3600, 10),
+    ChartRange.HOUR: (3600, 60),
     ChartRange.DAY: (86400, 60),
     ChartRange.WEEK: (7 * 86400, 900),
 }

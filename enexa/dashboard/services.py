@@ -1,9 +1,6 @@
 """What the dashboard shows, read in a fixed number of queries whatever the number of sites: the
-fleet's rows, a site's overview, its chart series (bucketed in SQL), and a command issued from
-the dispatch form through the same service the API uses."""
-
-# Raw SQL here interpolates only table and column names from code; values are parameters.
-# ruff: noqa: S608
+fleet's rows, a site's overview, its chart series (from telemetry's maintained aggregates), and a
+command issued from the dispatch form through the same service the API uses."""
 
 from __future__ import annotations
 
@@ -12,7 +9,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection
 from django.db.models import Count, F, OuterRef, QuerySet, Subquery, Window
 from django.db.models.fields.json import KT
 from django.db.models.functions import RowNumber
@@ -35,9 +31,8 @@ from enexa.telemetry.models import (
     SiteStatusTransition,
     TelemetryReading,
 )
-from enexa.telemetry.queries import bucket_start_sql
 from enexa.telemetry.reports import is_online
-from enexa.telemetry.storage import adapt_ts, as_utc
+from enexa.telemetry.services import slot_stats
 
 from .choices import CHART_RANGES, ChartRange
 
@@ -364,21 +359,20 @@ def bucketed_series(
     site_pk: int, start: datetime, end: datetime, bucket_s: int
 ) -> list[tuple[float, ...]]:
     """(bucket start as epoch seconds, avg SOC, avg battery power, avg and peak grid import,
-    avg charger power) per bucket of `bucket_s` in [start, end), computed in one SQL query.
-
-    The one place the charts read telemetry: pre-computed aggregates can replace it."""
-    bucket, params = bucket_start_sql(bucket_s)
-    sql = (
-        f"SELECT {bucket} AS bucket, AVG(battery_soc_pct), AVG(battery_power_kw), "
-        "AVG(grid_import_kw), MAX(grid_import_kw), AVG(chargers_power_kw) "
-        f"FROM {TelemetryReading._meta.db_table} "
-        "WHERE site_id = %s AND timestamp >= %s AND timestamp < %s "
-        "GROUP BY bucket ORDER BY bucket"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, site_pk, adapt_ts(start), adapt_ts(end)])
-        rows = cursor.fetchall()
-    return [(as_utc(row[0]).timestamp(), *row[1:]) for row in rows]
+    avg charger power) per bucket of `bucket_s` overlapping [start, end), read from
+    telemetry's maintained aggregates (enexa.telemetry.queries.slot_stats: one query, and the
+    range's minutes not yet refreshed by the worker refreshed first)."""
+    return [
+        (
+            slot.start.timestamp(),
+            slot.avg("battery_soc_pct"),
+            slot.avg("battery_power_kw"),
+            slot.avg("grid_import_kw"),
+            slot.max("grid_import_kw"),
+            slot.avg("chargers_power_kw"),
+        )
+        for slot in slot_stats(site_pk, start, end, bucket_s)
+    ]
 
 
 def chart_data(site: Site, chart_range: ChartRange, *, now: datetime | None = None) -> dict:

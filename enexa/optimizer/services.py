@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import OuterRef, Subquery
 from django.dispatch import Signal
 from django.utils import timezone
@@ -32,8 +32,7 @@ from enexa.dispatch import tasks as dispatch_tasks
 from enexa.dispatch.services import issue_command, supersede_undelivered
 from enexa.registry.models import Site
 from enexa.telemetry.models import TelemetryReading
-from enexa.telemetry.queries import aggregate_sql
-from enexa.telemetry.storage import adapt_ts, as_utc
+from enexa.telemetry.services import SlotStats, slot_stats
 from shared.dispatch import MAX_SLOTS
 from shared.errors import SchemaError
 from shared.fields import format_timestamp
@@ -192,30 +191,22 @@ def slot_starts(now: datetime, slot_minutes: int, horizon_h: int) -> list[dateti
     return [first + timedelta(seconds=seconds * k) for k in range(horizon_h * 60 // slot_minutes)]
 
 
-def _slot_stats(site_pk: int, start: datetime, end: datetime, seconds: int) -> list[tuple]:
-    """Per slot of `seconds` of [start, end): (start, count, then avg/min/max/last of each
-    telemetry metric), from one query."""
-    sql, params = aggregate_sql(seconds, "site_id = %s AND timestamp >= %s AND timestamp < %s")
-    params += [site_pk, adapt_ts(start), adapt_ts(end)]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return [(as_utc(row[0]), *row[1:]) for row in cursor.fetchall()]
-
-
-# Offsets into a _slot_stats row: 2 + 4 * the metric's index in telemetry METRICS + the stat.
-SOC_AVG, SOC_LAST = 2, 5
-BATTERY_AVG, IMPORT_AVG, EXPORT_AVG = 6, 10, 14
-
-
-def _load_kw(row: tuple) -> float:
-    return (row[IMPORT_AVG] or 0.0) - (row[EXPORT_AVG] or 0.0) + (row[BATTERY_AVG] or 0.0)
+def _load_kw(slot: SlotStats) -> float:
+    """The slot's average load: grid import - grid export + battery power (+ discharge)."""
+    return (
+        (slot.avg("grid_import_kw") or 0.0)
+        - (slot.avg("grid_export_kw") or 0.0)
+        + (slot.avg("battery_power_kw") or 0.0)
+    )
 
 
 def load_history(site: Site, before: datetime, slot_minutes: int) -> list[tuple[datetime, float]]:
     """(slot start, measured load kW) per slot over the last ENEXA_OPTIMIZER_FORECAST_WEEKS."""
     since = before - timedelta(weeks=settings.ENEXA_OPTIMIZER_FORECAST_WEEKS)
-    rows = _slot_stats(site.pk, since, before, slot_minutes * 60)
-    return [(row[0], _load_kw(row)) for row in rows]
+    return [
+        (slot.start, _load_kw(slot))
+        for slot in slot_stats(site.pk, since, before, slot_minutes * 60)
+    ]
 
 
 def measured_soc(site: Site) -> tuple[float | None, datetime | None]:
@@ -485,7 +476,7 @@ def _forecast_error(previous: Plan, now: datetime) -> float | None:
         datetime.fromisoformat(ended[-1]["end"]),
     )
     measured = {
-        row[0]: _load_kw(row) for row in _slot_stats(previous.site_id, first, last, seconds)
+        slot.start: _load_kw(slot) for slot in slot_stats(previous.site_id, first, last, seconds)
     }
     # Slots without a reading (an outage) are left out rather than counted as no load.
     pairs = [
@@ -541,21 +532,21 @@ def plan_actual(plan: Plan, *, now: datetime | None = None) -> list[dict[str, An
     """Per slot of `plan`: what it planned and what was measured (average battery power and
     grid import over the slot, SOC of its last reading; null for slots not measured yet)."""
     seconds = plan.slot_minutes * 60
-    rows = {row[0]: row for row in _slot_stats(plan.site_id, plan.start_at, plan.end_at, seconds)}
+    measured = {s.start: s for s in slot_stats(plan.site_id, plan.start_at, plan.end_at, seconds)}
     out = []
     for slot in plan.slots:
-        row = rows.get(datetime.fromisoformat(slot["start"]))
+        row = measured.get(datetime.fromisoformat(slot["start"]))
         out.append(
             {
                 "start": slot["start"],
                 "end": slot["end"],
                 "planned_soc_pct": slot["soc_pct"],
-                "measured_soc_pct": _rounded(row[SOC_LAST]) if row else None,
+                "measured_soc_pct": _rounded(row.last("battery_soc_pct")) if row else None,
                 "planned_battery_power_kw": slot["battery_power_kw"],
-                "measured_battery_power_kw": _rounded(row[BATTERY_AVG]) if row else None,
+                "measured_battery_power_kw": _rounded(row.avg("battery_power_kw")) if row else None,
                 "planned_grid_import_kw": slot["grid_import_kw"],
-                "measured_grid_import_kw": _rounded(row[IMPORT_AVG]) if row else None,
-                "readings": row[1] if row else 0,
+                "measured_grid_import_kw": _rounded(row.avg("grid_import_kw")) if row else None,
+                "readings": row.count if row else 0,
             }
         )
     return out

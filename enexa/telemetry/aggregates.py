@@ -43,7 +43,8 @@ def floor_to(ts: datetime, seconds: int) -> datetime:
     return EPOCH + timedelta(seconds=offset)
 
 
-def _ceil_to(ts: datetime, seconds: int) -> datetime:
+def ceil_to(ts: datetime, seconds: int) -> datetime:
+    """The first epoch-aligned bucket boundary of `seconds` at or after `ts`."""
     start = floor_to(ts, seconds)
     return start if start == ts else start + timedelta(seconds=seconds)
 
@@ -154,7 +155,7 @@ def recompute(windows: list[tuple[int, datetime, datetime]]) -> None:
         return
     with connection.cursor() as cursor:
         for seconds in RESOLUTIONS_S:
-            widened = [(s, floor_to(a, seconds), _ceil_to(b, seconds)) for s, a, b in windows]
+            widened = [(s, floor_to(a, seconds), ceil_to(b, seconds)) for s, a, b in windows]
             cursor.execute(_upsert_sql(seconds), [_windows_param(widened)])
 
 
@@ -206,6 +207,6 @@ def rebuild(site_pks: list[int], start: datetime, end: datetime) -> None:
     with transaction.atomic():
         at = floor_to(start, HOUR_S)
         while at < end:
-            upto = min(at + step, _ceil_to(end, HOUR_S))
+            upto = min(at + step, ceil_to(end, HOUR_S))
             recompute([(s, at, upto) for s in site_pks])
             at = upto

@@ -28,6 +28,7 @@ from . import aggregates, partitions
 from .choices import RESOLUTION_SECONDS, Resolution
 from .energy import roll_up_energy
 from .models import (
+    AGGREGATE_STATS,
     METRICS,
     BatteryUnitValue,
     ChargerValue,
@@ -37,7 +38,7 @@ from .models import (
     TelemetryAggregate,
     TelemetryReading,
 )
-from .storage import _table, adapt_ts
+from .storage import _table, adapt_ts, as_utc
 
 DEFAULT_RANGE = timedelta(hours=1)
 # GridReading's fields -> the reading's columns that store them.
@@ -230,43 +231,6 @@ AUTO_RESOLUTIONS = (
 )
 
 
-# Buckets computed over raw readings at read time: what the dashboard's charts and the
-# optimizer's load history still read (the maintained aggregates, `series`, are the faster way).
-
-
-def bucket_start_sql(seconds: int) -> tuple[str, list]:
-    """SQL for the start of a reading's bucket of `seconds`, aligned to the epoch, and its
-    parameters."""
-    if connection.vendor == "postgresql":
-        return "date_bin(%s::interval, timestamp, TIMESTAMPTZ '1970-01-01 00:00:00+00')", [
-            f"{seconds} seconds"
-        ]
-    return "datetime((CAST(strftime('%%s', timestamp) AS INTEGER) / %s) * %s, 'unixepoch')", [
-        seconds,
-        seconds,
-    ]
-
-
-def aggregate_sql(seconds: int, where: str, *, by_site: bool = False) -> tuple[str, list]:
-    """One query: per bucket (and site), count and avg/min/max/last of every metric; `last`
-    is the value of the bucket's newest reading (ROW_NUMBER over the bucket, newest first)."""
-    bucket, bucket_params = bucket_start_sql(seconds)
-    partition = f"site_id, {bucket}" if by_site else bucket
-    metrics = ", ".join(METRICS)
-    stats = ", ".join(
-        f"AVG({m}), MIN({m}), MAX({m}), MAX(CASE WHEN rn = 1 THEN {m} END)" for m in METRICS
-    )
-    group = "site_id, bucket" if by_site else "bucket"
-    sql = (
-        f"SELECT {group}, COUNT(*), {stats} FROM ("
-        f"SELECT site_id, {bucket} AS bucket, {metrics}, "
-        f"ROW_NUMBER() OVER (PARTITION BY {partition} ORDER BY timestamp DESC) AS rn "
-        f"FROM {_table(TelemetryReading)} WHERE {where}"
-        f") AS b GROUP BY {group} ORDER BY {group}"
-    )
-    return sql, bucket_params + bucket_params
-
-
 def pick_resolution(start: datetime, end: datetime) -> str:
     for longest, resolution in AUTO_RESOLUTIONS:
         if end - start <= longest:
@@ -280,34 +244,125 @@ def series(site: Site, start: datetime, end: datetime, resolution: str | None = 
     metric {avg, min, max, last} or None}. Minutes still waiting for the worker's refresh in
     the range are refreshed first, so a chart never misses the last seconds."""
     resolution = resolution or pick_resolution(start, end)
-    seconds = RESOLUTION_SECONDS[resolution]
-    if aggregates.has_stale(site.pk, start, end):
-        aggregates.refresh_aggregates(site_pk=site.pk)
-    columns = [f"{m}_{s}" for m in METRICS for s in ("sum", "n", "min", "max", "last")]
-    rows = (
-        TelemetryAggregate.objects.filter(
-            site_id=site.pk,
-            resolution_s=seconds,
-            bucket_at__gt=start - timedelta(seconds=seconds),
-            bucket_at__lt=end,
-        )
-        .order_by("bucket_at")
-        .values_list("bucket_at", "count", *columns)
+    return [
+        slot.point() for slot in slot_stats(site.pk, start, end, RESOLUTION_SECONDS[resolution])
+    ]
+
+
+@dataclass(frozen=True)
+class MetricStats:
+    """One metric over one slot: its number of values, avg, min, max and last value (of the
+    newest sub-bucket that has one)."""
+
+    n: int
+    avg: float
+    min: float
+    max: float
+    last: float | None
+
+
+@dataclass(frozen=True)
+class SlotStats:
+    """One slot of a site's telemetry: its start, how many readings it holds, and the
+    statistics of each metric that has a value in it (a metric without one is absent)."""
+
+    start: datetime
+    count: int
+    metrics: dict[str, MetricStats]
+
+    def avg(self, metric: str) -> float | None:
+        stats = self.metrics.get(metric)
+        return stats.avg if stats else None
+
+    def max(self, metric: str) -> float | None:
+        stats = self.metrics.get(metric)
+        return stats.max if stats else None
+
+    def last(self, metric: str) -> float | None:
+        stats = self.metrics.get(metric)
+        return stats.last if stats else None
+
+    def point(self) -> dict:
+        """The read endpoint's shape of the slot."""
+        point: dict[str, Any] = {"timestamp": format_timestamp(self.start), "count": self.count}
+        for metric in METRICS:
+            stats = self.metrics.get(metric)
+            point[metric] = (
+                {"avg": stats.avg, "min": stats.min, "max": stats.max, "last": stats.last}
+                if stats
+                else None
+            )
+        return point
+
+
+def source_resolution(seconds: int) -> int:
+    """The coarsest maintained aggregate (s) whose buckets tile slots of `seconds` exactly."""
+    if seconds <= 0 or seconds % aggregates.MINUTE_S:
+        raise ValueError(f"A slot is a positive multiple of 60 s, not {seconds}.")
+    return max(r for r in aggregates.RESOLUTIONS_S if seconds % r == 0)
+
+
+def _slot_stats_sql(seconds: int, resolution_s: int) -> str:
+    """One query over the aggregates of `resolution_s` combining them into slots of `seconds`:
+    counts, sums and n add up, min and max of the mins and maxes, and per metric the `last` of
+    the newest sub-bucket that has one (a window per metric, newest non-null first). A slot
+    that is one bucket of `resolution_s` reads that bucket's row as it is."""
+    where = (
+        f"FROM {_table(TelemetryAggregate)} AS a WHERE a.site_id = %s "
+        f"AND a.resolution_s = {resolution_s} AND a.bucket_at >= %s AND a.bucket_at < %s"
     )
-    return [_point(bucket_at, count, values) for bucket_at, count, *values in rows]
+    if seconds == resolution_s:
+        columns = ", ".join(f"a.{m}_{stat}" for m in METRICS for stat in AGGREGATE_STATS)
+        return f"SELECT a.bucket_at, a.count, {columns} {where} ORDER BY a.bucket_at"
+    slot = aggregates.bucket_sql("a.bucket_at", seconds)
+    inner, outer = [], []
+    for i, m in enumerate(METRICS):
+        inner.append(
+            f"ROW_NUMBER() OVER (PARTITION BY {slot} ORDER BY "
+            f"CASE WHEN a.{m}_last IS NULL THEN 1 ELSE 0 END, a.last_at DESC) AS rn{i}"
+        )
+        outer.append(
+            f"SUM({m}_sum), SUM({m}_n), MIN({m}_min), MAX({m}_max), "
+            f"MAX(CASE WHEN rn{i} = 1 THEN {m}_last END)"
+        )
+    return (
+        f"SELECT slot, SUM(count), {', '.join(outer)} FROM ("
+        f"SELECT {slot} AS slot, a.*, {', '.join(inner)} {where}"
+        ") AS b GROUP BY slot ORDER BY slot"
+    )
+
+
+def slot_stats(site_pk: int, start: datetime, end: datetime, seconds: int) -> list[SlotStats]:
+    """Per slot of `seconds` (a multiple of 60, aligned to the epoch) overlapping [start, end),
+    each whole, the site's statistics (SlotStats, oldest first; slots without readings are
+    left out), from the coarsest maintained aggregate dividing the slot: one query.
+
+    Minutes still waiting for the worker's refresh in the range are refreshed first, so a
+    reading stored a moment ago counts. Hourly aggregates outlive the raw readings, so slots
+    of whole hours reach back as far as they do."""
+    resolution_s = source_resolution(seconds)
+    first, upto = aggregates.floor_to(start, seconds), aggregates.ceil_to(end, seconds)
+    if aggregates.has_stale(site_pk, first, upto):
+        aggregates.refresh_aggregates(site_pk=site_pk)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _slot_stats_sql(seconds, resolution_s), [site_pk, adapt_ts(first), adapt_ts(upto)]
+        )
+        rows = cursor.fetchall()
+    out = []
+    for slot_at, count, *values in rows:
+        metrics = {}
+        for i, metric in enumerate(METRICS):
+            total, n, low, high, last = values[5 * i : 5 * i + 5]
+            if n:
+                metrics[metric] = MetricStats(int(n), total / n, low, high, last)
+        out.append(SlotStats(as_utc(slot_at), int(count), metrics))
+    return out
 
 
 def aggregated_points(site: Site, rng: Range) -> list[dict]:
     """The read endpoint's buckets of the range (see `series`)."""
     return series(site, rng.start, rng.end, rng.resolution)
-
-
-def _point(ts: datetime, count: int, values) -> dict:
-    point: dict[str, Any] = {"timestamp": format_timestamp(ts), "count": count}
-    for i, metric in enumerate(METRICS):
-        total, n, low, high, last = values[5 * i : 5 * i + 5]
-        point[metric] = {"avg": total / n, "min": low, "max": high, "last": last} if n else None
-    return point
 
 
 # --- CSV ------------------------------------------------------------------------------------------

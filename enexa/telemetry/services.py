@@ -17,7 +17,7 @@ from .ingest import (
 from .outages import outage_view, reconcile_outage, reconcile_outages, recover_site, sync_state
 from .partitions import create_ahead as create_partitions_ahead
 from .presence import come_online, go_offline, mark_offline_sites, touch_sites
-from .queries import latest_readings, pick_resolution, series
+from .queries import MetricStats, SlotStats, latest_readings, pick_resolution, series, slot_stats
 from .reports import (
     is_online,
     offline_after,
@@ -28,6 +28,8 @@ from .reports import (
 )
 
 __all__ = [
+    "MetricStats",
+    "SlotStats",
     "NOT_YOUR_SITE",
     "IngestResult",
     "Poster",
@@ -52,6 +54,7 @@ __all__ = [
     "refresh_aggregates",
     "series",
     "site_ratings",
+    "slot_stats",
     "site_status",
     "status_view",
     "sync_state",

@@ -19,10 +19,16 @@ from enexa.dispatch.models import Command
 from enexa.firmware.models import FirmwareReport
 from enexa.registry.choices import ControllerState, MemberRole
 from enexa.telemetry import tasks as telemetry_tasks
-from enexa.telemetry.models import Event, SiteStatus, SiteStatusTransition, TelemetryReading
+from enexa.telemetry.models import Event, SiteStatus, SiteStatusTransition
 from enexa.telemetry.services import Poster, ingest_events
 from tests.conftest import jwt_client
-from tests.factories import ControllerFactory, MembershipFactory, SiteStatusFactory, UserFactory
+from tests.factories import (
+    ControllerFactory,
+    MembershipFactory,
+    SiteStatusFactory,
+    UserFactory,
+    add_reading,
+)
 from tests.httppeer import HttpPeer
 
 pytestmark = pytest.mark.django_db
@@ -43,7 +49,7 @@ def event(site, kind, data, *, ago_s=0.0, message=""):
 
 def reading(site, *, ago_s=0.0, **values):
     at = timezone.now() - timedelta(seconds=ago_s)
-    return TelemetryReading.objects.create(site=site, timestamp=at, received_at=at, **values)
+    return add_reading(site, at, **values)
 
 
 def open_alerts(rule=None):

@@ -18,7 +18,8 @@ from enexa.dashboard.choices import CHART_RANGES, ChartRange
 from enexa.dispatch.models import Command
 from enexa.optimizer.models import Plan
 from enexa.registry.choices import MemberRole
-from enexa.telemetry.models import ChargerValue, Event, OutageReport, TelemetryReading
+from enexa.telemetry.models import Event, OutageReport, StaleMinute
+from tests import factories
 from tests.factories import (
     ControllerFactory,
     FirmwareReleaseFactory,
@@ -42,18 +43,20 @@ def logged_in(user) -> Client:
     return client
 
 
-def add_reading(site, at, *, soc=55.0, battery_kw=-20.0, grid_kw=120.0, chargers_kw=100.0):
-    reading = TelemetryReading.objects.create(
-        site=site,
-        timestamp=at,
-        received_at=at,
+def add_reading(site, at, *, soc=55.0, battery_kw=-20.0, grid_kw=120.0, chargers=None):
+    """A reading stored as ingest stores it (its minute marked for the aggregates); by default
+    with two chargers, one charging at 100 kW."""
+    if chargers is None:
+        chargers = (("CHG1", "charging", 100.0), ("CHG2", "available", 0.0))
+    return factories.add_reading(
+        site,
+        at,
         battery_soc_pct=soc,
         battery_power_kw=battery_kw,
         grid_import_kw=grid_kw,
         grid_export_kw=0.0,
-        chargers_power_kw=chargers_kw,
+        chargers=chargers,
     )
-    return reading
 
 
 def equip(site, *, alarm=True, now=None):
@@ -61,15 +64,7 @@ def equip(site, *, alarm=True, now=None):
     charging), an open alarm, a controller whose gateway has not applied its configuration."""
     now = now or timezone.now()
     SiteStatusFactory(site=site, mode="auto", last_seen_at=now)
-    reading = add_reading(site, now - timedelta(seconds=3))
-    for code, status, power_kw in (("CHG1", "charging", 100), ("CHG2", "available", 0)):
-        ChargerValue.objects.create(
-            reading=reading,
-            timestamp=reading.timestamp,  # the partition key, as its reading's
-            charger_code=code,
-            status=status,
-            power_kw=power_kw,
-        )
+    add_reading(site, now - timedelta(seconds=3))
     if alarm:
         Event.objects.create(
             site=site,
@@ -467,19 +462,51 @@ def test_no_chart_range_asks_for_more_than_2000_points():
 
 def test_a_week_of_readings_every_5_s_comes_back_as_15_minute_points(site, operator):
     now = timezone.now()
-    TelemetryReading.objects.bulk_create(
-        TelemetryReading(
-            site=site,
-            timestamp=now - timedelta(seconds=5 * i),
-            received_at=now,
-            battery_soc_pct=50.0,
-        )
-        for i in range(1, 7 * 24 * 720, 40)  # every 200 s over the week
+    factories.add_readings(
+        site,
+        (
+            (now - timedelta(seconds=5 * i), {"battery_soc_pct": 50.0})
+            for i in range(1, 7 * 24 * 720, 40)  # every 200 s over the week
+        ),
     )
     body = logged_in(operator).get(f"/app/sites/{site.code}/chart?range=week").json()
     assert body["bucket_s"] == 900
     assert 670 <= len(body["time"]) <= 673
     assert set(body["battery_soc_pct"]) == {50.0}
+
+
+def test_a_reading_the_worker_has_not_aggregated_yet_is_already_in_the_chart(site, operator):
+    now = timezone.now()
+    add_reading(site, now - timedelta(minutes=3), soc=40.0)
+    client = logged_in(operator)
+    assert client.get(f"/app/sites/{site.code}/chart?range=hour").json()["battery_soc_pct"] == [
+        40.0
+    ]
+    # Stored just now: its minute waits for the worker's refresh, which has not run.
+    add_reading(site, now - timedelta(seconds=2), soc=70.0)
+    assert StaleMinute.objects.filter(site=site).exists()
+    body = client.get(f"/app/sites/{site.code}/chart?range=hour").json()
+    assert body["battery_soc_pct"] == [40.0, 70.0]
+    assert not StaleMinute.objects.filter(site=site).exists()
+
+
+def test_the_chart_reads_a_fixed_number_of_queries_however_many_readings(
+    site, operator, django_assert_max_num_queries
+):
+    now = timezone.now()
+    factories.add_readings(
+        site,
+        ((now - timedelta(seconds=5 * i), {"grid_import_kw": 100.0 + i}) for i in range(1, 2000)),
+    )
+    client = logged_in(operator)
+    # Session, user, memberships, site, stale minutes?, the buckets, the plan in force; the
+    # first time also the refresh of the minutes marked (savepoint, on PostgreSQL its lock,
+    # take them, three upserts).
+    with django_assert_max_num_queries(14):
+        body = client.get(f"/app/sites/{site.code}/chart?range=day").json()
+    assert sum(1 for v in body["grid_import_kw"] if v is not None) >= 166
+    with django_assert_max_num_queries(7):  # nothing stale any more
+        client.get(f"/app/sites/{site.code}/chart?range=week")
 
 
 def test_an_unknown_chart_range_is_a_problem_naming_the_field(site, operator):
