@@ -36,6 +36,9 @@ class AmperioApi:
             "AMPERIO_STATE_DIR": str(self.state_dir),
             "AMPERIO_SITE_ID": "SITE001",
             "AMPERIO_SERVICE_TOKENS": f"{OLD_TOKEN},{NEW_TOKEN}",
+            # On a shared Redis broker (CI's CELERY_BROKER_URL), its queues are its own: a
+            # worker of another test consuming SITE001's queue must not take its tasks.
+            "AMPERIO_BROKER_KEY_PREFIX": f"api-test-{uuid.uuid4().hex[:12]}:",
             **(extra_env or {}),
         }
         self.procs = [
