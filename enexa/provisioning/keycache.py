@@ -205,7 +205,9 @@ def _watch_writes(execute, sql, params, many, context):
 
 def _install(sender, connection, **kwargs) -> None:
     if _watch_writes not in connection.execute_wrappers:
-        connection.execute_wrappers.append(_watch_writes)
+        # First, not last: a connection opened inside someone's `execute_wrapper()` block would
+        # otherwise lose this wrapper when that block pops "its" last one.
+        connection.execute_wrappers.insert(0, _watch_writes)
 
 
 def connect() -> None:
