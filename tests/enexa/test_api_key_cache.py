@@ -5,12 +5,15 @@ import pytest
 from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
+from rest_framework.test import APIClient
 
+from enexa.audit.models import AuditEntry
 from enexa.core.errors import ForbiddenError
 from enexa.provisioning import keycache, services
 from enexa.provisioning.models import ApiKey, ControllerAccess
 from enexa.registry.choices import ControllerState
 from enexa.registry.models import Controller, Site
+from shared.fields import format_timestamp
 from tests.factories import ControllerFactory, SiteFactory
 
 pytestmark = pytest.mark.django_db
@@ -203,3 +206,22 @@ def test_a_status_report_that_changes_no_controller_row_keeps_the_cache(key, red
         firmware_version="1.2.3"
     )
     assert keycache._redis(redis_url).get(keycache.GENERATION_KEY) == before
+
+
+def test_posts_with_a_cached_key_are_audited_when_served_and_when_refused(key, site):
+    controller, plaintext = key
+    controller.site = site
+    controller.save()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+    reading = {"site_id": site.code, "timestamp": format_timestamp(timezone.now())}
+    assert client.post("/v1/telemetry", reading, format="json").status_code == 201
+    services.revoke_api_keys(controller)
+    assert client.post("/v1/telemetry", reading, format="json").status_code == 401
+    audited = list(
+        AuditEntry.objects.filter(path="/v1/telemetry")
+        .order_by("pk")
+        .values_list("status_code", "principal")
+    )
+    assert [status for status, _ in audited] == [201, 401]
+    assert audited[0][1].startswith("controller:")
