@@ -190,7 +190,9 @@ def _changed_nothing(sql: str, cursor) -> bool:
 
 def _watch_writes(execute, sql, params, many, context):
     result = execute(sql, params, many, context)
-    if isinstance(sql, str) and not _unchanged.get() and changes_lookup(sql):
+    # psycopg's composed statements are judged by their text too (it names the tables).
+    sql = sql if isinstance(sql, str) else str(sql)
+    if not _unchanged.get() and changes_lookup(sql):
         # An UPDATE that matched no row changed nothing: status reports run one per call (a
         # controller's firmware version, unchanged) and must not empty every cache each time.
         # Only a plain UPDATE: with RETURNING, SQLite counts rows only as they are fetched.

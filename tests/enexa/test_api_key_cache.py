@@ -225,3 +225,17 @@ def test_posts_with_a_cached_key_are_audited_when_served_and_when_refused(key, s
     )
     assert [status for status, _ in audited] == [201, 401]
     assert audited[0][1].startswith("controller:")
+
+
+def test_a_revocation_written_as_a_composed_statement_is_seen_at_once(key):
+    if connection.vendor != "postgresql":
+        pytest.skip("psycopg's composed statements are PostgreSQL's")
+    from psycopg import sql
+
+    controller, plaintext = key
+    statement = sql.SQL("UPDATE {} SET revoked_at = now() WHERE controller_id = %s").format(
+        sql.Identifier("provisioning_apikey")
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [controller.pk])
+    assert services.authenticate_api_key(plaintext) is None
