@@ -1,7 +1,7 @@
 """A per-process cache of the API-key lookup, invalidated through a generation kept in Redis.
 
 Every controller call authenticates; reading the key, its controller, site and allowlist from
-PostgreSQL was about a third of PostgreSQL's work per single-reading post. With REDIS_URL set,
+PostgreSQL was about a quarter of PostgreSQL's CPU per single-reading post. With REDIS_URL set,
 each process keeps what it read, tagged with the generation (a random token in Redis) it saw
 before reading. Each call asks Redis for the generation (one round trip) and uses an entry only
 if it carries that generation, so a change is seen by every process on its next call.
