@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -70,29 +71,41 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 def cpu_s(pids: list[int]) -> float:
     """User + system CPU seconds used so far by these processes (gone ones count 0)."""
-    total = 0
+    return sum(cpu_by_pid(pids).values())
+
+
+def cpu_by_pid(pids: list[int]) -> dict[int, float]:
+    """Each live process's user + system CPU seconds so far."""
+    spent = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / TICKS
+        spent[pid] = (int(fields[11]) + int(fields[12])) / TICKS
+    return spent
 
 
-def server_pids(master: int, database_url: str) -> list[int]:
-    """The gunicorn master and workers, the PostgreSQL backends serving its database, and the
-    Redis server when it runs on this machine."""
-    pids = [master]
+def cpu_since(before: dict[int, float], pids: list[int]) -> float:
+    """CPU seconds these processes used since `before`: a process new since then counts whole
+    (Django reopens its database connections after ENEXA_CONN_MAX_AGE, so PostgreSQL backends
+    come and go during a run); one gone since then loses what it used after `before`."""
+    return sum(now - before.get(pid, 0.0) for pid, now in cpu_by_pid(pids).items())
+
+
+def server_pids(master: int, database_url: str) -> dict[str, list[int]]:
+    """The server's processes by kind: the gunicorn master and workers, the PostgreSQL
+    backends serving its database, and the Redis server when it runs on this machine."""
+    groups: dict[str, list[int]] = {"gunicorn": [master], "postgres": [], "redis": []}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == master:
-                pids.append(int(stat.parent.name))
+                groups["gunicorn"].append(int(stat.parent.name))
         except (OSError, ValueError):
             continue
     name = database_url.rsplit("/", 1)[1]
     with psycopg.connect(database_url, autocommit=True) as conn:
-        pids += [
+        groups["postgres"] = [
             row[0]
             for row in conn.execute(
                 "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
@@ -101,8 +114,8 @@ def server_pids(master: int, database_url: str) -> list[int]:
         ]
     redis_pid = redis.Redis.from_url(REDIS_URL).info("server")["process_id"]
     if Path(f"/proc/{redis_pid}").exists():
-        pids.append(redis_pid)
-    return pids
+        groups["redis"].append(redis_pid)
+    return groups
 
 
 def uptime() -> str:
@@ -116,7 +129,11 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_clients(
-    port: int, api_key: str, bodies: list[bytes], clients: int, pids: list[int] | None = None
+    port: int,
+    api_key: str,
+    bodies: list[bytes],
+    clients: int,
+    pids: Callable[[], dict[str, list[int]]] | None = None,
 ) -> dict:
     """POST every body to /v1/telemetry from `clients` keep-alive connections; rates and
     latencies of the whole run."""
@@ -153,16 +170,19 @@ def run_clients(
             latencies.extend(mine)
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
-    server_before, client_before = cpu_s(pids or []), time.process_time()
+    groups = pids() if pids else {}
+    before = {kind: cpu_by_pid(group) for kind, group in groups.items()}
+    client_before = time.process_time()
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
-    server_cpu = cpu_s(pids or []) - server_before
+    after = pids() if pids else {}
+    by_kind = {kind: cpu_since(before[kind], group) for kind, group in after.items()}
     client_cpu = time.process_time() - client_before
-    cpu = server_cpu + client_cpu
+    cpu = sum(by_kind.values()) + client_cpu
     if errors:
         raise RuntimeError(f"{len(errors)} failed posts, first: {errors[0]}")
     return {
@@ -173,6 +193,7 @@ def run_clients(
         "readings_per_s": round(counts["accepted"] / elapsed, 1),
         "cpu_s": round(cpu, 3),
         "client_cpu_s": round(client_cpu, 3),
+        **{f"{kind}_cpu_s": round(value, 3) for kind, value in by_kind.items()},
         "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
         **counts,
@@ -272,9 +293,11 @@ def merge(runs: list[dict]) -> dict:
         "cpu_ms_per_reading": round(cpu / readings * 1000, 4),
         "projected_readings_per_s_on_2_idle_cores": round(2 * readings / cpu, 1),
     }
-    if "client_cpu_s" in runs[0]:
-        client = sum(r["client_cpu_s"] for r in runs)
-        out["client_cpu_ms_per_reading"] = round(client / readings * 1000, 4)
+    # Where each reading's CPU goes: the bench's clients, gunicorn, PostgreSQL and Redis.
+    for kind in ("client", "gunicorn", "postgres", "redis"):
+        if f"{kind}_cpu_s" in runs[0]:
+            spent = sum(r[f"{kind}_cpu_s"] for r in runs)
+            out[f"{kind}_cpu_ms_per_reading"] = round(spent / readings * 1000, 4)
     for key in ("p50_ms", "p99_ms"):
         if key in runs[0]:
             out[key] = statistics.median(r[key] for r in runs)
@@ -323,7 +346,11 @@ def main() -> dict:
             per_round = SINGLE_POSTS // ROUNDS
             warm = [json.dumps(reading(n)).encode() for n in range(-300, 0)]
             run_clients(server.port, single_key, warm, SINGLE_CLIENTS)
-            pids = server_pids(server.proc.popen.pid, database_url)
+            master = server.proc.popen.pid
+
+            def pids() -> dict[str, list[int]]:
+                return server_pids(master, database_url)
+
             for r in range(ROUNDS):
                 single_bodies = [
                     json.dumps(reading(r * per_round + n)).encode() for n in range(per_round)
@@ -394,9 +421,15 @@ def main() -> dict:
     )
     print(f"binary COPY  : {copied['readings_per_s']:>9.1f} readings/s")
     for label, run in (("single", single), ("batched", batched), ("COPY", copied)):
+        split = ", ".join(
+            f"{kind} {run[f'{kind}_cpu_ms_per_reading']:.4f}"
+            for kind in ("gunicorn", "postgres", "redis", "client")
+            if f"{kind}_cpu_ms_per_reading" in run
+        )
         print(
             f"  {label:8} CPU {run['cpu_ms_per_reading']:.4f} ms/reading -> "
             f"{run['projected_readings_per_s_on_2_idle_cores']:.0f}/s on 2 idle cores"
+            + (f" ({split})" if split else "")
         )
     print(
         f"batched / COPY ratio: {ratio:.3f} (median of {ROUNDS} rounds, target >= "

@@ -21,6 +21,7 @@ from enexa.registry.choices import ControllerState
 from enexa.registry.models import Controller, Site
 from enexa.registry.services import next_controller_code
 
+from . import keycache
 from .models import ApiKey, ControllerAccess, EnrollmentToken
 
 logger = logging.getLogger(__name__)
@@ -87,11 +88,11 @@ def issue_api_key(controller: Controller) -> tuple[ApiKey, str]:
 
 
 # Every controller call authenticates, so the lookup is one hand-written statement: the ORM
-# spent more time compiling this three-join query than PostgreSQL spent answering it.
+# spent more time compiling this three-join query than PostgreSQL spent answering it. It reads
+# the stored values, not decisions at a moment: a row may be reused from keycache, so expiry,
+# rotation grace and last use are decided at each call.
 _KEY_LOOKUP_SQL = """
-SELECT k.id, k.secret_hash,
-       (k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > %s)),
-       (k.last_used_at IS NULL OR k.last_used_at < %s),
+SELECT k.id, k.secret_hash, k.revoked_at IS NOT NULL, k.expires_at, k.last_used_at,
        c.id, c.code, c.state, c.site_id, s.code, a.ip_allowlist
 FROM {key} k
 JOIN {controller} c ON c.id = k.controller_id
@@ -111,6 +112,48 @@ def _key_lookup_sql() -> str:
     )
 
 
+def _read_key(lookup: str) -> keycache.KeyRow | None:
+    """The key's row from the cache when this process holds it under Redis's current
+    generation, else from the database (and remembered under the generation seen before)."""
+    generation = keycache.current_generation()
+    row = keycache.cached(lookup, generation)
+    if row is not None:
+        return row
+    rows = run_prepared(_key_lookup_sql(), [lookup], fetch=True)
+    if not rows:
+        return None  # unknown lookups are not kept: a key issued a moment later works at once
+    (
+        key_pk,
+        secret_hash,
+        revoked,
+        expires_at,
+        last_used_at,
+        c_pk,
+        code,
+        state,
+        s_pk,
+        s_code,
+        allow,
+    ) = rows[0]
+    if isinstance(allow, str):  # SQLite hands JSON back as text
+        allow = json.loads(allow)
+    row = keycache.KeyRow(
+        key_pk=key_pk,
+        secret_hash=secret_hash,
+        revoked=bool(revoked),
+        expires_at=keycache.as_datetime(expires_at),
+        last_used_at=keycache.as_datetime(last_used_at),
+        controller_pk=c_pk,
+        controller_code=code,
+        state=state,
+        site_pk=s_pk,
+        site_code=s_code,
+        allowlist=allow,
+    )
+    keycache.remember(lookup, generation, row)
+    return row
+
+
 def authenticate_api_key(raw_key: str, client_ip: str | None = None) -> ControllerPrincipal | None:
     """The principal for a presented API key, or None when it is unknown, wrong, revoked,
     expired or its controller is suspended or decommissioned. Raises ForbiddenError when the
@@ -119,29 +162,30 @@ def authenticate_api_key(raw_key: str, client_ip: str | None = None) -> Controll
     if parts is None:
         return None
     lookup, secret = parts
+    row = _read_key(lookup)
+    if row is None or not _matches(secret, row.secret_hash):
+        return None
     now = timezone.now()
-    rows = run_prepared(_key_lookup_sql(), [now, now - LAST_USED_RESOLUTION, lookup], fetch=True)
-    if not rows:
+    expired = row.expires_at is not None and row.expires_at <= now
+    if row.revoked or expired or row.state in BLOCKED_STATES:
         return None
-    key_pk, secret_hash, usable, stale, controller_pk, code, state, site_pk, site_code, allow = (
-        rows[0]
-    )
-    if not _matches(secret, secret_hash) or not usable or state in BLOCKED_STATES:
-        return None
-    if isinstance(allow, str):  # SQLite hands JSON back as text
-        allow = json.loads(allow)
-    if allow and not ip_in(client_ip, allow):
-        logger.warning("controller %s refused from %s (not in its allowlist)", code, client_ip)
+    if row.allowlist and not ip_in(client_ip, row.allowlist):
+        logger.warning(
+            "controller %s refused from %s (not in its allowlist)", row.controller_code, client_ip
+        )
         raise ForbiddenError("This address may not use this controller's key.")
-    if stale:
-        ApiKey.objects.filter(pk=key_pk).filter(
-            Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
-        ).update(last_used_at=now)
+    stale_before = now - LAST_USED_RESOLUTION
+    if row.last_used_at is None or row.last_used_at < stale_before:
+        with keycache.unchanged():  # a key's last use decides nothing the lookup returns
+            ApiKey.objects.filter(pk=row.key_pk).filter(
+                Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale_before)
+            ).update(last_used_at=now)
+        keycache.note_used(lookup, now)
     return ControllerPrincipal(
-        controller_pk=controller_pk,
-        controller_code=code,
-        site_pk=site_pk,
-        site_code=site_code,
+        controller_pk=row.controller_pk,
+        controller_code=row.controller_code,
+        site_pk=row.site_pk,
+        site_code=row.site_code,
         key_prefix=f"{API_KEY_PREFIX}{lookup}",
     )
 
