@@ -109,7 +109,9 @@ def check_only_its_site_queue_is_consumed(
         assert report["body"]["site_id"] == site
         assert report["headers"]["authorization"] == "Bearer enx_test.key"
         # The worker drains its queue; the other site's message is still waiting in the broker.
-        # (The report goes only at status.interval_s: forget the last one so it is due again.)
+        # (The report goes only at status.interval_s: forget the last one so it is due again,
+        # once its task has finished: one still running makes the next run skip.)
+        wait_until(lambda: "succeeded" in proc.log(), 30, what="the first report's task done")
         GatewayState(load().state_path).set("status_sent_at", None)
         app.send_task("amperio.tasks.report_status", queue=f"amperio.site.{site}")
         wait_until(lambda: len(status_posts(peer)) == 2, 30, what="a second report")
