@@ -17,7 +17,7 @@ from pathlib import Path
 
 import requests
 
-from amperio.procs import REPO_DIR, Proc, free_port, stop_all, wait_until
+from amperio.procs import REPO_DIR, Proc, ProcessExited, free_port, stop_all, wait_until
 
 
 def live_settings() -> str:
@@ -188,15 +188,18 @@ def serve_enexa(
         log_dir,
         env,
     )
+
+    def healthy() -> bool:
+        if not proc.alive():
+            raise ProcessExited(proc)  # wait_until gives up at once
+        return requests.get(f"http://127.0.0.1:{port}/v1/health", timeout=1).ok
+
     try:
-        wait_until(
-            lambda: requests.get(f"http://127.0.0.1:{port}/v1/health", timeout=1).ok,
-            30,
-            what="Enexa health",
-        )
-    except TimeoutError:
+        # Generous: on a busy machine (tests in parallel) starting Django takes a while.
+        wait_until(healthy, 90, what="Enexa health")
+    except TimeoutError as exc:
         proc.stop()
-        raise
+        raise TimeoutError(f"{exc}; its log:\n{proc.log()[-3000:]}") from None
     return proc
 
 

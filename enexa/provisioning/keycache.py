@@ -29,13 +29,21 @@ from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.backends.signals import connection_created
 from django.utils.dateparse import parse_datetime
 
 logger = logging.getLogger(__name__)
 
+# The Redis key of the token, by database: installations (or test runs) on other databases
+# sharing one Redis never invalidate each other's caches.
 GENERATION_KEY = "enexa:api-key-lookup:generation"
+
+
+def generation_key() -> str:
+    return f"{GENERATION_KEY}:{connection.settings_dict['NAME']}"
+
+
 # Bounds how long a change made outside Django (psql), or a bump lost with Redis, goes unseen.
 MAX_AGE_S = 60.0
 # Entries kept per process at most (one per key in use); past it the cache starts over.
@@ -105,10 +113,10 @@ def current_generation() -> bytes | None:
         return None
     try:
         client = _redis(settings.REDIS_URL)
-        generation = client.get(GENERATION_KEY)
+        generation = client.get(generation_key())
         if generation is None:
-            client.set(GENERATION_KEY, uuid.uuid4().hex, nx=True)
-            generation = client.get(GENERATION_KEY)
+            client.set(generation_key(), uuid.uuid4().hex, nx=True)
+            generation = client.get(generation_key())
         return generation
     except Exception as exc:  # noqa: BLE001 - no Redis, no cache: read the database
         logger.warning(
@@ -157,7 +165,7 @@ def bump() -> None:
     if not enabled():
         return
     try:
-        _redis(settings.REDIS_URL).set(GENERATION_KEY, uuid.uuid4().hex)
+        _redis(settings.REDIS_URL).set(generation_key(), uuid.uuid4().hex)
     except Exception as exc:  # noqa: BLE001 - the write stands; entries expire in MAX_AGE_S
         logger.error(
             "API key cache generation not bumped (%s): other processes may use what they "

@@ -78,7 +78,7 @@ def test_a_generation_moved_on_by_another_process_makes_this_one_read_again(
     key, redis_url, lookups
 ):
     _, plaintext = key
-    keycache._redis(redis_url).set(keycache.GENERATION_KEY, "moved-by-another-process")
+    keycache._redis(redis_url).set(keycache.generation_key(), "moved-by-another-process")
     assert services.authenticate_api_key(plaintext) is not None
     assert len(lookups) == 1
 
@@ -184,28 +184,28 @@ def test_revoking_in_the_admin_refuses_the_cached_key_at_once(key, admin_client)
 def test_recording_a_keys_last_use_keeps_every_process_cache(key, redis_url, lookups):
     _, plaintext = key
     ApiKey.objects.update(last_used_at=None)  # a write: the generation moves on here
-    generation = keycache._redis(redis_url).get(keycache.GENERATION_KEY)
+    generation = keycache._redis(redis_url).get(keycache.generation_key())
     assert services.authenticate_api_key(plaintext) is not None  # reads, then writes last use
-    assert keycache._redis(redis_url).get(keycache.GENERATION_KEY) == generation
+    assert keycache._redis(redis_url).get(keycache.generation_key()) == generation
     assert services.authenticate_api_key(plaintext) is not None
     assert len(lookups) == 1
 
 
 def test_a_revocation_moves_the_generation_every_process_checks_on(key, redis_url):
     controller, _ = key
-    before = keycache._redis(redis_url).get(keycache.GENERATION_KEY)
+    before = keycache._redis(redis_url).get(keycache.generation_key())
     services.revoke_api_keys(controller)
-    assert keycache._redis(redis_url).get(keycache.GENERATION_KEY) != before
+    assert keycache._redis(redis_url).get(keycache.generation_key()) != before
 
 
 def test_a_status_report_that_changes_no_controller_row_keeps_the_cache(key, redis_url):
     controller, _ = key
     Controller.objects.filter(pk=controller.pk).update(firmware_version="1.2.3")
-    before = keycache._redis(redis_url).get(keycache.GENERATION_KEY)
+    before = keycache._redis(redis_url).get(keycache.generation_key())
     Controller.objects.filter(pk=controller.pk).exclude(firmware_version="1.2.3").update(
         firmware_version="1.2.3"
     )
-    assert keycache._redis(redis_url).get(keycache.GENERATION_KEY) == before
+    assert keycache._redis(redis_url).get(keycache.generation_key()) == before
 
 
 def test_posts_with_a_cached_key_are_audited_when_served_and_when_refused(key, site):
