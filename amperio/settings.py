@@ -5,13 +5,13 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
 from shared.logs import LOG_FORMATS
+from shared.ratelimit import parse_rate
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_BACKLOG_DELAY_S = (1.0, 10.0)
@@ -20,8 +20,6 @@ DEFAULT_BACKLOG_DELAY_S = (1.0, 10.0)
 # service: per service token; anon: per client address without a token (schema, docs);
 # auth_failure: failed authentications per client address.
 DEFAULT_RATE_LIMITS = {"service": "6000/min", "anon": "120/min", "auth_failure": "20/min"}
-RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(s|sec|second|m|min|minute|h|hour|d|day)\s*$")
-UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def _list(name: str) -> tuple[str, ...]:
@@ -79,15 +77,6 @@ def parse_service_tokens(value: str) -> tuple[ServiceToken, ...]:
                 ) from None
         tokens.append(ServiceToken(name, secret, expires_at))
     return tuple(tokens)
-
-
-def parse_rate(rate: str) -> tuple[int, int]:
-    """'100/min' -> (100, 60); '10/5m' -> (10, 300)."""
-    match = RATE.match(rate)
-    if not match:
-        raise ValueError(f"'{rate}' is not a rate like '100/min'.")
-    count, multiple, unit = match.groups()
-    return int(count), int(multiple or 1) * UNIT_S[unit[0]]
 
 
 def parse_rate_limits(value: str) -> dict[str, tuple[int, int] | None]:

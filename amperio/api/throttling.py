@@ -4,15 +4,12 @@ AMPERIO_REDIS_URL is set (every API process shares the count), else in this proc
 Scopes: `service` per service token, `anon` per client address for calls without one (schema,
 docs), `auth_failure` per client address for failed authentications. Windows are fixed,
 starting at the first call; a call that would pass the limit is refused without being counted.
-The same design as Enexa's throttles (one Lua script checks and adds), kept apart from it
-because the two deployables never import each other."""
+The same design as Enexa's throttles: one script (shared.ratelimit) checks and adds."""
 
 from __future__ import annotations
 
 import logging
 import math
-import threading
-import time
 from functools import lru_cache
 from typing import Any
 
@@ -21,28 +18,9 @@ from rest_framework.throttling import BaseThrottle
 
 from amperio.api.network import client_ip
 from amperio.settings import Settings, get_settings
+from shared.ratelimit import CHECK_AND_ADD, LocalCounters
 
 logger = logging.getLogger(__name__)
-
-# KEYS[1] counter; ARGV cost, limit, window_ms -> {allowed 0|1, ms until the window ends}
-CHECK_AND_ADD = """
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-local cost = tonumber(ARGV[1])
-local limit = tonumber(ARGV[2])
-local window_ms = tonumber(ARGV[3])
-if current + cost > limit then
-  local ttl = redis.call('PTTL', KEYS[1])
-  if ttl < 0 then ttl = window_ms end
-  return {0, ttl}
-end
-redis.call('INCRBY', KEYS[1], cost)
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then
-  redis.call('PEXPIRE', KEYS[1], window_ms)
-  ttl = window_ms
-end
-return {1, ttl}
-"""
 
 
 @lru_cache(maxsize=4)
@@ -54,34 +32,7 @@ def _redis(url: str) -> tuple[Any, Any]:
     return client, client.register_script(CHECK_AND_ADD)
 
 
-class _LocalCounters:
-    """The fallback without Redis: exact within one process only."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.windows: dict[str, tuple[int, float]] = {}
-
-    def _current(self, key: str, window_s: int, now: float) -> tuple[int, float]:
-        count, ends = self.windows.get(key, (0, now + window_s))
-        return (0, now + window_s) if ends <= now else (count, ends)
-
-    def check_and_add(self, key: str, cost: int, limit: int, window_s: int) -> tuple[bool, float]:
-        now = time.monotonic()
-        with self.lock:
-            count, ends = self._current(key, window_s, now)
-            if count + cost > limit:
-                return False, ends - now
-            self.windows[key] = (count + cost, ends)
-            return True, ends - now
-
-    def count(self, key: str, window_s: int) -> tuple[int, float]:
-        now = time.monotonic()
-        with self.lock:
-            count, ends = self._current(key, window_s, now)
-            return count, ends - now
-
-
-local_counters = _LocalCounters()
+local_counters = LocalCounters()
 
 
 def _key(settings: Settings, scope: str, ident: str) -> str:
@@ -106,7 +57,7 @@ def check_and_add(settings: Settings, key: str, cost: int, limit: int, window_s:
     return local_counters.check_and_add(key, cost, limit, window_s)
 
 
-def count(settings: Settings, key: str, window_s: int) -> tuple[int, float]:
+def count(settings: Settings, key: str) -> tuple[int, float]:
     """(what `key` has counted in its window, seconds until the window ends), adding nothing."""
     if settings.redis_url:
         try:
@@ -115,7 +66,7 @@ def count(settings: Settings, key: str, window_s: int) -> tuple[int, float]:
             return int(current or 0), max(int(ttl_ms), 0) / 1000
         except Exception as exc:  # noqa: BLE001 - Redis down: count locally rather than fail
             _redis_down(exc)
-    return local_counters.count(key, window_s)
+    return local_counters.peek(key)
 
 
 def _refuse(wait_s: float, detail: str | None = None) -> exceptions.Throttled:
@@ -132,8 +83,8 @@ def refuse_if_failing(request: Any) -> None:
     rate = settings.rate_limits.get("auth_failure")
     if not rate:
         return
-    limit, window_s = rate
-    failures, remaining_s = count(settings, _key(settings, "auth_failure", _ip(request)), window_s)
+    limit, _ = rate
+    failures, remaining_s = count(settings, _key(settings, "auth_failure", _ip(request)))
     if failures >= limit:
         raise _refuse(remaining_s, AUTH_FAILURES)
 

@@ -7,9 +7,6 @@ first call; a call that would pass the limit is refused without being counted.""
 
 import logging
 import math
-import re
-import threading
-import time
 from functools import lru_cache
 
 from django.conf import settings
@@ -19,43 +16,12 @@ from rest_framework.throttling import BaseThrottle
 
 from enexa.core.network import client_ip
 from enexa.core.principals import is_controller
+from shared.ratelimit import CHECK_AND_ADD, LocalCounters, parse_rate
 
 logger = logging.getLogger(__name__)
 
-RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(s|sec|second|m|min|minute|h|hour|d|day)\s*$")
-UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # Scopes that are keyed by address: the caller has no identity yet.
 ADDRESS_SCOPES = {"anon", "login", "register"}
-
-# KEYS[1] counter; ARGV cost, limit, window_ms -> {allowed 0|1, ms until the window ends}
-CHECK_AND_ADD = """
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-local cost = tonumber(ARGV[1])
-local limit = tonumber(ARGV[2])
-local window_ms = tonumber(ARGV[3])
-if current + cost > limit then
-  local ttl = redis.call('PTTL', KEYS[1])
-  if ttl < 0 then ttl = window_ms end
-  return {0, ttl}
-end
-redis.call('INCRBY', KEYS[1], cost)
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then
-  redis.call('PEXPIRE', KEYS[1], window_ms)
-  ttl = window_ms
-end
-return {1, ttl}
-"""
-
-
-@lru_cache(maxsize=32)
-def parse_rate(rate: str) -> tuple[int, int]:
-    """'100/min' -> (100, 60); '10/5m' -> (10, 300)."""
-    match = RATE.match(rate or "")
-    if not match:
-        raise ValueError(f"'{rate}' is not a rate like '100/min'.")
-    count, multiple, unit = match.groups()
-    return int(count), int(multiple or 1) * UNIT_S[unit[0]]
 
 
 def throttle_cost(request) -> int:
@@ -110,36 +76,7 @@ def redis_client():
     return _redis(settings.REDIS_URL)[0]
 
 
-class _LocalCounters:
-    """The fallback without Redis: exact within one process only."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.windows: dict[str, tuple[int, float]] = {}
-
-    def check_and_add(self, key: str, cost: int, limit: int, window_s: int) -> tuple[bool, float]:
-        now = time.monotonic()
-        with self.lock:
-            count, ends = self.windows.get(key, (0, now + window_s))
-            if ends <= now:
-                count, ends = 0, now + window_s
-            if count + cost > limit:
-                return False, ends - now
-            self.windows[key] = (count + cost, ends)
-            return True, ends - now
-
-    def peek(self, key: str) -> tuple[int, float]:
-        now = time.monotonic()
-        with self.lock:
-            count, ends = self.windows.get(key, (0, now))
-        return (count, ends - now) if ends > now else (0, 0.0)
-
-    def clear(self) -> None:
-        with self.lock:
-            self.windows.clear()
-
-
-local_counters = _LocalCounters()
+local_counters = LocalCounters()
 
 
 def key_prefix() -> str:
