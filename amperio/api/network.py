@@ -2,48 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
-from functools import lru_cache
 from typing import Any
 
 from amperio.settings import get_settings
+from shared.network import ip_in, resolve_client_ip
 
-
-@lru_cache(maxsize=64)
-def _networks(
-    entries: tuple[str, ...],
-) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
-
-
-def ip_in(ip: str | None, networks: tuple[str, ...]) -> bool:
-    """Whether `ip` lies in one of `networks` (CIDR strings); False when `ip` is missing or not
-    an address."""
-    if not ip:
-        return False
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    return any(address in net for net in _networks(networks))
-
-
-def resolve_client_ip(
-    remote_addr: str | None, forwarded_for: str, trusted_proxies: tuple[str, ...]
-) -> str | None:
-    """`remote_addr`, unless it is a trusted proxy: then the right-most X-Forwarded-For entry
-    that is not itself a trusted proxy (entries left of it are client-supplied, so unproven)."""
-    remote = remote_addr or None
-    if remote is None or not ip_in(remote, trusted_proxies):
-        return remote
-    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
-    for hop in reversed(hops):
-        if not ip_in(hop, trusted_proxies):
-            try:
-                return str(ipaddress.ip_address(hop))
-            except ValueError:
-                return remote  # garbage from the proxy's client: fall back to what we know
-    return remote
+__all__ = ["allowed", "client_ip", "ip_in", "resolve_client_ip"]
 
 
 def client_ip(request: Any) -> str | None:

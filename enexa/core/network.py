@@ -3,32 +3,12 @@ that an outbound target (a webhook) is not an address inside."""
 
 import ipaddress
 import socket
-from collections.abc import Iterable
-from functools import lru_cache
 
 from django.conf import settings
 
+from shared.network import ip_in, resolve_client_ip
 
-# One entry per distinct list: the trusted proxies and each controller's IP allowlist.
-@lru_cache(maxsize=1024)
-def _networks(entries: tuple[str, ...]) -> tuple:
-    return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
-
-
-def ip_in(ip: str | None, networks: Iterable) -> bool:
-    """Whether `ip` lies in one of `networks` (CIDR strings, parsed once per distinct list);
-    False when `ip` is missing or not an address."""
-    if not ip:
-        return False
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    return any(address in net for net in _networks(tuple(str(entry) for entry in networks)))
-
-
-def _trusted(ip: str) -> bool:
-    return bool(settings.TRUSTED_PROXIES) and ip_in(ip, settings.TRUSTED_PROXIES)
+__all__ = ["UnsafeTarget", "client_ip", "ip_in", "is_public_address", "resolve_public"]
 
 
 def client_ip(request) -> str | None:
@@ -41,24 +21,12 @@ def client_ip(request) -> str | None:
     try:
         return request.enexa_client_ip
     except AttributeError:
-        request.enexa_client_ip = _client_ip(request.META)
+        request.enexa_client_ip = resolve_client_ip(
+            request.META.get("REMOTE_ADDR"),
+            request.META.get("HTTP_X_FORWARDED_FOR", ""),
+            settings.TRUSTED_PROXIES or (),
+        )
         return request.enexa_client_ip
-
-
-def _client_ip(meta) -> str | None:
-    remote = meta.get("REMOTE_ADDR") or None
-    if remote is None or not _trusted(remote):
-        return remote
-    forwarded = [
-        hop.strip() for hop in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()
-    ]
-    for hop in reversed(forwarded):
-        if not _trusted(hop):
-            try:
-                return str(ipaddress.ip_address(hop))
-            except ValueError:
-                return remote  # garbage from the proxy's client: fall back to what we know
-    return remote
 
 
 class UnsafeTarget(ValueError):
