@@ -3,7 +3,8 @@
 Django's psycopg cursor binds parameters on the client, so PostgreSQL parses and plans every
 statement anew; on the ingest path that planning cost more than the work. A statement run here
 goes through a server-side-binding psycopg cursor with `prepare=True` on PostgreSQL, and
-through Django's cursor elsewhere (SQLite)."""
+through Django's cursor elsewhere (SQLite). psycopg prepares only on a connection whose
+`prepare_threshold` is set: the settings set it (ENEXA_DB_PREPARED_STATEMENTS)."""
 
 from __future__ import annotations
 
