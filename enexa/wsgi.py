@@ -1,8 +1,33 @@
-"""WSGI entry point (gunicorn enexa.wsgi)."""
+"""WSGI entry point (gunicorn enexa.wsgi): Django's handler, with the gateways' telemetry posts
+answered first by enexa.telemetry.fastpath (every other request, and every one that path leaves,
+takes Django's middleware chain as usual)."""
 
 import os
 
-from django.core.wsgi import get_wsgi_application
+import django
+from django.core.handlers.exception import response_for_exception
+from django.core.handlers.wsgi import WSGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "enexa.settings.dev")
-application = get_wsgi_application()
+
+
+class EnexaHandler(WSGIHandler):
+    def __init__(self) -> None:
+        super().__init__()
+        from enexa.telemetry import fastpath  # needs the apps loaded
+
+        self.fast_response = fastpath.respond
+
+    def get_response(self, request):
+        try:
+            response = self.fast_response(request)
+        except Exception as exc:  # noqa: BLE001 - answered as the middleware chain would
+            response = response_for_exception(request, exc)
+        if response is None:
+            return super().get_response(request)
+        response._resource_closers.append(request.close)
+        return response
+
+
+django.setup(set_prefix=False)
+application = EnexaHandler()

@@ -109,13 +109,14 @@ class Reader:
             if required:
                 self.error(name, "This field is required.")
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.error(name, "Must be a number.")
-            return None
-        try:
-            value = float(value)
-        except OverflowError:  # an integer beyond any float, e.g. 10**400
-            value = math.inf
+        if type(value) is not float:  # the common case first: a JSON number with a point
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                self.error(name, "Must be a number.")
+                return None
+            try:
+                value = float(value)
+            except OverflowError:  # an integer beyond any float, e.g. 10**400
+                value = math.inf
         if not math.isfinite(value):
             self.error(name, "Must be a finite number (no NaN or infinity).")
             return None

@@ -43,24 +43,26 @@ class DatabaseUnavailableMiddleware:
         try:
             return self.get_response(request)
         except (OperationalError, InterfaceError) as exc:
-            return self._unavailable(request, exc)
+            return database_unavailable(request, exc)
 
     def process_exception(self, request, exception):
         if isinstance(exception, (OperationalError, InterfaceError)) or (
             isinstance(exception, DatabaseError) and "connect" in str(exception).lower()
         ):
-            return self._unavailable(request, exception)
+            return database_unavailable(request, exception)
         return None
 
-    def _unavailable(self, request, exc):
-        logger.error("database unavailable on %s %s: %s", request.method, request.path, exc)
-        return problem_response(
-            503,
-            "Service unavailable",
-            "The database is unreachable; retry later.",
-            "database_unavailable",
-            headers={"Retry-After": RETRY_AFTER_S},
-        )
+
+def database_unavailable(request, exc):
+    """The 503 (with Retry-After) of a request the database could not serve."""
+    logger.error("database unavailable on %s %s: %s", request.method, request.path, exc)
+    return problem_response(
+        503,
+        "Service unavailable",
+        "The database is unreachable; retry later.",
+        "database_unavailable",
+        headers={"Retry-After": RETRY_AFTER_S},
+    )
 
 
 # A JSON escape of a UTF-16 surrogate (\ud800-\udfff): cheap to look for before parsing.

@@ -302,6 +302,9 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["enexa.api.throttling.PrincipalRat
 # interval outage reports expect, powers accepted up to this multiple of the site's ratings,
 # and retention of raw readings and of their hourly aggregates.
 ENEXA_TELEMETRY_MAX_BATCH = env_int("ENEXA_TELEMETRY_MAX_BATCH", 1000)
+# A gateway's POST /v1/telemetry answered before the middleware chain and DRF
+# (enexa.telemetry.fastpath); off, it takes the same way as every other call.
+ENEXA_INGEST_FAST_PATH = env_bool("ENEXA_INGEST_FAST_PATH", True)
 ENEXA_OFFLINE_AFTER_S = env_int("ENEXA_OFFLINE_AFTER_S", 120)
 ENEXA_TELEMETRY_INTERVAL_S = float(env_str("ENEXA_TELEMETRY_INTERVAL_S", "5"))
 ENEXA_TELEMETRY_POWER_FACTOR = float(env_str("ENEXA_TELEMETRY_POWER_FACTOR", "3"))

@@ -158,22 +158,6 @@ class PostingScope:
 NOT_YOUR_SITE = "Unknown site, or not a site you may post for."
 
 
-def _check_power(
-    errors: dict[str, list[str]],
-    name: str,
-    value: float | None,
-    rating: float | None,
-    basis: str = "the rating",
-) -> None:
-    if value is None or rating is None:
-        return
-    factor = settings.ENEXA_TELEMETRY_POWER_FACTOR
-    if abs(value) > rating * factor:
-        errors.setdefault(name, []).append(
-            f"{value:g} kW is implausible: more than {factor:g} x {basis} ({rating:g} kW)."
-        )
-
-
 # What bounds a power the registry has no rating for: everything at a site draws from its grid
 # connection and its battery, so no asset (and no sum of chargers) carries more than both.
 SITE_BASIS = "what the site can carry, grid connection plus battery"
@@ -183,38 +167,46 @@ def check_ratings(reading: ReadingSchema, site: SiteRatings) -> dict[str, list[s
     """Field errors for powers beyond a sane multiple of the site's ratings. An asset the
     registry has no rating for (an unknown id, or no power spec) is bounded by what holds it:
     a battery unit by the battery system, a charger or the battery by the whole site; the
-    chargers together by the whole site too."""
+    chargers together by the whole site too. (Messages are built only for a power refused:
+    this runs for every reading.)"""
     errors: dict[str, list[str]] = {}
+    factor = settings.ENEXA_TELEMETRY_POWER_FACTOR
+
+    def over(value: float | None, rating: float | None) -> bool:
+        return value is not None and rating is not None and abs(value) > rating * factor
+
+    def refuse(name: str, value: float | None, rating: float, basis: str = "the rating") -> None:
+        errors.setdefault(name, []).append(
+            f"{value:g} kW is implausible: more than {factor:g} x {basis} ({rating:g} kW)."
+        )
+
     site_kw = site.grid_kw + (site.battery_kw or 0.0)
     battery_kw = site.battery_kw or site_kw
-    if reading.battery is not None:
-        basis = "the rating" if site.battery_kw else SITE_BASIS
-        _check_power(errors, "battery.power_kw", reading.battery.power_kw, battery_kw, basis)
-        unit_basis = "the battery's rating" if site.battery_kw else SITE_BASIS
-        for i, unit in enumerate(reading.battery.units):
+    battery, grid = reading.battery, reading.grid
+    if battery is not None:
+        if over(battery.power_kw, battery_kw):
+            basis = "the rating" if site.battery_kw else SITE_BASIS
+            refuse("battery.power_kw", battery.power_kw, battery_kw, basis)
+        for i, unit in enumerate(battery.units):
             rating = site.units_kw.get(unit.id)
-            _check_power(
-                errors,
-                f"battery.units.{i}.power_kw",
-                unit.power_kw,
-                rating or battery_kw,
-                "the rating" if rating else f"{unit_basis} (no rating for {unit.id} here)",
-            )
-    if reading.grid is not None:
-        _check_power(errors, "grid.import_kw", reading.grid.import_kw, site.grid_kw)
-        _check_power(errors, "grid.export_kw", reading.grid.export_kw, site.grid_kw)
+            if over(unit.power_kw, rating or battery_kw):
+                unit_basis = "the battery's rating" if site.battery_kw else SITE_BASIS
+                basis = "the rating" if rating else f"{unit_basis} (no rating for {unit.id} here)"
+                refuse(f"battery.units.{i}.power_kw", unit.power_kw, rating or battery_kw, basis)
+    if grid is not None:
+        if over(grid.import_kw, site.grid_kw):
+            refuse("grid.import_kw", grid.import_kw, site.grid_kw)
+        if over(grid.export_kw, site.grid_kw):
+            refuse("grid.export_kw", grid.export_kw, site.grid_kw)
     for i, charger in enumerate(reading.chargers):
         rating = site.chargers_kw.get(charger.id)
-        _check_power(
-            errors,
-            f"chargers.{i}.power_kw",
-            charger.power_kw,
-            rating or site_kw,
-            "the rating" if rating else f"{SITE_BASIS} (no rating for {charger.id} here)",
-        )
+        if over(charger.power_kw, rating or site_kw):
+            basis = "the rating" if rating else f"{SITE_BASIS} (no rating for {charger.id} here)"
+            refuse(f"chargers.{i}.power_kw", charger.power_kw, rating or site_kw, basis)
     if not errors:
         total = sum(c.power_kw for c in reading.chargers if c.power_kw is not None)
-        _check_power(errors, "chargers", total or None, site_kw, f"{SITE_BASIS}, for their sum")
+        if total and over(total, site_kw):
+            refuse("chargers", total, site_kw, f"{SITE_BASIS}, for their sum")
     return errors
 
 

@@ -1,0 +1,162 @@
+"""The gateways' hot path: `POST /v1/telemetry` with a controller's API key, answered before
+Django's middleware chain, URL resolution and DRF (enexa.wsgi routes it here first).
+
+For a single reading that stack cost more than the reading's validation and storage together.
+This path does what the stack does for this one call, with the same functions: request id,
+the failed-authentication and rate limits, the API-key check (revocation and suspension take
+effect at once, as everywhere), the ingest service, the ingest metrics, the same response
+headers (the same middleware's `process_response`) and the audit row.
+
+Anything else is left to the full stack *before anything is counted or written*: another
+method, path or content type, a query string, a user's token, a body too large, malformed or
+nested too deep, a key that does not authenticate, an address over its failed-authentication
+limit, a rate limit reached, a malformed envelope, or a batch whose every item is rejected.
+Every error therefore has one definition, the full stack's. ENEXA_INGEST_FAST_PATH=0 turns this
+path off."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from django.conf import settings
+from django.core.exceptions import DisallowedHost
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.common import CommonMiddleware
+from django.middleware.security import SecurityMiddleware
+from rest_framework.exceptions import Throttled
+
+from enexa.api import throttling
+from enexa.api.middleware import database_unavailable
+from enexa.api.parsers import nested_too_deeply
+from enexa.audit import services as audit
+from enexa.core import metrics
+from enexa.core.errors import DomainError, InvalidInput
+from enexa.core.network import client_ip
+from enexa.core.principals import API_KEY_PREFIX, principal_label
+from enexa.provisioning.services import authenticate_api_key
+from shared.logs import REQUEST_ID_HEADER, REQUEST_ID_META, accept_request_id, request_context
+
+from . import services
+from .views import count_items, poster_for
+
+PATH = "/v1/telemetry"
+# What DRF's JSON parser reads as UTF-8 JSON, and what its JSON renderer answers.
+CONTENT_TYPES = {
+    "application/json",
+    "application/json; charset=utf-8",
+    "application/json;charset=utf-8",
+}
+ACCEPTS = {"", "*/*", "application/json"}
+# DRF's APIView answers with the methods the view allows.
+ALLOW = "POST, OPTIONS"
+
+# The response headers the full stack adds to this answer, from the same middleware.
+_HEADERS = tuple(
+    middleware(lambda request: None)
+    for middleware in (CommonMiddleware, SecurityMiddleware, XFrameOptionsMiddleware)
+)
+
+
+def api_key(request: HttpRequest) -> str | None:
+    """The controller's API key when this request is the fast path's to answer, else None."""
+    meta = request.META
+    if request.method != "POST" or request.path_info != PATH or meta.get("QUERY_STRING"):
+        return None
+    if meta.get("CONTENT_TYPE", "").lower() not in CONTENT_TYPES:
+        return None
+    if meta.get("HTTP_ACCEPT", "") not in ACCEPTS:
+        return None
+    scheme, _, token = meta.get("HTTP_AUTHORIZATION", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token.startswith(API_KEY_PREFIX):
+        return None
+    try:
+        length = int(meta.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        return None
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if length <= 0 or (limit is not None and length > limit):
+        return None
+    if settings.SECURE_SSL_REDIRECT and not request.is_secure():
+        return None
+    try:
+        request.get_host()
+    except DisallowedHost:
+        return None
+    return token
+
+
+def respond(request: HttpRequest) -> HttpResponse | None:
+    """The answer to a gateway's telemetry post, or None to leave the request to Django."""
+    if not settings.ENEXA_INGEST_FAST_PATH:
+        return None
+    token = api_key(request)
+    if token is None:
+        return None
+    request_id = accept_request_id(request.META.get(REQUEST_ID_META))
+    request.request_id = request_id  # type: ignore[attr-defined]
+    with request_context(request_id):
+        try:
+            response = _ingest(request, token)
+        except (OperationalError, InterfaceError) as exc:
+            response = database_unavailable(request, exc)
+    if response is not None:
+        response[REQUEST_ID_HEADER] = request_id
+    return response
+
+
+def _ingest(request: HttpRequest, token: str) -> HttpResponse | None:
+    started = time.monotonic()
+    body = request.body
+    if nested_too_deeply(body):
+        return None
+    try:
+        # Refuses what DRF's parser refuses (NaN, Infinity, not UTF-8); it also refuses a few
+        # things DRF reads (numbers beyond a double, lone surrogate escapes): those are left
+        # to the full stack, whose schema answers them item by item.
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    try:
+        throttling.refuse_after_auth_failures(request)
+        principal = authenticate_api_key(token, client_ip=client_ip(request))
+    except (Throttled, DomainError):
+        return None
+    if principal is None:
+        return None  # the full stack counts the failure and answers 401
+    ident = throttling.principal_ident(principal)
+    if throttling.count_call("controller", ident, throttling.cost_of(data)) is not None:
+        return None
+    request.user = principal  # type: ignore[attr-defined]
+    collecting = audit.start_collecting()
+    try:
+        with metrics.INGEST_SECONDS.labels(kind="telemetry").time():
+            try:
+                result = services.ingest_readings(poster_for(principal), data)
+            except InvalidInput:
+                result = None
+    finally:
+        changes = audit.stop_collecting(collecting)
+    if result is None or result.all_rejected:
+        # Nothing was written: the full stack answers the 400, without counting the call again.
+        request.enexa_call_counted = True  # type: ignore[attr-defined]
+        return None
+    count_items("telemetry", result)
+    response = JsonResponse(result.as_dict(), status=201 if result.accepted else 200)
+    response["Allow"] = ALLOW
+    for middleware in _HEADERS:
+        response = middleware.process_response(request, response)
+    audit.record_call(
+        principal=principal_label(principal),
+        source_ip=client_ip(request),
+        method="POST",
+        path=request.path,
+        query_string="",
+        status_code=response.status_code,
+        changes=changes,
+        duration_ms=int((time.monotonic() - started) * 1000),
+    )
+    return response
