@@ -1,11 +1,14 @@
 """Settings shared by every profile; each value can be set from the environment."""
 
+import base64
+import hashlib
 import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 from shared.logs import LOG_FORMATS, logging_config
@@ -39,6 +42,29 @@ def _dev_secret_key() -> str:
 
 SECRET_KEY_FROM_ENV = env_str("SECRET_KEY")
 SECRET_KEY = SECRET_KEY_FROM_ENV or _dev_secret_key()
+
+
+def _derived_secrets_key(secret_key: str) -> str:
+    """A Fernet key derived from SECRET_KEY, for development, the tests and the demo (no set-up);
+    production refuses to start without ENEXA_SECRETS_KEY (a key kept apart from the other)."""
+    digest = hashlib.sha256(b"enexa.secrets-key\0" + secret_key.encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode()
+
+
+# Keys that encrypt the secrets Enexa keeps readable (webhook signing secrets) in the database
+# (enexa.core.encryption): the first encrypts, every one decrypts, so a new key is put first
+# and the old one removed once `manage.py reencrypt_webhook_secrets` has run.
+SECRETS_KEY_FROM_ENV = env_list("ENEXA_SECRETS_KEY", [])
+ENEXA_SECRETS_KEYS = SECRETS_KEY_FROM_ENV or [_derived_secrets_key(SECRET_KEY)]
+for _number, _key in enumerate(ENEXA_SECRETS_KEYS, start=1):
+    try:
+        Fernet(_key)
+    except ValueError:
+        # Which key, never its value.
+        raise ImproperlyConfigured(
+            f"ENEXA_SECRETS_KEY: key {_number} is not a Fernet key (32 url-safe base64-encoded "
+            "bytes, as Fernet.generate_key() makes)."
+        ) from None
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 

@@ -10,6 +10,7 @@ from .base import (
     ENEXA_RATE_LIMITS,
     REDIS_URL,
     SECRET_KEY_FROM_ENV,
+    SECRETS_KEY_FROM_ENV,
 )
 from .env import env_bool, env_int, env_list
 
@@ -18,6 +19,10 @@ DEBUG = False
 _missing = []
 if not SECRET_KEY_FROM_ENV or len(SECRET_KEY_FROM_ENV) < 50:
     _missing.append("SECRET_KEY (at least 50 characters)")
+# Not derived from SECRET_KEY here: a key of its own is rotated on its own schedule, and
+# changing SECRET_KEY (sessions, JWTs) must not leave every webhook secret undecryptable.
+if not SECRETS_KEY_FROM_ENV:
+    _missing.append("ENEXA_SECRETS_KEY (one or more Fernet keys, comma-separated)")
 if DATABASE_URL == DEFAULT_DATABASE_URL:
     _missing.append("DATABASE_URL")
 if not env_list("ALLOWED_HOSTS"):

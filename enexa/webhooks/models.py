@@ -19,9 +19,11 @@ class Webhook(models.Model):
     url = models.URLField(max_length=2000)
     events = models.JSONField(default=list)
     sites = models.ManyToManyField(Site, blank=True, related_name="webhooks")
-    # `whsec_` + base64: kept to sign (HMAC needs the secret itself), shown once at creation,
-    # never again (not in the API, the admin or a log).
-    secret = models.CharField(max_length=80)
+    # The signing secret (`whsec_` + base64) as a Fernet token under ENEXA_SECRETS_KEY
+    # (enexa.core.encryption): kept to sign (HMAC needs the secret itself) but useless in a
+    # database dump without the key. Shown once at creation, never again (not in the API, the
+    # admin or a log).
+    encrypted_secret = models.TextField()
     enabled = models.BooleanField(default=True)
     disabled_reason = models.CharField(max_length=200, blank=True)
     # Since when every attempt failed (None once one succeeds): too long, and it is disabled.

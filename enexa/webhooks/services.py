@@ -1,7 +1,8 @@
-"""Webhook endpoints and their deliveries: subscribing (the secret revealed once), publishing an
-event to the endpoints that may see its site, sending a delivery signed as the Standard
-Webhooks specification says, retrying it with backoff and jitter, dead letters, and disabling
-an endpoint that keeps failing (with an alert)."""
+"""Webhook endpoints and their deliveries: subscribing (the secret revealed once, then kept
+encrypted), publishing an event to the endpoints that may see its site, sending a delivery
+signed as the Standard Webhooks specification says, retrying it with backoff and jitter, dead
+letters, disabling an endpoint that keeps failing (with an alert), and re-encrypting the
+secrets under a new key."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from django.utils import timezone
 
 from enexa.alerts import services as alerts
 from enexa.alerts.choices import Severity
+from enexa.core import encryption
+from enexa.core.encryption import UndecryptableSecret
 from enexa.core.errors import ConflictError, ForbiddenError, InvalidInput
 from enexa.core.metrics import WEBHOOK_ATTEMPTS
 from enexa.core.network import UnsafeTarget, resolve_public
@@ -43,6 +46,10 @@ DISABLED_ALERT = "webhook_disabled"
 USER_AGENT = "Enexa-Webhooks/1"
 # What of a receiver's answer is read: its status is what counts.
 MAX_ERROR_CHARS = 500
+UNDECRYPTABLE = (
+    "Not sent: no key of ENEXA_SECRETS_KEY decrypts the endpoint's signing secret (a wrong "
+    "or removed key); retry it once the key that encrypted it is listed."
+)
 
 
 def new_secret() -> str:
@@ -121,7 +128,7 @@ def create_webhook(
             owner=owner,
             url=_checked_url(url),
             events=sorted(set(events)),
-            secret=secret,
+            encrypted_secret=encryption.encrypt(secret),
         )
         webhook.sites.set(sites)
     logger.info("webhook %s created by user %s for %s", webhook.code, owner.pk, webhook.events)
@@ -276,10 +283,19 @@ def send_delivery(code: str, attempts_done: int, *, now: datetime | None = None)
     delivery = WebhookDelivery.objects.select_related("webhook").get(code=code)
     webhook = delivery.webhook
     if not webhook.enabled:
-        _finish(delivery, DeliveryStatus.DEAD, now)
-        _record(delivery, now, Answer(None, "The endpoint is disabled.", 0))
-        return delivery.status
-    answer = _post(webhook, delivery)
+        return _dead_unsent(delivery, now, "The endpoint is disabled.")
+    try:
+        secret = encryption.decrypt(webhook.encrypted_secret)
+    except UndecryptableSecret:
+        # Our configuration, not the receiver: no retries (they would fail alike), and the
+        # endpoint's failure streak is left alone. Codes only: never the stored value.
+        logger.error(
+            "webhook %s delivery %s not sent: no key of ENEXA_SECRETS_KEY decrypts its secret",
+            webhook.code,
+            delivery.code,
+        )
+        return _dead_unsent(delivery, now, UNDECRYPTABLE)
+    answer = _post(webhook, delivery, secret)
     _record(delivery, now, answer)
     if answer.status_code is not None and 200 <= answer.status_code < 300:
         _finish(delivery, DeliveryStatus.SUCCEEDED, now)
@@ -306,6 +322,13 @@ def send_delivery(code: str, attempts_done: int, *, now: datetime | None = None)
     if delay_s <= settings.ENEXA_WEBHOOK_COUNTDOWN_MAX_S:
         _enqueue(delivery.code, delivery.attempts, delay_s)
     return DeliveryStatus.PENDING
+
+
+def _dead_unsent(delivery: WebhookDelivery, now: datetime, reason: str) -> str:
+    """End the delivery as a dead letter without a POST, the reason in its attempt log."""
+    _finish(delivery, DeliveryStatus.DEAD, now)
+    _record(delivery, now, Answer(None, reason, 0))
+    return delivery.status
 
 
 def _finish(delivery: WebhookDelivery, status: str, now: datetime) -> None:
@@ -357,9 +380,9 @@ def _after_failure(webhook: Webhook, now: datetime) -> None:
         )
 
 
-def _post(webhook: Webhook, delivery: WebhookDelivery) -> Answer:
-    """POST the signed body to the endpoint, connecting to an address checked just now (not
-    to whatever the name resolves to next); never follows a redirect."""
+def _post(webhook: Webhook, delivery: WebhookDelivery, secret: str) -> Answer:
+    """POST the body signed with `secret` to the endpoint, connecting to an address checked
+    just now (not to whatever the name resolves to next); never follows a redirect."""
     started = time.monotonic()
 
     def answer(status_code: int | None, error: str = "") -> Answer:
@@ -379,7 +402,7 @@ def _post(webhook: Webhook, delivery: WebhookDelivery) -> Answer:
         "Host": host if parts.port is None else f"{host}:{parts.port}",
         "webhook-id": delivery.code,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(webhook.secret, delivery.code, timestamp, delivery.body),
+        "webhook-signature": sign(secret, delivery.code, timestamp, delivery.body),
     }
     timeout = urllib3.Timeout(
         connect=settings.ENEXA_WEBHOOK_TIMEOUT_S, read=settings.ENEXA_WEBHOOK_TIMEOUT_S
@@ -455,3 +478,32 @@ def send_due(*, now: datetime | None = None, batch: int = 500) -> int:
     for _, code, attempts in due:
         _enqueue(code, attempts)
     return len(due)
+
+
+# -- the encryption key ----------------------------------------------------------------------
+
+
+def reencrypt_secrets() -> tuple[int, list[str]]:
+    """Encrypt every endpoint's signing secret anew under the first key of ENEXA_SECRETS_KEY
+    (after a new key was put first); returns how many were, and the codes of the endpoints
+    whose secret no key decrypts (left as they are: their deliveries fail until the key that
+    encrypted them is listed)."""
+    done, undecryptable = 0, []
+    # A list, not a cursor left open while its table is written (endpoints are few).
+    rows = list(Webhook.objects.order_by("pk").values_list("pk", "code", "encrypted_secret"))
+    for pk, code, stored in rows:
+        try:
+            fresh = encryption.reencrypt(stored)
+        except UndecryptableSecret:
+            undecryptable.append(code)
+            continue
+        # `update`, not `save`: a new key is no change of the endpoint (updated_at stays).
+        Webhook.objects.filter(pk=pk).update(encrypted_secret=fresh)
+        done += 1
+    if undecryptable:
+        logger.error(
+            "%s webhook secrets not re-encrypted (no key decrypts them): %s",
+            len(undecryptable),
+            ", ".join(undecryptable),
+        )
+    return done, undecryptable

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cryptography.fernet import Fernet
+
 REPO = Path(__file__).resolve().parents[2]
 PRINT = (
     "import json, django; from django.conf import settings; django.setup(); print(json.dumps("
@@ -19,7 +21,15 @@ def run_production(env: dict[str, str], code: str = PRINT) -> subprocess.Complet
     clean = {
         k: v
         for k, v in os.environ.items()
-        if k not in {"SECRET_KEY", "DATABASE_URL", "ALLOWED_HOSTS", "DEBUG", "REDIS_URL"}
+        if k
+        not in {
+            "SECRET_KEY",
+            "DATABASE_URL",
+            "ALLOWED_HOSTS",
+            "DEBUG",
+            "REDIS_URL",
+            "ENEXA_SECRETS_KEY",
+        }
     }
     return subprocess.run(
         [sys.executable, "-c", code],
@@ -40,7 +50,7 @@ def test_production_refuses_to_start_on_development_defaults():
     result = run_production({})
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr and "DATABASE_URL" in result.stderr
-    assert "REDIS_URL" in result.stderr
+    assert "REDIS_URL" in result.stderr and "ENEXA_SECRETS_KEY" in result.stderr
 
 
 def test_production_needs_redis_for_rate_limits_unless_every_limit_is_off():
@@ -48,6 +58,7 @@ def test_production_needs_redis_for_rate_limits_unless_every_limit_is_off():
         "SECRET_KEY": "x" * 64,
         "DATABASE_URL": "postgres://enexa@127.0.0.1:5432/enexa",
         "ALLOWED_HOSTS": "api.enexa.io",
+        "ENEXA_SECRETS_KEY": Fernet.generate_key().decode(),
     }
     refused = run_production(base)
     assert refused.returncode != 0
@@ -63,6 +74,7 @@ def test_production_is_https_only():
             "DATABASE_URL": "postgres://enexa@127.0.0.1:5432/enexa",
             "ALLOWED_HOSTS": "api.enexa.io",
             "REDIS_URL": "redis://127.0.0.1:6379/0",
+            "ENEXA_SECRETS_KEY": Fernet.generate_key().decode(),
         }
     )
     assert result.returncode == 0, result.stderr
@@ -94,3 +106,59 @@ def test_processes_starting_together_without_a_secret_key_agree_on_one(tmp_path)
     keys = {proc.communicate(timeout=60)[0].strip() for proc in procs}
     assert len(keys) == 1 and "" not in keys
     assert [p.name for p in tmp_path.iterdir()] == ["dev-secret-key"]
+
+
+PRODUCTION = {
+    "SECRET_KEY": "x" * 64,
+    "DATABASE_URL": "postgres://enexa@127.0.0.1:5432/enexa",
+    "ALLOWED_HOSTS": "api.enexa.io",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+}
+SECRETS_KEYS = (
+    "import json, django; from django.conf import settings; django.setup(); "
+    "print(json.dumps(settings.ENEXA_SECRETS_KEYS))"
+)
+
+
+def test_production_needs_a_secrets_key_of_its_own_and_takes_several_for_rotation():
+    refused = run_production(PRODUCTION, SECRETS_KEYS)
+    assert refused.returncode != 0
+    assert "ENEXA_SECRETS_KEY (one or more Fernet keys, comma-separated)" in refused.stderr
+    new, old = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    started = run_production({**PRODUCTION, "ENEXA_SECRETS_KEY": f"{new}, {old}"}, SECRETS_KEYS)
+    assert started.returncode == 0, started.stderr
+    assert json.loads(started.stdout) == [new, old]
+
+
+def test_a_secrets_key_that_is_not_a_fernet_key_refuses_to_start_without_showing_it():
+    good = Fernet.generate_key().decode()
+    bad = "not-a-fernet-key-but-a-long-enough-secret-value"
+    result = run_production({**PRODUCTION, "ENEXA_SECRETS_KEY": f"{good},{bad}"}, SECRETS_KEYS)
+    assert result.returncode != 0
+    assert "ENEXA_SECRETS_KEY: key 2 is not a Fernet key" in result.stderr
+    assert bad not in result.stderr and good not in result.stderr
+
+
+def test_without_a_secrets_key_development_derives_one_from_the_secret_key(tmp_path):
+    """`make demo` needs no set-up, and processes sharing a SECRET_KEY share the key."""
+    code = (
+        "import json; from enexa.settings import base; print(json.dumps(base.ENEXA_SECRETS_KEYS))"
+    )
+    env = {**os.environ, "ENEXA_VAR_DIR": str(tmp_path), "SECRET_KEY": "s" * 50}
+    env.pop("ENEXA_SECRETS_KEY", None)
+
+    def keys(**extra: str) -> list[str]:
+        run = subprocess.run(  # noqa: S603 - our own interpreter
+            [sys.executable, "-c", code],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return json.loads(run.stdout)
+
+    [derived] = keys()
+    Fernet(derived)  # a valid key
+    assert keys() == [derived]
+    assert keys(SECRET_KEY="t" * 50) != [derived]
