@@ -138,18 +138,20 @@ def periods_of(
 
 
 def bucket_seconds(cuts: Iterable[datetime]) -> int:
-    """The longest bucket (a divisor of an hour) that every cut falls on the edge of: an hour
-    where the zone's offsets are whole hours, 30 minutes for Asia/Kolkata, and so on."""
-    step = 3600
+    """The longest bucket (a divisor of a day; buckets begin at the Unix epoch) that every cut
+    falls on the edge of, so that each bucket lies within one period: a UTC day for UTC days
+    and months, an hour for hours and for zones whose offsets are whole hours, 30 minutes for
+    Asia/Kolkata, and so on. The fewer buckets, the fewer rows the database hands back."""
+    step = 86400
     for cut in cuts:
-        step = math.gcd(step, int(cut.timestamp()) % 3600)
+        step = math.gcd(step, int(cut.timestamp()) % 86400)
     return step
 
 
 def bucket_sql(step_s: int, column: str = "ts") -> str:
     """SQL for the start (UTC) of the `step_s`-second bucket holding `column`; buckets are
-    aligned on the Unix epoch, so whole hours for 3600. For a query run with parameters (the
-    `%%` is a literal `%` there)."""
+    aligned on the Unix epoch, so UTC days for 86400 and whole hours for 3600. For a query
+    run with parameters (the `%%` is a literal `%` there)."""
     if connection.vendor == "postgresql":
         return f"to_timestamp(floor(EXTRACT(EPOCH FROM {column}) / {step_s}) * {step_s})"
     seconds = f"CAST(strftime('%%s', {column}) AS INTEGER)"

@@ -502,6 +502,20 @@ def test_a_time_zone_that_is_not_an_iana_name_is_a_problem_naming_tz(site, staff
 
 
 @pytest.mark.django_db
+@override_settings(ENEXA_OFFLINE_AFTER_S=3600)
+def test_a_site_whose_stored_zone_is_unknown_gets_utc_days_and_says_so(metered, staff_client):
+    from enexa.registry.models import Site
+
+    Site.objects.filter(pk=metered.pk).update(timezone="Nowhere/Atlantis")  # past validation
+    response = energy(
+        staff_client, period="day", **{"from": "2024-05-01T00:00:00Z"}, to="2024-06-01T00:00:00Z"
+    )
+    assert response.status_code == 200
+    assert response.json()["timezone"] == "UTC"
+    assert [p["start"] for p in response.json()["periods"]] == ["2024-05-06T00:00:00Z"]
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("tz", "midnight"),
     [
