@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -242,6 +242,21 @@ def read_timestamp(value: Any) -> tuple[datetime | None, str | None]:
     if not EARLIEST_TIMESTAMP <= utc <= LATEST_TIMESTAMP:
         return None, TIMESTAMP_RANGE_ERROR
     return utc, None
+
+
+def read_range(
+    params: Mapping[str, Any], errors: dict[str, list[str]]
+) -> tuple[datetime | None, datetime | None]:
+    """A query's optional `from` and `to` as read_timestamp reads them: None where absent or
+    empty, and each refused one's reason added to `errors` under its name."""
+    values: list[datetime | None] = []
+    for name in ("from", "to"):
+        raw = params.get(name)
+        value, message = read_timestamp(raw) if raw else (None, None)
+        if message is not None:
+            errors[name] = [message]
+        values.append(value)
+    return values[0], values[1]
 
 
 def parse_timestamp(value: Any) -> datetime | None:

@@ -13,7 +13,7 @@ from enexa.api.schema import problems
 from enexa.api.scoping import SiteView
 from enexa.core.errors import InvalidInput
 from enexa.core.principals import principal_label
-from shared.fields import read_timestamp
+from shared.fields import read_range
 
 from . import services
 from .choices import PlanReason
@@ -36,16 +36,11 @@ MAX_PLANS_LISTED = 100
 def price_range(params) -> tuple[datetime, datetime]:
     """[from, to) of a prices read (RFC 3339), with field errors for bad values."""
     errors: dict[str, list[str]] = {}
-    values: dict[str, datetime | None] = {}
-    for name in ("from", "to"):
-        raw = params.get(name)
-        values[name], message = read_timestamp(raw) if raw else (None, None)
-        if message is not None:
-            errors[name] = [message]
+    start, end = read_range(params, errors)
     if errors:
         raise InvalidInput("The range is invalid.", errors)
-    start = values["from"] or timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
-    end = values["to"] or start + timedelta(days=DEFAULT_PRICE_DAYS)
+    start = start or timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    end = end or start + timedelta(days=DEFAULT_PRICE_DAYS)
     if end <= start:
         raise InvalidInput("The range is invalid.", {"to": ["Must be after from."]})
     if end - start > MAX_PRICE_RANGE:

@@ -1,5 +1,6 @@
 """Enexa's master data: sites, site members, controllers and equipment with specifications."""
 
+import functools
 import zoneinfo
 
 from django.conf import settings
@@ -44,8 +45,15 @@ def upper_bound_errors(instance: models.Model) -> dict[str, list[str]]:
     return errors
 
 
+@functools.cache
+def timezone_names() -> frozenset[str]:
+    """The IANA time zone names this installation knows (read once: listing them walks the
+    zone files)."""
+    return frozenset(zoneinfo.available_timezones())
+
+
 def validate_timezone(value: str) -> None:
-    if value not in zoneinfo.available_timezones():
+    if value not in timezone_names():
         raise ValidationError(f"'{value}' is not an IANA time zone (e.g. Europe/Berlin).")
 
 

@@ -1,14 +1,14 @@
-"""Availability of a site per day or month: the share of time it was online (from its
-online/offline transitions) and the share of its chargers' reports that found them in service
-(any status but `faulted` and `unavailable`), per charger and overall."""
+"""Availability of a site per day or month (cut at midnight in the range's time zone): the
+share of time it was online (from its online/offline transitions) and the share of its
+chargers' reports that found them in service (any status but `faulted` and `unavailable`), per
+charger and overall."""
 
 # Raw SQL here interpolates only table names and fixed SQL from code; values are parameters.
 # ruff: noqa: S608
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.db import connection
@@ -16,39 +16,19 @@ from django.utils import timezone
 
 from shared.fields import format_timestamp
 
-from .energy import PeriodRange, period_sql
 from .models import ChargerValue, SiteStatusTransition, TelemetryReading
+from .periods import (
+    PeriodRange,
+    boundaries,
+    bucket_seconds,
+    bucket_sql,
+    period_index,
+    periods_of,
+)
 from .storage import _table, adapt_ts, as_utc
 
 AVAILABILITY_PERIODS = ("day", "month")
 OUT_OF_SERVICE = ("faulted", "unavailable")
-
-
-def period_start(at: datetime, period: str) -> datetime:
-    """The start of the UTC hour, day or month holding `at` (as the SQL of period_sql)."""
-    at = at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    if period == "hour":
-        return at
-    at = at.replace(hour=0)
-    return at if period == "day" else at.replace(day=1)
-
-
-def next_period(begins: datetime, period: str) -> datetime:
-    if period == "hour":
-        return begins + timedelta(hours=1)
-    if period == "day":
-        return begins + timedelta(days=1)
-    year, month = divmod(begins.month, 12)
-    return begins.replace(year=begins.year + year, month=month + 1)
-
-
-def periods_of(rng: PeriodRange) -> Iterator[tuple[datetime, datetime]]:
-    """The periods meeting [rng.start, rng.end), each clipped to it."""
-    begins = period_start(rng.start, rng.period)
-    while begins < rng.end:
-        ends = next_period(begins, rng.period)
-        yield max(begins, rng.start), min(ends, rng.end)
-        begins = ends
 
 
 def _online_intervals(site_pk: int, start: datetime, end: datetime):
@@ -79,23 +59,29 @@ def _overlap_s(a: datetime, b: datetime, c: datetime, d: datetime) -> float:
     return max(0.0, (min(b, d) - max(a, c)).total_seconds())
 
 
-def _chargers_in_service(site_pk: int, rng: PeriodRange) -> dict[datetime, dict[str, tuple]]:
-    """Per period and charger: (reports in service, reports), counted in the database."""
+def _chargers_in_service(
+    site_pk: int, rng: PeriodRange, cuts: list[datetime]
+) -> dict[int, dict[str, list[int]]]:
+    """Per period (its index in `cuts`, the range's boundaries) and charger: [reports in
+    service, reports], counted in the database per bucket."""
     readings, chargers = _table(TelemetryReading), _table(ChargerValue)
     out_of_service = ", ".join("%s" for _ in OUT_OF_SERVICE)
     sql = (
-        f"SELECT {period_sql(rng.period)} AS period, code, "
+        f"SELECT {bucket_sql(bucket_seconds(cuts))} AS bucket, code, "
         f"SUM(CASE WHEN status IN ({out_of_service}) THEN 0 ELSE 1 END), COUNT(*) FROM ("
         "SELECT r.timestamp AS ts, c.charger_code AS code, c.status AS status "
         f"FROM {readings} r JOIN {chargers} c ON c.reading_id = r.id "
         "WHERE r.site_id = %s AND r.timestamp >= %s AND r.timestamp < %s AND c.status <> ''"
-        ") AS s GROUP BY period, code"
+        ") AS s GROUP BY bucket, code"
     )
-    counts: dict[datetime, dict[str, tuple]] = {}
+    counts: dict[int, dict[str, list[int]]] = {}
     with connection.cursor() as cursor:
         cursor.execute(sql, [*OUT_OF_SERVICE, site_pk, adapt_ts(rng.start), adapt_ts(rng.end)])
-        for period, code, in_service, reports in cursor.fetchall():
-            counts.setdefault(as_utc(period), {})[code] = (int(in_service), int(reports))
+        for bucket, code, in_service, reports in cursor.fetchall():
+            period = counts.setdefault(period_index(cuts, as_utc(bucket)), {})
+            total = period.setdefault(code, [0, 0])
+            total[0] += int(in_service)
+            total[1] += int(reports)
     return counts
 
 
@@ -112,14 +98,15 @@ def site_availability(
     now = now or timezone.now()
     horizon = min(rng.end, now)
     known_since, intervals = _online_intervals(site_pk, rng.start, horizon)
-    chargers = _chargers_in_service(site_pk, rng)
+    cuts = boundaries(rng)
+    chargers = _chargers_in_service(site_pk, rng, cuts)
     out = []
-    for begins, ends in periods_of(rng):
+    for index, (begins, ends) in enumerate(periods_of(rng, cuts)):
         observed_s = (
             _overlap_s(begins, ends, known_since, horizon) if known_since is not None else 0.0
         )
         online_s = sum(_overlap_s(begins, ends, a, b) for a, b in intervals)
-        counts = chargers.get(period_start(begins, rng.period), {})
+        counts = chargers.get(index, {})
         out.append(
             {
                 "start": format_timestamp(begins),

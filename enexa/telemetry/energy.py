@@ -3,10 +3,13 @@ grid import and export from the meter's counters, the chargers' from their sessi
 the battery's by integrating its power over time (the reading carries no battery counter).
 
 Hours past raw retention come from HourlyEnergy, filled by roll_up_energy before pruning.
-Periods are aligned in UTC. A counter's increase is attributed to the period of the reading
-that shows it; a counter that drops (a meter reset, a new charging session) counts from its new
-value, never as a negative. Battery power is held from one reading to the next, and not across
-a gap longer than ENEXA_OFFLINE_AFTER_S (the site was not heard from: its power is unknown)."""
+The database sums the increments per bucket (a UTC hour, or less where the zone's midnights
+fall inside UTC hours: see periods.py); here the buckets add up to UTC hours or to the days or
+months of the range's time zone. A counter's increase is attributed to the period of the
+reading that shows it; a counter that drops (a meter reset, a new charging session) counts
+from its new value, never as a negative. Battery power is held from one reading to the next,
+and not across a gap longer than ENEXA_OFFLINE_AFTER_S (the site was not heard from: its
+power is unknown)."""
 
 # Raw SQL here interpolates only table and column names and fixed SQL from code; values are
 # parameters.
@@ -17,28 +20,21 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.utils import timezone
 
-from enexa.core.errors import InvalidInput
-from shared.fields import format_timestamp, read_timestamp
+from shared.fields import format_timestamp
 
 from .models import ChargerValue, HourlyEnergy, TelemetryReading
+from .periods import PeriodRange, boundaries, bucket_seconds, bucket_sql, period_index
 from .storage import _table, adapt_ts, as_utc
 
-PERIODS = ("hour", "day", "month")
-DEFAULT_SPAN = {"hour": timedelta(days=1), "day": timedelta(days=31), "month": timedelta(days=366)}
-# Periods one request may cover: ten thousand hours is over a year.
-MAX_PERIODS = 10_000
 # How far before the range the reference value of a counter is looked for: a site silent
 # longer than this counts its first value in the range from zero.
 LOOKBACK = timedelta(days=31)
-PERIOD_SECONDS = {"hour": 3600, "day": 86400, "month": 28 * 86400}
 # The figures of a period, in the response's order.
 FIGURES = (
     "grid_import_kwh",
@@ -55,56 +51,6 @@ METHODS = {
     "battery_discharged_kwh": "integrated_power",
     "chargers_kwh": "counter",
 }
-
-
-@dataclass(frozen=True)
-class PeriodRange:
-    """A validated request for figures per period: [start, end) in periods of `period`."""
-
-    start: datetime
-    end: datetime
-    period: str
-
-
-def parse_period_range(
-    params: Any, *, periods: tuple[str, ...] = PERIODS, now: datetime | None = None
-) -> PeriodRange:
-    """`from`, `to` (RFC 3339) and `period` (one of `periods`; default day). Without `from`
-    the range is the last day (hours), month (days) or year (months) before `to` (default
-    now); at most MAX_PERIODS periods."""
-    errors: dict[str, list[str]] = {}
-    period = params.get("period") or "day"
-    if period not in periods:
-        errors["period"] = ["Must be one of: " + ", ".join(periods) + "."]
-        period = "day"
-    values: dict[str, datetime | None] = {}
-    for name in ("from", "to"):
-        raw = params.get(name)
-        values[name], message = read_timestamp(raw) if raw else (None, None)
-        if message is not None:
-            errors[name] = [message]
-    end = values["to"] or (now or timezone.now())
-    start = values["from"] or end - DEFAULT_SPAN[period]
-    if "from" not in errors and "to" not in errors:
-        if start >= end:
-            errors["from"] = ["Must be before `to`."]
-        elif (end - start).total_seconds() / PERIOD_SECONDS[period] > MAX_PERIODS:
-            errors["from"] = [f"The range holds more than {MAX_PERIODS} periods of a {period}."]
-    if errors:
-        raise InvalidInput("The range or period is invalid.", errors)
-    return PeriodRange(start.astimezone(UTC), end.astimezone(UTC), period)
-
-
-def period_sql(period: str) -> str:
-    """SQL for the start of the UTC period holding `ts`."""
-    if connection.vendor == "postgresql":
-        return f"date_trunc('{period}', ts, 'UTC')"
-    pattern = {
-        "hour": "%Y-%m-%d %H:00:00",
-        "day": "%Y-%m-%d 00:00:00",
-        "month": "%Y-%m-01 00:00:00",
-    }
-    return f"strftime('{pattern[period]}', ts)"
 
 
 def _seconds_between_sql(later: str, earlier: str) -> str:
@@ -201,8 +147,8 @@ def _archived_sql() -> str:
     )
 
 
-def energy_sql(period: str) -> str:
-    """One query: every figure's increments (UNION ALL), summed per period."""
+def energy_sql(step_s: int) -> str:
+    """One query: every figure's increments (UNION ALL), summed per `step_s`-second bucket."""
     increments = " UNION ALL ".join(
         [
             _grid_counter_sql("grid_import_energy_kwh", "grid_import_kwh"),
@@ -214,31 +160,36 @@ def energy_sql(period: str) -> str:
     )
     sums = ", ".join(f"SUM({f})" for f in FIGURES)
     return (
-        f"SELECT {period_sql(period)} AS period, {sums} FROM ({increments}) AS i "
-        "GROUP BY period ORDER BY period"
+        f"SELECT {bucket_sql(step_s)} AS bucket, {sums} FROM ({increments}) AS i "
+        "GROUP BY bucket ORDER BY bucket"
     )
 
 
 def site_energy(site_pk: int, rng: PeriodRange) -> list[dict[str, Any]]:
-    """The periods of the range that have readings, oldest first: each figure in kWh, null
-    when the period has no value to compute it from (0 when nothing flowed)."""
+    """The periods of the range that have readings, oldest first, each with its own start
+    (before the range's for the first when the range starts inside it): each figure in kWh,
+    null when the period has no value to compute it from (0 when nothing flowed)."""
+    cuts = boundaries(rng)
     start, end = adapt_ts(rng.start), adapt_ts(rng.end)
     back = adapt_ts(rng.start - LOOKBACK)
     counter = [site_pk, site_pk, start, back, start, end, start]  # where, lookback (4), to, from
     battery = [*counter, settings.ENEXA_OFFLINE_AFTER_S]
     params = counter + counter + battery + counter + [site_pk, start, end]
     with connection.cursor() as cursor:
-        cursor.execute(energy_sql(rng.period), params)
+        cursor.execute(energy_sql(bucket_seconds(cuts)), params)
         rows = cursor.fetchall()
+    sums: dict[int, list[float | None]] = {}
+    for bucket, *values in rows:
+        total = sums.setdefault(period_index(cuts, as_utc(bucket)), [None] * len(FIGURES))
+        for i, value in enumerate(values):
+            if value is not None:
+                total[i] = (total[i] or 0.0) + float(value)
     return [
         {
-            "start": format_timestamp(as_utc(period)),
-            **{
-                f: None if v is None else round(float(v), 6)
-                for f, v in zip(FIGURES, values, strict=True)
-            },
+            "start": format_timestamp(cuts[index]),
+            **{f: None if v is None else round(v, 6) for f, v in zip(FIGURES, total, strict=True)},
         }
-        for period, *values in rows
+        for index, total in sorted(sums.items())
     ]
 
 
@@ -262,16 +213,21 @@ def roll_up_energy(cutoff: datetime) -> int:
     return len(HourlyEnergy.objects.bulk_create(rows, ignore_conflicts=True))
 
 
-def energy_csv(periods: list[dict[str, Any]]) -> Iterator[str]:
-    """The periods as CSV lines, a header first; an empty cell where a figure is null."""
+def energy_csv(periods: list[dict[str, Any]], tz: str) -> Iterator[str]:
+    """The periods as CSV lines, a header first; an empty cell where a figure is null; the
+    time zone whose midnights cut the days and months in the last column of every line."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["start", *FIGURES])
+    writer.writerow(["start", *FIGURES, "timezone"])
     yield out.getvalue()
     for period in periods:
         out.seek(0)
         out.truncate()
         writer.writerow(
-            [period["start"], *("" if period[f] is None else f"{period[f]:g}" for f in FIGURES)]
+            [
+                period["start"],
+                *("" if period[f] is None else f"{period[f]:g}" for f in FIGURES),
+                tz,
+            ]
         )
         yield out.getvalue()

@@ -20,7 +20,7 @@ from django.utils import timezone
 from enexa.core.errors import InvalidInput
 from enexa.registry.models import Site
 from shared.events import Event as EventSchema
-from shared.fields import format_timestamp, read_timestamp
+from shared.fields import format_timestamp, read_range
 from shared.telemetry import BatteryReading, BatteryUnitReading, ChargerReading, GridReading
 from shared.telemetry import TelemetryReading as ReadingSchema
 
@@ -61,14 +61,9 @@ def parse_range(params: Any, *, now: datetime | None = None) -> Range:
     """`from`, `to` (RFC 3339; default the last hour) and `resolution` (raw, 1m, 15m, 1h)."""
     errors: dict[str, list[str]] = {}
     now = now or timezone.now()
-    values = {}
-    for name in ("from", "to"):
-        raw = params.get(name)
-        values[name], message = read_timestamp(raw) if raw else (None, None)
-        if message is not None:
-            errors[name] = [message]
-    end = values["to"] or now
-    start = values["from"] or end - DEFAULT_RANGE
+    start, end = read_range(params, errors)
+    end = end or now
+    start = start or end - DEFAULT_RANGE
     if not errors and start >= end:
         errors["from"] = ["Must be before `to`."]
     resolution = params.get("resolution") or Resolution.RAW

@@ -8,8 +8,9 @@ from shared.status import StatusReport
 
 from .availability import AVAILABILITY_PERIODS
 from .choices import Resolution
-from .energy import FIGURES, PERIODS
+from .energy import FIGURES
 from .models import METRICS
+from .periods import PERIODS
 from .queries import STATS
 
 FIELD_ERRORS: Schema = {
@@ -170,6 +171,11 @@ def _per_period(periods: tuple[str, ...], item: Schema, description: str) -> Sch
         site_id={"type": "string"},
         **{"from": DATETIME, "to": DATETIME},
         period={"type": "string", "enum": list(periods)},
+        timezone={
+            "type": "string",
+            "description": "The IANA time zone whose midnights cut the days and months (`tz`, "
+            "by default the site's). Hours are UTC hours.",
+        },
         periods={"type": "array", "description": description, "items": item},
     )
 
@@ -180,7 +186,8 @@ ENERGY: Schema = {
         _per_period(
             PERIODS,
             fields(start=DATETIME, **dict.fromkeys(FIGURES, _KWH)),
-            "The UTC periods with readings, oldest first.",
+            "The periods with readings, oldest first; `start` is the instant the period "
+            "begins (a local midnight for days and months), in UTC.",
         ),
         fields(
             methods={
@@ -197,8 +204,9 @@ ENERGY: Schema = {
 }
 ENERGY_CSV: Schema = {
     "type": "string",
-    "description": "CSV: a header line `start," + ",".join(FIGURES) + "`, then a line per "
-    "period; an empty cell where a figure is null.",
+    "description": "CSV: a header line `start," + ",".join(FIGURES) + ",timezone`, then a "
+    "line per period; an empty cell where a figure is null; `timezone` is the IANA zone whose "
+    "midnights cut the days and months.",
 }
 _PCT = nullable({"type": "number", "description": "Percent; null when nothing was observed."})
 AVAILABILITY = _per_period(
@@ -220,5 +228,5 @@ AVAILABILITY = _per_period(
             "additionalProperties": _PCT,
         },
     ),
-    "Every UTC period meeting the range, oldest first, clipped to it.",
+    "Every period meeting the range, oldest first, clipped to it; `start` and `end` in UTC.",
 )

@@ -23,7 +23,7 @@ from enexa.core.visibility import may_operate
 from shared import openapi as wire
 from shared.fields import format_timestamp
 
-from . import availability, energy, queries, schema, services
+from . import availability, energy, periods, queries, schema, services
 from .choices import Resolution
 from .models import OutageReport
 
@@ -246,7 +246,24 @@ PERIOD_PARAMETERS = [
         "before `to`).",
     ),
     OpenApiParameter("to", OpenApiTypes.DATETIME, description="End, exclusive (default: now)."),
+    OpenApiParameter(
+        "tz",
+        OpenApiTypes.STR,
+        description="IANA time zone whose midnights cut days and months (default: the "
+        "site's; `UTC` for UTC days). Hours are UTC hours in every zone.",
+    ),
 ]
+
+
+def per_period(site, rng: periods.PeriodRange) -> dict:
+    """The envelope of figures per period: the site, the range, the period and its zone."""
+    return {
+        "site_id": site.code,
+        "from": format_timestamp(rng.start),
+        "to": format_timestamp(rng.end),
+        "period": rng.period,
+        "timezone": rng.tz,
+    }
 
 
 def wants_csv(request) -> bool:
@@ -256,47 +273,39 @@ def wants_csv(request) -> bool:
 
 
 class SiteEnergyView(SiteView):
-    """`GET /v1/sites/{site_id}/energy?from=&to=&period=hour|day|month[&format=csv]`: energy
-    per UTC period (default day; without `from` the last day, month or year of periods): grid
-    import and export and the chargers' from their counters (a drop counts as a reset),
-    the battery's by integrating its power. Only periods with readings are listed; a figure is
-    null when the period has nothing to compute it from. CSV with `?format=csv` or
-    `Accept: text/csv`."""
+    """`GET /v1/sites/{site_id}/energy?from=&to=&period=hour|day|month&tz=[&format=csv]`:
+    energy per UTC hour, or per day or month of the site's time zone (or `tz`'s) (default day;
+    without `from` the last day, month or year of periods): grid import and export and the
+    chargers' from their counters (a drop counts as a reset), the battery's by integrating its
+    power. Only periods with readings are listed; a figure is null when the period has nothing
+    to compute it from. CSV with `?format=csv` or `Accept: text/csv`."""
 
     renderer_classes = [JSONRenderer, CSVRenderer]
 
     @extend_schema(
         parameters=[
             *PERIOD_PARAMETERS,
-            OpenApiParameter("period", OpenApiTypes.STR, enum=list(energy.PERIODS)),
+            OpenApiParameter("period", OpenApiTypes.STR, enum=list(periods.PERIODS)),
             OpenApiParameter("format", OpenApiTypes.STR, enum=["json", "csv"]),
         ],
         responses=json_or_csv(schema.ENERGY, schema.ENERGY_CSV),
     )
     def get(self, request, site_id: str):
         site = self.site
-        rng = energy.parse_period_range(request.query_params)
-        periods = energy.site_energy(site.pk, rng)
+        rng = periods.parse_period_range(request.query_params, default_tz=site.timezone)
+        figures = energy.site_energy(site.pk, rng)
         if wants_csv(request):
             name = f"{site.code}-energy-{rng.start:%Y%m%dT%H%M%S}-{rng.period}.csv"
-            return csv_download(energy.energy_csv(periods), name)
-        return Response(
-            {
-                "site_id": site.code,
-                "from": format_timestamp(rng.start),
-                "to": format_timestamp(rng.end),
-                "period": rng.period,
-                "methods": energy.METHODS,
-                "periods": periods,
-            }
-        )
+            return csv_download(energy.energy_csv(figures, rng.tz), name)
+        return Response({**per_period(site, rng), "methods": energy.METHODS, "periods": figures})
 
 
 class SiteAvailabilityView(SiteView):
-    """`GET /v1/sites/{site_id}/availability?from=&to=&period=day|month`: per UTC period, the
-    share of the observed time the site was online (from its online/offline transitions) and
-    the share of its chargers' reports that found them in service (not `faulted` or
-    `unavailable`). Without `from`: the last month of days, or the last year of months."""
+    """`GET /v1/sites/{site_id}/availability?from=&to=&period=day|month&tz=`: per day or
+    month of the site's time zone (or `tz`'s), the share of the observed time the site was
+    online (from its online/offline transitions) and the share of its chargers' reports that
+    found them in service (not `faulted` or `unavailable`). Without `from`: the last month of
+    days, or the last year of months."""
 
     @extend_schema(
         parameters=[
@@ -309,15 +318,11 @@ class SiteAvailabilityView(SiteView):
     )
     def get(self, request, site_id: str):
         site = self.site
-        rng = energy.parse_period_range(
-            request.query_params, periods=availability.AVAILABILITY_PERIODS
+        rng = periods.parse_period_range(
+            request.query_params,
+            periods=availability.AVAILABILITY_PERIODS,
+            default_tz=site.timezone,
         )
         return Response(
-            {
-                "site_id": site.code,
-                "from": format_timestamp(rng.start),
-                "to": format_timestamp(rng.end),
-                "period": rng.period,
-                "periods": availability.site_availability(site.pk, rng),
-            }
+            {**per_period(site, rng), "periods": availability.site_availability(site.pk, rng)}
         )

@@ -18,7 +18,9 @@ from shared.fields import (
     UNSTORABLE_TEXT,
     Reader,
     find_unstorable_text,
+    format_timestamp,
     parse_timestamp,
+    read_range,
     read_timestamp,
     split_batch,
 )
@@ -191,6 +193,24 @@ def test_a_timestamp_with_an_offset_is_read_as_utc_and_a_malformed_one_says_so()
     )
     assert read_timestamp("2024-01-15T10:00:00")[1].startswith("Must be an RFC 3339")
     assert read_timestamp("\ud800")[1].startswith("Must be an RFC 3339")
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["from", "to", "period"]),
+        st.one_of(hostile_text, st.datetimes(timezones=st.just(UTC)).map(format_timestamp)),
+    )
+)
+def test_a_ranges_from_and_to_are_each_read_or_refused_with_the_reason_under_its_name(params):
+    errors: dict[str, list[str]] = {"period": ["kept"]}
+    start, end = read_range(params, errors)
+    for name, value in (("from", start), ("to", end)):
+        if params.get(name):
+            parsed, message = read_timestamp(params[name])
+            assert value == parsed and errors.get(name) == (None if message is None else [message])
+        else:
+            assert value is None and name not in errors
+    assert errors["period"] == ["kept"]  # errors found before are left alone
 
 
 def test_unstorable_text_is_found_with_its_path_in_values_and_keys():
