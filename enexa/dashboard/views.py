@@ -11,13 +11,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import (
-    HttpRequest,
-    HttpResponse,
-    HttpResponseForbidden,
-    JsonResponse,
-    StreamingHttpResponse,
-)
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils import timezone
@@ -64,6 +58,13 @@ def dashboard_login_required(view):
         return guarded(request, *args, **kwargs)
 
     return wrapper
+
+
+def wants_fragment(request: HttpRequest) -> bool:
+    """An htmx request that swaps a part of the page (not one restoring a whole page from
+    history, as after the back button)."""
+    htmx = getattr(request, "htmx", None)  # absent when a middleware before it refused
+    return bool(htmx) and not htmx.history_restore_request
 
 
 def _site_or_404(request: HttpRequest, site_id: str) -> Site:
@@ -133,9 +134,7 @@ def fleet(request: HttpRequest) -> HttpResponse:
         # `/app/sites/{site_id}/` (fixed in the contract): one reverse, not one per row.
         "sites_url": reverse("dashboard:fleet") + "sites/",
     }
-    # htmx restoring a page from history (back button after a filter) needs the whole page.
-    fragment = request.htmx and not request.htmx.history_restore_request
-    template = "dashboard/_fleet_table.html" if fragment else "dashboard/fleet.html"
+    template = "dashboard/_fleet_table.html" if wants_fragment(request) else "dashboard/fleet.html"
     return render(request, template, context)
 
 
@@ -223,7 +222,7 @@ def dispatch(request: HttpRequest, site_id: str) -> HttpResponse:
     included) come back on the form's fields. Viewers may not (403)."""
     site = _site_or_404(request, site_id)
     if not may_operate(request.user, site.pk):
-        return HttpResponseForbidden("Only staff and the site's operators may dispatch commands.")
+        return error_response(request, 403, DISPATCH_REFUSED)
     form = DispatchForm(request.POST)
     command = None
     if form.is_valid():
@@ -248,3 +247,28 @@ def dispatch(request: HttpRequest, site_id: str) -> HttpResponse:
     context = {"site": site, "form": DispatchForm(), "sent": command}
     response = render(request, "dashboard/_dispatch_form.html", context)
     return trigger_client_event(response, "commandSent")  # the live panel reloads at once
+
+
+# --- errors (enexa.urls names these for /app/) ----------------------------------------------------
+
+# The status word and what it means to an operator; never the request's details.
+ERRORS = {
+    403: ("Forbidden", "You may not do this here."),
+    404: ("Not found", "There is no such page, or it is not one of your sites."),
+}
+DISPATCH_REFUSED = "Only staff and the site's operators may send commands to this site."
+CSRF_REFUSED = "The form had expired. Reload the page and try again."
+
+
+def in_dashboard(request: HttpRequest) -> bool:
+    """The request is for the dashboard (mounted at /app/ by enexa.urls, fixed in the contract)."""
+    return request.path_info.startswith("/app/")
+
+
+def error_response(request: HttpRequest, status: int, reason: str = "") -> HttpResponse:
+    """A 403 or 404 in the dashboard's layout, or for an htmx request the small fragment the
+    page shows in its notice area (base.html's htmx config), with its status code."""
+    title, meaning = ERRORS[status]
+    context = {"status": status, "title": title, "reason": reason or meaning}
+    template = "dashboard/_error.html" if wants_fragment(request) else "dashboard/error.html"
+    return render(request, template, context, status=status)

@@ -639,6 +639,104 @@ def test_the_live_panel_shows_each_commands_status(site, operator):
     assert "<html" not in page
 
 
+# --- error pages --------------------------------------------------------------------------
+
+# Django's own bare pages, which no /app/ answer may be.
+DJANGO_404 = "The requested resource was not found on this server."
+DJANGO_403 = "<h1>403 Forbidden</h1>"
+DJANGO_CSRF = "CSRF verification failed"
+
+
+def assert_dashboard_error_page(response, status: int, word: str) -> str:
+    """The dashboard's layout (its header, the way back to the fleet), the status in words,
+    nothing of Django's bare pages; returns the page."""
+    page = response.content.decode()
+    assert response.status_code == status
+    assert response["Content-Type"].startswith("text/html")
+    assert 'class="topbar"' in page and 'href="/app/">Back to the fleet' in page
+    assert f"<h1>{word} " in page and f'data-error="{status}"' in page
+    for bare in (DJANGO_404, DJANGO_403, DJANGO_CSRF, "Traceback"):
+        assert bare not in page
+    return page
+
+
+def assert_dashboard_error_fragment(response, status: int, word: str) -> str:
+    """For htmx: the small fragment the page shows in its notice area, no layout."""
+    page = response.content.decode()
+    assert response.status_code == status
+    assert "<html" not in page
+    assert 'class="topbar"' not in page and 'role="alert"' in page
+    assert f"<strong>{word}</strong> ({status})" in page and 'href="/app/"' in page
+    return page
+
+
+@pytest.mark.parametrize("path", ["/app/nowhere/", "/app/sites/SITE001/nothing-here"])
+def test_a_dashboard_page_that_does_not_exist_is_a_404_in_the_dashboards_layout(
+    site, operator, path
+):
+    page = assert_dashboard_error_page(logged_in(operator).get(path), 404, "Not found")
+    assert "nowhere" not in page and "nothing-here" not in page  # no echo of the request
+    assert "operator" in page  # the header of a logged-in operator
+
+
+def test_an_anonymous_visitor_to_a_missing_dashboard_page_gets_the_404_page_too():
+    page = assert_dashboard_error_page(Client().get("/app/nowhere/"), 404, "Not found")
+    assert "Log out" not in page
+
+
+def test_another_operators_site_is_the_dashboards_404_naming_nothing_of_it(site, stranger):
+    client = logged_in(stranger)
+    page = assert_dashboard_error_page(client.get(f"/app/sites/{site.code}/"), 404, "Not found")
+    assert site.code not in page and site.name not in page
+    fragment = client.get(f"/app/sites/{site.code}/live", HTTP_HX_REQUEST="true")
+    assert site.code not in assert_dashboard_error_fragment(fragment, 404, "Not found")
+
+
+def test_a_viewers_dispatch_is_the_dashboards_403_page_and_fragment(site, viewer):
+    client = logged_in(viewer)
+    data = {"command": "set_mode", "mode": "safe", "confirm": "on"}
+    url = f"/app/sites/{site.code}/commands"
+    page = assert_dashboard_error_page(client.post(url, data), 403, "Forbidden")
+    assert "Only staff and the site&#x27;s operators" in page
+    assert_dashboard_error_fragment(
+        client.post(url, data, HTTP_HX_REQUEST="true"), 403, "Forbidden"
+    )
+    assert not Command.objects.exists()
+
+
+def test_a_form_posted_with_a_stale_csrf_token_is_the_dashboards_403(site, operator):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(operator)
+    url = f"/app/sites/{site.code}/commands"
+    data = {"command": "set_mode", "mode": "safe", "confirm": "on", "csrfmiddlewaretoken": "x"}
+    page = assert_dashboard_error_page(client.post(url, data), 403, "Forbidden")
+    assert "Reload the page" in page
+    assert_dashboard_error_fragment(
+        client.post(url, data, HTTP_HX_REQUEST="true"), 403, "Forbidden"
+    )
+    login = Client(enforce_csrf_checks=True).post("/app/login/", {"username": "operator"})
+    assert_dashboard_error_page(login, 403, "Forbidden")
+    assert not Command.objects.exists()
+
+
+def test_the_api_keeps_its_problem_details_and_the_admin_its_own_pages(site, staff):
+    missing = Client().get("/v1/nowhere")
+    assert missing.status_code == 404
+    assert missing["Content-Type"] == "application/problem+json"
+    assert missing.json()["type"].endswith("/not_found")
+    admin_missing = logged_in(staff).get("/admin/nowhere/")
+    assert admin_missing.status_code == 404
+    assert 'class="topbar"' not in admin_missing.content.decode()
+    admin_login = Client(enforce_csrf_checks=True).post("/admin/login/", {"username": "x"})
+    assert admin_login.status_code == 403 and DJANGO_CSRF in admin_login.content.decode()
+
+
+def test_every_page_has_the_notice_area_htmx_puts_a_403_or_404_into(site, operator):
+    client = logged_in(operator)
+    for path in ("/app/", f"/app/sites/{site.code}/", "/app/password/", "/app/nowhere/"):
+        assert '<div id="notice"' in client.get(path).content.decode(), path
+
+
 # --- assets -------------------------------------------------------------------------------
 
 
