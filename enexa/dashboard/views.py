@@ -146,13 +146,22 @@ def fleet(request: HttpRequest) -> HttpResponse:
 def site_page(request: HttpRequest, site_id: str) -> HttpResponse:
     """`/app/sites/{site_id}/`: live power flow, charts, commands, events, outages, versions."""
     site = _site_or_404(request, site_id)
-    return _render_site(request, site, DispatchForm())
+    return _render_site(request, site)
+
+
+def _dispatch_form(site: Site, data=None, chargers=None) -> DispatchForm:
+    """The dispatch form offering the site's chargers (read unless given)."""
+    return DispatchForm(
+        data, chargers=services.site_chargers(site) if chargers is None else chargers
+    )
 
 
 def _render_site(
-    request: HttpRequest, site: Site, form: DispatchForm, status: int = 200
+    request: HttpRequest, site: Site, form: DispatchForm | None = None, status: int = 200
 ) -> HttpResponse:
     may_act = may_operate(request.user, site.pk)
+    if may_act and form is None:
+        form = _dispatch_form(site)
     context = {
         "site": site,
         "live": services.live_state(site),
@@ -223,7 +232,7 @@ def dispatch(request: HttpRequest, site_id: str) -> HttpResponse:
     site = _site_or_404(request, site_id)
     if not may_operate(request.user, site.pk):
         return error_response(request, 403, DISPATCH_REFUSED)
-    form = DispatchForm(request.POST)
+    form = _dispatch_form(site, request.POST)
     command = None
     if form.is_valid():
         try:
@@ -244,7 +253,8 @@ def dispatch(request: HttpRequest, site_id: str) -> HttpResponse:
         messages.success(request, f"Command {command.command_id} sent ({command.status}).")
         return redirect("dashboard:site", site_id=site.code)
     # Sent: a fresh form, the command named above it (its status follows in the live panel).
-    context = {"site": site, "form": DispatchForm(), "sent": command}
+    fresh = _dispatch_form(site, chargers=form.chargers)
+    context = {"site": site, "form": fresh, "sent": command}
     response = render(request, "dashboard/_dispatch_form.html", context)
     return trigger_client_event(response, "commandSent")  # the live panel reloads at once
 

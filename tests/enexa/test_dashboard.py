@@ -2,6 +2,7 @@
 show, the chart data and the CSV export, the dispatch form, and bounded query counts."""
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,6 +22,7 @@ from enexa.registry.choices import MemberRole
 from enexa.telemetry.models import Event, OutageReport, StaleMinute
 from tests import factories
 from tests.factories import (
+    ChargerFactory,
     ControllerFactory,
     FirmwareReleaseFactory,
     MembershipFactory,
@@ -336,7 +338,7 @@ def test_the_site_page_reads_a_fixed_number_of_queries(
             site=site, silent_since=timezone.now(), offline_at=timezone.now(), interval_s=5
         )
     client = logged_in(operator)
-    with django_assert_max_num_queries(18):  # the plan in force included
+    with django_assert_max_num_queries(19):  # the plan in force and the chargers included
         assert client.get(f"/app/sites/{site.code}/").status_code == 200
 
 
@@ -622,6 +624,68 @@ def test_a_missing_parameter_is_named_as_the_api_names_it(site, operator):
     assert response.status_code == 422
     field = response.content.decode().split('data-field="charger_id"')[1].split("</div>")[0]
     assert "This field is required." in field
+
+
+def charger_options(page: str) -> list[str]:
+    """The values the dispatch form's charger select offers."""
+    select = page.split('<select name="charger_id"')[1].split("</select>")[0]
+    return re.findall(r'<option value="([^"]*)"', select)
+
+
+def test_the_dispatch_form_offers_the_chargers_of_the_sites_configuration(
+    site, other_site, operator
+):
+    ChargerFactory(site=site, code="CHG7", max_power_kw=150.0)
+    ControllerFactory(site=site)
+    ChargerFactory(site=site, code="CHG3")  # after the controller: its configuration follows
+    ChargerFactory(site=other_site, code="CHG9")
+    page = logged_in(operator).get(f"/app/sites/{site.code}/").content.decode()
+    assert charger_options(page) == ["", "CHG3", "CHG7"]
+    assert ">CHG7 (up to 150 kW)</option>" in page
+
+
+def test_a_site_without_a_configuration_yet_offers_the_registrys_chargers(site, operator):
+    ChargerFactory(site=site, code="CHG5")
+    page = logged_in(operator).get(f"/app/sites/{site.code}/").content.decode()
+    assert charger_options(page) == ["", "CHG5"]
+
+
+def test_a_site_without_chargers_says_so_in_the_select(site, operator):
+    page = logged_in(operator).get(f"/app/sites/{site.code}/").content.decode()
+    assert charger_options(page) == [""] and "no charger configured" in page
+
+
+@pytest.mark.parametrize("forged", ["CHG9", "CHG7 ", "chg7", "x" * 40])
+def test_a_charger_id_not_among_the_sites_is_the_forms_field_error(
+    site, other_site, operator, forged
+):
+    ChargerFactory(site=site, code="CHG7")
+    ChargerFactory(site=other_site, code="CHG9")
+    ControllerFactory(site=site)
+    response = logged_in(operator).post(
+        f"/app/sites/{site.code}/commands",
+        {"command": "set_charger_power_limit", "charger_id": forged, "limit_kw": "50",
+         "confirm": "on"},
+        HTTP_HX_REQUEST="true",
+    )  # fmt: skip
+    assert response.status_code == 422
+    field = response.content.decode().split('data-field="charger_id"')[1].split("</div>")[0]
+    assert "Select a valid choice" in field
+    assert not Command.objects.exists()
+
+
+def test_an_operator_limits_a_charger_chosen_from_the_select(site, operator, enqueued):
+    ChargerFactory(site=site, code="CHG7", max_power_kw=150.0)
+    ControllerFactory(site=site)
+    response = logged_in(operator).post(
+        f"/app/sites/{site.code}/commands",
+        {"command": "set_charger_power_limit", "charger_id": "CHG7", "limit_kw": "50",
+         "confirm": "on"},
+        HTTP_HX_REQUEST="true",
+    )  # fmt: skip
+    assert response.status_code == 200
+    assert Command.objects.get().params == {"charger_id": "CHG7", "limit_kw": 50.0}
+    assert charger_options(response.content.decode()) == ["", "CHG7"]  # the fresh form
 
 
 def test_the_live_panel_shows_each_commands_status(site, operator):
