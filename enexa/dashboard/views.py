@@ -4,21 +4,35 @@ with the API's site rules (enexa.core.visibility: another site is 404, viewers o
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import logging
-from datetime import timedelta
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotModified,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import get_template
 from django.urls import reverse, reverse_lazy
 from django.utils import timezone
+from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
 from enexa.api.errors import PROBLEM_CONTENT_TYPE, problem_body
+from enexa.api.etags import etag, none_match
 from enexa.api.throttling import check_and_add, key_prefix, parse_rate
 from enexa.core.errors import DomainError
 from enexa.core.network import client_ip
@@ -33,6 +47,7 @@ from . import services
 from .choices import CHART_RANGES, ChartRange
 from .filters import FleetFilterForm
 from .forms import DispatchForm
+from .templatetags import dashboard as dashboard_tags
 
 logger = logging.getLogger(__name__)
 
@@ -119,23 +134,68 @@ class PasswordChangeDoneView(auth_views.PasswordChangeDoneView):
 # --- the fleet ------------------------------------------------------------------------------------
 
 
+FLEET_TABLE = "dashboard/_fleet_table.html"
+# What a fleet row holds that the table does not show (the "since" column is digested as shown).
+NOT_SHOWN = ("since_at", "last_seen_at", "reading_at")
+
+
+@functools.cache
+def _fleet_markup_version() -> str:
+    """Changes with the table's markup (its template and tags), so that after a deployment an
+    unchanged fleet is not answered 304 to a browser holding the old markup."""
+    source = get_template(FLEET_TABLE).template.source.encode()  # type: ignore[attr-defined]
+    tags = Path(dashboard_tags.__file__).read_bytes()
+    return hashlib.sha256(source + tags).hexdigest()[:12]
+
+
+def fleet_digest(rows: list[services.FleetRow], *, query: str, now: datetime) -> str:
+    """The table's ETag value: a digest of what it shows (each row's values, its "since" as
+    shown, the filter and the markup), not of when it was asked, so an unchanged fleet
+    matches."""
+    shown = [
+        {
+            **{k: v for k, v in asdict(row).items() if k not in NOT_SHOWN},
+            "since": row.since_at
+            and (f"{row.since_at:%Y-%m-%d %H:%M}", dashboard_tags.ago(row.since_at, now)),
+        }
+        for row in rows
+    ]
+    body = json.dumps([_fleet_markup_version(), query, POLL_S, shown], default=str)
+    return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
 @require_GET
 @dashboard_login_required
+@vary_on_headers("HX-Request")  # the fragment and the page share the URL, not a cache entry
 def fleet(request: HttpRequest) -> HttpResponse:
-    """`/app/`: every visible site; an htmx request (the poll, the filter) gets the table."""
+    """`/app/`: every visible site; an htmx request (the poll, the filter) gets the table, with
+    its ETag; the poll sends it back (If-None-Match), and an unchanged table is a 304."""
     form = FleetFilterForm(request.GET)
     rows = form.filtered(services.fleet_rows(request.user))
-    context = {
-        "form": form,
-        "rows": rows,
-        "query": request.GET.urlencode(),
-        "poll_s": POLL_S,
-        "now": timezone.now(),
-        # `/app/sites/{site_id}/` (fixed in the contract): one reverse, not one per row.
-        "sites_url": reverse("dashboard:fleet") + "sites/",
-    }
-    template = "dashboard/_fleet_table.html" if wants_fragment(request) else "dashboard/fleet.html"
-    return render(request, template, context)
+    now = timezone.now()
+    query = request.GET.urlencode()
+    digest = fleet_digest(rows, query=query, now=now)
+    tag = etag(digest)
+    fragment = wants_fragment(request)
+    if fragment and none_match(request, digest):
+        response: HttpResponse = HttpResponseNotModified()
+    else:
+        context = {
+            "form": form,
+            "rows": rows,
+            "query": query,
+            "poll_s": POLL_S,
+            # The table's own copy of its ETag, sent with its poll (htmx keeps no cache).
+            "poll_headers": json.dumps({"If-None-Match": tag}),
+            "now": now,
+            # `/app/sites/{site_id}/` (fixed in the contract): one reverse, not one per row.
+            "sites_url": reverse("dashboard:fleet") + "sites/",
+        }
+        response = render(request, FLEET_TABLE if fragment else "dashboard/fleet.html", context)
+    if fragment:
+        response["ETag"] = tag
+    patch_cache_control(response, private=True, no_cache=True)
+    return response
 
 
 # --- one site -------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ show, the chart data and the CSV export, the dispatch form, and bounded query co
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -14,12 +15,18 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from enexa.alerts.models import Alert
-from enexa.dashboard import services
+from enexa.dashboard import services, views
 from enexa.dashboard.choices import CHART_RANGES, ChartRange
 from enexa.dispatch.models import Command
 from enexa.optimizer.models import Plan
 from enexa.registry.choices import MemberRole
-from enexa.telemetry.models import Event, OutageReport, StaleMinute
+from enexa.telemetry.models import (
+    Event,
+    OutageReport,
+    SiteStatus,
+    SiteStatusTransition,
+    StaleMinute,
+)
 from tests import factories
 from tests.factories import (
     ChargerFactory,
@@ -292,6 +299,103 @@ def test_htmx_restoring_the_fleet_from_history_gets_the_whole_page(site, operato
         "/app/?sort=soc", HTTP_HX_REQUEST="true", HTTP_HX_HISTORY_RESTORE_REQUEST="true"
     )
     assert "<html" in response.content.decode()
+
+
+POLL = {"HTTP_HX_REQUEST": "true"}
+
+
+def settled(site):
+    """An equipped site online for two days (its "since" no longer moves each second)."""
+    equip(site)
+    SiteStatusTransition.objects.create(
+        site=site, online=True, at=timezone.now() - timedelta(days=2), reason="status"
+    )
+    return site
+
+
+def test_an_unchanged_fleet_answers_its_poll_304_without_a_body(site, operator):
+    settled(site)
+    client = logged_in(operator)
+    first = client.get("/app/", **POLL)
+    assert first.status_code == 200 and 'data-site="SITE001"' in first.content.decode()
+    tag = first["ETag"]
+    assert tag.startswith('"') and tag.endswith('"')
+    assert "HX-Request" in first["Vary"]
+    assert "no-cache" in first["Cache-Control"] and "private" in first["Cache-Control"]
+    again = client.get("/app/", HTTP_IF_NONE_MATCH=tag, **POLL)
+    assert again.status_code == 304 and again.content == b""
+    assert again["ETag"] == tag and "HX-Request" in again["Vary"]
+    weak = client.get("/app/", HTTP_IF_NONE_MATCH=f"W/{tag}", **POLL)  # via a compressing proxy
+    assert weak.status_code == 304
+
+
+def test_the_page_hands_its_table_the_etag_for_its_first_poll(site, operator):
+    settled(site)
+    client = logged_in(operator)
+    page = client.get("/app/")
+    tag = client.get("/app/", **POLL)["ETag"]
+    assert "ETag" not in page  # the whole page (with its CSRF token) is never a 304
+    header = json.dumps({"If-None-Match": tag}).replace('"', "&quot;")
+    assert f'hx-headers="{header}"' in page.content.decode()
+    assert client.get("/app/", HTTP_IF_NONE_MATCH=tag).status_code == 200
+    restore = client.get(
+        "/app/", HTTP_IF_NONE_MATCH=tag, HTTP_HX_HISTORY_RESTORE_REQUEST="true", **POLL
+    )
+    assert restore.status_code == 200 and "<html" in restore.content.decode()
+
+
+def test_a_change_the_table_shows_answers_the_poll_with_the_new_table(site, operator):
+    settled(site)
+    client = logged_in(operator)
+    tag = client.get("/app/", **POLL)["ETag"]
+    add_reading(site, timezone.now(), soc=61.5)
+    changed = client.get("/app/", HTTP_IF_NONE_MATCH=tag, **POLL)
+    assert changed.status_code == 200 and "61.5 %" in changed.content.decode()
+    assert changed["ETag"] != tag
+
+
+def test_a_change_the_table_does_not_show_still_answers_304(site, operator):
+    settled(site)
+    client = logged_in(operator)
+    tag = client.get("/app/", **POLL)["ETag"]
+    SiteStatus.objects.filter(site=site).update(last_seen_at=timezone.now())  # a status report
+    assert client.get("/app/", HTTP_IF_NONE_MATCH=tag, **POLL).status_code == 304
+
+
+def test_each_filter_has_its_own_etag(site, other_site, staff):
+    settled(site)
+    client = logged_in(staff)
+    tag = client.get("/app/", **POLL)["ETag"]
+    filtered = client.get("/app/?q=SITE001", HTTP_IF_NONE_MATCH=tag, **POLL)
+    assert filtered.status_code == 200 and filtered["ETag"] != tag
+
+
+def test_the_etag_follows_the_since_column_as_shown_not_the_clock(site, operator):
+    settled(site)
+    now = timezone.now()
+    rows = services.fleet_rows(operator, now=now)
+
+    def digest(at):
+        return views.fleet_digest(rows, query="", now=at)
+
+    assert digest(now) == digest(now + timedelta(seconds=5))  # still "(2 d)"
+    assert digest(now) != digest(now + timedelta(days=1))  # "(3 d)"
+    assert digest(now) != views.fleet_digest(rows, query="sort=soc", now=now)
+
+
+def test_the_fleets_phone_labels_are_the_words_of_its_header():
+    from django.contrib.staticfiles import finders
+
+    css = open(finders.find("dashboard/dashboard.css")).read()
+    labels = re.findall(r'table\.fleet td:nth-child\((\d+)\)::before \{ content: "([^"]+): "', css)
+    template = (
+        Path(views.__file__).parent / "templates" / "dashboard" / "_fleet_table.html"
+    ).read_text()
+    header = re.findall(r"<th>([^<]+)</th>", template)
+    assert [int(n) for n, _ in labels] == list(range(1, len(header) + 1))
+    assert [word for _, word in labels] == header
+    row = template.split("<tr data-site")[1].split("</tr>")[0]
+    assert row.count("<td>") == len(header)  # no class nor data-label on the fleet's cells
 
 
 def _fleet_world(count: int):
