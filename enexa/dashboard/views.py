@@ -20,6 +20,7 @@ from django.http import (
     HttpResponse,
     HttpResponseNotModified,
     JsonResponse,
+    QueryDict,
     StreamingHttpResponse,
 )
 from django.shortcuts import get_object_or_404, redirect, render
@@ -185,7 +186,7 @@ def fleet(request: HttpRequest) -> HttpResponse:
             "rows": rows,
             "query": query,
             "poll_s": POLL_S,
-            # The table's own copy of its ETag, sent with its poll (htmx keeps no cache).
+            # The table's own copy of its ETag, sent back with its poll (htmx sends none itself).
             "poll_headers": json.dumps({"If-None-Match": tag}),
             "now": now,
             # `/app/sites/{site_id}/` (fixed in the contract): one reverse, not one per row.
@@ -209,7 +210,9 @@ def site_page(request: HttpRequest, site_id: str) -> HttpResponse:
     return _render_site(request, site)
 
 
-def _dispatch_form(site: Site, data=None, chargers=None) -> DispatchForm:
+def _dispatch_form(
+    site: Site, data: QueryDict | None = None, chargers: dict[str, float | None] | None = None
+) -> DispatchForm:
     """The dispatch form offering the site's chargers (read unless given)."""
     return DispatchForm(
         data, chargers=services.site_chargers(site) if chargers is None else chargers
