@@ -1,8 +1,9 @@
-"""The dashboard on the server: the fleet page for 500 sites (target < 300 ms) and a site's chart
-data for a week at 15-minute resolution (target < 100 ms), each through the whole Django stack
-with a logged-in session, on a throw-away test database whose aggregates are built as the
-worker builds them (the chart reads them). The floor is a bare Django view
-answered by the same client in the same run; the load average is taken before and after.
+"""The dashboard on the server: the fleet page for 500 sites (target < 300 ms), its table's poll
+(the fragment, and the same poll answered 304 when nothing changed) and a site's chart data for
+a week at 15-minute resolution (target < 100 ms), each through the whole Django stack with a
+logged-in session, on a throw-away test database whose aggregates are built as the worker
+builds them (the chart reads them). The floor is a bare Django view answered by the same client
+in the same run; the load average is taken before and after.
 
 Results: bench/results/dashboard-<database>.json (sqlite by default, postgresql with
 DATABASE_URL naming one). `python -m bench dashboard`."""
@@ -37,12 +38,15 @@ def bare(request):
 urlpatterns: list = []
 
 
-def _measure(client, url: str, requests: int = REQUESTS, before=None) -> dict:
-    """`before`, when given, runs ahead of each request, outside its time and its queries."""
+def _measure(
+    client, url: str, requests: int = REQUESTS, before=None, headers=None, status: int = 200
+) -> dict:
+    """`before`, when given, runs ahead of each request, outside its time and its queries;
+    `headers` go with each request, which must answer `status`."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    client.get(url)  # warm caches (templates, the query plan) outside the figures
+    client.get(url, headers=headers)  # warm caches (templates, query plans) outside the figures
     timings, cpu = [], []
     queries = 0
     for _ in range(requests):
@@ -50,11 +54,11 @@ def _measure(client, url: str, requests: int = REQUESTS, before=None) -> dict:
             before()
         with CaptureQueriesContext(connection) as captured:
             started, started_cpu = time.perf_counter(), time.process_time()
-            response = client.get(url)
+            response = client.get(url, headers=headers)
             timings.append((time.perf_counter() - started) * 1000)
             cpu.append((time.process_time() - started_cpu) * 1000)
         queries += len(captured)
-        assert response.status_code == 200, response.status_code
+        assert response.status_code == status, response.status_code
     timings.sort()
     return {
         "requests": requests,
@@ -70,12 +74,19 @@ def _measure(client, url: str, requests: int = REQUESTS, before=None) -> dict:
 
 
 def _fleet(now) -> None:
-    """SITES sites, each with a status, a few readings with two chargers, an alarm, and a
-    controller (whose configuration version 1 its creation signal makes); one release newer
-    than what they run."""
+    """SITES sites, each with a status and its last online/offline transition two days ago, a
+    few readings with two chargers, an alarm, and a controller (whose configuration version 1
+    its creation signal makes); one release newer than what they run."""
     from enexa.firmware.models import FirmwareRelease
     from enexa.registry.models import Controller, Site
-    from enexa.telemetry.models import ChargerValue, Event, SiteStatus, TelemetryReading
+    from enexa.telemetry.choices import TransitionReason
+    from enexa.telemetry.models import (
+        ChargerValue,
+        Event,
+        SiteStatus,
+        SiteStatusTransition,
+        TelemetryReading,
+    )
 
     sites = Site.objects.bulk_create(
         Site(code=f"SITE{i:04d}", name=f"Hub {i}", grid_connection_limit_kw=400.0)
@@ -83,6 +94,13 @@ def _fleet(now) -> None:
     )
     SiteStatus.objects.bulk_create(
         SiteStatus(site=s, online=i % 10 != 0, last_seen_at=now, mode="auto")
+        for i, s in enumerate(sites)
+    )
+    # A fleet that has run a while: "since" two days, not seconds (which change every poll).
+    SiteStatusTransition.objects.bulk_create(
+        SiteStatusTransition(
+            site=s, online=i % 10 != 0, at=now - timedelta(days=2), reason=TransitionReason.STATUS
+        )
         for i, s in enumerate(sites)
     )
     readings = TelemetryReading.objects.bulk_create(
@@ -220,6 +238,16 @@ def _run() -> dict:
     load_before = os.getloadavg()
     floor = _measure(client, "/bench/bare", REQUESTS * 5)
     fleet = _measure(client, "/app/")
+    # The table's poll every few seconds (htmx: the fragment only), and the same poll when the
+    # fleet has not changed since the browser's copy (its ETag in If-None-Match: 304, no body).
+    poll = {"HX-Request": "true"}
+    fleet_poll = _measure(client, "/app/", headers=poll)
+    poll_etag = client.get("/app/", headers=poll).headers.get("ETag")
+    fleet_poll_unchanged = (
+        _measure(client, "/app/", headers={**poll, "If-None-Match": poll_etag}, status=304)
+        if poll_etag
+        else None
+    )
     charts = {
         r: _measure(client, f"/app/sites/WEEK1/chart?range={r}") for r in ("hour", "day", "week")
     }
@@ -241,6 +269,8 @@ def _run() -> dict:
         "load_average_after": [round(x, 2) for x in load_after],
         "floor_bare_view": floor,
         "fleet_page": {**fleet, "target_ms": FLEET_TARGET_MS},
+        "fleet_poll": fleet_poll,
+        "fleet_poll_unchanged": fleet_poll_unchanged,
         "chart_data": {
             **{k: v for k, v in charts.items() if k != "week"},
             "week": {**charts["week"], "target_ms": CHART_WEEK_TARGET_MS},

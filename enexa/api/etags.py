@@ -1,4 +1,5 @@
-"""ETag helpers: versions as strong ETags, `If-Match` / `If-None-Match` parsed once."""
+"""ETag helpers: versions (or digests) as strong ETags, `If-Match` / `If-None-Match` parsed
+once."""
 
 from django.http import HttpRequest
 
@@ -13,7 +14,7 @@ class PreconditionRequired(DomainError):
     title = "Precondition required"
 
 
-def etag(version: int) -> str:
+def etag(version: int | str) -> str:
     return f'"{version}"'
 
 
@@ -21,8 +22,9 @@ def _tags(header: str) -> list[str]:
     return [tag.strip().removeprefix("W/").strip('"') for tag in header.split(",") if tag.strip()]
 
 
-def none_match(request: HttpRequest, version: int) -> bool:
-    """`If-None-Match` names `version` (or `*`): the client's copy is current, answer 304."""
+def none_match(request: HttpRequest, version: int | str) -> bool:
+    """`If-None-Match` names `version` (or `*`): the client's copy is current, answer 304. Weak
+    tags (`W/"5"`, as a compressing proxy passes them on) compare by their value."""
     header = request.headers.get("If-None-Match")
     if not header:
         return False

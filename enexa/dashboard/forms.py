@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 from django import forms
 
@@ -31,7 +32,9 @@ class DispatchForm(forms.Form):
     command = forms.ChoiceField(choices=FORM_COMMANDS)
     power_kw = forms.FloatField(required=False, label="Battery power (kW, + discharge, − charge)")
     unit_id = forms.CharField(required=False, max_length=32, label="Battery unit (blank: all)")
-    charger_id = forms.CharField(required=False, max_length=32, label="Charger")
+    # The site's chargers (set per form): a value not among them, forged or stale, is this
+    # field's error, as the gateway would refuse an unknown charger.
+    charger_id = forms.ChoiceField(required=False, label="Charger")
     limit_kw = forms.FloatField(required=False, label="Limit (kW)")
     mode = forms.ChoiceField(choices=[("", "—"), *((m, m) for m in MODES)], required=False)
     confirm = forms.BooleanField(
@@ -39,6 +42,16 @@ class DispatchForm(forms.Form):
         label="I confirm: send this command to the site now",
         error_messages={"required": "Tick to confirm before the command is sent."},
     )
+
+    def __init__(
+        self, *args: Any, chargers: Mapping[str, float | None] | None = None, **kwargs: Any
+    ):
+        """`chargers`: code -> maximum power in kW (enexa.dashboard.services.site_chargers)."""
+        super().__init__(*args, **kwargs)
+        self.chargers = dict(chargers or {})
+        offered = [(code, charger_label(code, kw)) for code, kw in self.chargers.items()]
+        blank = "—" if offered else "— (no charger configured)"
+        cast(forms.ChoiceField, self.fields["charger_id"]).choices = [("", blank), *offered]
 
     def params(self) -> dict[str, Any]:
         data = self.cleaned_data
@@ -58,3 +71,7 @@ class DispatchForm(forms.Form):
                 self.add_error(target, message if target else f"{key}: {message}")
         if not errors:
             self.add_error(None, detail)
+
+
+def charger_label(code: str, max_kw: float | None) -> str:
+    return f"{code} (up to {max_kw:g} kW)" if max_kw else code

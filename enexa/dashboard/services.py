@@ -15,7 +15,8 @@ from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from enexa.alerts.models import UNRESOLVED, Alert
-from enexa.configs.models import ConfigState
+from enexa.configs.limits import limits_for_site
+from enexa.configs.models import ConfigState, ConfigVersion
 from enexa.core.visibility import visible_sites
 from enexa.dispatch import services as dispatch_services
 from enexa.dispatch import tasks as dispatch_tasks
@@ -286,6 +287,21 @@ def site_controllers(site: Site) -> list[ControllerView]:
             )
         )
     return views
+
+
+def site_chargers(site: Site) -> dict[str, float | None]:
+    """The chargers a command may name, by code, with their maximum power (kW, None when not
+    known): those in the limits of the site's current configuration versions, the list the
+    gateway checks `charger_id` against (built from the registry's equipment), or the
+    registry's own when no controller has a configuration yet. One query (two then)."""
+    current = ConfigVersion.objects.filter(
+        controller__site=site, number=F("controller__config_state__version")
+    ).values_list("limits", flat=True)
+    chargers: dict[str, float | None] = {}
+    for limits in list(current) or [limits_for_site(site)]:
+        for code, spec in ((limits or {}).get("chargers") or {}).items():
+            chargers[code] = spec.get("max_power_kw") if isinstance(spec, dict) else None
+    return dict(sorted(chargers.items()))
 
 
 def live_state(site: Site, *, now: datetime | None = None) -> dict[str, Any]:

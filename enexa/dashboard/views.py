@@ -4,8 +4,12 @@ with the API's site rules (enexa.core.visibility: another site is 404, viewers o
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import logging
-from datetime import timedelta
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib import messages
@@ -14,17 +18,22 @@ from django.contrib.auth.decorators import login_required
 from django.http import (
     HttpRequest,
     HttpResponse,
-    HttpResponseForbidden,
+    HttpResponseNotModified,
     JsonResponse,
+    QueryDict,
     StreamingHttpResponse,
 )
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import get_template
 from django.urls import reverse, reverse_lazy
 from django.utils import timezone
+from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
 from enexa.api.errors import PROBLEM_CONTENT_TYPE, problem_body
+from enexa.api.etags import etag, none_match
 from enexa.api.throttling import check_and_add, key_prefix, parse_rate
 from enexa.core.errors import DomainError
 from enexa.core.network import client_ip
@@ -39,6 +48,7 @@ from . import services
 from .choices import CHART_RANGES, ChartRange
 from .filters import FleetFilterForm
 from .forms import DispatchForm
+from .templatetags import dashboard as dashboard_tags
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +74,13 @@ def dashboard_login_required(view):
         return guarded(request, *args, **kwargs)
 
     return wrapper
+
+
+def wants_fragment(request: HttpRequest) -> bool:
+    """An htmx request that swaps a part of the page (not one restoring a whole page from
+    history, as after the back button)."""
+    htmx = getattr(request, "htmx", None)  # absent when a middleware before it refused
+    return bool(htmx) and not htmx.history_restore_request
 
 
 def _site_or_404(request: HttpRequest, site_id: str) -> Site:
@@ -118,25 +135,68 @@ class PasswordChangeDoneView(auth_views.PasswordChangeDoneView):
 # --- the fleet ------------------------------------------------------------------------------------
 
 
+FLEET_TABLE = "dashboard/_fleet_table.html"
+# What a fleet row holds that the table does not show (the "since" column is digested as shown).
+NOT_SHOWN = ("since_at", "last_seen_at", "reading_at")
+
+
+@functools.cache
+def _fleet_markup_version() -> str:
+    """Changes with the table's markup (its template and tags), so that after a deployment an
+    unchanged fleet is not answered 304 to a browser holding the old markup."""
+    source = get_template(FLEET_TABLE).template.source.encode()  # type: ignore[attr-defined]
+    tags = Path(dashboard_tags.__file__).read_bytes()
+    return hashlib.sha256(source + tags).hexdigest()[:12]
+
+
+def fleet_digest(rows: list[services.FleetRow], *, query: str, now: datetime) -> str:
+    """The table's ETag value: a digest of what it shows (each row's values, its "since" as
+    shown, the filter and the markup), not of when it was asked, so an unchanged fleet
+    matches."""
+    shown = [
+        {
+            **{k: v for k, v in asdict(row).items() if k not in NOT_SHOWN},
+            "since": row.since_at
+            and (f"{row.since_at:%Y-%m-%d %H:%M}", dashboard_tags.ago(row.since_at, now)),
+        }
+        for row in rows
+    ]
+    body = json.dumps([_fleet_markup_version(), query, POLL_S, shown], default=str)
+    return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
 @require_GET
 @dashboard_login_required
+@vary_on_headers("HX-Request")  # the fragment and the page share the URL, not a cache entry
 def fleet(request: HttpRequest) -> HttpResponse:
-    """`/app/`: every visible site; an htmx request (the poll, the filter) gets the table."""
+    """`/app/`: every visible site; an htmx request (the poll, the filter) gets the table, with
+    its ETag; the poll sends it back (If-None-Match), and an unchanged table is a 304."""
     form = FleetFilterForm(request.GET)
     rows = form.filtered(services.fleet_rows(request.user))
-    context = {
-        "form": form,
-        "rows": rows,
-        "query": request.GET.urlencode(),
-        "poll_s": POLL_S,
-        "now": timezone.now(),
-        # `/app/sites/{site_id}/` (fixed in the contract): one reverse, not one per row.
-        "sites_url": reverse("dashboard:fleet") + "sites/",
-    }
-    # htmx restoring a page from history (back button after a filter) needs the whole page.
-    fragment = request.htmx and not request.htmx.history_restore_request
-    template = "dashboard/_fleet_table.html" if fragment else "dashboard/fleet.html"
-    return render(request, template, context)
+    now = timezone.now()
+    query = request.GET.urlencode()
+    digest = fleet_digest(rows, query=query, now=now)
+    tag = etag(digest)
+    fragment = wants_fragment(request)
+    if fragment and none_match(request, digest):
+        response: HttpResponse = HttpResponseNotModified()
+    else:
+        context = {
+            "form": form,
+            "rows": rows,
+            "query": query,
+            "poll_s": POLL_S,
+            # The table's own copy of its ETag, sent back with its poll (htmx sends none itself).
+            "poll_headers": json.dumps({"If-None-Match": tag}),
+            "now": now,
+            # `/app/sites/{site_id}/` (fixed in the contract): one reverse, not one per row.
+            "sites_url": reverse("dashboard:fleet") + "sites/",
+        }
+        response = render(request, FLEET_TABLE if fragment else "dashboard/fleet.html", context)
+    if fragment:
+        response["ETag"] = tag
+    patch_cache_control(response, private=True, no_cache=True)
+    return response
 
 
 # --- one site -------------------------------------------------------------------------------------
@@ -147,13 +207,24 @@ def fleet(request: HttpRequest) -> HttpResponse:
 def site_page(request: HttpRequest, site_id: str) -> HttpResponse:
     """`/app/sites/{site_id}/`: live power flow, charts, commands, events, outages, versions."""
     site = _site_or_404(request, site_id)
-    return _render_site(request, site, DispatchForm())
+    return _render_site(request, site)
+
+
+def _dispatch_form(
+    site: Site, data: QueryDict | None = None, chargers: dict[str, float | None] | None = None
+) -> DispatchForm:
+    """The dispatch form offering the site's chargers (read unless given)."""
+    return DispatchForm(
+        data, chargers=services.site_chargers(site) if chargers is None else chargers
+    )
 
 
 def _render_site(
-    request: HttpRequest, site: Site, form: DispatchForm, status: int = 200
+    request: HttpRequest, site: Site, form: DispatchForm | None = None, status: int = 200
 ) -> HttpResponse:
     may_act = may_operate(request.user, site.pk)
+    if may_act and form is None:
+        form = _dispatch_form(site)
     context = {
         "site": site,
         "live": services.live_state(site),
@@ -223,8 +294,8 @@ def dispatch(request: HttpRequest, site_id: str) -> HttpResponse:
     included) come back on the form's fields. Viewers may not (403)."""
     site = _site_or_404(request, site_id)
     if not may_operate(request.user, site.pk):
-        return HttpResponseForbidden("Only staff and the site's operators may dispatch commands.")
-    form = DispatchForm(request.POST)
+        return error_response(request, 403, DISPATCH_REFUSED)
+    form = _dispatch_form(site, request.POST)
     command = None
     if form.is_valid():
         try:
@@ -245,6 +316,32 @@ def dispatch(request: HttpRequest, site_id: str) -> HttpResponse:
         messages.success(request, f"Command {command.command_id} sent ({command.status}).")
         return redirect("dashboard:site", site_id=site.code)
     # Sent: a fresh form, the command named above it (its status follows in the live panel).
-    context = {"site": site, "form": DispatchForm(), "sent": command}
+    fresh = _dispatch_form(site, chargers=form.chargers)
+    context = {"site": site, "form": fresh, "sent": command}
     response = render(request, "dashboard/_dispatch_form.html", context)
     return trigger_client_event(response, "commandSent")  # the live panel reloads at once
+
+
+# --- errors (enexa.urls names these for /app/) ----------------------------------------------------
+
+# The status word and what it means to an operator; never the request's details.
+ERRORS = {
+    403: ("Forbidden", "You may not do this here."),
+    404: ("Not found", "There is no such page, or it is not one of your sites."),
+}
+DISPATCH_REFUSED = "Only staff and the site's operators may send commands to this site."
+CSRF_REFUSED = "The form had expired. Reload the page and try again."
+
+
+def in_dashboard(request: HttpRequest) -> bool:
+    """The request is for the dashboard (mounted at /app/ by enexa.urls, fixed in the contract)."""
+    return request.path_info.startswith("/app/")
+
+
+def error_response(request: HttpRequest, status: int, reason: str = "") -> HttpResponse:
+    """A 403 or 404 in the dashboard's layout, or for an htmx request the small fragment the
+    page shows in its notice area (base.html's htmx config), with its status code."""
+    title, meaning = ERRORS[status]
+    context = {"status": status, "title": title, "reason": reason or meaning}
+    template = "dashboard/_error.html" if wants_fragment(request) else "dashboard/error.html"
+    return render(request, template, context, status=status)

@@ -191,6 +191,8 @@ STATIC_URL = "static/"
 LOGIN_URL = "dashboard:login"
 LOGIN_REDIRECT_URL = "dashboard:fleet"
 LOGOUT_REDIRECT_URL = "dashboard:login"
+# A form posted with a stale or missing CSRF token: the dashboard's own 403 under /app/.
+CSRF_FAILURE_VIEW = "enexa.urls.csrf_failure"
 # `manage.py collectstatic` copies the admin's and the API docs' files here (the demo does it
 # at start, infra/systemd/enexa.service before each start).
 STATIC_ROOT = VAR_DIR / "static"

@@ -2,7 +2,9 @@
 show, the chart data and the CSV export, the dispatch form, and bounded query counts."""
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -13,14 +15,21 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from enexa.alerts.models import Alert
-from enexa.dashboard import services
+from enexa.dashboard import services, views
 from enexa.dashboard.choices import CHART_RANGES, ChartRange
 from enexa.dispatch.models import Command
 from enexa.optimizer.models import Plan
 from enexa.registry.choices import MemberRole
-from enexa.telemetry.models import Event, OutageReport, StaleMinute
+from enexa.telemetry.models import (
+    Event,
+    OutageReport,
+    SiteStatus,
+    SiteStatusTransition,
+    StaleMinute,
+)
 from tests import factories
 from tests.factories import (
+    ChargerFactory,
     ControllerFactory,
     FirmwareReleaseFactory,
     MembershipFactory,
@@ -292,6 +301,103 @@ def test_htmx_restoring_the_fleet_from_history_gets_the_whole_page(site, operato
     assert "<html" in response.content.decode()
 
 
+POLL = {"HTTP_HX_REQUEST": "true"}
+
+
+def settled(site):
+    """An equipped site online for two days (its "since" no longer moves each second)."""
+    equip(site)
+    SiteStatusTransition.objects.create(
+        site=site, online=True, at=timezone.now() - timedelta(days=2), reason="status"
+    )
+    return site
+
+
+def test_an_unchanged_fleet_answers_its_poll_304_without_a_body(site, operator):
+    settled(site)
+    client = logged_in(operator)
+    first = client.get("/app/", **POLL)
+    assert first.status_code == 200 and 'data-site="SITE001"' in first.content.decode()
+    tag = first["ETag"]
+    assert tag.startswith('"') and tag.endswith('"')
+    assert "HX-Request" in first["Vary"]
+    assert "no-cache" in first["Cache-Control"] and "private" in first["Cache-Control"]
+    again = client.get("/app/", HTTP_IF_NONE_MATCH=tag, **POLL)
+    assert again.status_code == 304 and again.content == b""
+    assert again["ETag"] == tag and "HX-Request" in again["Vary"]
+    weak = client.get("/app/", HTTP_IF_NONE_MATCH=f"W/{tag}", **POLL)  # via a compressing proxy
+    assert weak.status_code == 304
+
+
+def test_the_page_hands_its_table_the_etag_for_its_first_poll(site, operator):
+    settled(site)
+    client = logged_in(operator)
+    page = client.get("/app/")
+    tag = client.get("/app/", **POLL)["ETag"]
+    assert "ETag" not in page  # the whole page (with its CSRF token) is never a 304
+    header = json.dumps({"If-None-Match": tag}).replace('"', "&quot;")
+    assert f'hx-headers="{header}"' in page.content.decode()
+    assert client.get("/app/", HTTP_IF_NONE_MATCH=tag).status_code == 200
+    restore = client.get(
+        "/app/", HTTP_IF_NONE_MATCH=tag, HTTP_HX_HISTORY_RESTORE_REQUEST="true", **POLL
+    )
+    assert restore.status_code == 200 and "<html" in restore.content.decode()
+
+
+def test_a_change_the_table_shows_answers_the_poll_with_the_new_table(site, operator):
+    settled(site)
+    client = logged_in(operator)
+    tag = client.get("/app/", **POLL)["ETag"]
+    add_reading(site, timezone.now(), soc=61.5)
+    changed = client.get("/app/", HTTP_IF_NONE_MATCH=tag, **POLL)
+    assert changed.status_code == 200 and "61.5 %" in changed.content.decode()
+    assert changed["ETag"] != tag
+
+
+def test_a_change_the_table_does_not_show_still_answers_304(site, operator):
+    settled(site)
+    client = logged_in(operator)
+    tag = client.get("/app/", **POLL)["ETag"]
+    SiteStatus.objects.filter(site=site).update(last_seen_at=timezone.now())  # a status report
+    assert client.get("/app/", HTTP_IF_NONE_MATCH=tag, **POLL).status_code == 304
+
+
+def test_each_filter_has_its_own_etag(site, other_site, staff):
+    settled(site)
+    client = logged_in(staff)
+    tag = client.get("/app/", **POLL)["ETag"]
+    filtered = client.get("/app/?q=SITE001", HTTP_IF_NONE_MATCH=tag, **POLL)
+    assert filtered.status_code == 200 and filtered["ETag"] != tag
+
+
+def test_the_etag_follows_the_since_column_as_shown_not_the_clock(site, operator):
+    settled(site)
+    now = timezone.now()
+    rows = services.fleet_rows(operator, now=now)
+
+    def digest(at):
+        return views.fleet_digest(rows, query="", now=at)
+
+    assert digest(now) == digest(now + timedelta(seconds=5))  # still "(2 d)"
+    assert digest(now) != digest(now + timedelta(days=1))  # "(3 d)"
+    assert digest(now) != views.fleet_digest(rows, query="sort=soc", now=now)
+
+
+def test_the_fleets_phone_labels_are_the_words_of_its_header():
+    from django.contrib.staticfiles import finders
+
+    css = open(finders.find("dashboard/dashboard.css")).read()
+    labels = re.findall(r'table\.fleet td:nth-child\((\d+)\)::before \{ content: "([^"]+): "', css)
+    template = (
+        Path(views.__file__).parent / "templates" / "dashboard" / "_fleet_table.html"
+    ).read_text()
+    header = re.findall(r"<th>([^<]+)</th>", template)
+    assert [int(n) for n, _ in labels] == list(range(1, len(header) + 1))
+    assert [word for _, word in labels] == header
+    row = template.split("<tr data-site")[1].split("</tr>")[0]
+    assert row.count("<td>") == len(header)  # no class nor data-label on the fleet's cells
+
+
 def _fleet_world(count: int):
     staff = StaffFactory()
     FirmwareReleaseFactory(version="1.1.0")
@@ -336,7 +442,7 @@ def test_the_site_page_reads_a_fixed_number_of_queries(
             site=site, silent_since=timezone.now(), offline_at=timezone.now(), interval_s=5
         )
     client = logged_in(operator)
-    with django_assert_max_num_queries(18):  # the plan in force included
+    with django_assert_max_num_queries(19):  # the plan in force and the chargers included
         assert client.get(f"/app/sites/{site.code}/").status_code == 200
 
 
@@ -624,6 +730,68 @@ def test_a_missing_parameter_is_named_as_the_api_names_it(site, operator):
     assert "This field is required." in field
 
 
+def charger_options(page: str) -> list[str]:
+    """The values the dispatch form's charger select offers."""
+    select = page.split('<select name="charger_id"')[1].split("</select>")[0]
+    return re.findall(r'<option value="([^"]*)"', select)
+
+
+def test_the_dispatch_form_offers_the_chargers_of_the_sites_configuration(
+    site, other_site, operator
+):
+    ChargerFactory(site=site, code="CHG7", max_power_kw=150.0)
+    ControllerFactory(site=site)
+    ChargerFactory(site=site, code="CHG3")  # after the controller: its configuration follows
+    ChargerFactory(site=other_site, code="CHG9")
+    page = logged_in(operator).get(f"/app/sites/{site.code}/").content.decode()
+    assert charger_options(page) == ["", "CHG3", "CHG7"]
+    assert ">CHG7 (up to 150 kW)</option>" in page
+
+
+def test_a_site_without_a_configuration_yet_offers_the_registrys_chargers(site, operator):
+    ChargerFactory(site=site, code="CHG5")
+    page = logged_in(operator).get(f"/app/sites/{site.code}/").content.decode()
+    assert charger_options(page) == ["", "CHG5"]
+
+
+def test_a_site_without_chargers_says_so_in_the_select(site, operator):
+    page = logged_in(operator).get(f"/app/sites/{site.code}/").content.decode()
+    assert charger_options(page) == [""] and "no charger configured" in page
+
+
+@pytest.mark.parametrize("forged", ["CHG9", "CHG7 ", "chg7", "x" * 40])
+def test_a_charger_id_not_among_the_sites_is_the_forms_field_error(
+    site, other_site, operator, forged
+):
+    ChargerFactory(site=site, code="CHG7")
+    ChargerFactory(site=other_site, code="CHG9")
+    ControllerFactory(site=site)
+    response = logged_in(operator).post(
+        f"/app/sites/{site.code}/commands",
+        {"command": "set_charger_power_limit", "charger_id": forged, "limit_kw": "50",
+         "confirm": "on"},
+        HTTP_HX_REQUEST="true",
+    )  # fmt: skip
+    assert response.status_code == 422
+    field = response.content.decode().split('data-field="charger_id"')[1].split("</div>")[0]
+    assert "Select a valid choice" in field
+    assert not Command.objects.exists()
+
+
+def test_an_operator_limits_a_charger_chosen_from_the_select(site, operator, enqueued):
+    ChargerFactory(site=site, code="CHG7", max_power_kw=150.0)
+    ControllerFactory(site=site)
+    response = logged_in(operator).post(
+        f"/app/sites/{site.code}/commands",
+        {"command": "set_charger_power_limit", "charger_id": "CHG7", "limit_kw": "50",
+         "confirm": "on"},
+        HTTP_HX_REQUEST="true",
+    )  # fmt: skip
+    assert response.status_code == 200
+    assert Command.objects.get().params == {"charger_id": "CHG7", "limit_kw": 50.0}
+    assert charger_options(response.content.decode()) == ["", "CHG7"]  # the fresh form
+
+
 def test_the_live_panel_shows_each_commands_status(site, operator):
     Command.objects.create(
         command_id="c-applied",
@@ -637,6 +805,104 @@ def test_the_live_panel_shows_each_commands_status(site, operator):
     page = logged_in(operator).get(f"/app/sites/{site.code}/live").content.decode()
     assert 'data-command-id="c-applied"' in page and 'data-status="applied"' in page
     assert "<html" not in page
+
+
+# --- error pages --------------------------------------------------------------------------
+
+# Django's own bare pages, which no /app/ answer may be.
+DJANGO_404 = "The requested resource was not found on this server."
+DJANGO_403 = "<h1>403 Forbidden</h1>"
+DJANGO_CSRF = "CSRF verification failed"
+
+
+def assert_dashboard_error_page(response, status: int, word: str) -> str:
+    """The dashboard's layout (its header, the way back to the fleet), the status in words,
+    nothing of Django's bare pages; returns the page."""
+    page = response.content.decode()
+    assert response.status_code == status
+    assert response["Content-Type"].startswith("text/html")
+    assert 'class="topbar"' in page and 'href="/app/">Back to the fleet' in page
+    assert f"<h1>{word} " in page and f'data-error="{status}"' in page
+    for bare in (DJANGO_404, DJANGO_403, DJANGO_CSRF, "Traceback"):
+        assert bare not in page
+    return page
+
+
+def assert_dashboard_error_fragment(response, status: int, word: str) -> str:
+    """For htmx: the small fragment the page shows in its notice area, no layout."""
+    page = response.content.decode()
+    assert response.status_code == status
+    assert "<html" not in page
+    assert 'class="topbar"' not in page and 'role="alert"' in page
+    assert f"<strong>{word}</strong> ({status})" in page and 'href="/app/"' in page
+    return page
+
+
+@pytest.mark.parametrize("path", ["/app/nowhere/", "/app/sites/SITE001/nothing-here"])
+def test_a_dashboard_page_that_does_not_exist_is_a_404_in_the_dashboards_layout(
+    site, operator, path
+):
+    page = assert_dashboard_error_page(logged_in(operator).get(path), 404, "Not found")
+    assert "nowhere" not in page and "nothing-here" not in page  # no echo of the request
+    assert "operator" in page  # the header of a logged-in operator
+
+
+def test_an_anonymous_visitor_to_a_missing_dashboard_page_gets_the_404_page_too():
+    page = assert_dashboard_error_page(Client().get("/app/nowhere/"), 404, "Not found")
+    assert "Log out" not in page
+
+
+def test_another_operators_site_is_the_dashboards_404_naming_nothing_of_it(site, stranger):
+    client = logged_in(stranger)
+    page = assert_dashboard_error_page(client.get(f"/app/sites/{site.code}/"), 404, "Not found")
+    assert site.code not in page and site.name not in page
+    fragment = client.get(f"/app/sites/{site.code}/live", HTTP_HX_REQUEST="true")
+    assert site.code not in assert_dashboard_error_fragment(fragment, 404, "Not found")
+
+
+def test_a_viewers_dispatch_is_the_dashboards_403_page_and_fragment(site, viewer):
+    client = logged_in(viewer)
+    data = {"command": "set_mode", "mode": "safe", "confirm": "on"}
+    url = f"/app/sites/{site.code}/commands"
+    page = assert_dashboard_error_page(client.post(url, data), 403, "Forbidden")
+    assert "Only staff and the site&#x27;s operators" in page
+    assert_dashboard_error_fragment(
+        client.post(url, data, HTTP_HX_REQUEST="true"), 403, "Forbidden"
+    )
+    assert not Command.objects.exists()
+
+
+def test_a_form_posted_with_a_stale_csrf_token_is_the_dashboards_403(site, operator):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(operator)
+    url = f"/app/sites/{site.code}/commands"
+    data = {"command": "set_mode", "mode": "safe", "confirm": "on", "csrfmiddlewaretoken": "x"}
+    page = assert_dashboard_error_page(client.post(url, data), 403, "Forbidden")
+    assert "Reload the page" in page
+    assert_dashboard_error_fragment(
+        client.post(url, data, HTTP_HX_REQUEST="true"), 403, "Forbidden"
+    )
+    login = Client(enforce_csrf_checks=True).post("/app/login/", {"username": "operator"})
+    assert_dashboard_error_page(login, 403, "Forbidden")
+    assert not Command.objects.exists()
+
+
+def test_the_api_keeps_its_problem_details_and_the_admin_its_own_pages(site, staff):
+    missing = Client().get("/v1/nowhere")
+    assert missing.status_code == 404
+    assert missing["Content-Type"] == "application/problem+json"
+    assert missing.json()["type"].endswith("/not_found")
+    admin_missing = logged_in(staff).get("/admin/nowhere/")
+    assert admin_missing.status_code == 404
+    assert 'class="topbar"' not in admin_missing.content.decode()
+    admin_login = Client(enforce_csrf_checks=True).post("/admin/login/", {"username": "x"})
+    assert admin_login.status_code == 403 and DJANGO_CSRF in admin_login.content.decode()
+
+
+def test_every_page_has_the_notice_area_htmx_puts_a_403_or_404_into(site, operator):
+    client = logged_in(operator)
+    for path in ("/app/", f"/app/sites/{site.code}/", "/app/password/", "/app/nowhere/"):
+        assert '<div id="notice"' in client.get(path).content.decode(), path
 
 
 # --- assets -------------------------------------------------------------------------------

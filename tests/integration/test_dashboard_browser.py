@@ -1,6 +1,8 @@
 """The dashboard in a real Chromium (Debian's package, driven by Playwright) against both sides
-live: an operator logs in, sees the fleet, opens the site, dispatches from the form and watches
-the command become applied and the battery follow; a viewer finds no dispatch form.
+live: an operator logs in, sees the fleet (an unchanged table's poll answered 304 and left in
+place), opens the site, dispatches from the form and watches the command become applied and the
+battery follow; a viewer finds no dispatch form, and refusals (403, 404) in the dashboard's
+layout or, for htmx, in its notice area.
 
 Screenshots of the fleet and site pages (at 1280 px and at phone width) go to var/screenshots/
 for a reviewer. A browser that cannot start fails the test; it never skips."""
@@ -114,12 +116,35 @@ def test_an_operator_watches_the_site_and_dispatches_from_the_form(live, browser
     assert page.evaluate("getComputedStyle(document.querySelector('.topbar')).display") == "flex"
     shoot(page, "fleet-1280")
 
+    # A table that does not change (a filter no site matches while SITE001 is online): its poll
+    # sends the table's ETag back, Enexa answers 304 without a body and htmx leaves the table
+    # in place (the same element, not swapped); its "updated" time still moves on.
+    page.goto(f"{url}/app/?status=offline")
+    page.evaluate("document.getElementById('fleet').kept = true")
+    updated = page.inner_text("#fleet .updated time")
+    with page.expect_response(
+        lambda r: "status=offline" in r.url and r.request.headers.get("hx-request") == "true"
+    ) as poll:
+        pass
+    assert poll.value.status == 304
+    assert poll.value.request.headers.get("if-none-match", "").startswith('"')
+    page.wait_for_function(
+        f"document.querySelector('#fleet .updated time').textContent !== {updated!r}"
+    )
+    assert page.evaluate("document.getElementById('fleet').kept") is True
+    assert "No site to show for this filter" in page.inner_text("#fleet")
+    page.goto(f"{url}/app/")
+
     row.locator(f'a[href="/app/sites/{SITE}/"]').click()
     page.wait_for_url(f"{url}/app/sites/{SITE}/")
     page.locator("#soc-value[data-soc]").wait_for()
     page.wait_for_function("Number(document.querySelector('#charts').dataset.points) > 0")
     page.evaluate("window.__notReloaded = true")  # gone if anything reloads the whole page
 
+    charger_choices = page.eval_on_selector_all(
+        "#id_charger_id option", "options => options.map(o => o.value)"
+    )
+    assert charger_choices == ["", "CHG1"]  # the site's chargers, as configured
     page.select_option("#id_command", "set_battery_power")
     page.fill("#id_power_kw", "-100")
     page.click("#dispatch-form button[type=submit]")  # not confirmed: the browser refuses
@@ -170,3 +195,27 @@ def test_a_viewer_sees_the_site_but_finds_no_dispatch_form(live, browser):
     assert page.locator("#read-only-note").is_visible()
     assert page.locator("#dispatch-form").count() == 0
     assert page.locator("#id_power_kw").count() == 0
+
+    # htmx requests refused (403) or of another site (404): their fragment shows in the page's
+    # notice area, the page stays as it is.
+    page.evaluate(
+        "htmx.ajax('POST', '/app/sites/SITE001/commands', "
+        "{source: '#read-only-note', target: '#read-only-note', values: {command: 'set_mode'}})"
+    )
+    page.locator('#notice [data-error="403"]').wait_for()
+    assert "Only staff and the site's operators" in page.inner_text("#notice")
+    page.evaluate(
+        "htmx.ajax('GET', '/app/sites/SITE999/live', "
+        "{source: '#read-only-note', target: '#read-only-note'})"
+    )
+    page.locator('#notice [data-error="404"]').wait_for()
+    assert page.locator("#read-only-note").is_visible() and page.locator("#soc-value").count()
+
+    # A page that does not exist: the dashboard's own, with the way back to the fleet.
+    missing = page.goto(f"{url}/app/nowhere/")
+    assert missing is not None and missing.status == 404
+    assert page.inner_text("#error-page h1").startswith("Not found")
+    assert page.locator(".topbar").is_visible()
+    shoot(page, "not-found-1280")
+    page.click("#error-page a.button")
+    page.wait_for_url(f"{url}/app/")
