@@ -7,11 +7,12 @@ for the rate-limit counts, as production does. Writes bench/results/ingest.json.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
+import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -23,6 +24,7 @@ from pathlib import Path
 import psycopg
 import redis
 
+from amperio.procs import Proc, free_port, wait_until
 from demo.bare_enexa import BareEnexa
 from shared.fields import format_timestamp
 
@@ -128,6 +130,30 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def raw_request(port: int, api_key: str, body: bytes) -> bytes:
+    """The bytes of one POST /v1/telemetry, built before the clock starts (HTTP/1.0: the answer
+    ends with the connection, never chunked)."""
+    head = (
+        f"POST /v1/telemetry HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {api_key}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def post_raw(port: int, request: bytes) -> tuple[int, bytes]:
+    """Send one prebuilt request on its own connection (gunicorn's sync workers close it after
+    each answer anyway) and read the answer to the end: a load generator costing a fraction of
+    http.client's CPU, which would otherwise take its share of the server's two cores."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    return int(head[9:12]), body
+
+
 def run_clients(
     port: int,
     api_key: str,
@@ -135,17 +161,16 @@ def run_clients(
     clients: int,
     pids: Callable[[], dict[str, list[int]]] | None = None,
 ) -> dict:
-    """POST every body to /v1/telemetry from `clients` keep-alive connections; rates and
+    """POST every body to /v1/telemetry from `clients` threads, a connection per post; rates and
     latencies of the whole run."""
     latencies: list[float] = []
     errors: list[str] = []
     counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
     lock = threading.Lock()
-    next_index = iter(range(len(bodies)))
-    headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+    requests = [raw_request(port, api_key, body) for body in bodies]
+    next_index = iter(range(len(requests)))
 
     def client() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         mine: list[float] = []
         while True:
             with lock:
@@ -153,19 +178,16 @@ def run_clients(
             if i is None:
                 break
             started = time.perf_counter()
-            conn.request("POST", "/v1/telemetry", bodies[i], headers)
-            response = conn.getresponse()
-            body = response.read()
+            status, body = post_raw(port, requests[i])
             mine.append(time.perf_counter() - started)
-            if response.status not in (200, 201):
+            if status not in (200, 201):
                 with lock:
-                    errors.append(f"{response.status} {body[:200]!r}")
+                    errors.append(f"{status} {body[:200]!r}")
                 continue
             result = json.loads(body)
             with lock:
                 for key in counts:
                     counts[key] += result[key]
-        conn.close()
         with lock:
             latencies.extend(mine)
 
@@ -307,6 +329,24 @@ def merge(runs: list[dict]) -> dict:
     return out
 
 
+def serve_floor(log_dir: Path) -> tuple[Proc, int]:
+    """bench.http_floor under gunicorn with the same workers and threads as Enexa."""
+    port = free_port()
+    args = ["-m", "gunicorn", "bench.http_floor:application", "-b", f"127.0.0.1:{port}"]
+    args += ["-w", str(WORKERS), "--threads", str(THREADS), "--log-level", "warning"]
+    proc = Proc("http-floor", [sys.executable, *args], log_dir)
+
+    def listening() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            return False
+        return True
+
+    wait_until(listening, 60, what="the HTTP floor's gunicorn")
+    return proc, port
+
+
 def main() -> dict:
     """Rounds of (single posts, batches, COPY), interleaved so that load from elsewhere on the
     machine weighs on all three alike; the ratio is the median of the rounds' ratios."""
@@ -317,7 +357,8 @@ def main() -> dict:
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     server = None
-    singles, batches, copies, ratios = [], [], [], []
+    singles, batches, copies, ratios, floors = [], [], [], [], []
+    floor = None
     try:
         with tempfile.TemporaryDirectory() as tmp:
             server = BareEnexa(
@@ -347,6 +388,11 @@ def main() -> dict:
             warm = [json.dumps(reading(n)).encode() for n in range(-300, 0)]
             run_clients(server.port, single_key, warm, SINGLE_CLIENTS)
             master = server.proc.popen.pid
+            floor, floor_port = serve_floor(Path(tmp))
+            floor_master = floor.popen.pid
+
+            def floor_pids() -> dict[str, list[int]]:
+                return {"gunicorn": server_pids(floor_master, database_url)["gunicorn"]}
 
             def pids() -> dict[str, list[int]]:
                 return server_pids(master, database_url)
@@ -370,6 +416,9 @@ def main() -> dict:
                 singles.append(
                     run_clients(server.port, single_key, single_bodies, SINGLE_CLIENTS, pids)
                 )
+                floors.append(
+                    run_clients(floor_port, single_key, single_bodies, SINGLE_CLIENTS, floor_pids)
+                )
                 batches.append(
                     run_clients(server.port, batch_key, batch_bodies, BATCH_CLIENTS, pids)
                 )
@@ -378,11 +427,13 @@ def main() -> dict:
                 )
                 ratios.append(batches[-1]["readings_per_s"] / copies[-1]["readings_per_s"])
     finally:
+        if floor is not None:
+            floor.stop()
         if server is not None:
             server.stop()
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    single, batched, copied = merge(singles), merge(batches), merge(copies)
+    single, batched, copied, floored = merge(singles), merge(batches), merge(copies), merge(floors)
     ratio = statistics.median(ratios)
     load = os.getloadavg()[0]
     results = {
@@ -392,6 +443,11 @@ def main() -> dict:
         "single_posts": {**single, "clients": SINGLE_CLIENTS},
         "batches_of_1000": {**batched, "clients": BATCH_CLIENTS},
         "copy_binary": copied,
+        # The same clients and bodies against a bare Django view on the same gunicorn.
+        "http_floor": {**floored, "clients": SINGLE_CLIENTS},
+        "single_to_http_floor_ratio": round(
+            single["readings_per_s"] / floored["readings_per_s"], 3
+        ),
         "batched_to_copy_ratio": round(ratio, 3),
         "batched_to_copy_ratio_by_cpu": round(
             copied["cpu_ms_per_reading"] / batched["cpu_ms_per_reading"], 3
@@ -420,7 +476,13 @@ def main() -> dict:
         f"p50 {batched['p50_ms']} ms  p99 {batched['p99_ms']} ms  ({BATCH_CLIENTS} clients)"
     )
     print(f"binary COPY  : {copied['readings_per_s']:>9.1f} readings/s")
-    for label, run in (("single", single), ("batched", batched), ("COPY", copied)):
+    print(
+        f"HTTP floor   : {floored['readings_per_s']:>9.1f} posts/s  p50 {floored['p50_ms']} ms  "
+        f"p99 {floored['p99_ms']} ms  (a bare Django view, same gunicorn and clients; single "
+        f"posts reach {results['single_to_http_floor_ratio']:.2f} of it)"
+    )
+    runs = (("single", single), ("batched", batched), ("COPY", copied), ("floor", floored))
+    for label, run in runs:
         split = ", ".join(
             f"{kind} {run[f'{kind}_cpu_ms_per_reading']:.4f}"
             for kind in ("gunicorn", "postgres", "redis", "client")

@@ -31,15 +31,14 @@ class AuditMiddleware:
             changes = services.stop_collecting(token) if token is not None else []
         if token is not None and not changes and request.resolver_match is not None:
             changes = services.url_targets(request.resolver_match.kwargs)
-        services.record_call(
+        services.Call(
             # DRF sets request.user on the Django request too once it authenticated the call.
             principal=principal_label(getattr(request, "user", None)),
             source_ip=client_ip(request),
             method=request.method,
             path=request.path,
             query_string=request.META.get("QUERY_STRING", ""),
-            status_code=response.status_code,
             changes=changes,
-            duration_ms=int((time.monotonic() - started) * 1000),
-        )
+            started=started,
+        ).record(response.status_code)
         return response

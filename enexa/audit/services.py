@@ -5,6 +5,8 @@ import functools
 import json
 import logging
 import re
+import time
+from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import parse_qsl, urlencode
 
@@ -22,8 +24,15 @@ MAX_CHANGES = 50
 REDACTED = "[redacted]"
 # Names of fields that hold secrets (API keys, enrollment secrets, passwords, tokens).
 SECRET_NAME = re.compile(r"key|secret|password|passwd|token|authorization|signature", re.I)
-# Changes to these models are bookkeeping, not what the caller changed.
-IGNORED_MODELS = {"audit.auditentry", "sessions.session"}
+# Changes to these models are bookkeeping, not what the caller changed: a site's presence and
+# outage records follow from any contact (a reading, an event, a status report) and from silence.
+IGNORED_MODELS = {
+    "audit.auditentry",
+    "sessions.session",
+    "telemetry.sitestatus",
+    "telemetry.sitestatustransition",
+    "telemetry.outagereport",
+}
 
 # URL parameters naming the object a write acts on, for writes that change it without a model
 # signal (queryset updates such as a key revocation).
@@ -43,6 +52,12 @@ _changes: contextvars.ContextVar[list[dict] | None] = contextvars.ContextVar(
 
 def start_collecting() -> contextvars.Token:
     return _changes.set([])
+
+
+def collected() -> list[dict]:
+    """The changes collected so far in this context (the list keeps growing)."""
+    changes = _changes.get()
+    return [] if changes is None else changes
 
 
 def stop_collecting(token: contextvars.Token) -> list[dict]:
@@ -96,47 +111,66 @@ def redact_query(query_string: str) -> str:
 
 # One row per API call: a hand-written INSERT, since building it through the ORM cost more than
 # the write itself on the hot ingest path.
-_INSERT_SQL = (
-    "INSERT INTO {table} (created_at, principal, source_ip, method, path, query, status_code, "
-    "changes, duration_ms) VALUES (%s, %s, %s, %s, %s, %s, %s, {json}, %s)"
+# Only the table and these column names are interpolated into it; values are parameters.
+_COLUMNS = (
+    "created_at, principal, source_ip, method, path, query, changes, duration_ms, status_code"
 )
 
 
 @functools.cache
 def _insert_sql(vendor: str) -> str:
-    return _INSERT_SQL.format(
-        table=AuditEntry._meta.db_table, json="%s::jsonb" if vendor == "postgresql" else "%s"
+    changes = "%s::jsonb" if vendor == "postgresql" else "%s"
+    return (
+        f"INSERT INTO {AuditEntry._meta.db_table} ({_COLUMNS}) "  # noqa: S608
+        f"VALUES (%s, %s, %s, %s, %s, %s, {changes}, %s, %s)"
     )
 
 
-def record_call(
-    *,
-    principal: str,
-    source_ip: str | None,
-    method: str,
-    path: str,
-    query_string: str,
-    status_code: int,
-    changes: list[dict],
-    duration_ms: int,
-) -> None:
-    """Write one entry; a failure (database down) is logged, never raised into the response."""
-    statement = _insert_sql(connection.vendor)
-    params = [
-        connection.ops.adapt_datetimefield_value(timezone.now()),
-        principal[:200],
-        source_ip,
-        method[:10],
-        path[:500],
-        redact_query(query_string),
-        status_code,
-        json.dumps(changes, default=str),
-        duration_ms,
-    ]
-    try:
-        run_prepared(statement, params)
-    except Exception as exc:  # noqa: BLE001 - the response matters more than its audit row
-        logger.warning("audit entry for %s %s not written: %s", method, path, type(exc).__name__)
+def insert_select_sql(status_sql: str) -> str:
+    """PostgreSQL: `INSERT ... SELECT` of one entry (parameters: Call.params()) whose status
+    code is the SQL expression `status_sql`, for a statement that writes a call's work and its
+    entry together (enexa.telemetry.storage)."""
+    return (
+        f"INSERT INTO {AuditEntry._meta.db_table} ({_COLUMNS}) "  # noqa: S608
+        f"SELECT %s, %s, %s, %s, %s, %s, %s::jsonb, %s, {status_sql}"
+    )
+
+
+@dataclass(frozen=True)
+class Call:
+    """An API call as its entry records it, but its status code."""
+
+    principal: str
+    source_ip: str | None
+    method: str
+    path: str
+    query_string: str
+    changes: list[dict]
+    started: float  # time.monotonic() when the call began
+
+    def params(self) -> list:
+        """The entry's values in _COLUMNS order, without the status code; the duration is
+        the time until now."""
+        return [
+            connection.ops.adapt_datetimefield_value(timezone.now()),
+            self.principal[:200],
+            self.source_ip,
+            self.method[:10],
+            self.path[:500],
+            redact_query(self.query_string),
+            json.dumps(self.changes, default=str),
+            int((time.monotonic() - self.started) * 1000),
+        ]
+
+    def record(self, status_code: int) -> None:
+        """Write the entry on its own; a failure (database down) is logged, never raised into
+        the response."""
+        try:
+            run_prepared(_insert_sql(connection.vendor), [*self.params(), status_code])
+        except Exception as exc:  # noqa: BLE001 - the response matters more than its audit row
+            logger.warning(
+                "audit entry for %s %s not written: %s", self.method, self.path, type(exc).__name__
+            )
 
 
 def prune_audit_entries(older_than_days: int | None = None) -> int:

@@ -133,13 +133,23 @@ def _ingest(request: HttpRequest, token: str) -> HttpResponse | None:
     request.user = principal  # type: ignore[attr-defined]
     collecting = audit.start_collecting()
     try:
+        # The audit entry goes into the statement that stores the readings: one commit for both.
+        call = audit.Call(
+            principal=principal_label(principal),
+            source_ip=client_ip(request),
+            method="POST",
+            path=request.path,
+            query_string="",
+            changes=audit.collected(),
+            started=started,
+        )
         with metrics.INGEST_SECONDS.labels(kind="telemetry").time():
             try:
-                result = services.ingest_readings(poster_for(principal), data)
+                result = services.ingest_readings(poster_for(principal), data, call=call)
             except InvalidInput:
                 result = None
     finally:
-        changes = audit.stop_collecting(collecting)
+        audit.stop_collecting(collecting)
     if result is None or result.all_rejected:
         # Nothing was written: the full stack answers the 400, without counting the call again.
         request.enexa_call_counted = True  # type: ignore[attr-defined]
@@ -149,14 +159,6 @@ def _ingest(request: HttpRequest, token: str) -> HttpResponse | None:
     response["Allow"] = ALLOW
     for middleware in _HEADERS:
         response = middleware.process_response(request, response)
-    audit.record_call(
-        principal=principal_label(principal),
-        source_ip=client_ip(request),
-        method="POST",
-        path=request.path,
-        query_string="",
-        status_code=response.status_code,
-        changes=changes,
-        duration_ms=int((time.monotonic() - started) * 1000),
-    )
+    if not result.audited:  # nothing to store (an empty batch)
+        call.record(response.status_code)
     return response

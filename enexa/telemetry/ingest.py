@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from enexa.audit import services as audit
 from enexa.core.errors import InvalidInput, NotFoundError
 from enexa.registry.choices import EquipmentKind
 from enexa.registry.models import Controller, Equipment, Site
@@ -51,6 +52,8 @@ class IngestResult:
     duplicate: int = 0
     rejected: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
+    # Whether the call's audit entry was written with the readings (ingest_readings' `call`).
+    audited: bool = False
 
     def reject(self, index: int, key: Any, errors: dict[str, list[str]]) -> None:
         self.rejected += 1
@@ -210,13 +213,18 @@ def check_ratings(reading: ReadingSchema, site: SiteRatings) -> dict[str, list[s
     return errors
 
 
-def ingest_readings(poster: Poster, payload: Any, *, now: datetime | None = None) -> IngestResult:
+def ingest_readings(
+    poster: Poster, payload: Any, *, now: datetime | None = None, call: audit.Call | None = None
+) -> IngestResult:
     """Validate and store one reading or a batch `{"items": [...]}` for the caller.
 
     Each item is checked against the shared schema, the caller's sites and the site's ratings;
     valid items are stored even when others are rejected; a reading already stored (same
     message_id, or same timestamp without one) counts as a duplicate. Raises InvalidInput for a
-    malformed envelope or a batch above ENEXA_TELEMETRY_MAX_BATCH."""
+    malformed envelope or a batch above ENEXA_TELEMETRY_MAX_BATCH.
+
+    With `call`, the call's audit entry is written with the readings when there are any to
+    store (`audited` in the result says so)."""
     items = _split(payload)
     now = now or timezone.now()
     scope = PostingScope(poster)
@@ -243,7 +251,8 @@ def ingest_readings(poster: Poster, payload: Any, *, now: datetime | None = None
             continue
         valid[unique] = (index, reading, site.pk)
     if valid:
-        inserted = store_readings(list(valid.values()), now)
+        inserted = store_readings(list(valid.values()), now, call)
+        result.audited = call is not None
         result.accepted = len(inserted)
         result.duplicate += len(valid) - len(inserted)
         after_contact({pk for _, _, pk in valid.values()}, now, TransitionReason.TELEMETRY)

@@ -19,6 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from enexa.audit import services as audit
 from enexa.core.sql import run_prepared
 from shared.telemetry import TelemetryReading as ReadingSchema
 
@@ -188,10 +189,20 @@ def _charger_values(reading: ReadingSchema) -> list[tuple]:
     return [(c.id, c.power_kw, c.status or "", c.energy_kwh) for c in reading.chargers]
 
 
-def store_readings(valid: list[tuple[int, ReadingSchema, int]], now: datetime) -> list[tuple]:
-    """Insert the readings and their unit/charger rows; returns the keys of the new readings."""
+# The status of a telemetry post, as the statement that stores it sees it: 201 when it stored
+# something new, else 200 (enexa.telemetry.views.counts_response answers the same).
+STORED_STATUS_SQL = "CASE WHEN EXISTS (SELECT 1 FROM new) THEN 201 ELSE 200 END"
+
+
+def store_readings(
+    valid: list[tuple[int, ReadingSchema, int]], now: datetime, call: audit.Call | None = None
+) -> list[tuple]:
+    """Insert the readings and their unit/charger rows; returns the keys of the new readings.
+
+    With `call`, its audit entry is written in the same statement (PostgreSQL; one commit for
+    both) or right after (SQLite), with the status the answer will have."""
     if connection.vendor == "postgresql":
-        return _store_readings_postgresql(valid, now)
+        return _store_readings_postgresql(valid, now, call)
     received_at = adapt_ts(now)
     rows = [_reading_row(site_pk, r, received_at) for _, r, site_pk in valid]
     by_key = {reading_key(site_pk, r.message_id, r.timestamp): r for _, r, site_pk in valid}
@@ -214,6 +225,8 @@ def store_readings(valid: list[tuple[int, ReadingSchema, int]], now: datetime) -
         insert_ignoring_duplicates(BatteryUnitValue, UNIT_COLUMNS, unit_rows)
         insert_ignoring_duplicates(ChargerValue, CHARGER_COLUMNS, charger_rows)
         insert_ignoring_duplicates(StaleMinute, STALE_COLUMNS, sorted(minutes))
+    if call is not None:
+        call.record(201 if keys else 200)
     return keys
 
 
@@ -224,7 +237,7 @@ def _pg_identity(message_id: str, ts: str) -> str:
 
 
 def _store_readings_postgresql(
-    valid: list[tuple[int, ReadingSchema, int]], now: datetime
+    valid: list[tuple[int, ReadingSchema, int]], now: datetime, call: audit.Call | None
 ) -> list[tuple]:
     """PostgreSQL: readings, units, chargers and the stale minutes in ONE statement
     (data-modifying CTEs), run in autocommit, so a single reading costs one round trip and one
@@ -243,25 +256,29 @@ def _store_readings_postgresql(
     # orjson: the rows hold validated floats, text and aware datetimes (RFC 3339 as the
     # casts below read them); json.dumps with a default for datetimes cost several times more.
     params = [orjson.dumps(part).decode() for part in (rows, units, chargers)]
+    if call is not None:
+        params += call.params()
+    sql = _insert_readings_sql(audited=call is not None)
     try:
         # A savepoint only inside a transaction (tests): in autocommit a failed statement
         # leaves nothing to roll back, and the hot path pays no extra round trip.
         with transaction.atomic() if connection.in_atomic_block else nullcontext():
             # Prepared: planning this statement was about 60% of its cost for one reading.
-            returned = run_prepared(_insert_readings_sql(), params, fetch=True)
+            returned = run_prepared(sql, params, fetch=True)
     except IntegrityError as exc:
         # This process remembered a day another one has dropped since (retention): look again.
         if "no partition of relation" not in str(exc):
             raise
         partitions.forget_known_days()
         partitions.ensure_partitions(reading.timestamp for _, reading, _ in valid)
-        returned = run_prepared(_insert_readings_sql(), params, fetch=True)
+        returned = run_prepared(sql, params, fetch=True)
     return [_returned_key(site_pk, message_id, ts) for site_pk, message_id, ts in returned]
 
 
 @functools.cache
-def _insert_readings_sql() -> str:
-    """The PostgreSQL statement of _store_readings_postgresql (built once per process)."""
+def _insert_readings_sql(*, audited: bool) -> str:
+    """The PostgreSQL statement of _store_readings_postgresql (built once per process), with
+    the call's audit entry when `audited`."""
     child_identity = _pg_identity("(e->>1)", "(e->>2)::timestamptz")
 
     def child(model, columns: dict[str, str]) -> str:
@@ -284,7 +301,8 @@ def _insert_readings_sql() -> str:
         f"chargers AS ({child(ChargerValue, CHARGER_COLUMNS)}), "
         f"stale AS (INSERT INTO {_table(StaleMinute)} (site_id, minute_at) "
         f"SELECT DISTINCT site_id, {minute} FROM new ON CONFLICT DO NOTHING) "
-        "SELECT site_id, message_id, timestamp FROM new"
+        + (f", entry AS ({audit.insert_select_sql(STORED_STATUS_SQL)}) " if audited else "")
+        + "SELECT site_id, message_id, timestamp FROM new"
     )
 
 

@@ -113,8 +113,6 @@ def same_answer(fast, full) -> None:
 def test_a_gateways_reading_is_answered_stored_and_audited_as_by_the_full_stack(
     equipped_site, api_key, full_stack_calls
 ):
-    call(reading(message_id="first"), api_key)  # the site's first contact is recorded once
-    full_stack_calls.clear()
     fast, full = both_ways(
         lambda n: reading(T0 + timedelta(seconds=n), message_id=f"m-{n}"), api_key
     )
@@ -122,10 +120,11 @@ def test_a_gateways_reading_is_answered_stored_and_audited_as_by_the_full_stack(
     assert fast[0] == 201 and fast[2] == {"accepted": 1, "duplicate": 0, "rejected": 0, "errors": []}
     assert full_stack_calls == ["/v1/telemetry"]  # the second call only
     assert fast[1]["x-request-id"] and fast[1]["x-request-id"] != full[1]["x-request-id"]
-    assert TelemetryReading.objects.count() == 3
-    assert BatteryUnitValue.objects.count() == 6 and ChargerValue.objects.count() == 3
+    assert TelemetryReading.objects.count() == 2
+    assert BatteryUnitValue.objects.count() == 4 and ChargerValue.objects.count() == 2
+    # The first call was the site's first contact (it came online): bookkeeping, not a change.
     audited = list(
-        AuditEntry.objects.order_by("id")[1:].values(
+        AuditEntry.objects.order_by("id").values(
             "principal", "source_ip", "method", "path", "query", "status_code", "changes"
         )
     )
@@ -151,6 +150,10 @@ def test_a_duplicate_and_a_batch_with_a_rejected_item_are_answered_alike(
     same_answer(fast, full)
     assert fast[0] == 201 and fast[2]["rejected"] == 1
     assert fast[2]["errors"][0]["errors"].keys() == {"grid.import_kw"}
+    # Each call audited once, with the status it was answered (the fast path's entry is written
+    # by the statement that stores the readings).
+    statuses = list(AuditEntry.objects.order_by("id").values_list("status_code", flat=True))
+    assert statuses == [201, 200, 200, 201, 201]
 
 
 @pytest.mark.parametrize(
@@ -226,3 +229,12 @@ def test_an_address_over_its_failed_authentications_is_refused_even_with_a_good_
     assert not TelemetryReading.objects.exists()
     # Another address is not affected.
     assert call(reading(message_id="a"), api_key, REMOTE_ADDR="10.9.9.9")[0] == 201
+
+
+def test_an_empty_batch_is_answered_and_audited_as_by_the_full_stack(
+    equipped_site, api_key, full_stack_calls
+):
+    fast, full = both_ways(lambda n: {"items": []}, api_key)
+    same_answer(fast, full)
+    assert fast[0] == 200 and full_stack_calls == ["/v1/telemetry"]
+    assert list(AuditEntry.objects.values_list("status_code", flat=True)) == [200, 200]
