@@ -32,13 +32,33 @@ T = TypeVar("T")
 class Reader:
     """Reads typed values out of a JSON object, collecting errors under dotted paths."""
 
-    def __init__(self, data: Any, path: str = "", errors: dict[str, list[str]] | None = None):
-        self.path = path
+    def __init__(
+        self,
+        data: Any,
+        path: str = "",
+        errors: dict[str, list[str]] | None = None,
+        *,
+        parent: Reader | None = None,
+        name: str = "",
+        index: int | None = None,
+    ):
+        # A nested reader's path (`battery.units.1`) is spelled out only when an error needs
+        # it: readings are read by the thousand, and almost never have one.
+        self._path = path
+        self._parent, self._name, self._index = parent, name, index
         self.errors: dict[str, list[str]] = {} if errors is None else errors
         if not isinstance(data, dict):
             self.error("", "Must be a JSON object.")
             data = {}
         self.data: dict[str, Any] = data
+
+    @property
+    def path(self) -> str:
+        if self._parent is not None:
+            base = self._parent.field(self._name)
+            self._path = base if self._index is None else f"{base}.{self._index}"
+            self._parent = None
+        return self._path
 
     def field(self, name: str) -> str:
         return f"{self.path}.{name}" if self.path else name
@@ -53,7 +73,7 @@ class Reader:
             if required:
                 self.error(name, "This field is required.")
             return None
-        return Reader(value, self.field(name), self.errors)
+        return Reader(value, errors=self.errors, parent=self, name=name)
 
     def items(self, name: str, *, max_items: int | None = None) -> list[Reader]:
         value = self.data.get(name)
@@ -66,7 +86,8 @@ class Reader:
             self.error(name, f"At most {max_items} items.")
             return []
         return [
-            Reader(item, f"{self.field(name)}.{i}", self.errors) for i, item in enumerate(value)
+            Reader(item, errors=self.errors, parent=self, name=name, index=i)
+            for i, item in enumerate(value)
         ]
 
     def string(

@@ -147,12 +147,12 @@ def _returned_key(site_pk: int, message_id: str | None, ts: Any) -> tuple:
     return reading_key(site_pk, message_id, None if message_id else as_utc(ts))
 
 
-def _reading_row(site_pk: int, r: ReadingSchema, received_at: Any) -> tuple:
+def _reading_row(site_pk: int, r: ReadingSchema, received_at: Any, timestamp: Any) -> tuple:
     battery, grid = r.battery, r.grid
     chargers_kw = [c.power_kw for c in r.chargers if c.power_kw is not None]
     return (
         site_pk,
-        adapt_ts(r.timestamp),
+        timestamp,
         r.message_id,
         received_at,
         r.backfilled,
@@ -168,25 +168,42 @@ def _reading_row(site_pk: int, r: ReadingSchema, received_at: Any) -> tuple:
     )
 
 
+def _first_of_each(rows: list[tuple]) -> list[tuple]:
+    """Rows keyed by their first value (a unit or charger id), the first of each kept: a unit
+    or charger listed twice in one reading keeps its first values, so the rows of a new
+    reading never conflict (PostgreSQL inserts them without ON CONFLICT, about a fifth of its
+    work on a batch)."""
+    if len(rows) < 2 or len({row[0] for row in rows}) == len(rows):
+        return rows
+    firsts: dict[Any, tuple] = {}
+    for row in rows:
+        firsts.setdefault(row[0], row)
+    return list(firsts.values())
+
+
 def _unit_values(reading: ReadingSchema) -> list[tuple]:
     if reading.battery is None:
         return []
-    return [
-        (
-            u.id,
-            u.soc_pct,
-            u.power_kw,
-            u.soh_pct,
-            u.temperature_c,
-            u.allowed_charge_kw,
-            u.allowed_discharge_kw,
-        )
-        for u in reading.battery.units
-    ]
+    return _first_of_each(
+        [
+            (
+                u.id,
+                u.soc_pct,
+                u.power_kw,
+                u.soh_pct,
+                u.temperature_c,
+                u.allowed_charge_kw,
+                u.allowed_discharge_kw,
+            )
+            for u in reading.battery.units
+        ]
+    )
 
 
 def _charger_values(reading: ReadingSchema) -> list[tuple]:
-    return [(c.id, c.power_kw, c.status or "", c.energy_kwh) for c in reading.chargers]
+    return _first_of_each(
+        [(c.id, c.power_kw, c.status or "", c.energy_kwh) for c in reading.chargers]
+    )
 
 
 # The status of a telemetry post, as the statement that stores it sees it: 201 when it stored
@@ -204,7 +221,7 @@ def store_readings(
     if connection.vendor == "postgresql":
         return _store_readings_postgresql(valid, now, call)
     received_at = adapt_ts(now)
-    rows = [_reading_row(site_pk, r, received_at) for _, r, site_pk in valid]
+    rows = [_reading_row(site_pk, r, received_at, adapt_ts(r.timestamp)) for _, r, site_pk in valid]
     by_key = {reading_key(site_pk, r.message_id, r.timestamp): r for _, r, site_pk in valid}
     with transaction.atomic():
         returned = insert_ignoring_duplicates(
@@ -221,7 +238,6 @@ def store_readings(
             unit_rows.extend((reading_id, ts, *v) for v in _unit_values(reading))
             charger_rows.extend((reading_id, ts, *v) for v in _charger_values(reading))
             minutes.add((site_pk, adapt_ts(as_utc(ts).replace(second=0, microsecond=0))))
-        # A unit or charger listed twice in one reading keeps its first values.
         insert_ignoring_duplicates(BatteryUnitValue, UNIT_COLUMNS, unit_rows)
         insert_ignoring_duplicates(ChargerValue, CHARGER_COLUMNS, charger_rows)
         insert_ignoring_duplicates(StaleMinute, STALE_COLUMNS, sorted(minutes))
@@ -248,7 +264,8 @@ def _store_readings_postgresql(
     partitions.ensure_partitions(reading.timestamp for _, reading, _ in valid)
     rows, units, chargers = [], [], []
     for _, reading, site_pk in valid:
-        row = _reading_row(site_pk, reading, now)
+        # Aware datetimes as they are: orjson writes RFC 3339, which the casts below read.
+        row = _reading_row(site_pk, reading, now, reading.timestamp)
         rows.append(row)
         identity = (site_pk, reading.message_id, row[1])
         units.extend((*identity, *v) for v in _unit_values(reading))
@@ -282,11 +299,12 @@ def _insert_readings_sql(*, audited: bool) -> str:
     child_identity = _pg_identity("(e->>1)", "(e->>2)::timestamptz")
 
     def child(model, columns: dict[str, str]) -> str:
+        # No ON CONFLICT: the rows belong to readings this statement inserted, one per unit or
+        # charger id (_first_of_each).
         return (
             f"INSERT INTO {_table(model)} ({_columns(tuple(columns))}) "
             f"SELECT new.id, new.timestamp, {_jsonb_select(list(columns.values())[2:], offset=3)} "
-            f"JOIN new ON new.site_id = (e->>0)::bigint AND new.identity = {child_identity} "
-            "ON CONFLICT DO NOTHING"
+            f"JOIN new ON new.site_id = (e->>0)::bigint AND new.identity = {child_identity}"
         )
 
     minute = "date_bin('60 seconds'::interval, timestamp, TIMESTAMPTZ '1970-01-01 00:00:00+00')"
@@ -302,7 +320,8 @@ def _insert_readings_sql(*, audited: bool) -> str:
         f"stale AS (INSERT INTO {_table(StaleMinute)} (site_id, minute_at) "
         f"SELECT DISTINCT site_id, {minute} FROM new ON CONFLICT DO NOTHING) "
         + (f", entry AS ({audit.insert_select_sql(STORED_STATUS_SQL)}) " if audited else "")
-        + "SELECT site_id, message_id, timestamp FROM new"
+        # The timestamp identifies only a reading without a message_id (and costs a parse).
+        + "SELECT site_id, message_id, CASE WHEN message_id IS NULL THEN timestamp END FROM new"
     )
 
 

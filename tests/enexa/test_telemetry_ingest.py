@@ -350,3 +350,16 @@ def test_a_sites_events_are_read_back_newest_first_and_filtered(staff_client, si
     assert [(e["event_id"], e["kind"], e["message"]) for e in alarms["events"]] == [
         ("e-0", "alarm", "event 0")
     ]
+
+
+@pytest.mark.django_db
+def test_a_unit_or_charger_listed_twice_in_a_reading_keeps_its_first_values(
+    staff_client, equipped_site
+):
+    body = reading(message_id="twice")
+    body["battery"]["units"].append({"id": "BAT1", "soc_pct": 10.0, "power_kw": 1.0})
+    body["chargers"].append({"id": "CHG1", "power_kw": 1.0, "status": "available"})
+    assert post(staff_client, body).status_code == 201
+    units = dict(BatteryUnitValue.objects.values_list("unit_code", "soc_pct"))
+    assert units == {"BAT1": 64.8, "BAT2": 65.2}
+    assert list(ChargerValue.objects.values_list("charger_code", "power_kw")) == [("CHG1", 150.0)]
