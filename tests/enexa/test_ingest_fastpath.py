@@ -117,7 +117,12 @@ def test_a_gateways_reading_is_answered_stored_and_audited_as_by_the_full_stack(
         lambda n: reading(T0 + timedelta(seconds=n), message_id=f"m-{n}"), api_key
     )
     same_answer(fast, full)
-    assert fast[0] == 201 and fast[2] == {"accepted": 1, "duplicate": 0, "rejected": 0, "errors": []}
+    assert fast[0] == 201 and fast[2] == {
+        "accepted": 1,
+        "duplicate": 0,
+        "rejected": 0,
+        "errors": [],
+    }
     assert full_stack_calls == ["/v1/telemetry"]  # the second call only
     assert fast[1]["x-request-id"] and fast[1]["x-request-id"] != full[1]["x-request-id"]
     assert TelemetryReading.objects.count() == 2
