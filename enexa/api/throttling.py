@@ -105,18 +105,22 @@ def check_and_add(key: str, cost: int, limit: int, window_s: int) -> tuple[bool,
     return local_counters.check_and_add(key, cost, limit, window_s)
 
 
-def peek(key: str) -> tuple[int, float]:
-    """(count, seconds until the window ends) of `key`, counting nothing."""
+def peek(key: str, also: str | None = None) -> tuple[int, float, bytes | None]:
+    """(count, seconds until the window ends) of `key`, counting nothing, and the value of the
+    key `also` read in the same round trip (None without Redis)."""
     if settings.REDIS_URL:
         try:
             client, _ = _redis(settings.REDIS_URL)
-            count, ttl_ms = client.pipeline(transaction=False).get(key).pttl(key).execute()
-            return int(count or 0), max(0, int(ttl_ms)) / 1000
+            pipeline = client.pipeline(transaction=False).get(key).pttl(key)
+            if also is not None:
+                pipeline.get(also)
+            count, ttl_ms, *value = pipeline.execute()
+            return int(count or 0), max(0, int(ttl_ms)) / 1000, value[0] if value else None
         except Exception as exc:  # noqa: BLE001 - Redis down: count locally rather than fail
             logger.warning(
                 "rate limit counter in Redis unavailable (%s); counting locally", type(exc).__name__
             )
-    return local_counters.peek(key)
+    return (*local_counters.peek(key), None)
 
 
 def reset_counters() -> None:
@@ -177,18 +181,21 @@ def _auth_failure_limit(request) -> tuple[str, int, int] | None:
     return f"{key_prefix()}:{AUTH_FAILURE_SCOPE}:ip:{client_ip(request)}", limit, window_s
 
 
-def refuse_after_auth_failures(request) -> None:
+def refuse_after_auth_failures(request, *, also: str | None = None) -> bytes | None:
     """Raise Throttled (429) when the caller's address has used up its failed authentications
     in the current window: checked before a credential is, so that guessing stops there
-    (a right guess would answer the same 429)."""
+    (a right guess would answer the same 429). With `also`, answers that Redis key's value,
+    read in the same round trip (the ingest fast path reads the API-key cache's generation);
+    None when it was not read."""
     limited = _auth_failure_limit(request)
     if limited is None:
-        return
+        return None  # nothing to read: the caller reads `also` itself
     key, limit, _ = limited
-    count, remaining_s = peek(key)
+    count, remaining_s, value = peek(key, also)
     if count >= limit:
         logger.info("failed authentications from %s over their limit", client_ip(request))
         raise Throttled(wait=max(1, math.ceil(remaining_s)), detail=AUTH_FAILURE_DETAIL)
+    return value
 
 
 def count_auth_failure(request) -> None:

@@ -112,10 +112,12 @@ def _key_lookup_sql() -> str:
     )
 
 
-def _read_key(lookup: str) -> keycache.KeyRow | None:
+def _read_key(lookup: str, generation: bytes | None = None) -> keycache.KeyRow | None:
     """The key's row from the cache when this process holds it under Redis's current
-    generation, else from the database (and remembered under the generation seen before)."""
-    generation = keycache.current_generation()
+    generation (`generation` when the caller has just read it), else from the database (and
+    remembered under the generation seen before)."""
+    if generation is None:
+        generation = keycache.current_generation()
     row = keycache.cached(lookup, generation)
     if row is not None:
         return row
@@ -154,15 +156,18 @@ def _read_key(lookup: str) -> keycache.KeyRow | None:
     return row
 
 
-def authenticate_api_key(raw_key: str, client_ip: str | None = None) -> ControllerPrincipal | None:
+def authenticate_api_key(
+    raw_key: str, client_ip: str | None = None, *, generation: bytes | None = None
+) -> ControllerPrincipal | None:
     """The principal for a presented API key, or None when it is unknown, wrong, revoked,
     expired or its controller is suspended or decommissioned. Raises ForbiddenError when the
-    key is good but `client_ip` is outside the controller's allowlist."""
+    key is good but `client_ip` is outside the controller's allowlist. `generation`: the key
+    cache's generation, when the caller has just read it from Redis."""
     parts = _split_credential(raw_key, API_KEY_PREFIX)
     if parts is None:
         return None
     lookup, secret = parts
-    row = _read_key(lookup)
+    row = _read_key(lookup, generation)
     if row is None or not _matches(secret, row.secret_hash):
         return None
     now = timezone.now()

@@ -36,6 +36,7 @@ from enexa.core import metrics
 from enexa.core.errors import DomainError, InvalidInput
 from enexa.core.network import client_ip
 from enexa.core.principals import API_KEY_PREFIX, principal_label
+from enexa.provisioning import keycache
 from enexa.provisioning.services import authenticate_api_key
 from shared.logs import REQUEST_ID_HEADER, REQUEST_ID_META, accept_request_id, request_context
 
@@ -121,8 +122,12 @@ def _ingest(request: HttpRequest, token: str) -> HttpResponse | None:
     except orjson.JSONDecodeError:
         return None
     try:
-        throttling.refuse_after_auth_failures(request)
-        principal = authenticate_api_key(token, client_ip=client_ip(request))
+        # One Redis round trip: the address's failed authentications and the key cache's
+        # generation (a generation that is not there yet is created by the key check).
+        generation = throttling.refuse_after_auth_failures(
+            request, also=keycache.generation_key() if keycache.enabled() else None
+        )
+        principal = authenticate_api_key(token, client_ip=client_ip(request), generation=generation)
     except (Throttled, DomainError):
         return None
     if principal is None:
