@@ -11,6 +11,7 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
+from enexa.audit.models import AuditEntry
 from enexa.configs.services import update_site_config
 from enexa.dispatch.choices import CommandStatus
 from enexa.dispatch.models import Command
@@ -72,6 +73,8 @@ def test_an_operator_releases_the_site_and_the_gateway_gets_an_idle_schedule_at_
     [stored] = PlanRelease.objects.all()
     assert (stored.released_by, stored.command_id) == ("user:operator", command.command_id)
     assert not services.is_controlled(controlled.site_id)
+    audited = AuditEntry.objects.get(method="DELETE", path="/v1/sites/SITE001/plan")
+    assert (audited.principal, audited.status_code) == ("user:operator", 200)
 
 
 def test_after_a_release_there_is_no_plan_in_force(controlled, staff_client, enqueued):
