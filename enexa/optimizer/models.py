@@ -70,3 +70,24 @@ class Plan(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code} v{self.version} @ {self.site_id} ({self.reason})"
+
+
+class PlanRelease(models.Model):
+    """The optimizer handing a site back to manual control (`DELETE .../plan`): no automatic
+    re-plan of it until a plan newer than `plan_version` is dispatched. `command_id` is the
+    `apply_schedule` that stopped the gateway following the released plan."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="plan_releases")
+    # The site's newest plan version when it was released (under the site's lock, as plans
+    # are stored): plans up to it are released, whatever their clocks said.
+    plan_version = models.PositiveIntegerField()
+    released_at = models.DateTimeField()
+    released_by = models.CharField(max_length=150)
+    command_id = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["site", "-plan_version"]
+        indexes = [models.Index(fields=["site", "-plan_version"], name="plan_release_newest")]
+
+    def __str__(self) -> str:
+        return f"{self.site_id} released {self.released_at:%Y-%m-%d %H:%M} by {self.released_by}"

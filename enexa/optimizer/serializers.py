@@ -119,3 +119,14 @@ class PlanActualSerializer(serializers.Serializer):
     plan_id = serializers.CharField()
     site_id = serializers.CharField()
     slots = ActualSlotSerializer(many=True)
+
+
+class PlanReleaseSerializer(serializers.Serializer):
+    """`DELETE /v1/sites/{site_id}/plan`: the site handed back to manual control."""
+
+    site_id = serializers.CharField()
+    released_at = serializers.DateTimeField()
+    released_by = serializers.CharField()
+    command_id = serializers.CharField(
+        help_text="The apply_schedule (one 0 kW slot) that stops the gateway following the plan."
+    )

@@ -20,7 +20,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import OuterRef, Subquery
+from django.db.models import Exists, Max, OuterRef, QuerySet, Subquery
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -40,7 +40,7 @@ from shared.site_config import merged
 
 from . import forecast, solver
 from .choices import PlanReason
-from .models import Plan, PriceSlot
+from .models import Plan, PlanRelease, PriceSlot
 from .problem import Battery, Problem, Solution
 from .schema import PriceSchedule
 
@@ -53,6 +53,9 @@ APPLY_SCHEDULE = "apply_schedule"
 # Sent after a plan is stored and committed (`plan=<Plan>`): webhooks (`plan.created`),
 # metrics and the like connect here rather than into the planning code.
 plan_created = Signal()
+# Sent after a release is stored and committed (`release=<PlanRelease>`): webhooks
+# (`plan.released`).
+plan_released = Signal()
 
 
 class PricesMissing(DomainError):
@@ -65,6 +68,14 @@ class NoBattery(DomainError):
     status = 422
     code = "no_battery"
     title = "No battery to plan"
+
+
+class NotControlled(DomainError):
+    """The site is not under the optimizer's control (never dispatched, or released)."""
+
+    status = 404
+    code = "not_found"
+    title = "Not found"
 
 
 # --- prices -------------------------------------------------------------------------------------
@@ -362,10 +373,15 @@ def create_plan(
     dispatch: bool = True,
     by: str = "optimizer",
     now: datetime | None = None,
+    require_control: bool = False,
 ) -> Plan:
     """Plan the site's battery from now: build the problem, solve it, store the plan, and with
     `dispatch` issue it as an `apply_schedule` command (delivered once this commits; older
-    undelivered schedules of the site are superseded, never sent after it)."""
+    undelivered schedules of the site are superseded, never sent after it).
+
+    With `require_control` (the automatic re-plans) nothing is stored when the site is not
+    under the optimizer's control once its lock is held (NotControlled): a release made while
+    this one solved stands, and no schedule of this plan follows its command."""
     now = now or timezone.now()
     horizon_h = horizon_h or settings.ENEXA_OPTIMIZER_HORIZON_H
     slot_minutes = slot_minutes or settings.ENEXA_OPTIMIZER_SLOT_MINUTES
@@ -378,14 +394,19 @@ def create_plan(
     inputs = problem_inputs(problem, starts, context)
     slots = _slot_rows(problem, solution, starts)
     with transaction.atomic():
-        # One writer per site at a time, so versions follow each other.
-        Site.objects.select_for_update().filter(pk=site.pk).values_list("pk").first()
+        _lock(site)
+        # Whether the site is under control is read with the previous plan, once the lock is
+        # held (a statement of its own: it sees a release committed meanwhile).
+        controlled = Exists(_controlling(Plan.objects.filter(site=site)))
         previous = (
             Plan.objects.filter(site=site)
+            .annotate(controlled=controlled)
             .order_by("-version")
             .only("version", "slots", "slot_minutes", "site_id")  # not the inputs: large
             .first()
         )
+        if require_control and not (previous and previous.controlled):  # type: ignore[attr-defined]
+            raise NotControlled(f"{site.code} was released from the optimizer's control.")
         code = f"plan_{uuid.uuid4().hex[:20]}"
         end_at = starts[-1] + timedelta(minutes=slot_minutes)
         command_id = _dispatch(site, code, problem, slots, end_at, by, now) if dispatch else ""
@@ -433,6 +454,12 @@ def create_plan(
     return plan
 
 
+def _lock(site: Site) -> None:
+    """One writer of the site's plans and releases at a time (until the transaction ends), so
+    versions follow each other and a release is never overtaken by a re-plan."""
+    Site.objects.select_for_update().filter(pk=site.pk).values_list("pk").first()
+
+
 def _dispatch(
     site: Site,
     code: str,
@@ -442,17 +469,32 @@ def _dispatch(
     by: str,
     now: datetime,
 ) -> str:
-    """Issue plan `code` as the site's `apply_schedule` (its code is the command's idempotency
-    key), superseding the site's schedules not yet delivered; delivered once this commits.
-    Returns the command id."""
-    supersede_undelivered(site, APPLY_SCHEDULE, f"Superseded by plan {code} before delivery.")
+    """Issue plan `code` as the site's `apply_schedule`; returns the command id."""
+    return _issue_schedule(
+        site, f"plan {code}", code, _schedule_params(problem, slots), end_at, by, now
+    )
+
+
+def _issue_schedule(
+    site: Site,
+    what: str,
+    command_id: str,
+    params: dict[str, Any],
+    end_at: datetime,
+    by: str,
+    now: datetime,
+) -> str:
+    """Issue `params` as the site's `apply_schedule` (`command_id` is its idempotency key),
+    superseding the site's schedules not yet delivered; delivered once this commits. `what`
+    names it in the superseded ones' detail. Returns the command id."""
+    supersede_undelivered(site, APPLY_SCHEDULE, f"Superseded by {what} before delivery.")
     command, _ = issue_command(
         site=site,
         command=APPLY_SCHEDULE,
-        params=_schedule_params(problem, slots),
+        params=params,
         created_by=by,
         valid_until=end_at,
-        command_id=code,
+        command_id=command_id,
         now=now,
     )
     dispatch_tasks.deliver_command.delay_on_commit(command.command_id)
@@ -496,10 +538,18 @@ def plans_of(site: Site):
 
 
 def plan_in_force(site: Site, *, now: datetime | None = None) -> Plan | None:
-    """The plan the site follows now: its newest dispatched plan, while its horizon lasts."""
+    """The plan the site follows now: its newest dispatched plan, while its horizon lasts and
+    unless the site was released since it was made (one query)."""
     now = now or timezone.now()
-    plan = Plan.objects.filter(site=site, dispatched=True).order_by("-version").first()
-    return plan if plan is not None and plan.start_at <= now < plan.end_at else None
+    plan = (
+        Plan.objects.filter(site=site, dispatched=True)
+        .annotate(released=Exists(_releases_since_plan()))
+        .order_by("-version")
+        .first()
+    )
+    if plan is None or plan.released:  # type: ignore[attr-defined]  # the annotation
+        return None
+    return plan if plan.start_at <= now < plan.end_at else None
 
 
 def plan_view(plan: Plan) -> dict[str, Any]:
@@ -559,16 +609,91 @@ def _rounded(value: float | None) -> float | None:
 # --- re-planning (model-predictive control) -----------------------------------------------------
 
 
+def _releases_since_plan() -> QuerySet[PlanRelease]:
+    """Releases of the outer plan's site made once it was stored (for `Exists`): ordered by
+    version, as plans and releases are stored under the site's lock, not by clocks."""
+    return PlanRelease.objects.filter(
+        site=OuterRef("site_id"), plan_version__gte=OuterRef("version")
+    )
+
+
+def _controlling(plans: QuerySet[Plan]) -> QuerySet[Plan]:
+    """The dispatched plans among `plans` that no release of their site came after. A site
+    has one exactly when its newest dispatched plan is newer than its newest release: it is
+    under the optimizer's control."""
+    return plans.filter(dispatched=True).exclude(Exists(_releases_since_plan()))
+
+
 def controlled_site_pks() -> list[int]:
-    """Sites under the optimizer's control: those with a dispatched plan (from the first one
-    an operator or the API dispatched on)."""
+    """Sites under the optimizer's control (one query): from the first plan an operator or
+    the API dispatched, until a release (`release_site`), and again from the next dispatched
+    plan."""
     return list(
-        Plan.objects.filter(dispatched=True).order_by().values_list("site_id", flat=True).distinct()
+        _controlling(Plan.objects.all()).order_by().values_list("site_id", flat=True).distinct()
     )
 
 
 def is_controlled(site_pk: int) -> bool:
-    return Plan.objects.filter(site_id=site_pk, dispatched=True).exists()
+    return _controlling(Plan.objects.filter(site_id=site_pk)).exists()
+
+
+def release_site(site: Site, *, by: str, now: datetime | None = None) -> PlanRelease:
+    """Hand the site back to manual control: no automatic re-plan of any reason until a plan
+    is dispatched again, and the gateway stops following the released schedule at once.
+    NotControlled (404) when the site is not under the optimizer's control.
+
+    What stops the gateway is an `apply_schedule` of one 0 kW slot to the released plan's end,
+    from a slot before now (so a gateway whose clock is a little behind Enexa's still finds
+    the slot covering its now). The gateway follows the last applied schedule and leases its
+    current slot (amperio/dispatch/plan.py, leases.py): this schedule replaces the released
+    one, and its slot's lease replaces the running slot's battery setpoints with 0 (idle, the
+    units' default) as it is applied. A `set_battery_power` 0 would not do: the released
+    schedule stays the last applied and takes over again when that setpoint's lease ends (and
+    autonomy follows it while Enexa is unreachable). The slot lasts as long as the released
+    schedule would have, so a late delivery still applies (not expired) while that schedule
+    could still run; an operator's `set_battery_power` overrides it as it would any schedule
+    slot, and after it the gateway has no schedule left."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        _lock(site)
+        plan = (
+            _controlling(Plan.objects.filter(site=site))
+            .order_by("-version")
+            .only("end_at", "slot_minutes")
+            .first()
+        )
+        if plan is None:
+            raise NotControlled(f"{site.code} is not under the optimizer's control.")
+        newest = Plan.objects.filter(site=site).aggregate(v=Max("version"))["v"]
+        code = f"release_{uuid.uuid4().hex[:20]}"
+        end = max(plan.end_at, now + timedelta(minutes=plan.slot_minutes))
+        start = now - timedelta(minutes=plan.slot_minutes)
+        idle = {
+            "slots": [
+                {"start": format_timestamp(start), "end": format_timestamp(end), "power_kw": 0.0}
+            ]
+        }
+        command_id = _issue_schedule(site, f"release {code}", code, idle, end, by, now)
+        release = PlanRelease.objects.create(
+            site=site,
+            plan_version=newest,
+            released_at=now,
+            released_by=by[:150],
+            command_id=command_id,
+        )
+        transaction.on_commit(lambda: plan_released.send(sender=PlanRelease, release=release))
+    logger.info("%s released from the optimizer by %s (%s)", site.code, by, command_id)
+    return release
+
+
+def release_view(release: PlanRelease) -> dict[str, Any]:
+    """A release as `DELETE .../plan` answers it (and `plan.released` sends it)."""
+    return {
+        "site_id": release.site.code,
+        "released_at": format_timestamp(release.released_at),
+        "released_by": release.released_by,
+        "command_id": release.command_id,
+    }
 
 
 def request_replan(site: Site, reason: str) -> None:
@@ -587,8 +712,9 @@ def replan_site(
     """Re-plan a controlled site, dispatched; nothing when it has a plan made at or after
     `since` (the task ran twice, or another trigger re-planned it meanwhile) or when it cannot
     be planned now (no prices, no battery: logged; the next trigger tries again)."""
-    # The site, if it is under control: one read.
-    site = Site.objects.filter(pk=site_pk, plans__dispatched=True).distinct().first()
+    # The site, if it is under control: one read (checked again under its lock).
+    controlling = _controlling(Plan.objects.filter(site=OuterRef("pk")))
+    site = Site.objects.filter(Exists(controlling), pk=site_pk).first()
     if site is None:
         return None
     if since is not None:
@@ -596,7 +722,7 @@ def replan_site(
         if Plan.objects.filter(site=site, created_at__gte=after).exists():
             return None
     try:
-        return create_plan(site, reason=reason, dispatch=True, now=now)
+        return create_plan(site, reason=reason, dispatch=True, now=now, require_control=True)
     except DomainError as exc:
         logger.warning("re-plan of %s (%s) not made: %s", site.code, reason, exc.detail)
         return None
@@ -690,7 +816,9 @@ def replan_after_outage(site: Site, *, now: datetime | None = None) -> dict[str,
     if not is_controlled(site.pk):
         return None
     try:
-        plan = create_plan(site, reason=PlanReason.RECONNECT, dispatch=True, now=now)
+        plan = create_plan(
+            site, reason=PlanReason.RECONNECT, dispatch=True, now=now, require_control=True
+        )
     except DomainError as exc:
         logger.warning("re-plan of %s after its outage not made: %s", site.code, exc.detail)
         return {"plan": None, "error": exc.detail}

@@ -20,6 +20,7 @@ from .choices import PlanReason
 from .serializers import (
     PlanActualSerializer,
     PlanListSerializer,
+    PlanReleaseSerializer,
     PlanRequestSerializer,
     PlanSerializer,
     PricesSerializer,
@@ -106,7 +107,10 @@ class SitePlansView(SiteView):
 
 
 class SitePlanView(SiteView):
-    """`GET /v1/sites/{site_id}/plan`: the plan in force (404 when there is none)."""
+    """`GET /v1/sites/{site_id}/plan`: the plan in force (404 when there is none); `DELETE`:
+    the optimizer releases the site (back to manual control until a plan is dispatched)."""
+
+    write_denied = "Only staff and the site's operators may release a site from its plan."
 
     @extend_schema(responses={200: PlanSerializer})
     def get(self, request, site_id: str):
@@ -114,6 +118,11 @@ class SitePlanView(SiteView):
         if plan is None:
             raise NotFound(f"{self.site.code} has no plan in force.")
         return Response(services.plan_view(plan))
+
+    @extend_schema(responses={200: PlanReleaseSerializer})
+    def delete(self, request, site_id: str):
+        release = services.release_site(self.site, by=principal_label(request.user))
+        return Response(services.release_view(release))
 
 
 class SitePlanActualView(SiteView):

@@ -9,6 +9,7 @@ EVENT_TYPES = (
     "site.online",
     "site.offline",
     "plan.created",
+    "plan.released",
 )
 
 

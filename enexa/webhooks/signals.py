@@ -1,5 +1,6 @@
 """The events webhooks send, from the signals of the apps where they happen: alerts opened and
-resolved, command status changes, sites going offline and coming back online, plans created.
+resolved, command status changes, sites going offline and coming back online, plans created,
+sites released from the optimizer.
 Each body's `data` has the shape the API gives the same thing (its serializer)."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from enexa.alerts.serializers import AlertSerializer
 from enexa.alerts.signals import alert_opened, alert_resolved
 from enexa.dispatch.serializers import CommandSerializer
 from enexa.dispatch.signals import command_status_changed
-from enexa.optimizer.services import plan_created, plan_view
+from enexa.optimizer.services import plan_created, plan_released, plan_view, release_view
 from enexa.registry.models import Site
 from enexa.telemetry.signals import site_came_online, site_went_offline
 from shared.fields import format_timestamp
@@ -59,3 +60,8 @@ def plan_was_created(sender: Any, plan: Any, **kwargs: Any) -> None:
     data = {k: v for k, v in plan_view(plan).items() if k != "slots"}
     data |= {"start": format_timestamp(plan.start_at), "end": format_timestamp(plan.end_at)}
     services.publish("plan.created", plan.site, data)
+
+
+@receiver(plan_released, dispatch_uid="webhooks_plan_released")
+def plan_was_released(sender: Any, release: Any, **kwargs: Any) -> None:
+    services.publish("plan.released", release.site, release_view(release))

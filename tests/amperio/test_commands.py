@@ -358,6 +358,42 @@ def test_a_schedule_drives_the_battery_slot_by_slot(sim, client, store):
     assert store.active_schedule(T0 + timedelta(minutes=31)) == []
 
 
+def test_a_later_idle_schedule_ends_the_running_one_at_once_where_a_setpoint_only_pauses_it(
+    sim, client, store
+):
+    # What Enexa sends when an operator releases a site from its plan (DELETE .../plan): one
+    # 0 kW slot from a plan slot before the release to the released plan's end.
+    slots = [
+        {"start": "2026-01-15T10:00:00Z", "end": "2026-01-15T10:15:00Z", "power_kw": 40},
+        {"start": "2026-01-15T10:15:00Z", "end": "2026-01-15T10:30:00Z", "power_kw": -20},
+    ]
+    store.submit(command(name="apply_schedule", params={"slots": slots}), LIMITS, T0)
+    store.execute("cmd-1", client, CONFIG, T0)
+    # A setpoint of 0 holds only while its lease lasts: then the schedule takes over again.
+    store.submit(command("cmd-2", params={"power_kw": 0}), LIMITS, T0)
+    store.execute("cmd-2", client, CONFIG, T0 + timedelta(minutes=1))
+    assert setpoints(sim) == [0.0, 0.0]
+    store.reassert_leases(client, T0 + timedelta(minutes=16), CONFIG)  # the lease ended at 10:05
+    assert setpoints(sim) == [-10.0, -10.0]
+    # An idle schedule replaces the running slot's setpoints as it is applied, and the old
+    # schedule never comes back.
+    idle = [{"start": "2026-01-15T10:01:00Z", "end": "2026-01-15T10:30:00Z", "power_kw": 0}]
+    release = command(
+        "cmd-3",
+        name="apply_schedule",
+        params={"slots": idle},
+        timestamp="2026-01-15T10:16:00Z",
+        valid_until="2026-01-15T10:30:00Z",
+    )
+    store.submit(release, LIMITS, T0 + timedelta(minutes=16))
+    assert store.execute("cmd-3", client, CONFIG, T0 + timedelta(minutes=16)).status == "applied"
+    assert setpoints(sim) == [0.0, 0.0]
+    store.reassert_leases(client, T0 + timedelta(minutes=20), CONFIG)
+    assert setpoints(sim) == [0.0, 0.0]
+    assert [s["command_id"] for s in store.active_schedule(T0 + timedelta(minutes=20))] == ["cmd-3"]
+    assert store.active_schedule(T0 + timedelta(minutes=31)) == []
+
+
 def test_safe_mode_stops_the_batteries_and_refuses_setpoints(sim, client, store):
     store.submit(command(), LIMITS, T0)
     store.execute("cmd-1", client, CONFIG, T0)

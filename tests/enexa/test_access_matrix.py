@@ -202,6 +202,7 @@ def test_the_matrix_covers_the_planning_endpoints():
         ("v1/sites/<str:site_id>/prices", "put"),
         ("v1/sites/<str:site_id>/plans", "post"),
         ("v1/sites/<str:site_id>/plan", "get"),
+        ("v1/sites/<str:site_id>/plan", "delete"),
         ("v1/sites/<str:site_id>/plan/actual", "get"),
     } <= set(ENDPOINTS)
 
