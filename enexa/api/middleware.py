@@ -74,7 +74,7 @@ def _invalid(detail: str, errors: dict[str, list[str]] | None = None):
     return problem_response(400, "Invalid input", detail, "invalid", errors)
 
 
-def _too_large(request):
+def too_large(request):
     """413 when the declared body exceeds DATA_UPLOAD_MAX_MEMORY_SIZE (Django would raise
     RequestDataTooBig on reading it, answered with an HTML 400)."""
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
@@ -144,9 +144,9 @@ class RejectHostileInputMiddleware:
         if request.path.startswith("/v1/"):
             if "\x00" in request.path or "%00" in request.META.get("QUERY_STRING", ""):
                 return _invalid(UNSTORABLE_DETAIL)
-            too_large = _too_large(request)
-            if too_large is not None:
-                return too_large
+            refused = too_large(request)
+            if refused is not None:
+                return refused
         return self.get_response(request)
 
     def process_view(self, request, view_func, view_args, view_kwargs):

@@ -46,11 +46,6 @@ def cost_of(data) -> int:
     return max(1, len(items)) if isinstance(items, list) else 1
 
 
-def principal_ident(user) -> str:
-    """Whose count a principal's calls go to: its controller, or its user."""
-    return f"controller:{user.controller_code}" if is_controller(user) else f"user:{user.pk}"
-
-
 def scope_and_ident(request, view) -> tuple[str, str]:
     from rest_framework_simplejwt.views import TokenViewBase
 
@@ -67,7 +62,9 @@ def scope_and_ident(request, view) -> tuple[str, str]:
             scope = "anon"
     if scope in ADDRESS_SCOPES:
         return scope, f"ip:{client_ip(request)}"
-    return scope, principal_ident(user)
+    if is_controller(user):
+        return scope, f"controller:{user.controller_code}"
+    return scope, f"user:{user.pk}"
 
 
 @lru_cache(maxsize=4)
@@ -144,7 +141,7 @@ class PrincipalRateThrottle(BaseThrottle):
             return True  # counted by the ingest fast path, which left the answer to DRF
         scope, ident = scope_and_ident(request, view)
         if not settings.ENEXA_RATE_LIMITS.get(scope):
-            return True
+            return True  # without a limit the body is not parsed for its cost
         self._wait = count_call(scope, ident, throttle_cost(request))
         return self._wait is None
 

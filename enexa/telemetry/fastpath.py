@@ -29,7 +29,8 @@ from django.middleware.security import SecurityMiddleware
 from rest_framework.exceptions import Throttled
 
 from enexa.api import throttling
-from enexa.api.middleware import database_unavailable
+from enexa.api.authentication import bearer_token
+from enexa.api.middleware import database_unavailable, too_large
 from enexa.api.parsers import nested_too_deeply
 from enexa.audit import services as audit
 from enexa.core import metrics
@@ -41,7 +42,7 @@ from enexa.provisioning.services import authenticate_api_key
 from shared.logs import REQUEST_ID_HEADER, REQUEST_ID_META, accept_request_id, request_context
 
 from . import services
-from .views import count_items, poster_for
+from .views import TelemetryIngestView, count_items, poster_for
 
 PATH = "/v1/telemetry"
 # What DRF's JSON parser reads as UTF-8 JSON, and what its JSON renderer answers.
@@ -51,8 +52,10 @@ CONTENT_TYPES = {
     "application/json;charset=utf-8",
 }
 ACCEPTS = {"", "*/*", "application/json"}
-# DRF's APIView answers with the methods the view allows.
-ALLOW = "POST, OPTIONS"
+# The view the full stack would answer with: its allowed methods (DRF's Allow header) and
+# its rate-limit scope come from it.
+VIEW = TelemetryIngestView()
+ALLOW = ", ".join(VIEW.allowed_methods)
 
 # The response headers the full stack adds to this answer, from the same middleware.
 _HEADERS = tuple(
@@ -70,16 +73,10 @@ def api_key(request: HttpRequest) -> str | None:
         return None
     if meta.get("HTTP_ACCEPT", "") not in ACCEPTS:
         return None
-    scheme, _, token = meta.get("HTTP_AUTHORIZATION", "").partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token.startswith(API_KEY_PREFIX):
+    token = bearer_token(request)
+    if token is None or not token.startswith(API_KEY_PREFIX):
         return None
-    try:
-        length = int(meta.get("CONTENT_LENGTH") or "")
-    except ValueError:
-        return None
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    if length <= 0 or (limit is not None and length > limit):
+    if too_large(request) is not None:  # before the body is read
         return None
     if settings.SECURE_SSL_REDIRECT and not request.is_secure():
         return None
@@ -132,10 +129,10 @@ def _ingest(request: HttpRequest, token: str) -> HttpResponse | None:
         return None
     if principal is None:
         return None  # the full stack counts the failure and answers 401
-    ident = throttling.principal_ident(principal)
-    if throttling.count_call("controller", ident, throttling.cost_of(data)) is not None:
-        return None
     request.user = principal  # type: ignore[attr-defined]
+    scope, ident = throttling.scope_and_ident(request, VIEW)
+    if throttling.count_call(scope, ident, throttling.cost_of(data)) is not None:
+        return None
     collecting = audit.start_collecting()
     try:
         # The audit entry goes into the statement that stores the readings: one commit for both.

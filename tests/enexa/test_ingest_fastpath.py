@@ -16,6 +16,8 @@ from django.core import signals
 from django.core.handlers.base import BaseHandler
 from django.db import close_old_connections
 from django.test import override_settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from enexa.audit.models import AuditEntry
 from enexa.provisioning.services import issue_api_key, revoke_api_keys
@@ -23,6 +25,7 @@ from enexa.telemetry.models import BatteryUnitValue, ChargerValue, TelemetryRead
 from enexa.wsgi import application
 from tests.enexa.test_telemetry_ingest import T0, reading
 from tests.factories import ControllerFactory
+from tests.hostile import hostile_json
 
 pytestmark = pytest.mark.django_db
 
@@ -243,3 +246,33 @@ def test_an_empty_batch_is_answered_and_audited_as_by_the_full_stack(
     same_answer(fast, full)
     assert fast[0] == 200 and full_stack_calls == ["/v1/telemetry"]
     assert list(AuditEntry.objects.values_list("status_code", flat=True)) == [200, 200]
+
+
+def _mutated_reading(field: str, value) -> bytes:
+    body = reading(message_id=None)
+    body[field] = value
+    return json.dumps(body).encode()
+
+
+# What a gateway (or anyone holding its key) could send: any bytes, any JSON, and readings
+# with one field replaced by a hostile value.
+ANY_BODY = st.one_of(
+    st.binary(max_size=200),
+    hostile_json.map(lambda value: json.dumps(value).encode()),
+    st.builds(
+        _mutated_reading,
+        st.sampled_from(["timestamp", "site_id", "message_id", "battery", "grid", "chargers"]),
+        hostile_json,
+    ),
+)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=ANY_BODY)
+def test_any_body_never_gets_a_500_and_an_error_is_the_full_stacks(equipped_site, api_key, body):
+    fast = call(body, api_key)
+    with override_settings(ENEXA_INGEST_FAST_PATH=False):
+        full = call(body, api_key)
+    assert fast[0] < 500 and full[0] < 500
+    if fast[0] >= 400:  # the fast path left it to the full stack, which answered the same
+        assert (fast[0], fast[2]) == (full[0], full[2])
