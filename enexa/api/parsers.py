@@ -28,7 +28,13 @@ def nested_too_deeply(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
         return False  # the common case: too few brackets to nest that deep
     if b"\\" in body:  # an escaped quote must not end a string: drop escapes first
         body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
-    brackets = b"".join(body.translate(_BRACKETS, _NOT_STRUCTURE).split(b'"')[0::2])
+    structure = body.translate(_BRACKETS, _NOT_STRUCTURE)
+    # Most strings hold no bracket: their two quotes are adjacent here, and dropping every
+    # adjacent pair keeps the quotes' alternation (two neighbours go at a time), so what lies
+    # between the quotes left is still string content. Splitting the rest is then cheap: split
+    # on every quote of a 1,000-reading batch made some 15,000 pieces, half the check's cost.
+    structure = structure.replace(b'""', b"")
+    brackets = b"".join(structure.split(b'"')[0::2]) if b'"' in structure else structure
     for level in range(limit):
         if not brackets:
             return False
