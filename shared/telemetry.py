@@ -20,7 +20,9 @@ MAX_CHARGERS_PER_READING = 64
 CHARGER_STATUSES = ("available", "preparing", "charging", "finishing", "faulted", "unavailable")
 
 
-@dataclass(frozen=True)
+# The dataclasses below are not frozen: Enexa reads them by the thousand, and a frozen
+# dataclass sets each field through object.__setattr__ (a quarter of a reading's parse time).
+@dataclass
 class BatteryUnitReading:
     """One battery unit (a ChargePost has two of 110 kW)."""
 
@@ -50,7 +52,7 @@ class BatteryUnitReading:
         return drop_none(self.__dict__.copy())
 
 
-@dataclass(frozen=True)
+@dataclass
 class BatteryReading:
     """The site's battery system: totals and its units."""
 
@@ -76,7 +78,7 @@ class BatteryReading:
         return out
 
 
-@dataclass(frozen=True)
+@dataclass
 class GridReading:
     """The grid meter at the connection point."""
 
@@ -102,7 +104,7 @@ class GridReading:
         return drop_none(self.__dict__.copy())
 
 
-@dataclass(frozen=True)
+@dataclass
 class ChargerReading:
     """One charger (dispenser) of the site."""
 
@@ -124,7 +126,7 @@ class ChargerReading:
         return drop_none(self.__dict__.copy())
 
 
-@dataclass(frozen=True)
+@dataclass
 class TelemetryReading:
     """One reading of a site. Identified by `message_id`, else by (`site_id`, `timestamp`)."""
 
