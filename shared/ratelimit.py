@@ -12,27 +12,31 @@ from functools import lru_cache
 RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(s|sec|second|m|min|minute|h|hour|d|day)\s*$")
 UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
-# KEYS[1] counter; ARGV cost, limit, window_ms -> {allowed 0|1, ms until the window ends}.
+# check_and_add(counter key, cost, limit, window_ms) -> {allowed 0|1, ms until the window ends}.
 # Windows are fixed, starting at the first call; a call that would pass the limit is refused
-# without being counted.
-CHECK_AND_ADD = """
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-local cost = tonumber(ARGV[1])
-local limit = tonumber(ARGV[2])
-local window_ms = tonumber(ARGV[3])
-if current + cost > limit then
-  local ttl = redis.call('PTTL', KEYS[1])
-  if ttl < 0 then ttl = window_ms end
-  return {0, ttl}
+# without being counted. A Lua function, so that other scripts can count with it too.
+CHECK_AND_ADD_FUNCTION = """
+local function check_and_add(key, cost, limit, window_ms)
+  local current = tonumber(redis.call('GET', key) or '0')
+  if current + cost > limit then
+    local ttl = redis.call('PTTL', key)
+    if ttl < 0 then ttl = window_ms end
+    return {0, ttl}
+  end
+  redis.call('INCRBY', key, cost)
+  local ttl = redis.call('PTTL', key)
+  if ttl < 0 then
+    redis.call('PEXPIRE', key, window_ms)
+    ttl = window_ms
+  end
+  return {1, ttl}
 end
-redis.call('INCRBY', KEYS[1], cost)
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then
-  redis.call('PEXPIRE', KEYS[1], window_ms)
-  ttl = window_ms
-end
-return {1, ttl}
 """
+# KEYS[1] counter; ARGV cost, limit, window_ms.
+CHECK_AND_ADD = (
+    CHECK_AND_ADD_FUNCTION
+    + "return check_and_add(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))\n"
+)
 
 
 @lru_cache(maxsize=32)

@@ -16,7 +16,7 @@ from rest_framework.throttling import BaseThrottle
 
 from enexa.core.network import client_ip
 from enexa.core.principals import is_controller
-from shared.ratelimit import CHECK_AND_ADD, LocalCounters, parse_rate
+from shared.ratelimit import CHECK_AND_ADD, CHECK_AND_ADD_FUNCTION, LocalCounters, parse_rate
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +73,11 @@ def _redis(url: str):
 
     client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
     return client, client.register_script(CHECK_AND_ADD)
+
+
+@lru_cache(maxsize=4)
+def _count_if_current_script(url: str):
+    return _redis(url)[0].register_script(COUNT_IF_CURRENT)
 
 
 def redis_client():
@@ -157,8 +162,11 @@ def count_call(scope: str, ident: str, cost: int) -> int | None:
         return None
     limit, window_s = parse_rate(rate)
     allowed, remaining_s = check_and_add(f"{key_prefix()}:{scope}:{ident}", cost, limit, window_s)
-    if allowed:
-        return None
+    return None if allowed else _refused(scope, rate, ident, remaining_s)
+
+
+def _refused(scope: str, rate: str, ident: str, remaining_s: float) -> int:
+    """The seconds to wait, for a call over its scope's limit."""
     logger.info("rate limit %s (%s) reached by %s", scope, rate, ident)
     return max(1, math.ceil(remaining_s))
 
@@ -205,3 +213,55 @@ def count_auth_failure(request) -> None:
     allowed, remaining_s = check_and_add(key, 1, limit, window_s)
     if not allowed:
         raise Throttled(wait=max(1, math.ceil(remaining_s)), detail=AUTH_FAILURE_DETAIL)
+
+
+# --- a call's checks in one round trip, for a principal the API-key cache already holds ------
+
+# KEYS: the address's failed authentications, the key cache's generation, the principal's
+# counter; ARGV: the address's failure limit, the generation the cached key was read under,
+# then check_and_add's cost, limit and window. Counts only when the address is under its
+# failure limit and that generation is still current -> check_and_add's answer, else {-1, 0}.
+COUNT_IF_CURRENT = (
+    CHECK_AND_ADD_FUNCTION
+    + """
+local failures = tonumber(redis.call('GET', KEYS[1]) or '0')
+if failures >= tonumber(ARGV[1]) or redis.call('GET', KEYS[2]) ~= ARGV[2] then
+  return {-1, 0}
+end
+return check_and_add(KEYS[3], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
+"""
+)
+
+
+class NotCounted(Exception):
+    """count_call_if_current did not apply, and counted nothing: the caller takes the usual
+    steps (refuse_after_auth_failures, the key check, count_call)."""
+
+
+def count_call_if_current(
+    request, scope: str, ident: str, cost: int, *, generation_key: str, generation: bytes
+) -> int | None:
+    """refuse_after_auth_failures and count_call in one Redis round trip, for a caller
+    authenticated by a cached API key read under `generation` (the key at `generation_key`):
+    None when the call fits and is counted, else the seconds to wait (nothing counted).
+
+    Raises NotCounted, having counted nothing, when the address is over its failed
+    authentications, the generation has moved on (the cached key may have changed), a limit is
+    not set, or Redis is unavailable."""
+    failures = _auth_failure_limit(request)
+    rate = settings.ENEXA_RATE_LIMITS.get(scope)
+    if not settings.REDIS_URL or failures is None or not rate:
+        raise NotCounted
+    failures_key, failure_limit, _ = failures
+    limit, window_s = parse_rate(rate)
+    try:
+        counted, ttl_ms = _count_if_current_script(settings.REDIS_URL)(
+            keys=[failures_key, generation_key, f"{key_prefix()}:{scope}:{ident}"],
+            args=[failure_limit, generation, cost, limit, window_s * 1000],
+        )
+    except Exception as exc:  # noqa: BLE001 - the usual steps count locally without Redis
+        logger.warning("rate limit counter in Redis unavailable (%s)", type(exc).__name__)
+        raise NotCounted from exc
+    if counted < 0:
+        raise NotCounted
+    return None if counted else _refused(scope, rate, ident, int(ttl_ms) / 1000)

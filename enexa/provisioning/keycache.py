@@ -137,6 +137,16 @@ def cached(lookup: str, generation: bytes | None) -> KeyRow | None:
     return entry.row
 
 
+def latest(lookup: str) -> tuple[bytes, KeyRow] | None:
+    """The generation and row this process last read for `lookup` (within MAX_AGE_S), whatever
+    Redis's generation is now: only for a caller that confirms the generation is still current
+    before acting on the row (throttling.count_call_if_current)."""
+    entry = _entries.get(lookup)
+    if entry is None or time.monotonic() - entry.loaded_at > MAX_AGE_S:
+        return None
+    return entry.generation, entry.row
+
+
 def remember(lookup: str, generation: bytes | None, row: KeyRow) -> None:
     """Keep `row`, read after `generation` was seen (never later, or a change could be lost)."""
     if generation is None:

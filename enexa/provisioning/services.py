@@ -168,9 +168,47 @@ def authenticate_api_key(
         return None
     lookup, secret = parts
     row = _read_key(lookup, generation)
-    if row is None or not _matches(secret, row.secret_hash):
+    if row is None:
         return None
     now = timezone.now()
+    principal = _principal_of(row, lookup, secret, client_ip, now)
+    stale_before = now - LAST_USED_RESOLUTION
+    if principal is not None and (row.last_used_at is None or row.last_used_at < stale_before):
+        with keycache.unchanged():  # a key's last use decides nothing the lookup returns
+            ApiKey.objects.filter(pk=row.key_pk).filter(
+                Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale_before)
+            ).update(last_used_at=now)
+        keycache.note_used(lookup, now)
+    return principal
+
+
+def cached_principal(
+    raw_key: str, client_ip: str | None = None
+) -> tuple[ControllerPrincipal, bytes] | None:
+    """What authenticate_api_key would decide from this process's cached row of the key, and
+    the generation the row was read under; None when no row is cached or it authenticates no
+    one. Reads no database and writes nothing: the decision holds only once the caller has
+    confirmed with Redis that the generation is still current (then authenticate_api_key with
+    that generation decides the same from the cache, and records the key's use)."""
+    parts = _split_credential(raw_key, API_KEY_PREFIX)
+    if parts is None:
+        return None
+    lookup, secret = parts
+    cached = keycache.latest(lookup)
+    if cached is None:
+        return None
+    generation, row = cached
+    principal = _principal_of(row, lookup, secret, client_ip, timezone.now())
+    return None if principal is None else (principal, generation)
+
+
+def _principal_of(
+    row: keycache.KeyRow, lookup: str, secret: str, client_ip: str | None, now: datetime
+) -> ControllerPrincipal | None:
+    """The principal of a key's row for a presented secret at `now` (None when refused);
+    raises ForbiddenError for an address outside the controller's allowlist."""
+    if not _matches(secret, row.secret_hash):
+        return None
     expired = row.expires_at is not None and row.expires_at <= now
     if row.revoked or expired or row.state in BLOCKED_STATES:
         return None
@@ -179,13 +217,6 @@ def authenticate_api_key(
             "controller %s refused from %s (not in its allowlist)", row.controller_code, client_ip
         )
         raise ForbiddenError("This address may not use this controller's key.")
-    stale_before = now - LAST_USED_RESOLUTION
-    if row.last_used_at is None or row.last_used_at < stale_before:
-        with keycache.unchanged():  # a key's last use decides nothing the lookup returns
-            ApiKey.objects.filter(pk=row.key_pk).filter(
-                Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale_before)
-            ).update(last_used_at=now)
-        keycache.note_used(lookup, now)
     return ControllerPrincipal(
         controller_pk=row.controller_pk,
         controller_code=row.controller_code,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -16,10 +17,14 @@ from django.core import signals
 from django.core.handlers.base import BaseHandler
 from django.db import close_old_connections
 from django.test import override_settings
+from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from enexa.api import throttling
 from enexa.audit.models import AuditEntry
+from enexa.provisioning import keycache
+from enexa.provisioning.models import ApiKey
 from enexa.provisioning.services import issue_api_key, revoke_api_keys
 from enexa.telemetry.models import BatteryUnitValue, ChargerValue, TelemetryReading
 from enexa.wsgi import application
@@ -276,3 +281,101 @@ def test_any_body_never_gets_a_500_and_an_error_is_the_full_stacks(equipped_site
     assert fast[0] < 500 and full[0] < 500
     if fast[0] >= 400:  # the fast path left it to the full stack, which answered the same
         assert (fast[0], fast[2]) == (full[0], full[2])
+
+
+# --- with Redis: the key cache on, and a cached key's checks in one round trip ----------------
+
+
+@pytest.fixture
+def with_redis(redis_url):
+    keycache.clear()
+    with override_settings(REDIS_URL=redis_url):
+        throttling.reset_counters()
+        yield redis_url
+        throttling.reset_counters()
+    keycache.clear()
+
+
+@pytest.fixture
+def usual_steps(monkeypatch):
+    """How many posts took the usual steps (two Redis round trips) instead of one."""
+    calls = []
+    real = throttling.refuse_after_auth_failures
+
+    def counting(request, **kwargs):
+        calls.append(request.path)
+        return real(request, **kwargs)
+
+    monkeypatch.setattr(throttling, "refuse_after_auth_failures", counting)
+    return calls
+
+
+@override_settings(
+    ENEXA_RATE_LIMITS={"controller": "3/min", "auth_failure": "1000/min", "user": None}
+)
+def test_a_cached_key_is_checked_and_counted_in_one_round_trip_exactly_once(
+    equipped_site, api_key, with_redis, usual_steps, full_stack_calls
+):
+    statuses = [call(reading(message_id=f"m-{n}"), api_key)[0] for n in range(4)]
+    assert statuses == [201, 201, 201, 429]
+    assert usual_steps == ["/v1/telemetry"]  # the first post only, which cached the key
+    assert full_stack_calls == ["/v1/telemetry"]  # the 429
+    assert TelemetryReading.objects.count() == 3
+    assert list(AuditEntry.objects.order_by("id").values_list("status_code", flat=True)) == [
+        201,
+        201,
+        201,
+        429,
+    ]
+
+
+def test_with_redis_the_fast_path_answers_as_the_full_stack(equipped_site, api_key, with_redis):
+    call(reading(message_id="warm"), api_key)
+    fast, full = both_ways(
+        lambda n: reading(T0 + timedelta(seconds=n), message_id=f"m-{n}"), api_key
+    )
+    same_answer(fast, full)
+    assert fast[0] == 201 and TelemetryReading.objects.count() == 3
+
+
+@override_settings(
+    ENEXA_RATE_LIMITS={"controller": "2/min", "auth_failure": "1000/min", "user": None}
+)
+def test_a_key_revoked_by_another_process_is_refused_at_once_and_not_counted(
+    equipped_site, site, api_key, with_redis
+):
+    assert call(reading(message_id="a"), api_key)[0] == 201  # cached here
+    # Another process revokes it: the database row and Redis's generation change, while this
+    # process still holds the row it cached.
+    with keycache.unchanged():
+        ApiKey.objects.update(revoked_at=timezone.now())
+    keycache._redis(with_redis).set(keycache.generation_key(), uuid.uuid4().hex)
+    status, _, body = call(reading(message_id="b"), api_key)
+    assert status == 401 and body["status"] == 401
+    assert TelemetryReading.objects.count() == 1
+    # The refused call was not counted against the controller: a new key still has one call.
+    fresh = issue_api_key(site.controllers.get())[1]
+    assert call(reading(message_id="c"), fresh)[0] == 201
+    assert call(reading(message_id="d"), fresh)[0] == 429
+
+
+@override_settings(ENEXA_RATE_LIMITS={"controller": "2/min", "auth_failure": "2/min", "user": None})
+def test_an_address_over_its_failed_authentications_is_refused_with_a_cached_key(
+    equipped_site, api_key, with_redis
+):
+    assert call(reading(message_id="a"), api_key)[0] == 201  # cached here
+    for _ in range(2):
+        assert call(reading(), "enx_nope.nope")[0] == 401
+    status, _, body = call(reading(message_id="b"), api_key)
+    assert status == 429 and body["status"] == 429
+    assert TelemetryReading.objects.count() == 1
+    # Not counted against the controller either: from another address it has one call left.
+    assert call(reading(message_id="c"), api_key, REMOTE_ADDR="10.9.9.9")[0] == 201
+    assert call(reading(message_id="d"), api_key, REMOTE_ADDR="10.9.9.9")[0] == 429
+
+
+def test_a_cached_key_is_served_when_redis_goes_away(equipped_site, api_key, with_redis):
+    assert call(reading(message_id="a"), api_key)[0] == 201  # cached here
+    with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):
+        assert call(reading(message_id="b"), api_key)[0] == 201
+    assert TelemetryReading.objects.count() == 2
