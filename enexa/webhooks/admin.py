@@ -1,7 +1,8 @@
 """Admin of webhook endpoints (never their secret) and their delivery log."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
+from . import services
 from .models import Webhook, WebhookAttempt, WebhookDelivery
 
 
@@ -39,6 +40,18 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
     inlines = [WebhookAttemptInline]
+    actions = ["retry_dead_letters"]
 
     def has_add_permission(self, request):
         return False
+
+    @admin.action(description="Retry selected dead letters", permissions=["change"])
+    def retry_dead_letters(self, request, queryset):
+        # The API's bulk retry: each dead letter one more attempt on the worker, others left.
+        done = services.retry_dead_letters(queryset, user=request.user)
+        self.message_user(
+            request,
+            f"{done.retried} dead letter(s) queued for one more attempt; "
+            f"{done.skipped} other delivery(ies) skipped (not dead letters).",
+            messages.SUCCESS if done.retried else messages.WARNING,
+        )

@@ -1,12 +1,16 @@
-"""Request and response shapes of webhooks: the subscription a client sends (the parser the
-property tests exercise), the endpoint as shown (never its secret, but once), deliveries and
-their attempts."""
+"""Request and response shapes of webhooks: the subscription and the bulk retry a client
+sends (the parsers the property tests exercise), the endpoint as shown (never its secret, but
+once), deliveries and their attempts."""
 
 import json
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from .choices import EVENT_TYPES
+from shared.fields import read_timestamp
+
+from .choices import EVENT_TYPES, DeliveryStatus
 from .models import Webhook, WebhookAttempt, WebhookDelivery
 
 
@@ -82,3 +86,60 @@ class WebhookDeliverySerializer(serializers.ModelSerializer):
 
     def get_payload(self, obj: WebhookDelivery) -> dict:
         return json.loads(obj.body)
+
+
+@extend_schema_field(OpenApiTypes.DATETIME)
+class TimestampField(serializers.Field):
+    """An RFC 3339 timestamp with an offset, read as every timestamp of the wire is."""
+
+    def to_internal_value(self, data):
+        value, message = read_timestamp(data)
+        if message is not None:
+            raise serializers.ValidationError(message)
+        return value
+
+    def to_representation(self, value):
+        return value
+
+
+class BulkRetrySerializer(serializers.Serializer):
+    """`POST /v1/webhooks/{id}/deliveries/retry`: which deliveries, all optional (none: every
+    dead letter of the endpoint). An unknown key is refused, not ignored: a misspelt `ids`
+    must not widen the retry to every dead letter."""
+
+    status = serializers.ChoiceField(
+        choices=[DeliveryStatus.DEAD.value],
+        default=DeliveryStatus.DEAD.value,
+        help_text="Which deliveries are retried: `dead` (dead letters), the only value.",
+    )
+    ids = serializers.ListField(
+        child=serializers.CharField(max_length=40),
+        required=False,
+        min_length=1,
+        max_length=1000,
+        help_text="Only these deliveries (each one of this endpoint).",
+    )
+
+    def get_fields(self):
+        # `from` and `to` as in every range of the API; `from` is no Python name.
+        return {
+            **super().get_fields(),
+            "from": TimestampField(required=False, help_text="Created at or after this time."),
+            "to": TimestampField(required=False, help_text="Created before this time."),
+        }
+
+    def validate(self, attrs):
+        if isinstance(self.initial_data, dict):
+            unknown = sorted(str(key) for key in self.initial_data if key not in self.fields)
+            if unknown:
+                raise serializers.ValidationError({key: ["Unknown field."] for key in unknown})
+        if "from" in attrs and "to" in attrs and attrs["from"] >= attrs["to"]:
+            raise serializers.ValidationError({"from": ["Must be before `to`."]})
+        return attrs
+
+
+class BulkRetriedSerializer(serializers.Serializer):
+    retried = serializers.IntegerField(help_text="Dead letters queued for one more attempt.")
+    skipped = serializers.IntegerField(
+        help_text="Deliveries chosen by `ids`, `from` or `to` that are no dead letter (left so)."
+    )

@@ -16,12 +16,12 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import urllib3
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from enexa.alerts import services as alerts
@@ -44,6 +44,9 @@ logger = logging.getLogger(__name__)
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the prefix, not a secret
 DISABLED_ALERT = "webhook_disabled"
 USER_AGENT = "Enexa-Webhooks/1"
+T = TypeVar("T")
+# Deliveries per UPDATE and per message of a retry by hand (bounded statements and messages).
+REQUEUE_BATCH = 500
 # What of a receiver's answer is read: its status is what counts.
 MAX_ERROR_CHARS = 500
 UNDECRYPTABLE = (
@@ -222,13 +225,14 @@ def publish(
     WebhookDelivery.objects.bulk_create(deliveries)
     codes = [d.code for d in deliveries]
     if codes:
-        transaction.on_commit(lambda: _enqueue_all(codes))
+        transaction.on_commit(lambda: enqueue_attempts([(code, 0) for code in codes]))
     return codes
 
 
-def _enqueue_all(codes: list[str]) -> None:
-    for code in codes:
-        _enqueue(code, 0)
+def enqueue_attempts(attempts: list[tuple[str, int]]) -> None:
+    """Queue a send_delivery task of each (delivery code, attempts done)."""
+    for code, done in attempts:
+        _enqueue(code, done)
 
 
 def _enqueue(code: str, attempts_done: int, countdown_s: float = 0.0) -> None:
@@ -449,15 +453,98 @@ def retry_delivery(
     not sent twice."""
     _check_manager(user)
     now = now or timezone.now()
-    if delivery.status == DeliveryStatus.SUCCEEDED:
+    unsent = ~Q(status=DeliveryStatus.SUCCEEDED)
+    if delivery.status == DeliveryStatus.SUCCEEDED or not _requeue(
+        WebhookDelivery.objects.filter(pk=delivery.pk), unsent, now
+    ):
         raise ConflictError(f"Delivery {delivery.code} already succeeded.")
-    WebhookDelivery.objects.filter(pk=delivery.pk).update(
-        status=DeliveryStatus.PENDING, next_attempt_at=now
-    )
     delivery.refresh_from_db()
-    code, done = delivery.code, delivery.attempts
-    transaction.on_commit(lambda: _enqueue(code, done))
     return delivery
+
+
+@dataclass(frozen=True)
+class BulkRetry:
+    """What a retry of many deliveries did: dead letters queued, other deliveries left alone."""
+
+    retried: int
+    skipped: int
+
+
+def retry_dead_letters(
+    deliveries: QuerySet[WebhookDelivery],
+    *,
+    user: Any,
+    codes: list[str] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    now: datetime | None = None,
+) -> BulkRetry:
+    """Give every dead letter among `deliveries` (narrowed to the ids `codes`, and to those
+    created in [start, end)) one more attempt, as retry_delivery gives one; the others are
+    skipped, untouched. A code that is none of `deliveries` refuses the whole call, before any
+    change."""
+    _check_manager(user)
+    now = now or timezone.now()
+    if codes is not None:
+        found = set(deliveries.filter(code__in=codes).values_list("code", flat=True))
+        missing = sorted(set(codes) - found)
+        if missing:
+            raise InvalidInput(
+                "Unknown deliveries.",
+                {"ids": [f"No delivery {code} of this endpoint." for code in missing]},
+            )
+        deliveries = deliveries.filter(code__in=codes)
+    if start is not None:
+        deliveries = deliveries.filter(created_at__gte=start)
+    if end is not None:
+        deliveries = deliveries.filter(created_at__lt=end)
+    with transaction.atomic():
+        retried = _requeue(deliveries, Q(status=DeliveryStatus.DEAD), now)
+        chosen = deliveries.count()
+    logger.info("user %s retried %s dead letters (%s skipped)", user.pk, retried, chosen - retried)
+    return BulkRetry(retried, chosen - retried)
+
+
+def _requeue(chosen: QuerySet[WebhookDelivery], retriable: Q, now: datetime) -> int:
+    """Make the `retriable` deliveries among `chosen` pending again and, once committed, have
+    the worker queue each one's next attempt: the one way a delivery is retried by hand, alone
+    or in bulk. Returns how many were.
+
+    The rows are locked as they are read, and `retriable` is checked on the locked row: a
+    second retry of the same dead letters waits for the first to commit, then finds them
+    pending and leaves them, so each attempt is queued once. (A repeated message would send
+    nothing anyway: send_delivery claims the delivery by its attempt number.) The lease keeps
+    the sweep off them while their messages wait, and sends any message lost after it."""
+    with transaction.atomic():
+        # The condition on the outer query, where PostgreSQL checks it again on a row a
+        # concurrent retry changed; FOR UPDATE on the table alone, since it refuses the outer
+        # joins a caller's queryset may carry (the admin's list joins the site).
+        rows = list(
+            WebhookDelivery.objects.filter(retriable, pk__in=chosen.values("pk"))
+            .select_for_update()
+            .order_by("pk")
+            .values_list("pk", "code", "attempts")
+        )
+        for batch in _batches(rows):
+            WebhookDelivery.objects.filter(pk__in=[pk for pk, _, _ in batch]).update(
+                status=DeliveryStatus.PENDING, next_attempt_at=now + timedelta(seconds=_lease_s())
+            )
+    attempts = [(code, done) for _, code, done in rows]
+    if attempts:
+        transaction.on_commit(lambda: _enqueue_requeued(attempts))
+    return len(rows)
+
+
+def _enqueue_requeued(attempts: list[tuple[str, int]]) -> None:
+    """One message per REQUEUE_BATCH deliveries: the web process never sends thousands."""
+    from . import tasks  # the tasks call this module
+
+    for batch in _batches(attempts):
+        tasks.send_requeued.delay([list(pair) for pair in batch])
+
+
+def _batches(items: list[T]) -> list[list[T]]:
+    return [items[i : i + REQUEUE_BATCH] for i in range(0, len(items), REQUEUE_BATCH)]
 
 
 def send_due(*, now: datetime | None = None, batch: int = 500) -> int:

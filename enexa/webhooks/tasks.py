@@ -1,5 +1,5 @@
-"""Webhooks' Celery tasks (queue enexa.webhooks): send one delivery attempt, and the sweep of
-deliveries whose next attempt is due."""
+"""Webhooks' Celery tasks (queue enexa.webhooks): send one delivery attempt, the sweep of
+deliveries whose next attempt is due, and the fan-out of a retry by hand."""
 
 from __future__ import annotations
 
@@ -20,3 +20,11 @@ def send_delivery(code: str, attempts_done: int) -> str | None:
 def send_due_deliveries() -> int:
     """Beat: enqueue the deliveries whose next attempt is due."""
     return services.send_due()
+
+
+@app.task
+def send_requeued(attempts: list[list]) -> int:
+    """Queue the next attempt of each [delivery code, attempts done] a retry by hand made
+    pending: the fan-out of a bulk retry runs here, not in the web request."""
+    services.enqueue_attempts([(code, done) for code, done in attempts])
+    return len(attempts)

@@ -3,6 +3,7 @@
 from django.urls import path
 
 from .views import (
+    RetryDeadLettersView,
     RetryDeliveryView,
     WebhookDeliveriesView,
     WebhookDetailView,
@@ -16,6 +17,11 @@ urlpatterns = [
         "webhooks/<str:webhook_id>/deliveries",
         WebhookDeliveriesView.as_view(),
         name="webhook-deliveries",
+    ),
+    path(
+        "webhooks/<str:webhook_id>/deliveries/retry",
+        RetryDeadLettersView.as_view(),
+        name="webhook-dead-letters-retry",
     ),
     path(
         "webhooks/<str:webhook_id>/deliveries/<str:delivery_id>/retry",

@@ -1,6 +1,6 @@
 """Webhook endpoints: subscribe (the secret shown once), read, change and delete an endpoint,
-its delivery log, and a manual retry. A caller sees its own endpoints (staff every one); a
-controller's key none."""
+its delivery log, and a manual retry of one delivery or of many dead letters. A caller sees
+its own endpoints (staff every one); a controller's key none."""
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
@@ -12,6 +12,8 @@ from enexa.api.pagination import envelope
 from . import services
 from .models import WebhookDelivery
 from .serializers import (
+    BulkRetriedSerializer,
+    BulkRetrySerializer,
     WebhookCreatedSerializer,
     WebhookDeliverySerializer,
     WebhookSerializer,
@@ -95,3 +97,30 @@ class RetryDeliveryView(OwnWebhooksMixin, generics.GenericAPIView):
         delivery = get_object_or_404(WebhookDelivery, webhook=webhook, code=delivery_id)
         delivery = services.retry_delivery(delivery, user=request.user)
         return Response(WebhookDeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
+
+
+class RetryDeadLettersView(OwnWebhooksMixin, generics.GenericAPIView):
+    """`POST /v1/webhooks/{id}/deliveries/retry`: give every dead letter of the endpoint (or
+    those the body chooses) one more attempt, on the worker; answers how many."""
+
+    serializer_class = BulkRetrySerializer
+
+    # Its own operationId: the generated one is the single retry's, which must not change.
+    @extend_schema(
+        operation_id="webhooks_dead_letters_retry",
+        request=BulkRetrySerializer,
+        responses={202: BulkRetriedSerializer},
+    )
+    def post(self, request, webhook_id: str):
+        webhook = self.get_object()
+        body = BulkRetrySerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        chosen = body.validated_data
+        done = services.retry_dead_letters(
+            WebhookDelivery.objects.filter(webhook=webhook),
+            user=request.user,
+            codes=chosen.get("ids"),
+            start=chosen.get("from"),
+            end=chosen.get("to"),
+        )
+        return Response(BulkRetriedSerializer(done).data, status=status.HTTP_202_ACCEPTED)
