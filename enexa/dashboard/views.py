@@ -18,6 +18,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import (
     HttpRequest,
     HttpResponse,
+    HttpResponseNotAllowed,
     HttpResponseNotModified,
     JsonResponse,
     QueryDict,
@@ -27,7 +28,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import get_template
 from django.urls import reverse, reverse_lazy
 from django.utils import timezone
-from django.utils.cache import patch_cache_control
+from django.utils.cache import patch_cache_control, patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
@@ -322,12 +323,13 @@ def dispatch(request: HttpRequest, site_id: str) -> HttpResponse:
     return trigger_client_event(response, "commandSent")  # the live panel reloads at once
 
 
-# --- errors (enexa.urls names these for /app/) ----------------------------------------------------
+# --- errors (enexa.urls and enexa.dashboard.middleware send /app/'s here) -------------------------
 
 # The status word and what it means to an operator; never the request's details.
 ERRORS = {
     403: ("Forbidden", "You may not do this here."),
     404: ("Not found", "There is no such page, or it is not one of your sites."),
+    405: ("Method not allowed", "This page does not take this kind of request."),
 }
 DISPATCH_REFUSED = "Only staff and the site's operators may send commands to this site."
 CSRF_REFUSED = "The form had expired. Reload the page and try again."
@@ -339,9 +341,22 @@ def in_dashboard(request: HttpRequest) -> bool:
 
 
 def error_response(request: HttpRequest, status: int, reason: str = "") -> HttpResponse:
-    """A 403 or 404 in the dashboard's layout, or for an htmx request the small fragment the
-    page shows in its notice area (base.html's htmx config), with its status code."""
+    """A 403, 404 or 405 in the dashboard's layout, or for an htmx request the small fragment
+    the page shows in its notice area (base.html's htmx config), with its status code."""
     title, meaning = ERRORS[status]
     context = {"status": status, "title": title, "reason": reason or meaning}
     template = "dashboard/_error.html" if wants_fragment(request) else "dashboard/error.html"
-    return render(request, template, context, status=status)
+    response = render(request, template, context, status=status)
+    patch_vary_headers(response, ("HX-Request",))  # the fragment and the page share the URL
+    return response
+
+
+def method_not_allowed(request: HttpRequest, refused: HttpResponseNotAllowed) -> HttpResponse:
+    """Django's empty 405 (require_GET, require_POST, a class-based view's
+    http_method_not_allowed) as the dashboard's page or fragment, naming the methods of its
+    `Allow` header, which it keeps as the view set it (never the refused method itself)."""
+    allowed = [method.strip() for method in refused["Allow"].split(",") if method.strip()]
+    reason = f"This page accepts only {' or '.join(allowed)}." if allowed else ""
+    response = error_response(request, 405, reason)
+    response["Allow"] = refused["Allow"]
+    return response

@@ -112,6 +112,10 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "enexa.api.middleware.DatabaseUnavailableMiddleware",
+    # A wrong method under /app/: the dashboard's 405 page instead of Django's empty one. After
+    # those its page needs: request.user and request.htmx, then on the way out the CSRF cookie
+    # of the page's token and X-Frame-Options, set on the page it made.
+    "enexa.dashboard.middleware.MethodNotAllowedPageMiddleware",
     "enexa.audit.middleware.AuditMiddleware",
     "enexa.api.middleware.RejectHostileInputMiddleware",
 ]

@@ -887,6 +887,73 @@ def test_a_form_posted_with_a_stale_csrf_token_is_the_dashboards_403(site, opera
     assert not Command.objects.exists()
 
 
+# (method, path, Allow as the view sets it): require_GET, require_POST, a class-based view.
+WRONG_METHODS = [
+    ("delete", "/app/", "GET"),
+    ("post", "/app/sites/SITE001/", "GET"),
+    ("put", "/app/sites/SITE001/chart", "GET"),
+    ("get", "/app/sites/SITE001/commands", "POST"),
+    ("get", "/app/logout/", "POST, OPTIONS"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "allow"), WRONG_METHODS)
+def test_a_wrong_method_is_the_dashboards_405_page_and_fragment_naming_the_methods(
+    site, operator, method, path, allow
+):
+    client = logged_in(operator)
+    response = getattr(client, method)(path)
+    page = assert_dashboard_error_page(response, 405, "Method not allowed")
+    assert response["Allow"] == allow  # as Django set it
+    accepted = " or ".join(allow.split(", "))
+    assert f"This page accepts only {accepted}." in page
+    assert "operator" in page  # the header of a logged-in operator
+    # What the middleware outside it adds reaches the page it made: the CSRF cookie of the
+    # page's token (its logout form works), X-Frame-Options.
+    assert "csrftoken" in response.cookies and response["X-Frame-Options"] == "DENY"
+    assert "HX-Request" in response["Vary"]  # the page and the fragment share the URL
+    fragment = getattr(client, method)(path, HTTP_HX_REQUEST="true")
+    assert f"accepts only {accepted}." in assert_dashboard_error_fragment(
+        fragment, 405, "Method not allowed"
+    )
+    assert fragment["Allow"] == allow
+
+
+def test_an_anonymous_wrong_method_gets_the_405_page_without_echoing_the_request():
+    response = Client().generic("FROBNICATE", "/app/?secret=echo")
+    page = assert_dashboard_error_page(response, 405, "Method not allowed")
+    assert response["Allow"] == "GET" and "This page accepts only GET." in page
+    assert "FROBNICATE" not in page and "echo" not in page and "Log out" not in page
+
+
+def test_a_wrong_method_without_a_csrf_token_is_refused_as_a_stale_form_first(operator):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(operator)
+    page = assert_dashboard_error_page(client.delete("/app/"), 403, "Forbidden")
+    assert "Reload the page" in page
+    # OPTIONS needs no token (Django checks none on it): the view refuses its method.
+    assert_dashboard_error_page(client.options("/app/"), 405, "Method not allowed")
+
+
+@hypothesis_settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(method=st.from_regex(r"[A-Z][A-Z-]{0,11}", fullmatch=True).filter(lambda m: m != "GET"))
+def test_no_method_makes_a_dashboard_page_fail(site, operator, method):
+    response = logged_in(operator).generic(method, f"/app/sites/{site.code}/")
+    assert response.status_code == 405 and response["Allow"] == "GET"
+
+
+def test_a_wrong_method_on_the_api_and_the_admin_is_answered_as_before(staff):
+    api = Client().delete("/v1/health")
+    assert api.status_code == 405 and "GET" in api["Allow"]
+    assert api["Content-Type"] == "application/problem+json"
+    assert api.json()["title"] == "Method Not Allowed"
+    admin = logged_in(staff).get("/admin/logout/")  # Django's empty 405
+    assert admin.status_code == 405 and admin["Allow"] == "POST, OPTIONS"
+    assert admin.content == b""
+
+
 def test_the_api_keeps_its_problem_details_and_the_admin_its_own_pages(site, staff):
     missing = Client().get("/v1/nowhere")
     assert missing.status_code == 404
@@ -899,7 +966,7 @@ def test_the_api_keeps_its_problem_details_and_the_admin_its_own_pages(site, sta
     assert admin_login.status_code == 403 and DJANGO_CSRF in admin_login.content.decode()
 
 
-def test_every_page_has_the_notice_area_htmx_puts_a_403_or_404_into(site, operator):
+def test_every_page_has_the_notice_area_htmx_puts_an_error_into(site, operator):
     client = logged_in(operator)
     for path in ("/app/", f"/app/sites/{site.code}/", "/app/password/", "/app/nowhere/"):
         assert '<div id="notice"' in client.get(path).content.decode(), path

@@ -1,8 +1,8 @@
 """The dashboard in a real Chromium (Debian's package, driven by Playwright) against both sides
 live: an operator logs in, sees the fleet (an unchanged table's poll answered 304 and left in
 place), opens the site, dispatches from the form and watches the command become applied and the
-battery follow; a viewer finds no dispatch form, and refusals (403, 404) in the dashboard's
-layout or, for htmx, in its notice area.
+battery follow; a viewer finds no dispatch form, and refusals (403, 404, 405) in the
+dashboard's layout or, for htmx, in its notice area.
 
 Screenshots of the fleet and site pages (at 1280 px and at phone width) go to var/screenshots/
 for a reviewer. A browser that cannot start fails the test; it never skips."""
@@ -196,8 +196,8 @@ def test_a_viewer_sees_the_site_but_finds_no_dispatch_form(live, browser):
     assert page.locator("#dispatch-form").count() == 0
     assert page.locator("#id_power_kw").count() == 0
 
-    # htmx requests refused (403) or of another site (404): their fragment shows in the page's
-    # notice area, the page stays as it is.
+    # htmx requests refused (403), of another site (404) or with a wrong method (405): their
+    # fragment shows in the page's notice area, the page stays as it is.
     page.evaluate(
         "htmx.ajax('POST', '/app/sites/SITE001/commands', "
         "{source: '#read-only-note', target: '#read-only-note', values: {command: 'set_mode'}})"
@@ -209,6 +209,12 @@ def test_a_viewer_sees_the_site_but_finds_no_dispatch_form(live, browser):
         "{source: '#read-only-note', target: '#read-only-note'})"
     )
     page.locator('#notice [data-error="404"]').wait_for()
+    page.evaluate(
+        "htmx.ajax('DELETE', '/app/sites/SITE001/live', "
+        "{source: '#read-only-note', target: '#read-only-note'})"
+    )  # a wrong method (the live panel is only read): the 405 names the one it takes
+    page.locator('#notice [data-error="405"]').wait_for()
+    assert "This page accepts only GET." in page.inner_text("#notice")
     assert page.locator("#read-only-note").is_visible() and page.locator("#soc-value").count()
 
     # A page that does not exist: the dashboard's own, with the way back to the fleet.
@@ -219,3 +225,17 @@ def test_a_viewer_sees_the_site_but_finds_no_dispatch_form(live, browser):
     shoot(page, "not-found-1280")
     page.click("#error-page a.button")
     page.wait_for_url(f"{url}/app/")
+
+    # A form posted to a page that only shows (the header's form, with its CSRF token, pointed
+    # at the fleet): the dashboard's 405 page, naming the method the page takes.
+    with page.expect_navigation() as posted:
+        page.evaluate(
+            "() => { const form = document.querySelector('.topbar form'); "
+            "form.action = '/app/'; form.submit(); }"
+        )
+    assert posted.value is not None and posted.value.status == 405
+    assert posted.value.headers["allow"] == "GET"
+    assert page.inner_text("#error-page h1").startswith("Method not allowed")
+    assert "This page accepts only GET." in page.inner_text("#error-page")
+    assert page.locator(".topbar").is_visible()
+    shoot(page, "not-allowed-1280")
