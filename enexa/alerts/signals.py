@@ -29,7 +29,9 @@ RULES_BY_EVENT_KIND = {
     "watchdog": ["watchdog_fallback"],
     "mode_change": ["gateway_degraded"],
     "firmware": ["firmware_update_failed"],
-    "command": ["command_failed"],
+    # No `command`: `command_failed` reads Enexa's own commands, which a gateway's `command`
+    # event does not change; their status changes queue it (command_changed below). It queued
+    # a task per dispatched command on the worker that delivers the next ones.
 }
 PRESENCE_RULES = ["site_offline", "telemetry_gap", "gateway_degraded"]
 
