@@ -16,7 +16,7 @@ from enexa.telemetry.signals import (
     site_went_offline,
 )
 
-from .rules import HEALTH_RULES
+from .rules import FAILED_COMMANDS, HEALTH_RULES
 
 # alert (the Alert), sent once committed.
 alert_opened = Signal()
@@ -29,7 +29,9 @@ RULES_BY_EVENT_KIND = {
     "watchdog": ["watchdog_fallback"],
     "mode_change": ["gateway_degraded"],
     "firmware": ["firmware_update_failed"],
-    "command": ["command_failed"],
+    # No `command`: `command_failed` reads Enexa's own commands, which a gateway's `command`
+    # event does not change; their status changes queue it (command_changed below). It queued
+    # a task per dispatched command on the worker that delivers the next ones.
 }
 PRESENCE_RULES = ["site_offline", "telemetry_gap", "gateway_degraded"]
 
@@ -65,5 +67,9 @@ def gateway_health_arrived(sender: Any, site_pks: set[int], **kwargs: Any) -> No
 
 
 @receiver(command_status_changed, dispatch_uid="alerts_command_status_changed")
-def command_changed(sender: Any, command: Any, **kwargs: Any) -> None:
-    _evaluate_soon({command.site_id}, ["command_failed"])
+def command_changed(sender: Any, command: Any, previous: str | None = None, **kwargs: Any) -> None:
+    # Only a change into or out of a failed status can open or resolve `command_failed` (its
+    # window passing is the periodic evaluation's): a delivery (undelivered -> queued) or an
+    # outcome `applied` queued a task per command for nothing, on the worker that delivers.
+    if command.status in FAILED_COMMANDS or previous in FAILED_COMMANDS:
+        _evaluate_soon({command.site_id}, ["command_failed"])

@@ -572,3 +572,29 @@ def test_the_admin_lists_alerts_and_acknowledges_the_selected(admin_client, site
     )
     alert.refresh_from_db()
     assert alert.state == "acknowledged"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_gateways_command_event_queues_no_alert_evaluation(site, enqueued):
+    # command_failed reads Enexa's commands, which the event does not change; each dispatched
+    # command's event used to queue an evaluation on the worker that delivers commands.
+    result = ingest_events(
+        Poster(may_post_for=lambda site_pk: True),
+        {
+            "items": [
+                {
+                    "site_id": site.code,
+                    "event_id": f"e{n}",
+                    "timestamp": timezone.now().isoformat(),
+                    "kind": "command",
+                    "severity": "warning",
+                    "message": "Command c1 (set_grid_limit) failed",
+                    "data": {"command_id": f"c{n}", "command": "set_grid_limit", "status": status},
+                }
+                for n, status in enumerate(["applied", "failed"])
+            ]
+        },
+    )
+    assert result.accepted == 2
+    evaluations = [args for task, args, _ in enqueued if task.name.endswith("evaluate_site")]
+    assert all("command_failed" not in rules for _, rules in evaluations)

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from django.conf import settings
 
 from enexa.celery import app, beat_schedule
@@ -53,3 +54,38 @@ def test_a_web_process_has_its_broker_configured_before_any_request_thread_enque
         },
     )
     assert done.stdout.split() == ["True", "redis://enexa-broker.invalid:6379/5"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_keeps_a_threads_database_connection_from_one_task_to_the_next():
+    # Celery's Django fixup closed every connection around every task: each delivery to
+    # Amperio began by opening a new PostgreSQL connection.
+    from celery import signals
+    from celery.fixups.django import DjangoWorkerFixup
+    from django.db import connection
+
+    from enexa.dispatch.tasks import deliver_command
+
+    fixup = DjangoWorkerFixup(app).install()  # what the worker installs at start
+    around = [(signals.task_prerun, fixup.on_task_prerun)]
+    around.append((signals.task_postrun, fixup.on_task_postrun))
+    try:
+        connection.ensure_connection()
+        kept = connection.connection
+
+        def run_a_task() -> None:
+            signals.task_prerun.send(sender=deliver_command, task_id="t", task=deliver_command)
+            signals.task_postrun.send(sender=deliver_command, task_id="t", task=deliver_command)
+
+        run_a_task()
+        assert connection.connection is kept
+        # One an error left unusable is closed, and the next query opens a new one.
+        connection.errors_occurred = True
+        connection.connection.close()
+        run_a_task()
+        assert connection.connection is None
+    finally:
+        for signal, handler in around:
+            signal.disconnect(handler)
+        signals.worker_process_init.disconnect(fixup.on_worker_process_init)
+        signals.beat_embedded_init.disconnect(fixup.close_database)

@@ -349,3 +349,27 @@ def test_the_admin_shows_a_commands_delivery_attempts(admin_client, site, amperi
     page = admin_client.get(f"/admin/dispatch/command/{command.pk}/change/")
     assert page.status_code == 200
     assert "Accepted by Amperio" in page.content.decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("answer", "evaluated"),
+    [((202, None), False), ((400, {"title": "Invalid input", "detail": "Too much."}), True)],
+)
+def test_only_a_failed_outcome_queues_the_command_failed_rule_on_the_delivering_worker(
+    staff_client, site, amperio, enqueued, answer, evaluated
+):
+    # Every delivery (undelivered -> queued) used to queue an alert evaluation on the worker
+    # that delivers, ahead of the next site's delivery; only a failure can open the alert.
+    amperio.state["answer"] = answer
+    with enqueued.committing(execute=True):
+        post_command(staff_client, command_id="cmd-alert")
+    [(delivery, args, _)] = enqueued
+    enqueued.clear()
+    with enqueued.committing(execute=True):
+        delivery.run(*args)
+    assert Command.objects.get(command_id="cmd-alert").status == (
+        "rejected" if evaluated else "queued"
+    )
+    names = [task.name for task, _, _ in enqueued]
+    assert ("enexa.alerts.tasks.evaluate_site" in names) is evaluated

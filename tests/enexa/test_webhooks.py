@@ -418,6 +418,29 @@ def test_a_command_status_change_is_published_as_command_updated(site, operator,
 
 
 @loopback_allowed
+def test_an_event_no_endpoint_subscribed_to_costs_one_query_and_builds_no_body(
+    site, operator, django_assert_num_queries
+):
+    # A command's status changes on the worker that delivers commands: with no endpoint
+    # subscribed, nothing is serialised and no membership is read.
+    services.create_webhook(
+        owner=operator, url="http://127.0.0.1:9/", events=["site.online"], site_codes=None
+    )
+    built = []
+
+    def body() -> dict:
+        built.append(1)
+        return {"site_id": site.code}
+
+    with django_assert_num_queries(1):
+        assert services.publish("command.updated", site, body) == []
+    assert built == []
+    [code] = services.publish("site.online", site, body)
+    assert built == [1]
+    assert json.loads(WebhookDelivery.objects.get(code=code).body)["data"] == {"site_id": site.code}
+
+
+@loopback_allowed
 def test_opening_and_resolving_an_alert_publishes_both_events(site, operator, enqueued):
     services.create_webhook(
         owner=operator,
