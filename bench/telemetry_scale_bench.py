@@ -23,8 +23,10 @@ from pathlib import Path
 import psycopg
 
 from bench.ingest_bench import (
+    BATCH_CLIENTS,
     DEFAULT_URL,
     REDIS_URL,
+    SINGLE_CLIENTS,
     WORKERS,
     reading,
     run_clients,
@@ -41,7 +43,8 @@ ASKED_INTERVAL_S = 5
 READS = int(os.environ.get("BENCH_FLEET_READS", "15"))
 INGEST_ROUNDS = int(os.environ.get("BENCH_FLEET_INGEST_ROUNDS", "3"))
 SINGLE_POSTS = int(os.environ.get("BENCH_FLEET_SINGLE_POSTS", "1500"))
-BATCHES = int(os.environ.get("BENCH_FLEET_BATCHES", "5"))
+# Batches per round: 5 made each measurement a fifth of a second, too short on a shared machine.
+BATCHES = int(os.environ.get("BENCH_FLEET_BATCHES", "12"))
 TARGET_READ_MS = 100
 TARGET_LATEST_MS = 50
 TARGET_DROP_S = 1.0
@@ -186,7 +189,7 @@ def ingest_rounds(empty: BareEnexa, full: BareEnexa) -> dict:
             json.dumps(reading(n, "SITE001") | {"timestamp": _at(t0, n)}).encode()
             for n in range(-400, 0)
         ]
-        run_clients(server.port, server.api_keys["SITE001"], warm, 8)
+        run_clients(server.port, server.api_keys["SITE001"], warm, SINGLE_CLIENTS)
     for r in range(INGEST_ROUNDS):
         for label, server in (("empty", empty), ("full", full)):
             key = server.api_keys["SITE001"]
@@ -196,7 +199,7 @@ def ingest_rounds(empty: BareEnexa, full: BareEnexa) -> dict:
                 for n in range(SINGLE_POSTS)
             ]
             figures["single"][label].append(
-                run_clients(server.port, key, bodies, 8)["readings_per_s"]
+                run_clients(server.port, key, bodies, SINGLE_CLIENTS)["readings_per_s"]
             )
             first = 100_000 + r * BATCHES * 1000
             batch_key = server.api_keys["SITE002"]
@@ -212,7 +215,7 @@ def ingest_rounds(empty: BareEnexa, full: BareEnexa) -> dict:
                 for b in range(BATCHES)
             ]
             figures["batch"][label].append(
-                run_clients(server.port, batch_key, batches, 2)["readings_per_s"]
+                run_clients(server.port, batch_key, batches, BATCH_CLIENTS)["readings_per_s"]
             )
     out = {}
     for kind, runs in figures.items():
