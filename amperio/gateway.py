@@ -7,11 +7,12 @@ reused, so a task every second does not reconnect to the ChargePost or reopen SQ
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -172,29 +173,48 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+@contextlib.contextmanager
+def _file_lock(gw: Gateway, name: str, *, wait: bool) -> Iterator[bool]:
+    """This gateway's lock `name` across its processes and threads (a file lock, so it goes
+    with a killed process): yields whether it is held; without `wait` it is not when taken."""
+    path = gw.settings.state_dir / "locks" / f"{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def exclusive(func: Callable[..., Any]) -> Callable[..., Any]:
     """Run a cycle only if the same cycle is not already running in this gateway (any process
     or thread); otherwise skip it (returning None). A slow Enexa then holds at most one worker
-    slot per kind of cycle, and the control cycle always finds a free one. The lock is a file
-    lock, so it goes with a killed process."""
+    slot per kind of cycle, and the control cycle always finds a free one."""
 
     @functools.wraps(func)
     def run(gw: Gateway | None = None, now: datetime | None = None) -> Any:
         gw = gw or get_gateway()
-        path = gw.settings.state_dir / "locks" / f"{func.__name__}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+        with _file_lock(gw, func.__name__, wait=False) as held:
+            if not held:
                 log.info("%s still running; this run skipped", func.__name__)
                 return None
-            try:
-                return func(gw, now)
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+            return func(gw, now)
 
     return run
+
+
+def setpoints_lock(gw: Gateway) -> contextlib.AbstractContextManager[bool]:
+    """Held while registers are written from what the setpoint leases say (the control
+    cycle's lease, grid-limit and autonomy steps) and while a command writes its registers and
+    starts its lease. Without it a cycle that read the leases just before a command's write
+    wrote the old value back over the new one, which held until the next cycle. It waits: a
+    command is applied at most one cycle's writes later."""
+    return _file_lock(gw, "setpoints", wait=True)
 
 
 # -- the cycles the tasks run ------------------------------------------------------------------
@@ -204,7 +224,6 @@ def exclusive(func: Callable[..., Any]) -> Callable[..., Any]:
 def run_control_cycle(gw: Gateway | None = None, now: datetime | None = None) -> dict[str, Any]:
     """Read the ChargePosts into the outbox, re-assert setpoint leases, and follow the local
     autonomous policy while Enexa is unreachable."""
-    from amperio.dispatch.autonomy_cycle import CAPPED_KEY, ModeTracker
     from amperio.telemetry import collector  # the Modbus stack loads in the processes that use it
 
     gw = gw or get_gateway()
@@ -223,6 +242,22 @@ def run_control_cycle(gw: Gateway | None = None, now: datetime | None = None) ->
         return result
     client = site_client(clients)
     snapshot = client.site_snapshot(answered) if isinstance(client, SiteClient) else answered[0]
+    with setpoints_lock(gw):
+        _setpoint_steps(gw, client, config, snapshot, now, result)
+    return result
+
+
+def _setpoint_steps(
+    gw: Gateway,
+    client: Any,
+    config: dict[str, Any],
+    snapshot: dict[str, Any],
+    now: datetime,
+    result: dict[str, Any],
+) -> None:
+    """The control cycle's writes: leases re-asserted, the configured grid limit, autonomy."""
+    from amperio.dispatch.autonomy_cycle import CAPPED_KEY, ModeTracker
+
     # Autonomy's mode and the chargers it capped, as the last cycle left them: read once for
     # the lease and autonomy steps.
     mode = ModeTracker.stored_mode(gw.state)
@@ -233,10 +268,9 @@ def run_control_cycle(gw: Gateway | None = None, now: datetime | None = None) ->
     except Exception:  # both steps are tried again next cycle; the reading is already kept
         log.exception("Reading the setpoint leases failed (site %s)", gw.settings.site_id)
         result["grid_limit_written"] = None
-        return result
+        return
     result["grid_limit_written"] = _configured_grid_limit(gw, client, config, snapshot, leases)
     result["autonomy"] = _autonomy(gw, client, config, snapshot, now, mode, capped, leases)
-    return result
 
 
 def _reassert_leases(
@@ -392,7 +426,8 @@ def apply_command(command_id: str, gw: Gateway | None = None) -> CommandRecord:
     gw = gw or get_gateway()
     config = gw.config()
     store = gw.commands()
-    record = store.execute(command_id, site_client(gw.chargeposts(config)), config)
+    with setpoints_lock(gw):
+        record = store.execute(command_id, site_client(gw.chargeposts(config)), config)
     log.info("command %s on %s: %s", command_id, gw.settings.site_id, record.status)
     if record.command == "set_mode" and record.status == APPLIED:
         gw.state.set(StateKey.MODE, store.current_mode())

@@ -1,8 +1,10 @@
 """A site of several ChargePosts: one reading of all their units, each command on its unit."""
 
+import threading
 from datetime import UTC, datetime
 
 from amperio import gateway
+from amperio.chargeposts import SiteClient
 from tests.amperio.limits import TWO_UNIT_LIMITS
 
 
@@ -53,3 +55,38 @@ def test_a_command_naming_a_unit_no_chargepost_holds_writes_nothing(gw, sims):
     record = run(gw, "cmd-chg3", "set_charger_power_limit", {"charger_id": "CHG3", "limit_kw": 42})
     assert record.status == "rejected"
     assert [sim.state.chargers[0].power_limit_kw for sim in sims] == [300.0, 300.0]
+
+
+def test_a_command_applied_while_a_cycle_reasserts_the_leases_is_not_written_over(
+    gw, sims, monkeypatch
+):
+    """The control cycle re-writes the leases it read; a command written in between must not
+    have its new setpoint put back to the old lease's value (gateway.setpoints_lock)."""
+    assert run(gw, "cmd-old", "set_battery_power", {"power_kw": -40}).status == "applied"
+    reasserting, release = threading.Event(), threading.Event()
+    real_write_many = SiteClient.write_many
+
+    def write_many(self, values, *args, **kwargs):
+        if threading.current_thread().name == "cycle" and not reasserting.is_set():
+            reasserting.set()  # the cycle has read the leases and is about to write them
+            release.wait(5)
+        return real_write_many(self, values, *args, **kwargs)
+
+    monkeypatch.setattr(SiteClient, "write_many", write_many)
+    cycle = threading.Thread(
+        target=gateway.run_control_cycle, args=(gw, datetime.now(UTC)), name="cycle"
+    )
+    cycle.start()
+    assert reasserting.wait(5)
+    applied = []
+    command = threading.Thread(
+        target=lambda: applied.append(run(gw, "cmd-new", "set_battery_power", {"power_kw": -80}))
+    )
+    command.start()
+    command.join(0.5)  # the command waits for the cycle's writes instead of racing them
+    release.set()
+    cycle.join(5)
+    command.join(5)
+    assert applied[0].status == "applied", applied[0].detail
+    assert [b.setpoint_kw for sim in sims for b in sim.state.batteries] == [-20.0] * 4
+    assert {lease["command_id"] for lease in gw.commands().leases()} == {"cmd-new"}
