@@ -6,6 +6,7 @@ import hmac
 import json
 import logging
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -172,24 +173,27 @@ def authenticate_api_key(
         return None
     now = timezone.now()
     principal = _principal_of(row, lookup, secret, client_ip, now)
-    stale_before = now - LAST_USED_RESOLUTION
-    if principal is not None and (row.last_used_at is None or row.last_used_at < stale_before):
-        with keycache.unchanged():  # a key's last use decides nothing the lookup returns
-            ApiKey.objects.filter(pk=row.key_pk).filter(
-                Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale_before)
-            ).update(last_used_at=now)
-        keycache.note_used(lookup, now)
+    if principal is not None:
+        _note_use(row, lookup, now)
     return principal
 
 
-def cached_principal(
-    raw_key: str, client_ip: str | None = None
-) -> tuple[ControllerPrincipal, bytes] | None:
-    """What authenticate_api_key would decide from this process's cached row of the key, and
-    the generation the row was read under; None when no row is cached or it authenticates no
-    one. Reads no database and writes nothing: the decision holds only once the caller has
-    confirmed with Redis that the generation is still current (then authenticate_api_key with
-    that generation decides the same from the cache, and records the key's use)."""
+@dataclass(frozen=True)
+class CachedKey:
+    """What this process's cached row of a presented key decides (cached_api_key), and what
+    recording its use needs."""
+
+    principal: ControllerPrincipal
+    generation: bytes  # the key cache's generation the row was read under
+    lookup: str
+    row: keycache.KeyRow
+
+
+def cached_api_key(raw_key: str, client_ip: str | None = None) -> CachedKey | None:
+    """What authenticate_api_key would decide from this process's cached row of the key; None
+    when no row is cached or it authenticates no one. Reads no database and writes nothing:
+    the decision holds only once the caller has confirmed with Redis that the row's generation
+    is still current (then record_key_use records the key's use)."""
     parts = _split_credential(raw_key, API_KEY_PREFIX)
     if parts is None:
         return None
@@ -199,7 +203,23 @@ def cached_principal(
         return None
     generation, row = cached
     principal = _principal_of(row, lookup, secret, client_ip, timezone.now())
-    return None if principal is None else (principal, generation)
+    return None if principal is None else CachedKey(principal, generation, lookup, row)
+
+
+def record_key_use(key: CachedKey) -> None:
+    """A cached key's use, confirmed current, recorded as authenticate_api_key records it."""
+    _note_use(key.row, key.lookup, timezone.now())
+
+
+def _note_use(row: keycache.KeyRow, lookup: str, now: datetime) -> None:
+    """The key's last use, written at most once per LAST_USED_RESOLUTION."""
+    stale_before = now - LAST_USED_RESOLUTION
+    if row.last_used_at is None or row.last_used_at < stale_before:
+        with keycache.unchanged():  # a key's last use decides nothing the lookup returns
+            ApiKey.objects.filter(pk=row.key_pk).filter(
+                Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale_before)
+            ).update(last_used_at=now)
+        keycache.note_used(lookup, now)
 
 
 def _principal_of(

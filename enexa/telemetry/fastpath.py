@@ -36,9 +36,9 @@ from enexa.audit import services as audit
 from enexa.core import metrics
 from enexa.core.errors import DomainError, InvalidInput
 from enexa.core.network import client_ip
-from enexa.core.principals import API_KEY_PREFIX, principal_label
+from enexa.core.principals import API_KEY_PREFIX, ControllerPrincipal, principal_label
 from enexa.provisioning import keycache
-from enexa.provisioning.services import authenticate_api_key, cached_principal
+from enexa.provisioning.services import authenticate_api_key, cached_api_key, record_key_use
 from shared.logs import REQUEST_ID_HEADER, REQUEST_ID_META, accept_request_id, request_context
 
 from . import services
@@ -106,19 +106,20 @@ def respond(request: HttpRequest) -> HttpResponse | None:
     return response
 
 
-def _authenticated_and_counted(request: HttpRequest, token: str, cost: int) -> bool:
-    """Whether the key authenticates (request.user is then its principal) and the call fits its
-    rate limit, counted; False leaves the request to the full stack, nothing counted (it counts
-    a failed authentication there and answers 401, or answers 429). Raises Throttled for an
-    address over its failed authentications and DomainError for one outside the allowlist."""
+def _authenticated_and_counted(
+    request: HttpRequest, token: str, cost: int
+) -> ControllerPrincipal | None:
+    """The key's principal (also set as request.user) when it authenticates and the call fits
+    its rate limit, counted; None leaves the request to the full stack, nothing counted (it
+    counts a failed authentication there and answers 401, or answers 429). Raises Throttled for
+    an address over its failed authentications and DomainError for one outside the allowlist."""
     ip = client_ip(request)
-    cached = cached_principal(token, client_ip=ip) if keycache.enabled() else None
+    cached = cached_api_key(token, client_ip=ip) if keycache.enabled() else None
     if cached is not None:
         # The key's row is in this process's cache: one Redis round trip confirms its
         # generation is still current, checks the address's failed authentications and counts
         # the call, instead of one round trip for the first two and another to count.
-        principal, generation = cached
-        request.user = principal  # type: ignore[attr-defined]
+        request.user = cached.principal  # type: ignore[attr-defined]
         scope, ident = throttling.scope_and_ident(request, VIEW)
         try:
             wait = throttling.count_call_if_current(
@@ -127,18 +128,15 @@ def _authenticated_and_counted(request: HttpRequest, token: str, cost: int) -> b
                 ident,
                 cost,
                 generation_key=keycache.generation_key(),
-                generation=generation,
+                generation=cached.generation,
             )
         except throttling.NotCounted:
             del request.user  # type: ignore[attr-defined] # decided again below
         else:
             if wait is not None:
-                return False
-            # Current: the same decision from the cache, recording the key's use.
-            if authenticate_api_key(token, client_ip=ip, generation=generation) is not None:
-                return True
-            request.enexa_call_counted = True  # type: ignore[attr-defined] # expired just now
-            return False
+                return None
+            record_key_use(cached)
+            return cached.principal
     # One Redis round trip: the address's failed authentications and the key cache's
     # generation (a generation that is not there yet is created by the key check).
     generation = throttling.refuse_after_auth_failures(
@@ -146,10 +144,10 @@ def _authenticated_and_counted(request: HttpRequest, token: str, cost: int) -> b
     )
     principal = authenticate_api_key(token, client_ip=ip, generation=generation)
     if principal is None:
-        return False  # the full stack counts the failure and answers 401
+        return None  # the full stack counts the failure and answers 401
     request.user = principal  # type: ignore[attr-defined]
     scope, ident = throttling.scope_and_ident(request, VIEW)
-    return throttling.count_call(scope, ident, cost) is None
+    return principal if throttling.count_call(scope, ident, cost) is None else None
 
 
 def _ingest(request: HttpRequest, token: str) -> HttpResponse | None:
@@ -165,11 +163,11 @@ def _ingest(request: HttpRequest, token: str) -> HttpResponse | None:
     except orjson.JSONDecodeError:
         return None
     try:
-        if not _authenticated_and_counted(request, token, throttling.cost_of(data)):
-            return None
+        principal = _authenticated_and_counted(request, token, throttling.cost_of(data))
     except (Throttled, DomainError):
         return None
-    principal = request.user  # type: ignore[attr-defined]
+    if principal is None:
+        return None
     collecting = audit.start_collecting()
     try:
         # The audit entry goes into the statement that stores the readings: one commit for both.
