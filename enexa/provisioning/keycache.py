@@ -127,14 +127,8 @@ def current_generation() -> bytes | None:
 
 def cached(lookup: str, generation: bytes | None) -> KeyRow | None:
     """The row read for `lookup` under `generation`, if still valid."""
-    if generation is None:
-        return None
-    entry = _entries.get(lookup)
-    if entry is None or entry.generation != generation:
-        return None
-    if time.monotonic() - entry.loaded_at > MAX_AGE_S:
-        return None
-    return entry.row
+    held = latest(lookup) if generation is not None else None
+    return held[1] if held is not None and held[0] == generation else None
 
 
 def latest(lookup: str) -> tuple[bytes, KeyRow] | None:
